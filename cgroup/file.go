@@ -1,0 +1,128 @@
+// Package cgroup finds, creates, configures and removes cgroup v2 groups.
+//
+// Every read and write of a cgroupfs file goes through ReadFile and WriteFile, so that each error
+// names the file and, for writes, the value that the kernel refused.
+package cgroup
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// WriteError is a write to a cgroupfs file that the kernel refused.
+type WriteError struct {
+	Path  string
+	Value string
+	Err   error
+}
+
+func (e *WriteError) Error() string {
+	return fmt.Sprintf("write %q to %s: %v", e.Value, e.Path, e.Err)
+}
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// ParseError is a cgroupfs or procfs file whose content cgrun cannot read.
+type ParseError struct {
+	Path string
+	Line string
+	Err  error
+}
+
+func (e *ParseError) Error() string {
+	if e.Line == "" {
+		return fmt.Sprintf("parse %s: %v", e.Path, e.Err)
+	}
+	return fmt.Sprintf("parse %s: line %q: %v", e.Path, e.Line, e.Err)
+}
+
+func (e *ParseError) Unwrap() error { return e.Err }
+
+// ReadFile reads one file of the group at dir, without the trailing newline.
+func ReadFile(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return "", err // *fs.PathError already names the file
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// WriteFile writes value to one file of the group at dir in a single write(2), as the kernel
+// expects: cgroupfs files act on each write, not on the file's final content.
+func WriteFile(dir, name, value string) error {
+	path := filepath.Join(dir, name)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return &WriteError{Path: path, Value: value, Err: unwrapPath(err)}
+	}
+	_, err = f.WriteString(value)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &WriteError{Path: path, Value: value, Err: unwrapPath(err)}
+	}
+	return nil
+}
+
+// ReadKeyed reads a flat keyed file ("key value" per line, as memory.events and cgroup.events).
+func ReadKeyed(dir, name string) (map[string]uint64, error) {
+	path := filepath.Join(dir, name)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseKeyed(path, b)
+}
+
+// ParseKeyed parses the content of a flat keyed file; path only names it in errors.
+func ParseKeyed(path string, content []byte) (map[string]uint64, error) {
+	m := make(map[string]uint64)
+	sc := bufio.NewScanner(bytes.NewReader(content))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, &ParseError{Path: path, Line: line, Err: errors.New("want \"key value\"")}
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return nil, &ParseError{Path: path, Line: line, Err: err}
+		}
+		m[k] = n
+	}
+	return m, nil
+}
+
+// ReadUint reads a file holding one number or "max"; "max" reads as ok=false.
+func ReadUint(dir, name string) (n uint64, ok bool, err error) {
+	s, err := ReadFile(dir, name)
+	if err != nil {
+		return 0, false, err
+	}
+	if s == "max" {
+		return 0, false, nil
+	}
+	n, err = strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, false, &ParseError{Path: filepath.Join(dir, name), Line: s, Err: err}
+	}
+	return n, true, nil
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

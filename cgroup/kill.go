@@ -1,0 +1,68 @@
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// Kill sends SIGKILL to every process in the group dir and below, and waits until it is empty.
+// It uses cgroup.kill (Linux 5.14), which cannot race with forks. Where that file is missing it
+// freezes the group (cgroup.freeze, Linux 5.2) so nothing can fork, kills every listed process,
+// thaws it so the kills are delivered, and repeats until the group is empty.
+func Kill(ctx context.Context, dir string) error {
+	err := WriteFile(dir, "cgroup.kill", "1")
+	switch {
+	case err == nil:
+		return WaitEmpty(ctx, dir)
+	case errors.Is(err, os.ErrNotExist):
+		if _, serr := os.Stat(dir); serr != nil {
+			return nil // the group itself is gone
+		}
+		return killFrozen(ctx, dir)
+	}
+	return err
+}
+
+func killFrozen(ctx context.Context, dir string) error {
+	for {
+		busy, err := Populated(dir)
+		if err != nil || !busy {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("kill %s: %w", dir, err)
+		}
+		_ = WriteFile(dir, "cgroup.freeze", "1") // best effort: without it, kill what we see
+		if err := killListed(dir); err != nil {
+			return err
+		}
+		_ = WriteFile(dir, "cgroup.freeze", "0")
+		wctx, cancel := context.WithTimeout(ctx, 100e6)
+		err = WaitEmpty(wctx, dir)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+}
+
+func killListed(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		pids, err := Procs(p)
+		if err != nil {
+			return nil
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL) // ESRCH: it already went
+		}
+		return nil
+	})
+}

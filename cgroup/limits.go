@@ -1,0 +1,101 @@
+package cgroup
+
+import (
+	"fmt"
+
+	"github.com/containerd/cgroups/v3/cgroup2"
+)
+
+// Limits are the settings cgrun writes into a fresh group before anything runs in it.
+// A Limit that is not Set leaves the kernel's default alone.
+type Limits struct {
+	MemoryMax     Limit
+	MemoryHigh    Limit
+	MemoryLow     Limit
+	MemorySwapMax Limit
+	PidsMax       Limit
+	OOMGroup      bool // memory.oom.group: the OOM killer takes the whole group, not one process
+}
+
+// Validate checks the limits against each other.
+func (l Limits) Validate() error {
+	if l.MemoryHigh.Above(l.MemoryMax) {
+		return fmt.Errorf("--memory-high %s is above --memory-max %s: memory.high must not exceed memory.max", l.MemoryHigh.Human(), l.MemoryMax.Human())
+	}
+	if l.MemoryLow.Above(l.MemoryMax) {
+		return fmt.Errorf("--memory-low %s is above --memory-max %s: memory.low must not exceed memory.max", l.MemoryLow.Human(), l.MemoryMax.Human())
+	}
+	return nil
+}
+
+// Apply writes the limits into the group dir. Numbers go through containerd/cgroups; the values
+// it cannot express go straight to the files: "max" (it would write -1), memory.high and
+// memory.oom.group (so that they are written in a fixed order, high before max).
+func (l Limits) Apply(dir string, h Hierarchy) error {
+	mgr, err := cgroup2.Load(h.Rel(dir), cgroup2.WithMountpoint(h.Mount))
+	if err != nil {
+		return fmt.Errorf("load group %s: %w", dir, err)
+	}
+	var mem cgroup2.Memory
+	var direct [][2]string
+	for _, s := range []struct {
+		file  string
+		limit Limit
+		field **int64
+	}{
+		{"memory.swap.max", l.MemorySwapMax, &mem.Swap},
+		{"memory.low", l.MemoryLow, &mem.Low},
+		{"memory.high", l.MemoryHigh, nil},
+		{"memory.max", l.MemoryMax, &mem.Max},
+	} {
+		switch {
+		case !s.limit.Set:
+		case s.limit.Max || s.field == nil:
+			direct = append(direct, [2]string{s.file, s.limit.String()})
+		default:
+			v := int64(s.limit.Value)
+			*s.field = &v
+		}
+	}
+	res := &cgroup2.Resources{Memory: &mem}
+	if l.PidsMax.Set {
+		res.Pids = &cgroup2.Pids{Max: -1}
+		if !l.PidsMax.Max {
+			res.Pids.Max = int64(l.PidsMax.Value)
+		}
+	}
+	if err := mgr.Update(res); err != nil {
+		return fmt.Errorf("set limits on %s (%s): %w", dir, l, err)
+	}
+	oom := "0"
+	if l.OOMGroup {
+		oom = "1"
+	}
+	direct = append(direct, [2]string{"memory.oom.group", oom})
+	for _, kv := range direct {
+		if err := WriteFile(dir, kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// String lists the limits that are set, for messages: "memory.max=64M pids.max=100".
+func (l Limits) String() string {
+	var s string
+	for _, kv := range []struct {
+		name string
+		v    Limit
+	}{{"memory.max", l.MemoryMax}, {"memory.high", l.MemoryHigh}, {"memory.low", l.MemoryLow}, {"memory.swap.max", l.MemorySwapMax}} {
+		if kv.v.Set {
+			s += fmt.Sprintf(" %s=%s", kv.name, kv.v.Human())
+		}
+	}
+	if l.PidsMax.Set {
+		s += " pids.max=" + l.PidsMax.String()
+	}
+	if s == "" {
+		return "no limits"
+	}
+	return s[1:]
+}

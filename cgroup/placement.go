@@ -1,0 +1,116 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Site is a place in the hierarchy where cgrun may create payload groups: a group with the
+// memory and pids controllers enabled for its children. A Site is made by one of the placements
+// below and undone with Release.
+//
+// The placements differ only in how the site's group is found and readied:
+//   - Nest: the process's own group, where nothing else can be asked (no systemd: a container,
+//     a plain host, the test VM): cgrun moves itself into a leaf of its own and enables the
+//     controllers on the group it left.
+//   - Under: a group the user names with --parent.
+//
+// A systemd unit with Delegate=yes, and a transient scope asked for over D-Bus, are the own group
+// again once systemd has made it; they end in Nest.
+type Site struct {
+	Dir     string // the group under which payload groups are created
+	release []func() error
+}
+
+// Release undoes what made the site, last step first, and reports every step that failed.
+func (s *Site) Release() error {
+	var errs []error
+	for i := len(s.release) - 1; i >= 0; i-- {
+		errs = append(errs, s.release[i]())
+	}
+	s.release = nil
+	return errors.Join(errs...)
+}
+
+func (s *Site) undo(f func() error) { s.release = append(s.release, f) }
+
+// Nest readies the process's own group: it creates the leaf <own>/<leaf>, moves the calling
+// process (all its threads) into it, and enables memory and pids for the children of <own> in
+// one write. On failure it puts everything back.
+func Nest(h Hierarchy, leaf string) (*Site, error) {
+	own := h.SelfDir()
+	s := &Site{Dir: own}
+	leafDir := filepath.Join(own, leaf)
+	if err := Create(leafDir); err != nil {
+		return nil, err
+	}
+	s.undo(func() error { return Remove(leafDir) })
+	if err := Move(leafDir, 0); err != nil {
+		_ = s.Release()
+		return nil, err
+	}
+	s.undo(func() error { return Move(own, 0) })
+	enabled, err := EnableControllers(own, "memory", "pids")
+	if err != nil {
+		_ = s.Release()
+		return nil, err
+	}
+	s.undo(func() error { return disableIfOnly(own, leaf, enabled) })
+	return s, nil
+}
+
+// Under readies the group parent (a path in the hierarchy, or a directory under its mount), which
+// must exist and hold no processes of its own.
+func Under(h Hierarchy, parent string) (*Site, error) {
+	dir, err := ParentDir(h, parent)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
+		return nil, &HostError{Err: ErrNoSuchParent, Path: dir,
+			What: fmt.Sprintf("--parent %s: no such group (%s)", parent, dir),
+			Fix:  "create it first (mkdir " + dir + ") or leave --parent out"}
+	}
+	enabled, err := EnableControllers(dir, "memory", "pids")
+	if err != nil {
+		return nil, err
+	}
+	s := &Site{Dir: dir}
+	s.undo(func() error { return disableIfOnly(dir, "", enabled) })
+	return s, nil
+}
+
+// ParentDir turns the --parent argument into a directory: "/sys/fs/cgroup/x", "/x" and "x" all
+// name the group x when cgroup2 is mounted on /sys/fs/cgroup.
+func ParentDir(h Hierarchy, parent string) (string, error) {
+	p := parent
+	if rest, ok := strings.CutPrefix(p, h.Mount); ok && (rest == "" || rest[0] == '/') {
+		p = rest
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("--parent %q: must not contain \"..\"", parent)
+		}
+	}
+	return h.Dir(p), nil
+}
+
+// disableIfOnly turns off the controllers cgrun enabled on dir, unless another group (one not
+// named keep) still sits under dir and may rely on them.
+func disableIfOnly(dir, keep string, enabled []string) error {
+	if len(enabled) == 0 {
+		return nil
+	}
+	kids, err := Children(dir)
+	if err != nil {
+		return err
+	}
+	if slices.ContainsFunc(kids, func(k string) bool { return k != keep }) {
+		return nil
+	}
+	return DisableControllers(dir, enabled...)
+}

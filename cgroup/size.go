@@ -1,0 +1,162 @@
+package cgroup
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Limit is a memory or pids limit: a number, or no limit at all ("max").
+// The zero value means "not set": cgrun leaves the kernel's value alone.
+type Limit struct {
+	Set   bool
+	Max   bool   // no limit: the kernel's "max"
+	Value uint64 // bytes (memory) or a count (pids) when !Max
+}
+
+// Unlimited is the limit written as "max".
+var Unlimited = Limit{Set: true, Max: true}
+
+// Bytes is a limit of n.
+func Bytes(n uint64) Limit { return Limit{Set: true, Value: n} }
+
+// String is the value as the kernel's files take it: a decimal number or "max".
+func (l Limit) String() string {
+	switch {
+	case !l.Set:
+		return ""
+	case l.Max:
+		return "max"
+	}
+	return strconv.FormatUint(l.Value, 10)
+}
+
+// Human is the limit for people: 64M, 1.5G, max.
+func (l Limit) Human() string {
+	switch {
+	case !l.Set:
+		return "unset"
+	case l.Max:
+		return "max"
+	}
+	return FormatSize(l.Value)
+}
+
+// Above reports whether l is a larger limit than m; "max" is above every number.
+func (l Limit) Above(m Limit) bool {
+	switch {
+	case !l.Set || !m.Set || m.Max:
+		return false
+	case l.Max:
+		return true
+	}
+	return l.Value > m.Value
+}
+
+// ErrBadSize is wrapped by every size that ParseSize refuses.
+var ErrBadSize = errors.New("bad size")
+
+// ParseSize reads a memory size the way systemd reads MemoryMax=: bytes, or a number with K, M, G,
+// T, P or E (base 1024, an optional B or iB after it, fractions allowed: 1.5G), "infinity" or
+// "max", or a percentage of physical memory ("75%"). physical is the machine's memory in bytes.
+func ParseSize(s string, physical uint64) (Limit, error) {
+	in := strings.TrimSpace(s)
+	bad := func(why string) (Limit, error) {
+		return Limit{}, fmt.Errorf("%w %q: %s (want bytes, a number with K, M, G or T, a percentage such as 75%%, or max)", ErrBadSize, s, why)
+	}
+	switch strings.ToLower(in) {
+	case "":
+		return bad("empty")
+	case "max", "infinity":
+		return Unlimited, nil
+	}
+	if p, ok := strings.CutSuffix(in, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || math.IsNaN(f) || f < 0 || f > 100 || strings.ContainsAny(p, "eEx_+") {
+			return bad("a percentage must be a number from 0 to 100")
+		}
+		return Bytes(uint64(float64(physical) * f / 100)), nil
+	}
+	i := strings.IndexFunc(in, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	if i < 0 {
+		i = len(in)
+	}
+	num, unit := in[:i], strings.ToUpper(strings.TrimSpace(in[i:]))
+	shift, ok := sizeUnits[unit]
+	if !ok {
+		return bad("unknown unit " + strconv.Quote(in[i:]))
+	}
+	if num == "" || num == "." || strings.Count(num, ".") > 1 {
+		return bad("not a number")
+	}
+	if shift == 0 && strings.Contains(num, ".") {
+		return bad("a number of bytes must be whole")
+	}
+	whole, frac, _ := strings.Cut(num, ".")
+	w, err := strconv.ParseUint(orZero(whole), 10, 64)
+	if err != nil {
+		return bad("not a number")
+	}
+	if shift > 0 && w > math.MaxUint64>>shift {
+		return bad("too large")
+	}
+	v := w << shift
+	if frac != "" {
+		f, err := strconv.ParseFloat("0."+frac, 64)
+		if err != nil {
+			return bad("not a number")
+		}
+		v += uint64(f * float64(uint64(1)<<shift))
+	}
+	return Bytes(v), nil
+}
+
+var sizeUnits = map[string]uint{
+	"": 0, "B": 0,
+	"K": 10, "KB": 10, "KIB": 10,
+	"M": 20, "MB": 20, "MIB": 20,
+	"G": 30, "GB": 30, "GIB": 30,
+	"T": 40, "TB": 40, "TIB": 40,
+	"P": 50, "PB": 50, "PIB": 50,
+	"E": 60, "EB": 60, "EIB": 60,
+}
+
+func orZero(s string) string {
+	if s == "" {
+		return "0"
+	}
+	return s
+}
+
+// ParseCount reads a count such as pids.max: a whole number, "max" or "infinity".
+func ParseCount(s string) (Limit, error) {
+	in := strings.TrimSpace(s)
+	switch strings.ToLower(in) {
+	case "max", "infinity":
+		return Unlimited, nil
+	}
+	n, err := strconv.ParseUint(in, 10, 64)
+	if err != nil || strings.HasPrefix(in, "+") {
+		return Limit{}, fmt.Errorf("%w %q: want a whole number or max", ErrBadSize, s)
+	}
+	return Limit{Set: true, Value: n}, nil
+}
+
+// FormatSize writes n bytes the way ParseSize reads them, shortest first: 64M, 1.5G, 4096.
+func FormatSize(n uint64) string {
+	units := []string{"E", "P", "T", "G", "M", "K"}
+	for i, u := range units {
+		shift := uint(60 - 10*i)
+		if n < 1<<shift {
+			continue
+		}
+		if n%(1<<shift) == 0 {
+			return strconv.FormatUint(n>>shift, 10) + u
+		}
+		f := float64(n) / float64(uint64(1)<<shift)
+		return strconv.FormatFloat(f, 'f', 1, 64) + u
+	}
+	return strconv.FormatUint(n, 10)
+}

@@ -1,0 +1,76 @@
+// Command cgrun runs one command, and everything it forks, in a cgroup v2 group of its own with
+// kernel-enforced memory and pids limits.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+
+	"github.com/cgrun/cgrun/launch"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3"; otherwise the module
+// version or VCS revision from the build info is shown.
+var version = ""
+
+const usage = `cgrun gives one command its own cgroup v2 memory space.
+
+Usage:
+  cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
+  cgrun version                           print the version
+  cgrun help [run]                        show this help, or the help of run
+
+Run 'cgrun run --help' for the flags and examples.
+`
+
+func main() {
+	os.Exit(cgrun(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+func cgrun(args, env []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return launch.ExitFailure
+	}
+	switch args[0] {
+	case launch.EnterCommand:
+		err := launch.Enter(args[1:])
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.Code(err)
+	case "run":
+		return runCommand(args[1:], env, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "cgrun %s\n", versionString())
+		return 0
+	case "help", "--help", "-h":
+		if len(args) > 1 && args[1] == "run" {
+			return runCommand([]string{"--help"}, env, stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "cgrun: unknown command %q; try 'cgrun help'\n", args[0])
+	return launch.ExitFailure
+}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(unknown)"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+dirty"
+		}
+	}
+	return v + " " + bi.GoVersion
+}

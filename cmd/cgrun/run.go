@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+const runUsage = `Usage: cgrun run [flags] -- COMMAND [ARG...]
+
+Runs COMMAND, and everything it forks, in a fresh cgroup v2 group with the limits below,
+forwards signals to it, and removes the group and all that is left in it when COMMAND exits.
+cgrun exits with COMMAND's exit code, 128+N when it died of signal N, 125 when cgrun itself
+failed, 126 when COMMAND cannot be executed and 127 when it is not found.
+
+Sizes are bytes or a number with K, M, G or T (base 1024; 1.5G works), a percentage of the
+machine's memory (75%), or max / infinity for no limit. Every flag can also be given as an
+environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP, and so
+on; a flag on the command line wins over the environment.
+
+Flags:
+%s
+Examples:
+  # a queue worker that may never take more than 512M; the kernel throttles it at 400M
+  cgrun run --memory-max 512M --memory-high 400M -- node dist/worker.js
+
+  # what does the test suite really peak at, children included? (no limit, just a group)
+  cgrun run --name tests -- npm test
+
+  # the same limits from the environment, as in a PM2 or supervisord env block
+  CGRUN_MEMORY_MAX=1G CGRUN_PIDS_MAX=256 cgrun run -- php-fpm8.2 -F
+
+  # nest under a group you made and delegated yourself
+  cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
+`
+
+// runFlags are the flags of `cgrun run`, as given.
+type runFlags struct {
+	memoryMax, memoryHigh, memoryLow, memorySwapMax, pidsMax string
+	name, parent                                             string
+	oomGroup                                                 bool
+}
+
+func newRunFlagSet(f *runFlags) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
+	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
+	fs.StringVar(&f.memoryMax, "memory-max", "", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
+	fs.StringVar(&f.memoryHigh, "memory-high", "", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
+	fs.StringVar(&f.memoryLow, "memory-low", "", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
+	fs.StringVar(&f.memorySwapMax, "memory-swap-max", "", "swap limit (memory.swap.max); 0 keeps the group out of swap")
+	fs.StringVar(&f.pidsMax, "pids-max", "", "most processes and threads at once (pids.max): a number or max")
+	fs.StringVar(&f.name, "name", "", "name of the group and of cgrun's messages (default: the command's base name)")
+	fs.StringVar(&f.parent, "parent", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
+	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
+	return fs
+}
+
+func runCommand(args, env []string, stdout, stderr io.Writer) int {
+	var f runFlags
+	fs := newRunFlagSet(&f)
+	fs.SetOutput(io.Discard)
+	help := fs.BoolP("help", "h", false, "show this help")
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.Code(err)
+	}
+	if err := fs.Parse(args); err != nil {
+		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
+	}
+	if *help {
+		fmt.Fprint(stdout, strings.Replace(runUsage, "%s\n", fs.FlagUsagesWrapped(100), 1))
+		return 0
+	}
+	fromEnv, err := applyEnv(fs, env)
+	if err != nil {
+		return fail(err)
+	}
+	cmd := fs.Args()
+	if len(cmd) == 0 {
+		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
+	}
+	limits, err := f.limits(func(flag string) string {
+		if v, ok := fromEnv[flag]; ok {
+			return v
+		}
+		return "--" + flag
+	})
+	if err != nil {
+		return fail(err)
+	}
+	code, err := launch.Run(launch.Config{
+		Command:  cmd,
+		Env:      childEnv(env),
+		Name:     f.name,
+		Limits:   limits,
+		Parent:   f.parent,
+		NoClone3: envValue(env, "CGRUN_NO_CLONE3") == "1",
+		Log:      stderr,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return code
+}
+
+// limits turns the size flags into limits; origin names where a flag's value came from (the
+// flag or its environment variable) in errors.
+func (f *runFlags) limits(origin func(flag string) string) (cgroup.Limits, error) {
+	l := cgroup.Limits{OOMGroup: f.oomGroup}
+	phys := physicalMemory()
+	for _, s := range []struct {
+		flag, value string
+		into        *cgroup.Limit
+	}{
+		{"memory-max", f.memoryMax, &l.MemoryMax},
+		{"memory-high", f.memoryHigh, &l.MemoryHigh},
+		{"memory-low", f.memoryLow, &l.MemoryLow},
+		{"memory-swap-max", f.memorySwapMax, &l.MemorySwapMax},
+	} {
+		if s.value == "" {
+			continue
+		}
+		v, err := cgroup.ParseSize(s.value, phys)
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", origin(s.flag), err)
+		}
+		*s.into = v
+	}
+	if f.pidsMax != "" {
+		v, err := cgroup.ParseCount(f.pidsMax)
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", origin("pids-max"), err)
+		}
+		l.PidsMax = v
+	}
+	return l, l.Validate()
+}
+
+// physicalMemory is the machine's RAM in bytes, for sizes given as a percentage.
+func physicalMemory() uint64 {
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return 0
+	}
+	return uint64(si.Totalram) * uint64(si.Unit)
+}
+
+// envName is the variable that can set a flag: --memory-max is CGRUN_MEMORY_MAX.
+func envName(flag string) string {
+	return "CGRUN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// applyEnv sets every flag not given on the command line from its CGRUN_ variable, if set, and
+// returns the variables it used, by flag name.
+func applyEnv(fs *pflag.FlagSet, env []string) (map[string]string, error) {
+	var err error
+	used := map[string]string{}
+	fs.VisitAll(func(fl *pflag.Flag) {
+		if err != nil || fl.Changed || fl.Name == "help" {
+			return
+		}
+		v, ok := lookupEnv(env, envName(fl.Name))
+		if !ok {
+			return
+		}
+		if serr := fs.Set(fl.Name, v); serr != nil {
+			err = fmt.Errorf("%s=%q: %v", envName(fl.Name), v, serr)
+		}
+		used[fl.Name] = envName(fl.Name)
+	})
+	return used, err
+}
+
+// childEnv is cgrun's environment less the CGRUN_ variables that configured this run, so that a
+// cgrun the command starts in turn does not inherit them.
+func childEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "CGRUN_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func lookupEnv(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func envValue(env []string, key string) string {
+	v, _ := lookupEnv(env, key)
+	return v
+}
