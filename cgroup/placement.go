@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Site is a place in the hierarchy where cgrun may create payload groups: a group with the
@@ -53,18 +55,30 @@ func Nest(h Hierarchy, leaf string) (*Site, error) {
 		_ = s.Release()
 		return nil, err
 	}
-	s.undo(func() error { return Move(own, 0) })
+	var enabled []string
+	s.undo(func() error {
+		// A group with controllers on for its children takes no processes, except the root;
+		// then turn off what cgrun turned on, if no other group relies on it, and try again.
+		err := Move(own, 0)
+		if errors.Is(err, unix.EBUSY) && len(enabled) > 0 {
+			if derr := disableIfOnly(own, leaf, enabled); derr != nil {
+				return errors.Join(err, derr)
+			}
+			err = Move(own, 0)
+		}
+		return err
+	})
 	enabled, err := EnableControllers(own, "memory", "pids")
 	if err != nil {
 		_ = s.Release()
 		return nil, err
 	}
-	s.undo(func() error { return disableIfOnly(own, leaf, enabled) })
 	return s, nil
 }
 
 // Under readies the group parent (a path in the hierarchy, or a directory under its mount), which
-// must exist and hold no processes of its own.
+// must exist and hold no processes of its own. The controllers it enables there stay on: the
+// group is the user's, and other groups under it may rely on them.
 func Under(h Hierarchy, parent string) (*Site, error) {
 	dir, err := ParentDir(h, parent)
 	if err != nil {
@@ -75,13 +89,10 @@ func Under(h Hierarchy, parent string) (*Site, error) {
 			What: fmt.Sprintf("--parent %s: no such group (%s)", parent, dir),
 			Fix:  "create it first (mkdir " + dir + ") or leave --parent out"}
 	}
-	enabled, err := EnableControllers(dir, "memory", "pids")
-	if err != nil {
+	if _, err := EnableControllers(dir, "memory", "pids"); err != nil {
 		return nil, err
 	}
-	s := &Site{Dir: dir}
-	s.undo(func() error { return disableIfOnly(dir, "", enabled) })
-	return s, nil
+	return &Site{Dir: dir}, nil
 }
 
 // ParentDir turns the --parent argument into a directory: "/sys/fs/cgroup/x", "/x" and "x" all

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// The test binary doubles as the payload of the integration tests: with CGRUNTEST_HELPER=1 it
+// runs one of the helpers below instead of the tests. (cgrun strips CGRUN_* variables from the
+// child's environment, hence the different prefix.)
+func TestMain(m *testing.M) {
+	if os.Getenv("CGRUNTEST_HELPER") == "1" {
+		os.Exit(helper(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// helperReport is what a helper prints about the group it runs in, as one JSON line.
+type helperReport struct {
+	Pid    int               `json:"pid"`
+	Group  string            `json:"group"` // as in /proc/self/cgroup
+	Dir    string            `json:"dir"`
+	Files  map[string]string `json:"files"`
+	Events map[string]uint64 `json:"events"`
+	Note   string            `json:"note,omitempty"`
+}
+
+func report(note string) {
+	r := helperReport{Pid: os.Getpid(), Files: map[string]string{}, Note: note}
+	if h, err := cgroup.Detect(); err == nil {
+		r.Group, r.Dir = h.Self, h.SelfDir()
+		for _, f := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "memory.oom.group", "pids.max", "memory.peak"} {
+			r.Files[f], _ = cgroup.ReadFile(r.Dir, f)
+		}
+		r.Events, _ = cgroup.ReadKeyed(r.Dir, "memory.events")
+	}
+	b, _ := json.Marshal(r)
+	fmt.Printf("%s\n", b)
+}
+
+func helper(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprintln(os.Stderr, "helper: no mode")
+		return 2
+	}
+	arg := func(i int) int {
+		n, _ := strconv.Atoi(args[i])
+		return n
+	}
+	switch args[0] {
+	case "report": // print the group and its settings
+		report("")
+		return 0
+	case "exit": // exit N
+		return arg(1)
+	case "kill": // die of signal N (through a shell: the Go runtime catches some signals itself)
+		err := syscall.Exec("/bin/sh", []string{"sh", "-c", "kill -" + args[1] + " $$; sleep 5"}, os.Environ())
+		fmt.Fprintln(os.Stderr, "helper kill:", err)
+		return 99
+	case "alloc": // alloc MB [SECONDS]: touch MB in 1M chunks (stop after SECONDS), report, exit 0
+		deadline := time.Now().Add(time.Hour)
+		if len(args) > 2 {
+			deadline = time.Now().Add(time.Duration(arg(2)) * time.Second)
+		}
+		var keep [][]byte
+		for i := 0; i < arg(1) && time.Now().Before(deadline); i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+		}
+		report(fmt.Sprintf("allocated %dM", len(keep)))
+		return 0
+	case "trap": // print each forwarded signal's number; exit 0 on SIGTERM
+		ch := make(chan os.Signal, 16)
+		signal.Notify(ch, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM)
+		fmt.Println("ready")
+		for s := range ch {
+			fmt.Println(int(s.(syscall.Signal)))
+			if s == syscall.SIGTERM {
+				return 0
+			}
+		}
+	case "sleep": // report, then sleep N seconds
+		report("")
+		time.Sleep(time.Duration(arg(1)) * time.Second)
+		return 0
+	case "daemon": // double-fork a setsid daemon, print its pid, and exit 0 (or sleep with "stay")
+		if os.Getenv("CGRUNTEST_DAEMON") == "1" {
+			time.Sleep(time.Hour)
+			return 0
+		}
+		self, _ := os.Executable()
+		c := exec.Command("/bin/sh", "-c", `setsid "$0" daemon </dev/null >/dev/null 2>&1 & echo $!`, self)
+		c.Env = append(os.Environ(), "CGRUNTEST_DAEMON=1")
+		out, err := c.Output()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper daemon:", err)
+			return 3
+		}
+		report(strings.TrimSpace(string(out)))
+		if len(args) > 1 && args[1] == "stay" {
+			time.Sleep(time.Hour)
+		}
+		return 0
+	case "forks": // start N sleeping children; print how many started; kill them
+		var started []*exec.Cmd
+		var lastErr error
+		for i := 0; i < arg(1); i++ {
+			c := exec.Command("/bin/sleep", "30")
+			if err := c.Start(); err != nil {
+				lastErr = err
+				continue
+			}
+			started = append(started, c)
+		}
+		fmt.Printf("started %d err %v\n", len(started), lastErr)
+		for _, c := range started {
+			c.Process.Kill()
+			c.Wait()
+		}
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "helper: unknown mode", args[0])
+	return 2
+}

@@ -1,0 +1,514 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// These tests run the cgrun binary as a user would, against the running kernel's cgroup v2. They
+// need root and a cgroup2 hierarchy with the memory controller; scripts/test runs them inside a
+// user-mode-linux guest, with CGRUN_REQUIRE_CGROUP2=1 so that they fail rather than skip there.
+
+// requireCgroup2 returns the hierarchy, or skips the test — unless CGRUN_REQUIRE_CGROUP2=1, in
+// which case a missing cgroup v2 fails it.
+func requireCgroup2(t *testing.T) cgroup.Hierarchy {
+	t.Helper()
+	h, err := cgroup.Detect()
+	if err == nil {
+		var ctrls []string
+		if ctrls, err = cgroup.Controllers(h.SelfDir()); err == nil && !slices.Contains(ctrls, "memory") {
+			err = fmt.Errorf("no memory controller in %s", h.SelfDir())
+		}
+	}
+	if err == nil && os.Geteuid() != 0 {
+		err = errors.New("not root")
+	}
+	if err != nil {
+		if os.Getenv("CGRUN_REQUIRE_CGROUP2") == "1" {
+			t.Fatalf("cgroup v2 is required here (CGRUN_REQUIRE_CGROUP2=1): %v", err)
+		}
+		t.Skipf("needs root and cgroup v2 with the memory controller: %v", err)
+	}
+	return h
+}
+
+// cgrunBin is the binary under test: $CGRUN_BIN, or one built once for this test run.
+func cgrunBin(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CGRUN_BIN"); p != "" {
+		return p
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cgrun-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "cgrun")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+func helperPath(t *testing.T) string {
+	t.Helper()
+	p, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// result is one finished cgrun.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCgrun runs `cgrun run FLAGS -- HELPER ARGS` with env added, and waits up to limit.
+func runCgrun(t *testing.T, env []string, flags []string, helperArgs ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append(append([]string{"run"}, flags...), "--", helperPath(t))
+	args = append(args, helperArgs...)
+	cmd := exec.CommandContext(ctx, cgrunBin(t), args...)
+	cmd.Env = append(append(os.Environ(), "CGRUNTEST_HELPER=1"), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	case err != nil:
+		t.Fatalf("cgrun %v: %v", args, err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("cgrun %v did not finish in time; stderr:\n%s", args, errb.String())
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func parseReport(t *testing.T, stdout string) helperReport {
+	t.Helper()
+	for _, line := range strings.Split(stdout, "\n") {
+		if strings.HasPrefix(line, "{") {
+			var r helperReport
+			if err := json.Unmarshal([]byte(line), &r); err != nil {
+				t.Fatalf("helper report %q: %v", line, err)
+			}
+			return r
+		}
+	}
+	t.Fatalf("no helper report in stdout %q", stdout)
+	return helperReport{}
+}
+
+// groupsUnder lists every group directory below dir, for before/after comparisons.
+func groupsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	var all []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() && p != dir {
+			all = append(all, p)
+		}
+		return nil
+	})
+	return all
+}
+
+// assertNothingLeft checks that cgrun left no group behind (compared with before) and that the
+// given pids are gone (not even zombies).
+func assertNothingLeft(t *testing.T, h cgroup.Hierarchy, before []string, pids ...int) {
+	t.Helper()
+	after := groupsUnder(t, h.SelfDir())
+	for _, g := range after {
+		if !slices.Contains(before, g) {
+			t.Errorf("group left behind: %s", g)
+		}
+	}
+	for _, pid := range pids {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			t.Errorf("process %d left behind: %s", pid, b)
+		}
+	}
+}
+
+func TestRunPlacesChildInGroupBeforeItRuns(t *testing.T) {
+	h := requireCgroup2(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{
+		{"clone3", nil},
+		{"re-exec stub", []string{"CGRUN_NO_CLONE3=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := groupsUnder(t, h.SelfDir())
+			r := runCgrun(t, tc.env, []string{"--name", "placed", "--memory-max", "64M"}, "report")
+			if r.code != 0 {
+				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+			}
+			rep := parseReport(t, r.stdout)
+			// The helper reads /proc/self/cgroup first thing in main: it must already be inside.
+			if !strings.Contains(filepath.Base(rep.Group), "placed-") {
+				t.Errorf("helper ran in %q, want a group named placed-PID.1", rep.Group)
+			}
+			if rep.Files["memory.max"] != strconv.Itoa(64<<20) {
+				t.Errorf("memory.max = %q, want %d", rep.Files["memory.max"], 64<<20)
+			}
+			if _, err := os.Stat(rep.Dir); !os.IsNotExist(err) {
+				t.Errorf("payload group %s still exists after exit (stat: %v)", rep.Dir, err)
+			}
+			assertNothingLeft(t, h, before)
+		})
+	}
+}
+
+func TestRunWritesLimits(t *testing.T) {
+	requireCgroup2(t)
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+		want  map[string]string
+	}{
+		{"all flags", nil,
+			[]string{"--memory-max", "96M", "--memory-high", "80M", "--memory-low", "8M", "--memory-swap-max", "0", "--pids-max", "64"},
+			map[string]string{"memory.max": "100663296", "memory.high": "83886080", "memory.low": "8388608",
+				"memory.swap.max": "0", "pids.max": "64", "memory.oom.group": "1"}},
+		{"max and oom-group off", nil,
+			[]string{"--memory-max", "max", "--memory-high", "infinity", "--pids-max", "max", "--oom-group=false"},
+			map[string]string{"memory.max": "max", "memory.high": "max", "pids.max": "max", "memory.oom.group": "0"}},
+		{"from the environment", []string{"CGRUN_MEMORY_MAX=48M", "CGRUN_PIDS_MAX=32", "CGRUN_OOM_GROUP=false"}, nil,
+			map[string]string{"memory.max": "50331648", "pids.max": "32", "memory.oom.group": "0"}},
+		{"flag wins over environment", []string{"CGRUN_MEMORY_MAX=48M"}, []string{"--memory-max", "40M"},
+			map[string]string{"memory.max": "41943040"}},
+		{"fractions", nil, []string{"--memory-max", "1.5G"}, map[string]string{"memory.max": "1610612736"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCgrun(t, tc.env, tc.flags, "report")
+			if r.code != 0 {
+				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+			}
+			rep := parseReport(t, r.stdout)
+			for f, want := range tc.want {
+				if have := rep.Files[f]; have != want {
+					t.Errorf("%s = %q, want %q", f, have, want)
+				}
+			}
+		})
+	}
+}
+
+func TestRunMemoryMaxPercentOfPhysical(t *testing.T) {
+	requireCgroup2(t)
+	r := runCgrun(t, nil, []string{"--memory-max", "10%"}, "report")
+	rep := parseReport(t, r.stdout)
+	have, err := strconv.ParseUint(rep.Files["memory.max"], 10, 64)
+	if err != nil {
+		t.Fatalf("memory.max %q: %v", rep.Files["memory.max"], err)
+	}
+	want := physicalMemory() / 10
+	if have > want || want-have > 4096 {
+		t.Errorf("memory.max = %d, want 10%% of %d = %d (page-rounded)", have, physicalMemory(), want)
+	}
+}
+
+func TestRunOOMKillIsReportedAndNeighbourUntouched(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	// The neighbour runs alongside in a group of its own and must finish normally.
+	neighbour := make(chan result, 1)
+	go func() { neighbour <- runCgrun(t, nil, []string{"--name", "neighbour", "--memory-max", "64M"}, "alloc", "16", "3") }()
+
+	r := runCgrun(t, nil, []string{"--name", "leaker", "--memory-max", "32M"}, "alloc", "200")
+	if r.code != 128+9 {
+		t.Errorf("exit %d, want 137 (SIGKILL by the OOM killer); stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "cgrun: leaker killed by the OOM killer (memory.max 32M, peak ") {
+		t.Errorf("stderr %q does not explain the OOM kill", r.stderr)
+	}
+	if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 0 {
+		t.Errorf("want one line on stderr, got %d: %q", n+1, r.stderr)
+	}
+	nb := <-neighbour
+	if nb.code != 0 {
+		t.Errorf("neighbour exit %d, stderr %q; want 0", nb.code, nb.stderr)
+	}
+	if rep := parseReport(t, nb.stdout); rep.Events["oom_kill"] != 0 || rep.Note != "allocated 16M" {
+		t.Errorf("neighbour saw %v, %q; want no OOM kill and all 16M", rep.Events, rep.Note)
+	}
+	assertNothingLeft(t, h, before)
+}
+
+func TestRunMemoryHighThrottlesWithoutKilling(t *testing.T) {
+	requireCgroup2(t)
+	// Without swap, anonymous memory past memory.high cannot be reclaimed: the allocator is
+	// throttled, never killed. The helper gives up after 3 s, so the test is bounded by time.
+	r := runCgrun(t, nil, []string{"--memory-high", "24M"}, "alloc", "64", "3")
+	if r.code != 0 {
+		t.Fatalf("exit %d, want 0 (throttled, not killed); stderr %q", r.code, r.stderr)
+	}
+	rep := parseReport(t, r.stdout)
+	if rep.Events["high"] == 0 {
+		t.Errorf("memory.events high = 0, want > 0 (events %v, %s)", rep.Events, rep.Note)
+	}
+	if rep.Events["oom_kill"] != 0 || rep.Events["max"] != 0 {
+		t.Errorf("memory.events %v: want no max and no oom_kill under memory.high alone", rep.Events)
+	}
+}
+
+func TestRunPidsMaxHolds(t *testing.T) {
+	requireCgroup2(t)
+	r := runCgrun(t, nil, []string{"--pids-max", "12"}, "forks", "30")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var started int
+	var errText string
+	fmt.Sscanf(r.stdout, "started %d err", &started)
+	_, errText, _ = strings.Cut(r.stdout, " err ")
+	if started == 0 || started >= 12 {
+		t.Errorf("started %d children under pids.max 12 (its own threads count too); want 1..11", started)
+	}
+	if !strings.Contains(errText, "resource temporarily unavailable") {
+		t.Errorf("fork error %q, want EAGAIN", errText)
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	requireCgroup2(t)
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"exit", "0"}, 0},
+		{[]string{"exit", "1"}, 1},
+		{[]string{"exit", "2"}, 2},
+		{[]string{"exit", "42"}, 42},
+		{[]string{"exit", "125"}, 125},
+		{[]string{"exit", "126"}, 126},
+		{[]string{"exit", "127"}, 127},
+		{[]string{"exit", "255"}, 255},
+		{[]string{"kill", "15"}, 128 + 15},
+		{[]string{"kill", "9"}, 128 + 9},
+		{[]string{"kill", "2"}, 128 + 2},
+		{[]string{"kill", "10"}, 128 + 10},
+		{[]string{"kill", "6"}, 128 + 6},
+		{[]string{"kill", "1"}, 128 + 1},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			if r := runCgrun(t, nil, nil, tc.args...); r.code != tc.want {
+				t.Errorf("exit %d, want %d; stderr %q", r.code, tc.want, r.stderr)
+			}
+		})
+	}
+}
+
+// startCgrun starts `cgrun run -- HELPER ARGS` and returns it with a reader of its stdout.
+func startCgrun(t *testing.T, flags []string, helperArgs ...string) (*exec.Cmd, *bufio.Scanner, *bytes.Buffer) {
+	t.Helper()
+	args := append(append([]string{"run"}, flags...), "--", helperPath(t))
+	cmd := exec.Command(cgrunBin(t), append(args, helperArgs...)...)
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewScanner(out), &errb
+}
+
+func waitCode(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(30 * time.Second):
+		t.Fatal("cgrun did not exit within 30 s")
+	}
+	return -1
+}
+
+func TestRunForwardsSignals(t *testing.T) {
+	requireCgroup2(t)
+	cmd, out, errb := startCgrun(t, nil, "trap")
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatalf("helper did not start: %q %s", out.Text(), errb)
+	}
+	sigs := []syscall.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGTERM}
+	for _, s := range sigs {
+		cmd.Process.Signal(s)
+		if !out.Scan() || out.Text() != strconv.Itoa(int(s)) {
+			t.Fatalf("sent %v, helper saw %q", s, out.Text())
+		}
+	}
+	if code := waitCode(t, cmd); code != 0 {
+		t.Errorf("exit %d after SIGTERM was handled, want 0; stderr %s", code, errb)
+	}
+}
+
+func TestRunLeavesNothingBehind(t *testing.T) {
+	h := requireCgroup2(t)
+	readDaemon := func(t *testing.T, out *bufio.Scanner) (helperReport, int) {
+		if !out.Scan() {
+			t.Fatal("no report from helper")
+		}
+		rep := parseReport(t, out.Text())
+		pid, err := strconv.Atoi(rep.Note)
+		if err != nil {
+			t.Fatalf("daemon pid %q: %v", rep.Note, err)
+		}
+		return rep, pid
+	}
+	t.Run("normal exit with a double-forked daemon", func(t *testing.T) {
+		before := groupsUnder(t, h.SelfDir())
+		cmd, out, errb := startCgrun(t, nil, "daemon")
+		_, daemon := readDaemon(t, out)
+		if code := waitCode(t, cmd); code != 0 {
+			t.Fatalf("exit %d, stderr %s", code, errb)
+		}
+		assertNothingLeft(t, h, before, daemon)
+	})
+	t.Run("SIGTERM to cgrun", func(t *testing.T) {
+		before := groupsUnder(t, h.SelfDir())
+		cmd, out, _ := startCgrun(t, nil, "daemon", "stay")
+		rep, daemon := readDaemon(t, out)
+		cmd.Process.Signal(syscall.SIGTERM)
+		if code := waitCode(t, cmd); code != 128+15 {
+			t.Errorf("exit %d, want 143", code)
+		}
+		assertNothingLeft(t, h, before, daemon, rep.Pid)
+	})
+	t.Run("SIGKILL of the child", func(t *testing.T) {
+		before := groupsUnder(t, h.SelfDir())
+		cmd, out, _ := startCgrun(t, nil, "daemon", "stay")
+		rep, daemon := readDaemon(t, out)
+		syscall.Kill(rep.Pid, syscall.SIGKILL)
+		if code := waitCode(t, cmd); code != 128+9 {
+			t.Errorf("exit %d, want 137", code)
+		}
+		assertNothingLeft(t, h, before, daemon, rep.Pid)
+	})
+}
+
+func TestRunBadInputCreatesNothing(t *testing.T) {
+	h := requireCgroup2(t)
+	dir := t.TempDir()
+	noexec := filepath.Join(dir, "noexec")
+	os.WriteFile(noexec, []byte("#!/bin/sh\n"), 0o644)
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  []string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"run", "--memroy-max", "1G", "--", "true"}, nil, 125, "unknown flag: --memroy-max"},
+		{"bad size", []string{"run", "--memory-max", "12X", "--", "true"}, nil, 125, `bad size "12X"`},
+		{"bad size in env", []string{"run", "--", "true"}, []string{"CGRUN_MEMORY_HIGH=lots"}, 125, "CGRUN_MEMORY_HIGH"},
+		{"high above max", []string{"run", "--memory-max", "64M", "--memory-high", "128M", "--", "true"}, nil, 125, "above --memory-max"},
+		{"bad name", []string{"run", "--name", "a/b", "--", "true"}, nil, 125, "--name"},
+		{"no command", []string{"run", "--memory-max", "1G"}, nil, 125, "no command"},
+		{"missing command", []string{"run", "--", "no-such-command-xyz"}, nil, 127, "command not found"},
+		{"missing path", []string{"run", "--", "/no/such/file"}, nil, 127, "command not found"},
+		{"not executable", []string{"run", "--", noexec}, nil, 126, "not executable"},
+		{"a directory", []string{"run", "--", dir}, nil, 126, "is a directory"},
+		{"missing parent", []string{"run", "--parent", "/no-such-parent", "--", "true"}, nil, 125, "no such group"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := groupsUnder(t, h.SelfDir())
+			cmd := exec.Command(cgrunBin(t), tc.args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			msg := errb.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "cgrun: ") || !strings.Contains(msg, tc.want) {
+				t.Errorf("stderr %q: want one line starting with \"cgrun: \" containing %q", msg, tc.want)
+			}
+			assertNothingLeft(t, h, before)
+		})
+	}
+}
+
+func TestRunUnderParent(t *testing.T) {
+	h := requireCgroup2(t)
+	// As a user would: enable the controllers on the root, then make the parent group.
+	if _, err := cgroup.EnableControllers(h.Mount, "memory", "pids"); err != nil {
+		t.Fatal(err)
+	}
+	parent := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-parent-%d", os.Getpid()))
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(parent) })
+	for _, p := range []string{parent, strings.TrimPrefix(parent, h.Mount)} {
+		r := runCgrun(t, nil, []string{"--parent", p, "--memory-max", "32M"}, "report")
+		if r.code != 0 {
+			t.Fatalf("--parent %s: exit %d, stderr %q", p, r.code, r.stderr)
+		}
+		rep := parseReport(t, r.stdout)
+		if filepath.Dir(rep.Dir) != parent {
+			t.Errorf("--parent %s: helper ran in %s, want a child of %s", p, rep.Dir, parent)
+		}
+		if kids, _ := cgroup.Children(parent); len(kids) != 0 {
+			t.Errorf("--parent %s: left %v in the parent", p, kids)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestRunFlagsFromEnvironment(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		env     []string
+		wantMax string
+		wantOOM bool
+		wantErr string
+	}{
+		{"flag only", []string{"--memory-max", "1G"}, nil, "1G", true, ""},
+		{"env only", nil, []string{"CGRUN_MEMORY_MAX=2G"}, "2G", true, ""},
+		{"flag wins", []string{"--memory-max", "1G"}, []string{"CGRUN_MEMORY_MAX=2G"}, "1G", true, ""},
+		{"bool from env", nil, []string{"CGRUN_OOM_GROUP=false"}, "", false, ""},
+		{"last env entry wins", nil, []string{"CGRUN_MEMORY_MAX=1G", "CGRUN_MEMORY_MAX=3G"}, "3G", true, ""},
+		{"bad bool in env", nil, []string{"CGRUN_OOM_GROUP=perhaps"}, "", true, "CGRUN_OOM_GROUP"},
+		{"unrelated env", nil, []string{"MEMORY_MAX=5G", "CGRUN_HELP=1"}, "", true, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var f runFlags
+			fs := newRunFlagSet(&f)
+			if err := fs.Parse(append(tc.args, "--", "true")); err != nil {
+				t.Fatal(err)
+			}
+			_, err := applyEnv(fs, tc.env)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || f.memoryMax != tc.wantMax || f.oomGroup != tc.wantOOM {
+				t.Errorf("memory-max %q oom-group %v err %v; want %q %v", f.memoryMax, f.oomGroup, err, tc.wantMax, tc.wantOOM)
+			}
+		})
+	}
+}
+
+func TestEnvNameCoversEveryFlag(t *testing.T) {
+	var f runFlags
+	fs := newRunFlagSet(&f)
+	want := map[string]string{"memory-max": "CGRUN_MEMORY_MAX", "memory-swap-max": "CGRUN_MEMORY_SWAP_MAX", "pids-max": "CGRUN_PIDS_MAX", "oom-group": "CGRUN_OOM_GROUP"}
+	for flag, env := range want {
+		if fs.Lookup(flag) == nil {
+			t.Errorf("no flag --%s", flag)
+		}
+		if have := envName(flag); have != env {
+			t.Errorf("envName(%q) = %q, want %q", flag, have, env)
+		}
+	}
+}
+
+func TestChildEnvDropsCgrunVariables(t *testing.T) {
+	have := childEnv([]string{"PATH=/bin", "CGRUN_MEMORY_MAX=1G", "CGRUNX=1", "HOME=/root"})
+	if strings.Join(have, " ") != "PATH=/bin CGRUNX=1 HOME=/root" {
+		t.Errorf("childEnv = %v", have)
+	}
+}
+
+func TestCommandLineFailures(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 125, "Usage"},
+		{[]string{"frobnicate"}, 125, `unknown command "frobnicate"`},
+		{[]string{"run"}, 125, "no command given"},
+		{[]string{"run", "--nope", "--", "true"}, 125, "unknown flag: --nope"},
+		{[]string{"run", "--memory-max", "lots", "--", "true"}, 125, `--memory-max: bad size "lots"`},
+		{[]string{"run", "--pids-max", "-3", "--", "true"}, 125, `--pids-max: bad size "-3"`},
+		{[]string{"run", "--memory-high", "2G", "--memory-max", "1G", "--", "true"}, 125, "--memory-high 2G is above --memory-max 1G"},
+		{[]string{"run", "--name", "../x", "--", "true"}, 125, "--name"},
+		{[]string{"run", "--", "no-such-command-xyz"}, 127, "command not found"},
+	} {
+		var out, errb bytes.Buffer
+		code := cgrun(tc.args, []string{"PATH=/usr/bin:/bin"}, &out, &errb)
+		if code != tc.code || !strings.Contains(errb.String(), tc.want) {
+			t.Errorf("cgrun %q = %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.want)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"run", "--help"}, {"help", "run"}, {"version"}} {
+		var out, errb bytes.Buffer
+		if code := cgrun(args, nil, &out, &errb); code != 0 || out.Len() == 0 || errb.Len() != 0 {
+			t.Errorf("cgrun %q = %d, stdout %d bytes, stderr %q", args, code, out.Len(), errb.String())
+		}
+	}
+	var out bytes.Buffer
+	cgrun([]string{"run", "--help"}, nil, &out, &out)
+	for _, want := range []string{"--memory-max", "--memory-high", "--memory-swap-max", "--memory-low", "--pids-max", "--name", "--parent", "--oom-group", "Examples:", "CGRUN_MEMORY_MAX"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
