@@ -253,7 +253,9 @@ func TestRunOOMKillIsReportedAndNeighbourUntouched(t *testing.T) {
 	before := groupsUnder(t, h.SelfDir())
 	// The neighbour runs alongside in a group of its own and must finish normally.
 	neighbour := make(chan result, 1)
-	go func() { neighbour <- runCgrun(t, nil, []string{"--name", "neighbour", "--memory-max", "64M"}, "alloc", "16", "3") }()
+	go func() {
+		neighbour <- runCgrun(t, nil, []string{"--name", "neighbour", "--memory-max", "64M"}, "alloc", "16", "3")
+	}()
 
 	r := runCgrun(t, nil, []string{"--name", "leaker", "--memory-max", "32M"}, "alloc", "200")
 	if r.code != 128+9 {
