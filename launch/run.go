@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,9 +21,12 @@ type Config struct {
 	Env      []string // the command's environment
 	Name     string   // names the payload group and cgrun's messages; default: the command's base name
 	Limits   cgroup.Limits
-	Parent   string    // --parent: nest under this group instead of cgrun's own
-	NoClone3 bool      // start through the re-exec stub even where clone3 works
-	Log      io.Writer // where cgrun's own lines go (stderr)
+	Parent   string             // --parent: nest under this group instead of cgrun's own
+	Pressure []oomwatch.Trigger // PSI triggers on the payload group
+	Events   io.Writer          // --events: JSON Lines of every event; nil for none
+	Verbose  bool               // print the exit summary even when nothing happened
+	NoClone3 bool               // start through the re-exec stub even where clone3 works
+	Log      io.Writer          // where cgrun's own lines go (stderr)
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -57,12 +61,27 @@ func Run(cfg Config) (int, error) {
 	if err != nil {
 		return ExitFailure, err
 	}
-	g := &generation{name: name, dir: filepath.Join(site.Dir, fmt.Sprintf("%s-%d.%d", name, os.Getpid(), 1))}
-	code, err := g.run(h, cfg, path)
+	if err := setSubreaper(); err != nil {
+		_ = site.Release()
+		return ExitFailure, fmt.Errorf("become a subreaper: %w", err)
+	}
+	sigs, stop := notifySignals()
+	log := newEventLog(name, cfg.Limits, cfg.Events, cfg.Log)
+	g := &generation{name: name, number: 1, h: h, cfg: &cfg, path: path, log: log, sigs: sigs,
+		dir: filepath.Join(site.Dir, fmt.Sprintf("%s-%d.%d", name, os.Getpid(), 1))}
+	out, err := g.run()
+	stop()
+	log.close()
+	if err == nil && (cfg.Verbose || log.memoryEvents()) {
+		fmt.Fprintln(cfg.Log, summary(name, out, log, cfg.Limits))
+	}
 	if rerr := site.Release(); rerr != nil {
 		fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", rerr)
 	}
-	return code, err
+	if err != nil {
+		return Code(err), err
+	}
+	return StatusCode(out.status), nil
 }
 
 // place picks where payload groups go: under --parent when given, else in cgrun's own group.
@@ -75,60 +94,133 @@ func place(h cgroup.Hierarchy, parent string) (*cgroup.Site, error) {
 
 // generation is one run of the command in one fresh group.
 type generation struct {
-	name string
-	dir  string
+	name   string
+	number int
+	dir    string
+	h      cgroup.Hierarchy
+	cfg    *Config
+	path   string
+	log    *eventLog
+	sigs   <-chan os.Signal
+	pid    int
 }
 
-func (g *generation) run(h cgroup.Hierarchy, cfg Config, path string) (int, error) {
+// outcome is how a generation ended.
+type outcome struct {
+	status  unix.WaitStatus
+	started time.Time
+	uptime  time.Duration
+	peak    uint64 // memory.peak of the group; 0 where the kernel has none
+	oomKill uint64
+}
+
+// run makes the group, starts the child in it, supervises it until it exits and removes the
+// group with all that is left in it.
+func (g *generation) run() (out outcome, err error) {
 	if err := cgroup.Create(g.dir); err != nil {
-		return ExitFailure, err
+		return out, err
 	}
 	defer func() {
-		if err := g.teardown(); err != nil {
-			fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", err)
+		if terr := g.teardown(); terr != nil {
+			fmt.Fprintf(g.cfg.Log, "cgrun: warning: %v\n", terr)
 		}
 	}()
-	if err := cfg.Limits.Apply(g.dir, h); err != nil {
-		return ExitFailure, err
+	if err := g.cfg.Limits.Apply(g.dir, g.h); err != nil {
+		return out, err
 	}
-	if err := setSubreaper(); err != nil {
-		return ExitFailure, fmt.Errorf("become a subreaper: %w", err)
-	}
-	sigs, stop := notifySignals()
-	defer stop()
-	pid, err := Start(Child{Path: path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.dir, NoClone3: cfg.NoClone3})
+	w, err := oomwatch.New(g.dir, g.h.Rel(g.dir), oomwatch.Options{Triggers: g.cfg.Pressure})
 	if err != nil {
-		return Code(err), err
+		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}
-	ws := supervise(pid, sigs)
-	reclaimForeground()
-	g.explain(ws, cfg.Limits, cfg.Log)
-	return StatusCode(ws), nil
-}
-
-// supervise forwards signals to the child and reaps until the child has exited.
-func supervise(pid int, sigs <-chan os.Signal) unix.WaitStatus {
-	// The child may have exited before SIGCHLD was noticed; look once first.
-	if ws, done := reap(pid); done {
-		return ws
+	defer w.Close()
+	if n := w.Notice(); n != nil && g.number == 1 {
+		fmt.Fprintf(g.cfg.Log, "cgrun: notice: %v\n", n)
 	}
-	for sig := range sigs {
-		switch sig {
-		case unix.SIGCHLD:
-			if ws, done := reap(pid); done {
-				return ws
-			}
-		default:
-			_ = unix.Kill(pid, sig.(unix.Signal)) // ESRCH: it is exiting; SIGCHLD follows
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan oomwatch.Event, 64)
+	go func() {
+		defer close(events)
+		_ = w.Run(ctx, func(ev oomwatch.Event) { events <- ev })
+	}()
+	stopWatching := func() {
+		cancel() // the watcher reads every counter once more, then closes events
+		for ev := range events {
+			g.event(ev)
 		}
 	}
-	panic("unreachable: the signal channel is never closed")
+
+	out.started = time.Now()
+	g.pid, err = Start(Child{Path: g.path, Argv: g.cfg.Command, Env: g.cfg.Env, GroupDir: g.dir, NoClone3: g.cfg.NoClone3})
+	if err != nil {
+		stopWatching()
+		return out, err
+	}
+	g.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = g.cfg.Command }))
+	out.status = g.supervise(events)
+	out.uptime = time.Since(out.started)
+	reclaimForeground()
+	stopWatching()
+	g.finish(&out)
+	return out, nil
 }
 
-// explain says on log why the child died when the kernel's OOM killer was involved.
-func (g *generation) explain(ws unix.WaitStatus, l cgroup.Limits, log io.Writer) {
-	ev, err := cgroup.ReadMemoryEvents(g.dir)
-	if err != nil || ev.OOMKill == 0 {
+// supervise forwards signals to the child, logs events, and reaps until the child has exited.
+func (g *generation) supervise(events <-chan oomwatch.Event) unix.WaitStatus {
+	// The child may have exited before SIGCHLD was noticed; look once first.
+	if ws, done := reap(g.pid); done {
+		return ws
+	}
+	for {
+		select {
+		case sig := <-g.sigs:
+			switch sig {
+			case unix.SIGCHLD:
+				if ws, done := reap(g.pid); done {
+					return ws
+				}
+			default:
+				_ = unix.Kill(g.pid, sig.(unix.Signal)) // ESRCH: it is exiting; SIGCHLD follows
+			}
+		case ev := <-events:
+			g.event(ev)
+		}
+	}
+}
+
+func (g *generation) event(ev oomwatch.Event) { g.log.add(g.record(ev, nil)) }
+
+// record wraps an event with who it concerns; more fills in the fields of its kind.
+func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
+	if ev.Group == "" {
+		ev.Group = g.h.Rel(g.dir)
+	}
+	r := record{Event: ev, Name: g.name, Pid: g.pid, Generation: g.number}
+	if l := g.cfg.Limits.MemoryHigh; l.Set && !l.Max {
+		r.MemoryHigh = &l.Value
+	}
+	if l := g.cfg.Limits.MemoryMax; l.Set && !l.Max {
+		r.MemoryMax = &l.Value
+	}
+	if more != nil {
+		more(&r)
+	}
+	return r
+}
+
+// finish records how the child ended: the exit record, and the OOM explanation when the
+// kernel's OOM killer was involved. It runs before teardown, while the group still exists.
+func (g *generation) finish(out *outcome) {
+	ev, _ := cgroup.ReadMemoryEvents(g.dir)
+	out.oomKill = ev.OOMKill
+	out.peak, _ = cgroup.MemoryPeak(g.dir)
+	code := StatusCode(out.status)
+	g.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
+		r.ExitCode, r.Uptime, r.OOMKills = &code, out.uptime.Seconds(), &out.oomKill
+		if out.status.Signaled() {
+			r.Signal = signalName(out.status.Signal())
+		}
+	}))
+	if out.oomKill == 0 {
 		return
 	}
 	max := "max"
@@ -136,14 +228,14 @@ func (g *generation) explain(ws unix.WaitStatus, l cgroup.Limits, log io.Writer)
 		max = m.Human()
 	}
 	peak := "unknown"
-	if p, err := cgroup.MemoryPeak(g.dir); err == nil {
-		peak = cgroup.FormatSize(p)
+	if out.peak > 0 {
+		peak = cgroup.FormatSize(out.peak)
 	}
-	if ws.Signaled() && ws.Signal() == unix.SIGKILL {
-		fmt.Fprintf(log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.name, max, peak)
+	if out.status.Signaled() && out.status.Signal() == unix.SIGKILL {
+		fmt.Fprintf(g.cfg.Log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.name, max, peak)
 		return
 	}
-	fmt.Fprintf(log, "cgrun: the OOM killer killed %d process(es) in %s's group (memory.max %s, peak %s)\n", ev.OOMKill, g.name, max, peak)
+	fmt.Fprintf(g.cfg.Log, "cgrun: the OOM killer killed %d process(es) in %s's group (memory.max %s, peak %s)\n", out.oomKill, g.name, max, peak)
 }
 
 // teardown kills whatever is left in the group, waits until it is empty, reaps the orphans that
@@ -157,6 +249,20 @@ func (g *generation) teardown() error {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}
 	return cgroup.Remove(g.dir)
+}
+
+// summary is the one line printed at exit: how the command ended and what memory it used.
+func summary(name string, out outcome, log *eventLog, lim cgroup.Limits) string {
+	how := fmt.Sprintf("exited with status %d", out.status.ExitStatus())
+	if out.status.Signaled() {
+		how = "was killed by " + signalName(out.status.Signal())
+	}
+	peak := "unknown"
+	if out.peak > 0 {
+		peak = cgroup.FormatSize(out.peak)
+	}
+	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (memory.max %s), %d OOM kills, %d memory.high events, %d memory.max events",
+		name, how, out.uptime.Round(time.Millisecond), peak, lim.MemoryMax.Human(), out.oomKill, log.total(oomwatch.High), log.total(oomwatch.Max))
 }
 
 // ValidName checks a --name: it becomes part of a directory name in cgroupfs.

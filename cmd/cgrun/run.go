@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 )
@@ -45,6 +48,9 @@ type runFlags struct {
 	memoryMax, memoryHigh, memoryLow, memorySwapMax, pidsMax string
 	name, parent                                             string
 	oomGroup                                                 bool
+	events                                                   string
+	pressure                                                 []string
+	verbose                                                  bool
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -58,6 +64,9 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringVar(&f.name, "name", "", "name of the group and of cgrun's messages (default: the command's base name)")
 	fs.StringVar(&f.parent, "parent", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
 	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
+	fs.StringVar(&f.events, "events", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
+	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
+	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	return fs
 }
 
@@ -85,21 +94,38 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if len(cmd) == 0 {
 		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
 	}
-	limits, err := f.limits(func(flag string) string {
+	origin := func(flag string) string {
 		if v, ok := fromEnv[flag]; ok {
 			return v
 		}
 		return "--" + flag
-	})
+	}
+	limits, err := f.limits(origin)
 	if err != nil {
 		return fail(err)
 	}
+	var triggers []oomwatch.Trigger
+	for _, p := range f.pressure {
+		t, err := oomwatch.ParseTrigger(p)
+		if err != nil {
+			return fail(fmt.Errorf("%s: %w", origin("pressure"), err))
+		}
+		triggers = append(triggers, t)
+	}
+	events, closeEvents, err := openEvents(f.events, stdout)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", origin("events"), err))
+	}
+	defer closeEvents()
 	code, err := launch.Run(launch.Config{
 		Command:  cmd,
 		Env:      childEnv(env),
 		Name:     f.name,
 		Limits:   limits,
 		Parent:   f.parent,
+		Pressure: triggers,
+		Events:   events,
+		Verbose:  f.verbose,
 		NoClone3: envValue(env, "CGRUN_NO_CLONE3") == "1",
 		Log:      stderr,
 	})
@@ -202,4 +228,31 @@ func lookupEnv(env []string, key string) (string, bool) {
 func envValue(env []string, key string) string {
 	v, _ := lookupEnv(env, key)
 	return v
+}
+
+// openEvents opens the --events target: a file (appended to), "-" for stdout, or "fd:N" for an
+// inherited file descriptor. An empty target is no stream.
+func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
+	nop := func() {}
+	switch {
+	case target == "":
+		return nil, nop, nil
+	case target == "-":
+		return stdout, nop, nil
+	case strings.HasPrefix(target, "fd:"):
+		fd, err := strconv.Atoi(target[3:])
+		if err != nil || fd < 0 {
+			return nil, nop, fmt.Errorf("%q: want fd:N with N a file descriptor number", target)
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+			return nil, nop, fmt.Errorf("%q: file descriptor %d is not open (%v); open it in the shell, e.g. 3>events.jsonl", target, fd, err)
+		}
+		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
+		return os.NewFile(uintptr(fd), target), nop, nil
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, nop, err
+	}
+	return f, func() { f.Close() }, nil
 }

@@ -1,0 +1,186 @@
+package launch
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
+)
+
+// Kinds of records cgrun adds to the kernel's events in the JSON Lines stream.
+const (
+	kindStart   oomwatch.Kind = "start"   // a generation's child was started
+	kindExit    oomwatch.Kind = "exit"    // a generation's child exited
+	kindRecycle oomwatch.Kind = "recycle" // cgrun replaced a generation with a new one
+)
+
+// timeFormat is RFC 3339 with nanoseconds, always nine digits, so the lines sort as text.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// record is one line of the --events stream: an oomwatch.Event plus who it concerns. Its field
+// names are a stable format, documented in README.
+type record struct {
+	oomwatch.Event
+	Time       string  `json:"time"` // shadows Event.Time with a fixed-width format
+	Name       string  `json:"name"`
+	Pid        int     `json:"pid"`
+	Generation int     `json:"generation"`
+	MemoryHigh *uint64 `json:"memory_high,omitempty"`
+	MemoryMax  *uint64 `json:"memory_max,omitempty"`
+	// start
+	Command []string `json:"command,omitempty"`
+	// exit
+	ExitCode *int    `json:"exit_code,omitempty"`
+	Signal   string  `json:"signal,omitempty"`
+	Uptime   float64 `json:"uptime_seconds,omitempty"`
+	OOMKills *uint64 `json:"oom_kills,omitempty"`
+	// recycle
+	Reason  string `json:"reason,omitempty"`
+	OldPid  int    `json:"old_pid,omitempty"`
+	NewPid  int    `json:"new_pid,omitempty"`
+	OldPeak uint64 `json:"old_memory_peak,omitempty"`
+}
+
+// eventLog sends every event to the JSON Lines stream (if any) and the noteworthy ones to
+// people as rate-limited lines on stderr, and keeps the totals for the summary at exit.
+type eventLog struct {
+	name   string
+	limits cgroup.Limits
+	stream io.Writer // --events; nil for none
+	human  io.Writer // stderr
+	every  time.Duration
+
+	mu      sync.Mutex
+	last    map[oomwatch.Kind]time.Time // when a line of this kind was last printed
+	pending map[oomwatch.Kind]record    // the newest event of a kind not yet printed
+	flush   *time.Timer
+	totals  map[oomwatch.Kind]uint64
+	err     error // the first failed write to the stream
+}
+
+func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *eventLog {
+	return &eventLog{name: name, limits: limits, stream: stream, human: human, every: time.Second,
+		last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]record{}, totals: map[oomwatch.Kind]uint64{}}
+}
+
+// add logs one record. It is safe for concurrent use.
+func (l *eventLog) add(r record) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if r.Time == "" {
+		r.Time = r.Event.Time.Format(timeFormat)
+	}
+	l.totals[r.Kind] += r.Delta
+	l.write(r)
+	if humanLine(r, l.limits) == "" {
+		return
+	}
+	now := r.Event.Time
+	if now.Sub(l.last[r.Kind]) >= l.every {
+		l.print(r)
+		return
+	}
+	// Rate-limited: keep the newest (its counts are totals) and print it when the interval ends.
+	l.pending[r.Kind] = r
+	if l.flush == nil {
+		l.flush = time.AfterFunc(l.every-now.Sub(l.last[r.Kind]), l.flushPending)
+	}
+}
+
+func (l *eventLog) write(r record) {
+	if l.stream == nil || l.err != nil {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err == nil {
+		_, err = l.stream.Write(append(b, '\n')) // one write per line: whole lines on a pipe
+	}
+	if err != nil {
+		l.err = err
+		fmt.Fprintf(l.human, "cgrun: warning: --events: %v; no more events will be written there\n", err)
+	}
+}
+
+func (l *eventLog) print(r record) {
+	fmt.Fprintf(l.human, "cgrun: %s: %s\n", l.name, humanLine(r, l.limits))
+	l.last[r.Kind] = r.Event.Time
+	delete(l.pending, r.Kind)
+}
+
+func (l *eventLog) flushPending() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.flush = nil
+	for _, r := range l.pending {
+		l.print(r)
+	}
+}
+
+// close prints what the rate limit still holds and stops its timer.
+func (l *eventLog) close() {
+	l.mu.Lock()
+	if l.flush != nil {
+		l.flush.Stop()
+		l.flush = nil
+	}
+	l.mu.Unlock()
+	l.flushPending()
+}
+
+// memoryEvents reports whether anything happened that a summary should mention.
+func (l *eventLog) memoryEvents() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, k := range []oomwatch.Kind{oomwatch.High, oomwatch.Max, oomwatch.OOM, oomwatch.OOMKill, oomwatch.OOMGroupKill, oomwatch.PidsMax, oomwatch.SwapMax, oomwatch.SwapFail, oomwatch.Pressure} {
+		if l.totals[k] > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *eventLog) total(k oomwatch.Kind) uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.totals[k]
+}
+
+// humanLine is the line people see for an event, or "" for events that get none (start, exit,
+// emptied; OOM kills are explained when the child exits).
+func humanLine(r record, lim cgroup.Limits) string {
+	cur := cgroup.FormatSize(r.MemoryCurrent)
+	switch r.Kind {
+	case oomwatch.High:
+		return fmt.Sprintf("memory.high reached %d times (current %s, high %s)", r.Count, cur, lim.MemoryHigh.Human())
+	case oomwatch.Max:
+		return fmt.Sprintf("memory.max reached %d times (current %s, max %s): the kernel reclaims to stay under it; an OOM kill may follow", r.Count, cur, lim.MemoryMax.Human())
+	case oomwatch.Low:
+		return fmt.Sprintf("memory.low protection breached %d times (current %s, low %s)", r.Count, cur, lim.MemoryLow.Human())
+	case oomwatch.OOMKill:
+		if lim.OOMGroup {
+			return "" // the whole group goes; explained at exit
+		}
+		return fmt.Sprintf("the OOM killer killed a process in the group (%d so far; current %s, max %s)", r.Count, cur, lim.MemoryMax.Human())
+	case oomwatch.PidsMax:
+		return fmt.Sprintf("pids.max %s refused %d forks", lim.PidsMax.String(), r.Count)
+	case oomwatch.SwapHigh, oomwatch.SwapMax, oomwatch.SwapFail:
+		return fmt.Sprintf("%s %d times (current %s, memory.swap.max %s)", r.Kind, r.Count, cur, lim.MemorySwapMax.Human())
+	case oomwatch.Pressure:
+		p := r.Pressure
+		return fmt.Sprintf("memory pressure: some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
+	}
+	return ""
+}
+
+// signalName is "SIGKILL" for 9.
+func signalName(s unix.Signal) string {
+	if n := unix.SignalName(s); n != "" {
+		return n
+	}
+	return fmt.Sprintf("signal %d", int(s))
+}

@@ -1,0 +1,159 @@
+package oomwatch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Trigger is a PSI trigger on memory.pressure: fire when tasks were stalled on memory for at
+// least Threshold within any Window ("some 150ms/1s"). See the kernel's Documentation/
+// accounting/psi.rst; triggers need Linux 5.2 and CONFIG_PSI.
+type Trigger struct {
+	Full      bool // "full": all non-idle tasks stalled at once; else "some": at least one
+	Threshold time.Duration
+	Window    time.Duration
+}
+
+// ParseTrigger reads "some 150ms/1s" or "full 100ms/2s" (the kernel's own form, "some 150000
+// 1000000" in microseconds, works too).
+func ParseTrigger(s string) (Trigger, error) {
+	bad := func(why string) (Trigger, error) {
+		return Trigger{}, fmt.Errorf("pressure trigger %q: %s (want e.g. \"some 150ms/1s\" or \"full 100ms/2s\")", s, why)
+	}
+	f := strings.Fields(s)
+	var t Trigger
+	switch {
+	case len(f) == 2:
+		th, win, ok := strings.Cut(f[1], "/")
+		if !ok {
+			return bad("threshold and window must be separated by /")
+		}
+		var err1, err2 error
+		t.Threshold, err1 = time.ParseDuration(th)
+		t.Window, err2 = time.ParseDuration(win)
+		if err1 != nil || err2 != nil {
+			return bad("durations need a unit, as 150ms or 2s")
+		}
+	case len(f) == 3:
+		th, err1 := strconv.ParseUint(f[1], 10, 32)
+		win, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil {
+			return bad("threshold and window in microseconds must be whole numbers")
+		}
+		t.Threshold, t.Window = time.Duration(th)*time.Microsecond, time.Duration(win)*time.Microsecond
+	default:
+		return bad("want KIND THRESHOLD/WINDOW")
+	}
+	switch f[0] {
+	case "some":
+	case "full":
+		t.Full = true
+	default:
+		return bad("kind must be some or full")
+	}
+	// The kernel's limits (kernel/sched/psi.c): a window from 500ms to 10s, a threshold within it.
+	switch {
+	case t.Window < 500*time.Millisecond || t.Window > 10*time.Second:
+		return bad("the window must be from 500ms to 10s")
+	case t.Threshold <= 0 || t.Threshold > t.Window:
+		return bad("the threshold must be above 0 and at most the window")
+	case t.Window%time.Microsecond != 0 || t.Threshold%time.Microsecond != 0:
+		return bad("durations must be whole microseconds")
+	}
+	return t, nil
+}
+
+// String is the trigger as ParseTrigger reads it.
+func (t Trigger) String() string {
+	kind := "some"
+	if t.Full {
+		kind = "full"
+	}
+	return fmt.Sprintf("%s %v/%v", kind, t.Threshold, t.Window)
+}
+
+// kernel is the trigger as memory.pressure takes it.
+func (t Trigger) kernel() string {
+	kind := "some"
+	if t.Full {
+		kind = "full"
+	}
+	return fmt.Sprintf("%s %d %d", kind, t.Threshold.Microseconds(), t.Window.Microseconds())
+}
+
+// ErrNoPSI means the kernel has no pressure stall information for cgroups: no memory.pressure
+// (before 4.20, CONFIG_PSI off, or booted with psi=0).
+var ErrNoPSI = errors.New("memory pressure (PSI) is not available on this kernel")
+
+// openTrigger registers t on the group's memory.pressure and returns the fd to wait on for
+// POLLPRI. The kernel allows one trigger per open file.
+func openTrigger(dir string, t Trigger) (int, error) {
+	path := filepath.Join(dir, "memory.pressure")
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return -1, ErrNoPSI
+	}
+	if err != nil {
+		return -1, fmt.Errorf("open %s: %w", path, err)
+	}
+	if _, err := unix.Write(fd, append([]byte(t.kernel()), 0)); err != nil {
+		unix.Close(fd)
+		switch {
+		case errors.Is(err, unix.EOPNOTSUPP):
+			// psi=0 on the command line leaves the file but refuses triggers.
+			return -1, ErrNoPSI
+		case errors.Is(err, unix.EPERM) && t.Window%(2*time.Second) != 0:
+			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the window must be a multiple of 2s (Linux 6.5 and later): %w", t, err)
+		}
+		return -1, &cgroup.WriteError{Path: path, Value: t.kernel(), Err: err}
+	}
+	return fd, nil
+}
+
+// readPressure reads the averages in memory.pressure.
+func readPressure(dir string) (PressureInfo, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "memory.pressure"))
+	if err != nil {
+		return PressureInfo{}, err
+	}
+	return parsePressure(filepath.Join(dir, "memory.pressure"), string(b))
+}
+
+func parsePressure(path, s string) (PressureInfo, error) {
+	var p PressureInfo
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			return p, &cgroup.ParseError{Path: path, Line: line, Err: errors.New("too few fields")}
+		}
+		var avg10, avg60 float64
+		for _, kv := range f[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return p, &cgroup.ParseError{Path: path, Line: line, Err: err}
+			}
+			switch k {
+			case "avg10":
+				avg10 = x
+			case "avg60":
+				avg60 = x
+			}
+		}
+		switch f[0] {
+		case "some":
+			p.SomeAvg10, p.SomeAvg60 = avg10, avg60
+		case "full":
+			p.FullAvg10, p.FullAvg60 = avg10, avg60
+		}
+	}
+	return p, nil
+}

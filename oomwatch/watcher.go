@@ -1,0 +1,253 @@
+package oomwatch
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+	"unsafe"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"golang.org/x/sys/unix"
+)
+
+// Options chooses what a Watcher listens for besides the counters.
+type Options struct {
+	Triggers []Trigger // PSI triggers on memory.pressure
+}
+
+// Watcher listens to one group. It sleeps in epoll_wait(2) until the kernel touches one of the
+// group's event files (through inotify) or a PSI trigger fires (POLLPRI), so it costs nothing
+// while nothing happens. Make one with New, run it with Run, and Close it.
+type Watcher struct {
+	dir, group string
+	epfd       int
+	ino        int // inotify instance watching the counter files and cgroup.events
+	wake       int // eventfd that ends Run
+	files      []*counterFile
+	eventsWD   int  // watch on cgroup.events
+	populated  bool // as cgroup.events last said
+	triggers   map[int]Trigger
+	notice     error
+}
+
+// New opens the watches on the group at dir (group is its path in the hierarchy, for events)
+// and reads every counter once, so that Run reports only what happens from now on. A kernel
+// without PSI is not an error: the triggers are dropped and Notice says so.
+func New(dir, group string, opts Options) (w *Watcher, err error) {
+	w = &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, triggers: map[int]Trigger{}}
+	defer func() {
+		if err != nil {
+			w.Close()
+		}
+	}()
+	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return nil, fmt.Errorf("epoll_create1: %w", err)
+	}
+	if w.ino, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("inotify_init1: %w", err)
+	}
+	if w.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	for _, fd := range []int{w.ino, w.wake} {
+		if err = w.add(fd, unix.EPOLLIN); err != nil {
+			return nil, err
+		}
+	}
+	// Arm each watch before the first read, so that nothing between the two is missed.
+	for _, f := range counterFiles() {
+		if !exists(dir, f.name) {
+			continue // memory.swap.events without swap accounting, pids.events without pids
+		}
+		if f.wd, err = w.watch(f.name); err != nil {
+			return nil, err
+		}
+		if _, err = f.read(dir); err != nil {
+			return nil, err
+		}
+		w.files = append(w.files, f)
+	}
+	if w.eventsWD, err = w.watch("cgroup.events"); err != nil {
+		return nil, err
+	}
+	if w.populated, err = cgroup.Populated(dir); err != nil {
+		return nil, err
+	}
+	for _, t := range opts.Triggers {
+		fd, terr := openTrigger(dir, t)
+		if errors.Is(terr, ErrNoPSI) {
+			w.notice = fmt.Errorf("%w (no %s; it needs Linux 4.20 with CONFIG_PSI and psi=1): pressure triggers are off, everything else works",
+				ErrNoPSI, filepath.Join(dir, "memory.pressure"))
+			break
+		}
+		if terr != nil {
+			return nil, terr
+		}
+		w.triggers[fd] = t
+		if err = w.add(fd, unix.EPOLLPRI); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// Notice is a reason some of what was asked for cannot be watched on this kernel (ErrNoPSI),
+// or nil.
+func (w *Watcher) Notice() error { return w.notice }
+
+func (w *Watcher) add(fd int, events uint32) error {
+	if err := unix.EpollCtl(w.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: events, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("epoll_ctl add fd %d: %w", fd, err)
+	}
+	return nil
+}
+
+func (w *Watcher) watch(name string) (int, error) {
+	path := filepath.Join(w.dir, name)
+	wd, err := unix.InotifyAddWatch(w.ino, path, unix.IN_MODIFY)
+	if err != nil {
+		return -1, fmt.Errorf("inotify_add_watch %s: %w", path, err)
+	}
+	return wd, nil
+}
+
+// Run calls emit for every event until ctx is done; then it reads every counter once more, so
+// that what happened up to that moment is reported, and returns nil. emit runs on Run's
+// goroutine. Run starts no goroutine of its own that outlives it.
+func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
+	stop := context.AfterFunc(ctx, w.Wake)
+	defer stop()
+	evs := make([]unix.EpollEvent, 8)
+	buf := make([]byte, 4096)
+	for {
+		n, err := unix.EpollWait(w.epfd, evs, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		for _, ev := range evs[:n] {
+			switch fd := int(ev.Fd); {
+			case fd == w.wake:
+				w.scanAll(emit)
+				return nil
+			case fd == w.ino:
+				w.scan(w.changed(buf), emit)
+			case ev.Events&unix.EPOLLERR != 0:
+				// The group is gone: a trigger reports POLLERR from then on. Stop listening.
+				_ = unix.EpollCtl(w.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+			default:
+				w.pressure(w.triggers[fd], emit)
+			}
+		}
+	}
+}
+
+// Wake ends Run from any goroutine.
+func (w *Watcher) Wake() {
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(w.wake, one[:])
+}
+
+// changed drains the inotify queue and returns the watch descriptors that fired.
+func (w *Watcher) changed(buf []byte) map[int]bool {
+	wds := map[int]bool{}
+	for {
+		n, err := unix.Read(w.ino, buf)
+		if err != nil || n <= 0 {
+			return wds // EAGAIN: drained
+		}
+		for off := 0; off+unix.SizeofInotifyEvent <= n; {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			if ev.Mask&unix.IN_MODIFY != 0 {
+				wds[int(ev.Wd)] = true
+			}
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+		}
+	}
+}
+
+func (w *Watcher) scanAll(emit func(Event)) {
+	all := map[int]bool{w.eventsWD: true}
+	for _, f := range w.files {
+		all[f.wd] = true
+	}
+	w.scan(all, emit)
+}
+
+// scan rereads the files whose watches fired and emits what went up.
+func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
+	now := time.Now()
+	var evs []Event
+	var local map[string]uint64
+	for _, f := range w.files {
+		if !wds[f.wd] {
+			continue
+		}
+		got, err := f.read(w.dir)
+		if err != nil {
+			continue // the group is being removed
+		}
+		if f.name == "memory.events" && len(got) > 0 {
+			local = localCounts(w.dir)
+			for i := range got {
+				if n, ok := local[keyOf(got[i].Kind)]; ok {
+					got[i].CountLocal = &n
+				}
+			}
+		}
+		evs = append(evs, got...)
+	}
+	if wds[w.eventsWD] {
+		if p, err := cgroup.Populated(w.dir); err == nil {
+			if w.populated && !p {
+				evs = append(evs, Event{Kind: Emptied})
+			}
+			w.populated = p
+		}
+	}
+	if len(evs) == 0 {
+		return
+	}
+	cur, _ := cgroup.MemoryCurrent(w.dir)
+	peak, _ := cgroup.MemoryPeak(w.dir)
+	for _, ev := range evs {
+		ev.Time, ev.Group, ev.MemoryCurrent, ev.MemoryPeak = now, w.group, cur, peak
+		emit(ev)
+	}
+}
+
+func (w *Watcher) pressure(t Trigger, emit func(Event)) {
+	now := time.Now()
+	p, err := readPressure(w.dir)
+	if err != nil {
+		return
+	}
+	p.Trigger = t.String()
+	cur, _ := cgroup.MemoryCurrent(w.dir)
+	peak, _ := cgroup.MemoryPeak(w.dir)
+	emit(Event{Time: now, Kind: Pressure, Group: w.group, MemoryCurrent: cur, MemoryPeak: peak, Pressure: &p})
+}
+
+// keyOf is the memory.events key of a kind.
+func keyOf(k Kind) string { return string(k) }
+
+// Close releases every fd the Watcher opened. It is safe to call more than once.
+func (w *Watcher) Close() error {
+	for fd := range w.triggers {
+		unix.Close(fd)
+	}
+	w.triggers = map[int]Trigger{}
+	for _, fd := range []*int{&w.epfd, &w.ino, &w.wake} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package oomwatch_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/oomwatch"
+)
+
+// fakeGroup is a directory shaped like a cgroup: inotify reports writes to its files as the
+// kernel's cgroup_file_notify does, so the watcher's logic can be tested anywhere. The same
+// behaviours are tested against a real kernel in realkernel_test.go.
+type fakeGroup struct {
+	t   *testing.T
+	dir string
+}
+
+func newFakeGroup(t *testing.T) *fakeGroup {
+	g := &fakeGroup{t: t, dir: t.TempDir()}
+	g.write("memory.events", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")
+	g.write("memory.events.local", "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")
+	g.write("pids.events", "max 0\n")
+	g.write("cgroup.events", "populated 1\nfrozen 0\n")
+	g.write("memory.current", "1048576\n")
+	g.write("memory.peak", "2097152\n")
+	return g
+}
+
+func (g *fakeGroup) write(name, content string) {
+	g.t.Helper()
+	if err := os.WriteFile(filepath.Join(g.dir, name), []byte(content), 0o644); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// collect runs a watcher until stop is closed and returns what it emitted.
+func collect(t *testing.T, w *oomwatch.Watcher, ready chan<- struct{}, stop <-chan struct{}) []oomwatch.Event {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var evs []oomwatch.Event
+	done := make(chan error)
+	go func() { done <- w.Run(ctx, func(ev oomwatch.Event) { evs = append(evs, ev) }) }()
+	close(ready)
+	<-stop
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return evs
+}
+
+func TestWatcherReportsEachCounterOnce(t *testing.T) {
+	g := newFakeGroup(t)
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ready, stop := make(chan struct{}), make(chan struct{})
+	var evs []oomwatch.Event
+	go func() {
+		<-ready
+		g.write("memory.events", "low 0\nhigh 3\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")
+		time.Sleep(20 * time.Millisecond)
+		g.write("memory.events.local", "low 0\nhigh 5\nmax 1\noom 1\noom_kill 1\noom_group_kill 0\n")
+		g.write("memory.events", "low 0\nhigh 5\nmax 1\noom 1\noom_kill 1\noom_group_kill 0\n")
+		g.write("pids.events", "max 2\n")
+		g.write("cgroup.events", "populated 0\nfrozen 0\n")
+		time.Sleep(20 * time.Millisecond)
+		close(stop)
+	}()
+	evs = collect(t, w, ready, stop)
+	got := map[oomwatch.Kind]uint64{}
+	for _, ev := range evs {
+		got[ev.Kind] += ev.Delta
+		if ev.Group != "/fake" || ev.MemoryCurrent != 1<<20 || ev.MemoryPeak != 2<<20 || ev.Time.IsZero() {
+			t.Errorf("event %+v lacks group, memory or time", ev)
+		}
+	}
+	want := map[oomwatch.Kind]uint64{oomwatch.High: 5, oomwatch.Max: 1, oomwatch.OOM: 1, oomwatch.OOMKill: 1, oomwatch.PidsMax: 2, oomwatch.Emptied: 0}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("%s: deltas add up to %d, want %d (events %+v)", k, got[k], n, evs)
+		}
+	}
+	var emptied int
+	for _, ev := range evs {
+		if ev.Kind == oomwatch.Emptied {
+			emptied++
+		}
+		if ev.Kind == oomwatch.OOMKill && (ev.CountLocal == nil || *ev.CountLocal != 1) {
+			t.Errorf("oom_kill event without count_local 1: %+v", ev)
+		}
+	}
+	if emptied != 1 {
+		t.Errorf("%d emptied events, want 1", emptied)
+	}
+}
+
+func TestWatcherReportsNothingFromBeforeNew(t *testing.T) {
+	g := newFakeGroup(t)
+	g.write("memory.events", "low 0\nhigh 9\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n")
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ready, stop := make(chan struct{}), make(chan struct{})
+	go func() { <-ready; time.Sleep(10 * time.Millisecond); close(stop) }()
+	if evs := collect(t, w, ready, stop); len(evs) != 0 {
+		t.Errorf("events %+v, want none: the counts predate New", evs)
+	}
+}
+
+func TestWatcherMissingPSIIsANoticeNotAnError(t *testing.T) {
+	g := newFakeGroup(t) // no memory.pressure, as on a kernel without CONFIG_PSI
+	tr, _ := oomwatch.ParseTrigger("some 150ms/1s")
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{Triggers: []oomwatch.Trigger{tr, tr}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer w.Close()
+	if n := w.Notice(); n == nil || !strings.Contains(n.Error(), "PSI") {
+		t.Errorf("Notice() = %v, want one naming PSI", n)
+	}
+}
+
+// TestWatcherLeaksNothing runs 1,000 New/Run/stop/Close cycles and counts open fds and
+// goroutines before and after.
+func TestWatcherLeaksNothing(t *testing.T) {
+	g := newFakeGroup(t)
+	leakCheck(t, g.dir)
+}
+
+func leakCheck(t *testing.T, dir string) {
+	t.Helper()
+	cycle := func() {
+		w, err := oomwatch.New(dir, "/g", oomwatch.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx, func(oomwatch.Event) {}) }()
+		cancel()
+		wg.Wait()
+		w.Close()
+	}
+	cycle() // warm up lazily created runtime state
+	fds, gs := openFDs(t), runtime.NumGoroutine()
+	for i := 0; i < 1000; i++ {
+		cycle()
+	}
+	time.Sleep(10 * time.Millisecond) // let exited goroutines be accounted
+	if after := openFDs(t); after != fds {
+		t.Errorf("open fds %d before 1,000 cycles, %d after", fds, after)
+	}
+	if after := runtime.NumGoroutine(); after > gs {
+		t.Errorf("goroutines %d before 1,000 cycles, %d after", gs, after)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+func TestParseTrigger(t *testing.T) {
+	for in, want := range map[string]string{
+		"some 150ms/1s":        "some 150ms/1s",
+		"full 100ms/2s":        "full 100ms/2s",
+		"some 150000 1000000":  "some 150ms/1s",
+		"  some  500ms/500ms ": "some 500ms/500ms",
+		"some 1s/10s":          "some 1s/10s",
+	} {
+		tr, err := oomwatch.ParseTrigger(in)
+		if err != nil || tr.String() != want {
+			t.Errorf("ParseTrigger(%q) = %v, %v; want %s", in, tr, err, want)
+		}
+	}
+	for _, in := range []string{"", "some", "some 150ms", "most 150ms/1s", "some 2s/1s", "some 0s/1s", "some 10ms/100ms",
+		"some 1s/11s", "some 150/1000", "some 1.5ns/1s", "some x/1s"} {
+		if _, err := oomwatch.ParseTrigger(in); err == nil {
+			t.Errorf("ParseTrigger(%q) accepted", in)
+		}
+	}
+}
