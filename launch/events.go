@@ -39,6 +39,8 @@ type record struct {
 	Signal   string  `json:"signal,omitempty"`
 	Uptime   float64 `json:"uptime_seconds,omitempty"`
 	OOMKills *uint64 `json:"oom_kills,omitempty"`
+	// MemoryEvents is the group's memory.events as the child left it.
+	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`
 	// recycle
 	Reason  string `json:"reason,omitempty"`
 	OldPid  int    `json:"old_pid,omitempty"`
@@ -80,7 +82,7 @@ func (l *eventLog) add(r record) {
 	if humanLine(r, l.limits) == "" {
 		return
 	}
-	now := r.Event.Time
+	now := time.Now()
 	if now.Sub(l.last[r.Kind]) >= l.every {
 		l.print(r)
 		return
@@ -108,7 +110,7 @@ func (l *eventLog) write(r record) {
 
 func (l *eventLog) print(r record) {
 	fmt.Fprintf(l.human, "cgrun: %s: %s\n", l.name, humanLine(r, l.limits))
-	l.last[r.Kind] = r.Event.Time
+	l.last[r.Kind] = time.Now()
 	delete(l.pending, r.Kind)
 }
 
@@ -121,15 +123,16 @@ func (l *eventLog) flushPending() {
 	}
 }
 
-// close prints what the rate limit still holds and stops its timer.
-func (l *eventLog) close() {
+// settle drops the lines the rate limit still holds, when a generation has ended and its exit
+// line and the summary say what they would.
+func (l *eventLog) settle() {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.flush != nil {
 		l.flush.Stop()
 		l.flush = nil
 	}
-	l.mu.Unlock()
-	l.flushPending()
+	clear(l.pending)
 }
 
 // memoryEvents reports whether anything happened that a summary should mention.
@@ -156,11 +159,11 @@ func humanLine(r record, lim cgroup.Limits) string {
 	cur := cgroup.FormatSize(r.MemoryCurrent)
 	switch r.Kind {
 	case oomwatch.High:
-		return fmt.Sprintf("memory.high reached %d times (current %s, high %s)", r.Count, cur, lim.MemoryHigh.Human())
+		return fmt.Sprintf("memory.high reached %s (current %s, high %s)", times(r.Count), cur, lim.MemoryHigh.Human())
 	case oomwatch.Max:
-		return fmt.Sprintf("memory.max reached %d times (current %s, max %s): the kernel reclaims to stay under it; an OOM kill may follow", r.Count, cur, lim.MemoryMax.Human())
+		return fmt.Sprintf("memory.max reached %s (current %s, max %s): the kernel reclaims to stay under it; an OOM kill may follow", times(r.Count), cur, lim.MemoryMax.Human())
 	case oomwatch.Low:
-		return fmt.Sprintf("memory.low protection breached %d times (current %s, low %s)", r.Count, cur, lim.MemoryLow.Human())
+		return fmt.Sprintf("memory.low protection breached %s (current %s, low %s)", times(r.Count), cur, lim.MemoryLow.Human())
 	case oomwatch.OOMKill:
 		if lim.OOMGroup {
 			return "" // the whole group goes; explained at exit
@@ -169,7 +172,7 @@ func humanLine(r record, lim cgroup.Limits) string {
 	case oomwatch.PidsMax:
 		return fmt.Sprintf("pids.max %s refused %d forks", lim.PidsMax.String(), r.Count)
 	case oomwatch.SwapHigh, oomwatch.SwapMax, oomwatch.SwapFail:
-		return fmt.Sprintf("%s %d times (current %s, memory.swap.max %s)", r.Kind, r.Count, cur, lim.MemorySwapMax.Human())
+		return fmt.Sprintf("%s %s (current %s, memory.swap.max %s)", r.Kind, times(r.Count), cur, lim.MemorySwapMax.Human())
 	case oomwatch.Pressure:
 		p := r.Pressure
 		return fmt.Sprintf("memory pressure: some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
@@ -183,4 +186,11 @@ func signalName(s unix.Signal) string {
 		return n
 	}
 	return fmt.Sprintf("signal %d", int(s))
+}
+
+func times(n uint64) string {
+	if n == 1 {
+		return "once"
+	}
+	return fmt.Sprintf("%d times", n)
 }

@@ -71,7 +71,7 @@ func Run(cfg Config) (int, error) {
 		dir: filepath.Join(site.Dir, fmt.Sprintf("%s-%d.%d", name, os.Getpid(), 1))}
 	out, err := g.run()
 	stop()
-	log.close()
+	log.settle()
 	if err == nil && (cfg.Verbose || log.memoryEvents()) {
 		fmt.Fprintln(cfg.Log, summary(name, out, log, cfg.Limits))
 	}
@@ -210,12 +210,13 @@ func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
 // finish records how the child ended: the exit record, and the OOM explanation when the
 // kernel's OOM killer was involved. It runs before teardown, while the group still exists.
 func (g *generation) finish(out *outcome) {
-	ev, _ := cgroup.ReadMemoryEvents(g.dir)
-	out.oomKill = ev.OOMKill
+	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
+	out.oomKill = counters["oom_kill"]
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
+	g.log.settle()
 	g.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
-		r.ExitCode, r.Uptime, r.OOMKills = &code, out.uptime.Seconds(), &out.oomKill
+		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		if out.status.Signaled() {
 			r.Signal = signalName(out.status.Signal())
 		}

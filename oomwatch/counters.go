@@ -36,14 +36,19 @@ func (c *counterFile) read(dir string) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The kernel's counters only go up; a key that is missing or lower (a torn read) keeps the
+	// value last seen, so that nothing is counted twice.
 	var evs []Event
+	if c.last == nil {
+		c.last = map[string]uint64{}
+	}
 	for _, k := range c.order {
 		now, was := m[k], c.last[k]
 		if now > was {
 			evs = append(evs, Event{Kind: c.kinds[k], Delta: now - was, Count: now})
+			c.last[k] = now
 		}
 	}
-	c.last = m
 	return evs, nil
 }
 
