@@ -15,7 +15,8 @@ const (
 	ExitFailure    = 125 // cgrun itself failed: bad input, no usable cgroup, a kernel error
 	ExitCannotExec = 126 // the command was found but cannot be executed
 	ExitNotFound   = 127 // the command was not found
-	ExitSignalBase = 128
+	ExitSignalBase = 128 // plus N: the child died of signal N
+	ExitStartLimit = 122 // cgrun gave up restarting: --max-restarts within --restart-window
 )
 
 // Error is a failure that ends cgrun with Code.

@@ -6,24 +6,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reap collects every child that has exited, without blocking. cgrun is a subreaper, so
-// orphans of the command (a daemon that double-forked) are its children too and end up here.
-// It reports the wait status of pid once that one has exited.
-//
-// reap is the only caller of wait4 in cgrun; it runs on the supervisor's goroutine.
-func reap(pid int) (ws unix.WaitStatus, exited bool) {
+// exited is one child that wait4 collected.
+type exited struct {
+	pid    int
+	status unix.WaitStatus
+}
+
+// reapAll collects every child that has exited, without blocking: the command, a health probe,
+// or an orphan of the command (cgrun is a subreaper, so a daemon that double-forked comes back
+// to it). reapAll is the only caller of wait4 in cgrun; it runs on the supervisor's goroutine.
+func reapAll() []exited {
+	var out []exited
 	for {
 		var s unix.WaitStatus
-		got, err := unix.Wait4(-1, &s, unix.WNOHANG, nil)
+		pid, err := unix.Wait4(-1, &s, unix.WNOHANG, nil)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
-		if err != nil || got <= 0 { // ECHILD: none left; 0: none has exited
-			return ws, exited
+		if err != nil || pid <= 0 { // ECHILD: none left; 0: none has exited
+			return out
 		}
-		if got == pid {
-			ws, exited = s, true
-		}
+		out = append(out, exited{pid, s})
 	}
 }
 

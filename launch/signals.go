@@ -16,11 +16,15 @@ func forwarded() []os.Signal {
 	}
 }
 
+// recycleSignal asks cgrun for a graceful recycle of the current generation. cgrun does not
+// forward it; SIGALRM is one no supervisor sends by accident (cgrun recycle NAME sends it too).
+const recycleSignal = unix.SIGALRM
+
 // notifySignals routes the forwarded signals and SIGCHLD to a channel. It is called once, before
 // the child starts, so that no signal that arrives while it starts is lost.
 func notifySignals() (<-chan os.Signal, func()) {
 	ch := make(chan os.Signal, 32)
-	signal.Notify(ch, append([]os.Signal{unix.SIGCHLD}, forwarded()...)...)
+	signal.Notify(ch, append([]os.Signal{unix.SIGCHLD, recycleSignal}, forwarded()...)...)
 	return ch, func() { signal.Stop(ch) }
 }
 

@@ -63,6 +63,9 @@ func helper(args []string) int {
 		return 0
 	case "exit": // exit N
 		return arg(1)
+	case "linger": // linger MS CODE: sleep MS milliseconds, then exit CODE
+		time.Sleep(time.Duration(arg(1)) * time.Millisecond)
+		return arg(2)
 	case "kill": // die of signal N (through a shell: the Go runtime catches some signals itself)
 		err := syscall.Exec("/bin/sh", []string{"sh", "-c", "kill -" + args[1] + " $$; sleep 5"}, os.Environ())
 		fmt.Fprintln(os.Stderr, "helper kill:", err)
@@ -89,6 +92,32 @@ func helper(args []string) int {
 			return 0
 		}
 		report(fmt.Sprintf("allocated %dM", pages*4096>>20))
+		return 0
+	case "leak": // allocate 4 MB every 10 ms, forever
+		var keep [][]byte
+		for {
+			b := make([]byte, 4<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+			time.Sleep(10 * time.Millisecond)
+		}
+	case "hog": // hog MB: touch up to MB (throttled or not), and exit 0 on SIGTERM
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		go func() {
+			var keep [][]byte
+			for i := 0; i < arg(1); i++ {
+				b := make([]byte, 1<<20)
+				for j := 0; j < len(b); j += 4096 {
+					b[j] = 1
+				}
+				keep = append(keep, b)
+			}
+			select {}
+		}()
+		<-ch
 		return 0
 	case "trap": // print each forwarded signal's number; exit 0 on SIGTERM
 		ch := make(chan os.Signal, 16)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
@@ -51,6 +52,10 @@ type runFlags struct {
 	events                                                   string
 	pressure                                                 []string
 	verbose                                                  bool
+
+	restart, stopSignal, recycleAbove, recycleOnHigh string
+	recycleOnPressure                                []string
+	policy                                           launch.Policy
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -67,6 +72,30 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringVar(&f.events, "events", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
+
+	p := &f.policy
+	*p = launch.DefaultPolicy()
+	fs.StringVar(&f.restart, "restart", string(p.Restart), "when a generation that ended gets a new one: never, on-oom, on-failure or always")
+	fs.StringVar(&f.stopSignal, "stop-signal", "SIGTERM", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
+	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
+	durationVar(fs, &p.MaxLifetime, "max-lifetime", "recycle each generation after this long (0: never)")
+	durationVar(fs, &p.LifetimeJitter, "lifetime-jitter", "add a random part of this to each --max-lifetime, so a fleet does not recycle at once")
+	fs.StringVar(&f.recycleAbove, "recycle-above", "", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
+	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
+	fs.StringVar(&f.recycleOnHigh, "recycle-on-high", "", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
+	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
+	fs.StringArrayVar(&f.recycleOnPressure, "recycle-on-pressure", nil, "recycle when this PSI trigger fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
+	fs.StringVar(&p.Health.Cmd, "health-cmd", "", "health probe: a shell command run in the group; exit 0 is healthy")
+	fs.StringVar(&p.Health.URL, "health-http", "", "health probe: GET this URL; 2xx or 3xx is healthy")
+	durationVar(fs, &p.Health.Interval, "health-interval", "time between health probes")
+	durationVar(fs, &p.Health.Timeout, "health-timeout", "a probe that takes longer has failed")
+	fs.IntVar(&p.Health.Retries, "health-retries", p.Health.Retries, "failed probes in a row that recycle the generation")
+	durationVar(fs, &p.Health.StartPeriod, "health-start-period", "probe failures in a generation's first this-long do not count")
+	durationVar(fs, &p.RestartDelay, "restart-delay", "wait this long before a restart; doubles after each generation shorter than --min-uptime")
+	durationVar(fs, &p.RestartDelayMax, "restart-delay-max", "the longest restart delay")
+	durationVar(fs, &p.MinUptime, "min-uptime", "a generation that ran this long resets the restart delay")
+	fs.IntVar(&p.MaxRestarts, "max-restarts", p.MaxRestarts, "give up (exit 122) after this many restarts within --restart-window; 0: never give up")
+	durationVar(fs, &p.RestartWindow, "restart-window", "the window --max-restarts counts in")
 	return fs
 }
 
@@ -112,6 +141,10 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		}
 		triggers = append(triggers, t)
 	}
+	policy, err := f.parsePolicy(origin)
+	if err != nil {
+		return fail(err)
+	}
 	events, closeEvents, err := openEvents(f.events, stdout)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))
@@ -122,6 +155,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Env:      childEnv(env),
 		Name:     f.name,
 		Limits:   limits,
+		Policy:   policy,
 		Parent:   f.parent,
 		Pressure: triggers,
 		Events:   events,
@@ -255,4 +289,71 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		return nil, nop, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+// parsePolicy reads the recycle flags that are not plain durations and numbers.
+func (f *runFlags) parsePolicy(origin func(string) string) (launch.Policy, error) {
+	p := f.policy
+	var err error
+	if p.Restart, err = launch.ParseRestart(f.restart); err != nil {
+		return p, err
+	}
+	if p.StopSignal, err = launch.ParseSignal(f.stopSignal); err != nil {
+		return p, fmt.Errorf("%s: %w", origin("stop-signal"), err)
+	}
+	if f.recycleAbove != "" {
+		if p.RecycleAbove, err = cgroup.ParseSize(f.recycleAbove, physicalMemory()); err != nil {
+			return p, fmt.Errorf("%s: %w", origin("recycle-above"), err)
+		}
+	}
+	if f.recycleOnHigh != "" {
+		n, win, hasWin := strings.Cut(f.recycleOnHigh, "/")
+		if p.RecycleOnHigh, err = strconv.Atoi(n); err != nil || p.RecycleOnHigh < 1 {
+			return p, fmt.Errorf("%s %q: want N or N/DURATION, e.g. 200 or 200/10s", origin("recycle-on-high"), f.recycleOnHigh)
+		}
+		if hasWin {
+			if p.HighWindow, err = parseDuration(win); err != nil || p.HighWindow <= 0 {
+				return p, fmt.Errorf("%s %q: bad window: want e.g. 200/10s", origin("recycle-on-high"), f.recycleOnHigh)
+			}
+		}
+	}
+	for _, s := range f.recycleOnPressure {
+		t, err := oomwatch.ParseTrigger(s)
+		if err != nil {
+			return p, fmt.Errorf("%s: %w", origin("recycle-on-pressure"), err)
+		}
+		p.RecyclePressure = append(p.RecyclePressure, t)
+	}
+	return p, nil
+}
+
+// durationValue is a duration flag that also takes a bare number of seconds, as systemd does:
+// "10" is 10s; "1h30m" and "500ms" work as in Go.
+type durationValue time.Duration
+
+func durationVar(fs *pflag.FlagSet, d *time.Duration, name, usage string) {
+	fs.Var((*durationValue)(d), name, usage)
+}
+
+func (d *durationValue) Set(s string) error {
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string { return time.Duration(*d).String() }
+func (d *durationValue) Type() string   { return "duration" }
+
+func parseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h30m, or a number of seconds)", s)
+	}
+	return d, nil
 }

@@ -1,0 +1,298 @@
+package launch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
+)
+
+// generation is one run of the command in one fresh group. Its supervisor is one loop over a
+// few actors — the signal handler (which alone calls wait4), the event watcher, and timers for
+// the recycle triggers and health probes — until the child exits; then the watcher is stopped
+// and drained, and the group is killed and removed.
+type generation struct {
+	number int
+	dir    string // the payload group
+	run    *runner
+	pid    int
+
+	recycled   string // why cgrun ended this generation, or ""
+	stopAsked  bool   // SIGTERM or SIGINT reached cgrun: no restart after this one
+	stopTimer  *time.Timer
+	triggers   *triggers
+	aboveTimer *time.Ticker
+	health     *prober
+}
+
+// outcome is how a generation ended.
+type outcome struct {
+	pid       int
+	status    unix.WaitStatus
+	started   time.Time
+	uptime    time.Duration
+	peak      uint64 // memory.peak of the group; 0 where the kernel has none
+	oomKill   uint64
+	recycled  string // why cgrun ended it, or ""
+	stopAsked bool
+}
+
+// start makes the group, starts the child in it, supervises it until it exits and removes the
+// group with all that is left in it. onStart runs once the child runs (for the recycle record).
+func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
+	cfg := g.run.cfg
+	if err := cgroup.Create(g.dir); err != nil {
+		return out, err
+	}
+	defer func() {
+		if terr := g.teardown(); terr != nil {
+			fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", terr)
+		}
+	}()
+	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
+		return out, err
+	}
+	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...)})
+	if err != nil {
+		return out, fmt.Errorf("watch %s: %w", g.dir, err)
+	}
+	defer w.Close()
+	if n := w.Notice(); n != nil && g.number == 1 {
+		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	events := make(chan oomwatch.Event, 64)
+	go func() {
+		defer close(events)
+		_ = w.Run(ctx, func(ev oomwatch.Event) { events <- ev })
+	}()
+	stopWatching := func() {
+		cancel() // the watcher reads every counter once more, then closes events
+		for ev := range events {
+			g.event(ev)
+		}
+	}
+
+	out.started = time.Now()
+	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.dir, NoClone3: cfg.NoClone3})
+	if err != nil {
+		stopWatching()
+		return out, err
+	}
+	out.pid = g.pid
+	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = cfg.Command }))
+	if onStart != nil {
+		onStart(g.pid)
+	}
+	out.status = g.supervise(events, out.started)
+	out.uptime = time.Since(out.started)
+	reclaimForeground()
+	stopWatching()
+	out.recycled, out.stopAsked = g.recycled, g.stopAsked
+	g.finish(&out)
+	return out, nil
+}
+
+// supervise runs the generation's actors until the child exits, and returns its wait status.
+func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
+	p := g.run.cfg.Policy
+	g.triggers = newTriggers(p, g.run.cfg.Limits)
+	var lifetime, stopKill, aboveTick, probeTick <-chan time.Time
+	if d := g.triggers.lifetime(); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		lifetime = t.C
+	}
+	if p.Health.Enabled() {
+		g.health = newProber(p.Health)
+		defer g.health.stop()
+		t := time.NewTicker(p.Health.Interval)
+		defer t.Stop()
+		probeTick = t.C
+	}
+	defer func() {
+		if g.stopTimer != nil {
+			g.stopTimer.Stop()
+		}
+		if g.aboveTimer != nil {
+			g.aboveTimer.Stop()
+		}
+	}()
+	var probeResults chan probeResult
+	if g.health != nil {
+		probeResults = g.health.results
+	}
+	for {
+		if g.stopTimer != nil {
+			stopKill = g.stopTimer.C
+		}
+		if g.aboveTimer != nil {
+			aboveTick = g.aboveTimer.C
+		}
+		select {
+		case sig := <-g.run.sigs:
+			if ws, done := g.signal(sig.(unix.Signal)); done {
+				return ws
+			}
+		case ev := <-events:
+			g.event(ev)
+			reason, say, arm := g.triggers.observe(ev)
+			switch {
+			case reason != "":
+				g.recycle(reason, say)
+			case say != "":
+				fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
+			}
+			if arm && g.aboveTimer == nil {
+				g.aboveTimer = time.NewTicker(time.Second)
+			}
+		case <-lifetime:
+			g.recycle("lifetime", fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
+		case now := <-aboveTick:
+			cur, _ := cgroup.MemoryCurrent(g.dir)
+			recycle, keep := g.triggers.checkAbove(now, cur)
+			if !keep {
+				g.aboveTimer.Stop()
+				g.aboveTimer, aboveTick = nil, nil
+			}
+			if recycle {
+				g.recycle("memory_above", fmt.Sprintf("memory at %s held at or above %s for %v",
+					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
+			}
+		case <-probeTick:
+			if g.health.timedOut() {
+				continue // its failure comes back through the reaper
+			}
+			g.health.start(g.dir, g.run.cfg.Env)
+		case r := <-probeResults:
+			if g.health.record(r, time.Since(started)) {
+				g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
+			}
+		case <-stopKill:
+			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
+			_ = cgroup.WriteFile(g.dir, "cgroup.kill", "1")
+			g.stopTimer = nil
+			stopKill = nil
+		}
+	}
+}
+
+// signal handles one signal to cgrun; it reports the child's wait status once the child exited.
+func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
+	switch sig {
+	case unix.SIGCHLD:
+		var ws unix.WaitStatus
+		done := false
+		for _, e := range reapAll() {
+			switch {
+			case e.pid == g.pid:
+				ws, done = e.status, true
+			case g.health != nil && g.health.exited(e.pid, e.status):
+			}
+		}
+		return ws, done
+	case recycleSignal:
+		g.recycle("request", "recycle requested with "+signalName(recycleSignal))
+	case unix.SIGTERM, unix.SIGINT:
+		g.stopAsked = true
+		_ = unix.Kill(g.pid, sig)
+		g.armStopTimer()
+	default:
+		_ = unix.Kill(g.pid, sig) // ESRCH: it is exiting; SIGCHLD follows
+	}
+	return 0, false
+}
+
+// recycle ends the generation gracefully: the stop signal now, the group killed after the stop
+// timeout. The run loop then starts the next generation.
+func (g *generation) recycle(reason, why string) {
+	if g.recycled != "" || g.stopAsked {
+		return
+	}
+	g.recycled = reason
+	p := g.run.cfg.Policy
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
+		g.run.name, g.number, why, signalName(p.StopSignal), p.StopTimeout)
+	_ = unix.Kill(g.pid, p.StopSignal)
+	g.armStopTimer()
+}
+
+func (g *generation) armStopTimer() {
+	if g.stopTimer == nil {
+		g.stopTimer = time.NewTimer(g.run.cfg.Policy.StopTimeout)
+	}
+}
+
+func (g *generation) event(ev oomwatch.Event) { g.run.log.add(g.record(ev, nil)) }
+
+// record wraps an event with who it concerns; more fills in the fields of its kind.
+func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
+	if ev.Group == "" {
+		ev.Group = g.run.h.Rel(g.dir)
+	}
+	r := record{Event: ev, Name: g.run.name, Pid: g.pid, Generation: g.number}
+	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
+		r.MemoryHigh = &l.Value
+	}
+	if l := g.run.cfg.Limits.MemoryMax; l.Set && !l.Max {
+		r.MemoryMax = &l.Value
+	}
+	if more != nil {
+		more(&r)
+	}
+	return r
+}
+
+// finish records how the child ended: the exit record, and the OOM explanation when the
+// kernel's OOM killer was involved. It runs before teardown, while the group still exists.
+func (g *generation) finish(out *outcome) {
+	log := g.run.cfg.Log
+	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
+	out.oomKill = counters["oom_kill"]
+	out.peak, _ = cgroup.MemoryPeak(g.dir)
+	code := StatusCode(out.status)
+	g.run.log.settle()
+	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
+		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
+		r.Reason = out.recycled
+		if out.status.Signaled() {
+			r.Signal = signalName(out.status.Signal())
+		}
+	}))
+	if out.oomKill == 0 {
+		return
+	}
+	max := "max"
+	if m, err := cgroup.MemoryMax(g.dir); err == nil {
+		max = m.Human()
+	}
+	peak := "unknown"
+	if out.peak > 0 {
+		peak = cgroup.FormatSize(out.peak)
+	}
+	if out.status.Signaled() && out.status.Signal() == unix.SIGKILL {
+		fmt.Fprintf(log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.run.name, max, peak)
+		return
+	}
+	fmt.Fprintf(log, "cgrun: the OOM killer killed %d process(es) in %s's group (memory.max %s, peak %s)\n", out.oomKill, g.run.name, max, peak)
+}
+
+// teardown kills whatever is left in the group, waits until it is empty, reaps the orphans that
+// came back to cgrun, and removes the group.
+func (g *generation) teardown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
+	defer cancel()
+	kerr := cgroup.Kill(ctx, g.dir)
+	reapAll()
+	if kerr != nil {
+		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
+	}
+	return cgroup.Remove(g.dir)
+}
+
+// groupName is the payload group of generation n of the cgrun with pid: node-4821.1.
+func groupName(name string, n int) string { return fmt.Sprintf("%s-%d.%d", name, os.Getpid(), n) }

@@ -1,0 +1,179 @@
+package launch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// HealthCheck is a probe of the child's health, as Docker's HEALTHCHECK; unlike Docker, cgrun
+// recycles a generation that fails Retries probes in a row.
+type HealthCheck struct {
+	Cmd         string        // run with /bin/sh -c inside the generation's group; exit 0 is healthy
+	URL         string        // GET it; a 2xx or 3xx answer is healthy
+	Interval    time.Duration // between probes (30s)
+	Timeout     time.Duration // a probe that takes longer failed (30s)
+	Retries     int           // failures in a row that make the generation unhealthy (3)
+	StartPeriod time.Duration // failures in the first this-long do not count
+}
+
+// Enabled reports whether any probe is configured.
+func (h HealthCheck) Enabled() bool { return h.Cmd != "" || h.URL != "" }
+
+// Validate checks the probe settings.
+func (h HealthCheck) Validate() error {
+	switch {
+	case h.Cmd != "" && h.URL != "":
+		return errors.New("--health-cmd and --health-http exclude each other: pick one")
+	case !h.Enabled():
+		return nil
+	case h.Interval <= 0 || h.Timeout <= 0:
+		return errors.New("--health-interval and --health-timeout must be above 0")
+	case h.Retries < 1:
+		return errors.New("--health-retries must be at least 1")
+	}
+	if h.URL != "" {
+		u, err := url.Parse(h.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--health-http %q: want an http:// or https:// URL", h.URL)
+		}
+	}
+	return nil
+}
+
+// probeResult is the end of one probe.
+type probeResult struct {
+	ok  bool
+	why string
+}
+
+// prober runs the probes of one generation. Command probes are processes in the generation's
+// group; their exit comes back through the supervisor's reaper (the only caller of wait4),
+// which hands it to exited. HTTP probes run on a goroutine that cancel ends.
+type prober struct {
+	h       HealthCheck
+	results chan probeResult
+	pid     int       // the running command probe, or 0
+	started time.Time // when it started
+	cancel  context.CancelFunc
+	fails   int
+}
+
+func newProber(h HealthCheck) *prober {
+	return &prober{h: h, results: make(chan probeResult, 1)}
+}
+
+// start begins a probe, unless one is still running.
+func (p *prober) start(groupDir string, env []string) {
+	if p.pid != 0 || p.cancel != nil {
+		return
+	}
+	p.started = time.Now()
+	if p.h.Cmd != "" {
+		pid, err := startInGroup("/bin/sh", []string{"sh", "-c", p.h.Cmd}, env, groupDir)
+		if err != nil {
+			p.results <- probeResult{why: fmt.Sprintf("cannot start: %v", err)}
+			return
+		}
+		p.pid = pid
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), p.h.Timeout)
+	p.cancel = cancel
+	go func() {
+		p.results <- httpProbe(ctx, p.h.URL)
+	}()
+}
+
+// timedOut kills a command probe that ran past the timeout; it reports the failure when reaped.
+func (p *prober) timedOut() bool {
+	if p.pid != 0 && time.Since(p.started) > p.h.Timeout {
+		_ = unix.Kill(p.pid, unix.SIGKILL)
+		return true
+	}
+	return false
+}
+
+// exited takes the wait status of a reaped pid if it is the running command probe.
+func (p *prober) exited(pid int, ws unix.WaitStatus) bool {
+	if pid == 0 || pid != p.pid {
+		return false
+	}
+	p.pid = 0
+	switch {
+	case time.Since(p.started) > p.h.Timeout:
+		p.results <- probeResult{why: fmt.Sprintf("timed out after %v", p.h.Timeout)}
+	case ws.Exited() && ws.ExitStatus() == 0:
+		p.results <- probeResult{ok: true}
+	case ws.Signaled():
+		p.results <- probeResult{why: "killed by " + signalName(ws.Signal())}
+	default:
+		p.results <- probeResult{why: fmt.Sprintf("exit status %d", ws.ExitStatus())}
+	}
+	return true
+}
+
+// record counts a result; it reports whether the generation is now unhealthy.
+func (p *prober) record(r probeResult, uptime time.Duration) bool {
+	if p.cancel != nil {
+		p.cancel()
+		p.cancel = nil
+	}
+	switch {
+	case r.ok:
+		p.fails = 0
+	case uptime >= p.h.StartPeriod:
+		p.fails++
+	}
+	return p.fails >= p.h.Retries
+}
+
+// stop ends a running HTTP probe; a command probe dies with the group.
+func (p *prober) stop() {
+	if p.cancel != nil {
+		p.cancel()
+		p.cancel = nil
+	}
+}
+
+func httpProbe(ctx context.Context, u string) probeResult {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return probeResult{why: err.Error()}
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return probeResult{why: "timed out"}
+		}
+		return probeResult{why: err.Error()}
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+		return probeResult{ok: true}
+	}
+	return probeResult{why: "HTTP " + resp.Status}
+}
+
+// startInGroup starts a helper process (a probe) directly in the group at dir.
+func startInGroup(path string, argv, env []string, dir string) (int, error) {
+	gfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(gfd)
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(null)
+	return syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: []uintptr{uintptr(null), uintptr(null), uintptr(null)},
+		Sys: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: gfd, Setpgid: true}})
+}
