@@ -2,6 +2,9 @@ package cgroup
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/containerd/cgroups/v3/cgroup2"
 )
@@ -14,7 +17,25 @@ type Limits struct {
 	MemoryLow     Limit
 	MemorySwapMax Limit
 	PidsMax       Limit
-	OOMGroup      bool // memory.oom.group: the OOM killer takes the whole group, not one process
+	OOMGroup      bool    // memory.oom.group: the OOM killer takes the whole group, not one process
+	CPUMax        *CPUMax // cpu.max; nil leaves it alone
+	CPUWeight     uint64  // cpu.weight; 0 leaves it alone
+	// Unified are further files of the memory, pids and cpu controllers to write as they are
+	// (an OCI runtime spec's "unified" map, less the keys that have a field above).
+	Unified map[string]string
+}
+
+// Controllers are the controllers the limits need enabled on the parent of the group.
+func (l Limits) Controllers() []string {
+	ctrls := []string{"memory", "pids"}
+	cpu := l.CPUMax != nil || l.CPUWeight != 0
+	for k := range l.Unified {
+		cpu = cpu || strings.HasPrefix(k, "cpu.")
+	}
+	if cpu {
+		ctrls = append(ctrls, "cpu")
+	}
+	return ctrls
 }
 
 // Validate checks the limits against each other.
@@ -58,6 +79,15 @@ func (l Limits) Apply(dir string, h Hierarchy) error {
 		}
 	}
 	res := &cgroup2.Resources{Memory: &mem}
+	if l.CPUMax != nil || l.CPUWeight != 0 {
+		res.CPU = &cgroup2.CPU{}
+		if l.CPUMax != nil {
+			res.CPU.Max = cgroup2.CPUMax(l.CPUMax.String())
+		}
+		if l.CPUWeight != 0 {
+			res.CPU.Weight = &l.CPUWeight
+		}
+	}
 	if l.PidsMax.Set {
 		res.Pids = &cgroup2.Pids{Max: -1}
 		if !l.PidsMax.Max {
@@ -72,6 +102,9 @@ func (l Limits) Apply(dir string, h Hierarchy) error {
 		oom = "1"
 	}
 	direct = append(direct, [2]string{"memory.oom.group", oom})
+	for _, k := range slices.Sorted(maps.Keys(l.Unified)) {
+		direct = append(direct, [2]string{k, l.Unified[k]})
+	}
 	for _, kv := range direct {
 		if err := WriteFile(dir, kv[0], kv[1]); err != nil {
 			return err
@@ -93,6 +126,12 @@ func (l Limits) String() string {
 	}
 	if l.PidsMax.Set {
 		s += " pids.max=" + l.PidsMax.String()
+	}
+	if l.CPUMax != nil {
+		s += " cpu.max=" + strings.ReplaceAll(l.CPUMax.String(), " ", "/")
+	}
+	if l.CPUWeight != 0 {
+		s += fmt.Sprintf(" cpu.weight=%d", l.CPUWeight)
 	}
 	if s == "" {
 		return "no limits"

@@ -41,9 +41,9 @@ func (s *Site) Release() error {
 func (s *Site) undo(f func() error) { s.release = append(s.release, f) }
 
 // Nest readies the process's own group: it creates the leaf <own>/<leaf>, moves the calling
-// process (all its threads) into it, and enables memory and pids for the children of <own> in
-// one write. On failure it puts everything back.
-func Nest(h Hierarchy, leaf string) (*Site, error) {
+// process (all its threads) into it, and enables ctrls (memory and pids, maybe cpu) for the
+// children of <own> in one write. On failure it puts everything back.
+func Nest(h Hierarchy, leaf string, ctrls ...string) (*Site, error) {
 	own := h.SelfDir()
 	s := &Site{Dir: own}
 	leafDir := filepath.Join(own, leaf)
@@ -68,7 +68,7 @@ func Nest(h Hierarchy, leaf string) (*Site, error) {
 		}
 		return err
 	})
-	enabled, err := EnableControllers(own, "memory", "pids")
+	enabled, err := EnableControllers(own, ctrls...)
 	if err != nil {
 		_ = s.Release()
 		return nil, err
@@ -79,7 +79,7 @@ func Nest(h Hierarchy, leaf string) (*Site, error) {
 // Under readies the group parent (a path in the hierarchy, or a directory under its mount), which
 // must exist and hold no processes of its own. The controllers it enables there stay on: the
 // group is the user's, and other groups under it may rely on them.
-func Under(h Hierarchy, parent string) (*Site, error) {
+func Under(h Hierarchy, parent string, ctrls ...string) (*Site, error) {
 	dir, err := ParentDir(h, parent)
 	if err != nil {
 		return nil, err
@@ -89,7 +89,7 @@ func Under(h Hierarchy, parent string) (*Site, error) {
 			What: fmt.Sprintf("--parent %s: no such group (%s)", parent, dir),
 			Fix:  "create it first (mkdir " + dir + ") or leave --parent out"}
 	}
-	if _, err := EnableControllers(dir, "memory", "pids"); err != nil {
+	if _, err := EnableControllers(dir, ctrls...); err != nil {
 		return nil, err
 	}
 	return &Site{Dir: dir}, nil

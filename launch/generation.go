@@ -101,7 +101,12 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.triggers = newTriggers(p, g.run.cfg.Limits)
-	var lifetime, stopKill, aboveTick, probeTick <-chan time.Time
+	var lifetime, stopKill, aboveTick, probeTick, sampleTick <-chan time.Time
+	if g.run.sample {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		sampleTick = t.C
+	}
 	if d := g.triggers.lifetime(); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -162,6 +167,10 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if recycle {
 				g.recycle("memory_above", fmt.Sprintf("memory at %s held at or above %s for %v",
 					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
+			}
+		case <-sampleTick:
+			if cur, err := cgroup.MemoryCurrent(g.dir); err == nil {
+				g.run.steady = append(g.run.steady, cur)
 			}
 		case <-probeTick:
 			if g.health.timedOut() {
@@ -255,6 +264,7 @@ func (g *generation) finish(out *outcome) {
 	out.oomKill = counters["oom_kill"]
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
+	g.run.report.Generations = append(g.run.report.Generations, measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
 	g.run.log.settle()
 	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters

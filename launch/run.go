@@ -25,8 +25,14 @@ type Config struct {
 	Pressure []oomwatch.Trigger // PSI triggers on the payload group, reported as events
 	Events   io.Writer          // --events: JSON Lines of every event; nil for none
 	Verbose  bool               // print the exit summary even when nothing happened
-	NoClone3 bool               // start through the re-exec stub even where clone3 works
-	Log      io.Writer          // where cgrun's own lines go (stderr)
+	Report   io.Writer          // --report: the JSON report of the whole run, written at exit; nil for none
+
+	RecordBaseline    string    // --record-baseline: write the run's memory profile here at exit
+	Baseline          *Baseline // --baseline: fail (ExitBaseline) when the peak exceeds it ...
+	BaselineFile      string    // ... read from this file ...
+	BaselineTolerance float64   // ... by more than this many percent
+	NoClone3          bool      // start through the re-exec stub even where clone3 works
+	Log               io.Writer // where cgrun's own lines go (stderr)
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -41,6 +47,10 @@ type runner struct {
 	site *cgroup.Site
 	log  *eventLog
 	sigs <-chan os.Signal
+
+	report *Report  // filled in by each generation as it ends
+	steady []uint64 // memory.current once a second, when a baseline is recorded or checked
+	sample bool     // whether to take those samples
 }
 
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
@@ -75,7 +85,7 @@ func Run(cfg Config) (int, error) {
 	if r.h, err = cgroup.Detect(); err != nil {
 		return ExitFailure, err
 	}
-	if r.site, err = place(r.h, cfg.Parent); err != nil {
+	if r.site, err = place(r.h, cfg.Parent, cfg.Limits.Controllers()); err != nil {
 		return ExitFailure, err
 	}
 	defer func() {
@@ -91,20 +101,65 @@ func Run(cfg Config) (int, error) {
 	r.sigs = sigs
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
 	defer r.log.settle()
-	return r.loop()
+	r.report = &Report{Name: r.name, Command: cfg.Command}
+	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	started := time.Now()
+	last, code, err := r.loop()
+	if last == nil {
+		return code, err
+	}
+	return r.end(started, *last, code, err)
 }
 
-// loop runs generations until the policy says stop, and returns the last one's exit code.
-func (r *runner) loop() (int, error) {
+// end writes what a finished run owes: the summary, the report, the baseline and its check.
+func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
+	cfg := r.cfg
+	r.summarize(last, len(r.report.Generations)-1)
+	r.report.build(started, last, cfg.Limits, r.steady)
+	if cfg.Baseline != nil {
+		c := cfg.Baseline.check(cfg.BaselineFile, r.report.MemoryPeak, cfg.BaselineTolerance)
+		r.report.Baseline = &c
+		if c.Exceeded && err == nil && code == 0 {
+			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, r.report.MemoryPeak))}
+		} else if c.Exceeded {
+			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, r.report.MemoryPeak))
+		}
+	}
+	if cfg.Verbose {
+		fmt.Fprintln(cfg.Log, r.report.human())
+	}
+	if cfg.Report != nil {
+		if werr := r.report.write(cfg.Report); werr != nil {
+			fmt.Fprintf(cfg.Log, "cgrun: warning: --report: %v\n", werr)
+		}
+	}
+	if cfg.RecordBaseline != "" {
+		switch {
+		case code != 0 || err != nil:
+			fmt.Fprintf(cfg.Log, "cgrun: not recording a baseline in %s: the run failed (exit %d)\n", cfg.RecordBaseline, code)
+		default:
+			if berr := writeBaseline(cfg.RecordBaseline, r.report); berr != nil {
+				fmt.Fprintf(cfg.Log, "cgrun: --record-baseline %s: %v\n", cfg.RecordBaseline, berr)
+				return ExitFailure, nil
+			}
+		}
+	}
+	return code, err
+}
+
+// loop runs generations until the policy says stop. It returns the last generation's outcome
+// (nil when none ran) and the exit code for the run.
+func (r *runner) loop() (*outcome, int, error) {
 	rs := newRestarts(r.cfg.Policy)
 	var prev *outcome
 	var why string // why prev was followed by a new generation
-	restarts := 0
 	for n := 1; ; n++ {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
 			if prev != nil {
-				r.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindRecycle}, func(rec *record) {
+				now := time.Now()
+				r.report.Recycles = append(r.report.Recycles, ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
+				r.log.add(g.record(oomwatch.Event{Time: now, Kind: kindRecycle}, func(rec *record) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
 				}))
 			}
@@ -113,27 +168,23 @@ func (r *runner) loop() (int, error) {
 			if n > 1 {
 				err = fmt.Errorf("restart as generation %d: %w", n, err)
 			}
-			return Code(err), err
+			return prev, Code(err), err
 		}
 		code := StatusCode(out.status)
 		why = rs.reasonToRestart(out, out.recycled)
 		if out.stopAsked || why == "" {
-			r.summarize(out, restarts)
-			return code, nil
+			return &out, code, nil
 		}
 		delay, ok := rs.next(time.Now(), out.uptime)
 		if !ok {
-			r.summarize(out, restarts)
 			p := r.cfg.Policy
-			return ExitStartLimit, &Error{Code: ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
+			return &out, ExitStartLimit, &Error{Code: ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
 		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
 		if !r.wait(delay) {
-			r.summarize(out, restarts)
-			return code, nil
+			return &out, code, nil
 		}
-		restarts++
 		prev = &out
 	}
 }
@@ -169,11 +220,11 @@ func (r *runner) summarize(out outcome, restarts int) {
 }
 
 // place picks where payload groups go: under --parent when given, else in cgrun's own group.
-func place(h cgroup.Hierarchy, parent string) (*cgroup.Site, error) {
+func place(h cgroup.Hierarchy, parent string, ctrls []string) (*cgroup.Site, error) {
 	if parent != "" {
-		return cgroup.Under(h, parent)
+		return cgroup.Under(h, parent, ctrls...)
 	}
-	return cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()))
+	return cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()), ctrls...)
 }
 
 // describe says how a child ended: "exited with status 3", "was killed by SIGKILL".

@@ -39,7 +39,7 @@ func report(note string) {
 	r := helperReport{Pid: os.Getpid(), Files: map[string]string{}, Note: note}
 	if h, err := cgroup.Detect(); err == nil {
 		r.Group, r.Dir = h.Self, h.SelfDir()
-		for _, f := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "memory.oom.group", "pids.max", "memory.peak"} {
+		for _, f := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "memory.oom.group", "pids.max", "memory.peak", "memory.min", "cpu.max", "cpu.weight"} {
 			r.Files[f], _ = cgroup.ReadFile(r.Dir, f)
 		}
 		r.Events, _ = cgroup.ReadKeyed(r.Dir, "memory.events")
@@ -63,6 +63,37 @@ func helper(args []string) int {
 		return 0
 	case "exit": // exit N
 		return arg(1)
+	case "holdalloc": // holdalloc MB MS: touch MB, print RssAnon in KiB, hold it MS milliseconds
+		b := make([]byte, arg(1)<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		fmt.Println(rssAnon())
+		time.Sleep(time.Duration(arg(2)) * time.Millisecond)
+		b[0] = 2
+		return 0
+	case "spread": // spread K MB: K children hold MB each at the same time; print their RssAnon sum
+		self, _ := os.Executable()
+		var cmds []*exec.Cmd
+		var outs []*strings.Builder
+		for i := 0; i < arg(1); i++ {
+			c := exec.Command(self, "holdalloc", args[2], "3000")
+			var out strings.Builder
+			c.Stdout, c.Stderr = &out, os.Stderr
+			if err := c.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, "helper spread:", err)
+				return 3
+			}
+			cmds, outs = append(cmds, c), append(outs, &out)
+		}
+		sum := rssAnon()
+		for i, c := range cmds {
+			c.Wait()
+			n, _ := strconv.Atoi(strings.TrimSpace(outs[i].String()))
+			sum += n
+		}
+		fmt.Printf("anon_sum_kib %d\n", sum)
+		return 0
 	case "linger": // linger MS CODE: sleep MS milliseconds, then exit CODE
 		time.Sleep(time.Duration(arg(1)) * time.Millisecond)
 		return arg(2)
@@ -171,4 +202,17 @@ func helper(args []string) int {
 	}
 	fmt.Fprintln(os.Stderr, "helper: unknown mode", args[0])
 	return 2
+}
+
+// rssAnon is this process's resident anonymous memory in KiB: what it allocated itself, without
+// the program's file pages that several processes share.
+func rssAnon() int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
 }

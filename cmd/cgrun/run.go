@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,8 @@ type runFlags struct {
 	pressure                                                 []string
 	verbose                                                  bool
 
+	resources, cpuMax, cpuWeight                     string
+	report, recordBaseline, baseline, tolerance      string
 	restart, stopSignal, recycleAbove, recycleOnHigh string
 	recycleOnPressure                                []string
 	policy                                           launch.Policy
@@ -72,6 +75,14 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringVar(&f.events, "events", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
+
+	fs.StringVar(&f.resources, "resources", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
+	fs.StringVar(&f.cpuMax, "cpu-max", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
+	fs.StringVar(&f.cpuWeight, "cpu-weight", "", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
+	fs.StringVar(&f.report, "report", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
+	fs.StringVar(&f.recordBaseline, "record-baseline", "", "record the run's memory peak and steady state as a baseline in FILE")
+	fs.StringVar(&f.baseline, "baseline", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
+	fs.StringVar(&f.tolerance, "baseline-tolerance", "5%", "how far over the baseline's peak a run may go")
 
 	p := &f.policy
 	*p = launch.DefaultPolicy()
@@ -129,7 +140,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		}
 		return "--" + flag
 	}
-	limits, err := f.limits(origin)
+	limits, err := f.limits(origin, fs.Changed)
 	if err != nil {
 		return fail(err)
 	}
@@ -145,11 +156,20 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	gate, err := f.baselineGate(origin)
+	if err != nil {
+		return fail(err)
+	}
 	events, closeEvents, err := openEvents(f.events, stdout)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))
 	}
 	defer closeEvents()
+	report, closeReport, err := openReport(f.report, stdout)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %w", origin("report"), err))
+	}
+	defer closeReport()
 	code, err := launch.Run(launch.Config{
 		Command:  cmd,
 		Env:      childEnv(env),
@@ -159,9 +179,15 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Parent:   f.parent,
 		Pressure: triggers,
 		Events:   events,
-		Verbose:  f.verbose,
-		NoClone3: envValue(env, "CGRUN_NO_CLONE3") == "1",
-		Log:      stderr,
+		Report:   report,
+
+		RecordBaseline:    f.recordBaseline,
+		Baseline:          gate.baseline,
+		BaselineFile:      f.baseline,
+		BaselineTolerance: gate.tolerance,
+		Verbose:           f.verbose,
+		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
+		Log:               stderr,
 	})
 	if err != nil {
 		return fail(err)
@@ -171,9 +197,36 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 
 // limits turns the size flags into limits; origin names where a flag's value came from (the
 // flag or its environment variable) in errors.
-func (f *runFlags) limits(origin func(flag string) string) (cgroup.Limits, error) {
-	l := cgroup.Limits{OOMGroup: f.oomGroup}
+func (f *runFlags) limits(origin func(flag string) string, changed func(flag string) bool) (cgroup.Limits, error) {
+	l := cgroup.Limits{OOMGroup: true}
 	phys := physicalMemory()
+	if f.resources != "" {
+		b, err := os.ReadFile(f.resources)
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", origin("resources"), err)
+		}
+		if l, err = cgroup.ParseOCIResources(b, phys); err != nil {
+			return l, fmt.Errorf("%s %s: %w", origin("resources"), f.resources, err)
+		}
+	}
+	// Flags override the file.
+	if changed("oom-group") {
+		l.OOMGroup = f.oomGroup
+	}
+	if f.cpuMax != "" {
+		m, err := cgroup.ParseCPUQuota(f.cpuMax)
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", origin("cpu-max"), err)
+		}
+		l.CPUMax = &m
+	}
+	if f.cpuWeight != "" {
+		w, err := cgroup.ParseCPUWeight(f.cpuWeight)
+		if err != nil {
+			return l, fmt.Errorf("%s: %w", origin("cpu-weight"), err)
+		}
+		l.CPUWeight = w
+	}
 	for _, s := range []struct {
 		flag, value string
 		into        *cgroup.Limit
@@ -356,4 +409,45 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h30m, or a number of seconds)", s)
 	}
 	return d, nil
+}
+
+type baselineGate struct {
+	baseline  *launch.Baseline
+	tolerance float64
+}
+
+// baselineGate loads --baseline and reads --baseline-tolerance ("5%" or "5").
+func (f *runFlags) baselineGate(origin func(string) string) (baselineGate, error) {
+	var g baselineGate
+	tol, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(f.tolerance), "%"), 64)
+	if err != nil || tol < 0 || tol > 1000 {
+		return g, fmt.Errorf("%s %q: want a percentage such as 5%%", origin("baseline-tolerance"), f.tolerance)
+	}
+	g.tolerance = tol
+	if f.baseline != "" {
+		if g.baseline, err = launch.LoadBaseline(f.baseline); err != nil {
+			return g, fmt.Errorf("%s: %w", origin("baseline"), err)
+		}
+	}
+	if f.recordBaseline != "" {
+		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
+			return g, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
+		}
+	}
+	return g, nil
+}
+
+// openReport opens the --report target: a file (truncated; written at exit) or "-" for stdout.
+func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
+	switch target {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return f, func() { f.Close() }, nil
 }

@@ -1,0 +1,97 @@
+package launch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// ExitBaseline is cgrun's exit code when a run's memory peak exceeded its baseline by more than
+// the tolerance (and the command itself succeeded).
+const ExitBaseline = 121
+
+// Baseline is a recorded memory profile of a run, the --record-baseline file. A later run
+// given it with --baseline fails when its peak exceeds Peak by more than the tolerance.
+type Baseline struct {
+	Version      int      `json:"version"` // 1
+	Name         string   `json:"name"`
+	Command      []string `json:"command"`
+	Recorded     string   `json:"recorded"`
+	MemoryPeak   uint64   `json:"memory_peak"`   // bytes
+	MemorySteady uint64   `json:"memory_steady"` // bytes: median memory.current, sampled once a second
+}
+
+// BaselineCheck is the comparison in the report.
+type BaselineCheck struct {
+	File         string  `json:"file"`
+	MemoryPeak   uint64  `json:"memory_peak"`   // the baseline's
+	TolerancePct float64 `json:"tolerance_pct"` // e.g. 5
+	Allowed      uint64  `json:"allowed"`       // the largest peak that passes
+	Exceeded     bool    `json:"exceeded"`
+}
+
+// LoadBaseline reads a --baseline file.
+func LoadBaseline(path string) (*Baseline, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var bl Baseline
+	if err := json.Unmarshal(b, &bl); err != nil {
+		return nil, fmt.Errorf("%s: not a cgrun baseline: %w", path, err)
+	}
+	if bl.Version != 1 || bl.MemoryPeak == 0 {
+		return nil, fmt.Errorf("%s: not a cgrun baseline (want version 1 with a memory_peak; record one with --record-baseline)", path)
+	}
+	return &bl, nil
+}
+
+// check compares a peak with the baseline.
+func (bl *Baseline) check(file string, peak uint64, tolerancePct float64) BaselineCheck {
+	allowed := uint64(float64(bl.MemoryPeak) * (1 + tolerancePct/100))
+	return BaselineCheck{File: file, MemoryPeak: bl.MemoryPeak, TolerancePct: tolerancePct, Allowed: allowed, Exceeded: peak > allowed}
+}
+
+// writeBaseline records rep as a baseline at path, atomically (a temporary file renamed).
+func writeBaseline(path string, rep *Report) error {
+	if rep.MemoryPeak == 0 {
+		return errors.New("cannot record a baseline: this kernel has no memory.peak (Linux 5.19)")
+	}
+	bl := Baseline{Version: 1, Name: rep.Name, Command: rep.Command, Recorded: time.Now().Format(time.RFC3339),
+		MemoryPeak: rep.MemoryPeak, MemorySteady: rep.MemoryPeak}
+	if rep.MemorySteady != nil {
+		bl.MemorySteady = *rep.MemorySteady
+	}
+	b, err := json.MarshalIndent(bl, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".baseline-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// exceeded is the one line for a failed baseline check.
+func (c BaselineCheck) exceeded(name string, peak uint64) string {
+	over := 100 * (float64(peak)/float64(c.MemoryPeak) - 1)
+	return fmt.Sprintf("%s peaked at %s, %.1f%% over the baseline %s in %s (tolerance %g%%, allowed up to %s)",
+		name, cgroup.FormatSize(peak), over, cgroup.FormatSize(c.MemoryPeak), c.File, c.TolerancePct, cgroup.FormatSize(c.Allowed))
+}

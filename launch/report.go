@@ -1,0 +1,168 @@
+package launch
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// Report is the --report document: what a whole `cgrun run` did, all generations together.
+// Its field names are a stable format, documented in README.
+type Report struct {
+	Name             string             `json:"name"`
+	Command          []string           `json:"command"`
+	ExitCode         int                `json:"exit_code"`
+	Signal           string             `json:"signal,omitempty"`
+	Started          string             `json:"started"`
+	Ended            string             `json:"ended"`
+	WallSeconds      float64            `json:"wall_seconds"`
+	CPUUserSeconds   float64            `json:"cpu_user_seconds"`
+	CPUSystemSeconds float64            `json:"cpu_system_seconds"`
+	MemoryPeak       uint64             `json:"memory_peak"`             // bytes: the largest generation's memory.peak
+	MemorySteady     *uint64            `json:"memory_steady,omitempty"` // bytes: median of memory.current once a second (with --baseline / --record-baseline)
+	SwapPeak         *uint64            `json:"swap_peak"`               // bytes: memory.swap.peak; null before Linux 6.5
+	PidsPeak         *uint64            `json:"pids_peak"`               // pids.peak; null where the kernel has none
+	OOMKills         uint64             `json:"oom_kills"`
+	HighEvents       uint64             `json:"high_events"`
+	MaxEvents        uint64             `json:"max_events"`
+	Restarts         int                `json:"restarts"`
+	Recycles         []ReportRecycle    `json:"recycles"`
+	Generations      []ReportGeneration `json:"generations"`
+	Limits           map[string]string  `json:"limits"`
+	Baseline         *BaselineCheck     `json:"baseline,omitempty"`
+}
+
+// ReportRecycle is one restart: which generation it started and why.
+type ReportRecycle struct {
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	Time       string `json:"time"`
+}
+
+// ReportGeneration is one generation's share of the report.
+type ReportGeneration struct {
+	Generation       int     `json:"generation"`
+	Pid              int     `json:"pid"`
+	Group            string  `json:"group"`
+	ExitCode         int     `json:"exit_code"`
+	Signal           string  `json:"signal,omitempty"`
+	Reason           string  `json:"reason,omitempty"`
+	UptimeSeconds    float64 `json:"uptime_seconds"`
+	MemoryPeak       uint64  `json:"memory_peak"`
+	SwapPeak         *uint64 `json:"swap_peak"`
+	PidsPeak         *uint64 `json:"pids_peak"`
+	CPUUserSeconds   float64 `json:"cpu_user_seconds"`
+	CPUSystemSeconds float64 `json:"cpu_system_seconds"`
+	OOMKills         uint64  `json:"oom_kills"`
+	HighEvents       uint64  `json:"high_events"`
+	MaxEvents        uint64  `json:"max_events"`
+}
+
+// measure reads what the report needs from a generation's group before it is removed.
+func measure(dir string, out outcome, group string, number int, counters map[string]uint64) ReportGeneration {
+	gr := ReportGeneration{Generation: number, Pid: out.pid, Group: group, ExitCode: StatusCode(out.status),
+		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(), MemoryPeak: out.peak,
+		OOMKills: counters["oom_kill"], HighEvents: counters["high"], MaxEvents: counters["max"]}
+	if out.status.Signaled() {
+		gr.Signal = signalName(out.status.Signal())
+	}
+	if st, err := cgroup.ReadCPUStat(dir); err == nil {
+		gr.CPUUserSeconds, gr.CPUSystemSeconds = float64(st.UserUsec)/1e6, float64(st.SystemUsec)/1e6
+	}
+	gr.SwapPeak = optionalUint(dir, "memory.swap.peak") // Linux 6.5
+	gr.PidsPeak = optionalUint(dir, "pids.peak")        // Linux 6.1
+	return gr
+}
+
+func optionalUint(dir, name string) *uint64 {
+	n, ok, err := cgroup.ReadUint(dir, name)
+	if err != nil || !ok {
+		return nil
+	}
+	return &n
+}
+
+// build sums the generations up into the report of the whole run.
+func (rep *Report) build(started time.Time, last outcome, limits cgroup.Limits, steady []uint64) {
+	ended := time.Now()
+	rep.Started, rep.Ended = started.Format(timeFormat), ended.Format(timeFormat)
+	rep.WallSeconds = ended.Sub(started).Seconds()
+	rep.ExitCode = StatusCode(last.status)
+	if last.status.Signaled() {
+		rep.Signal = signalName(last.status.Signal())
+	}
+	rep.Restarts = len(rep.Generations) - 1
+	for _, g := range rep.Generations {
+		rep.CPUUserSeconds += g.CPUUserSeconds
+		rep.CPUSystemSeconds += g.CPUSystemSeconds
+		rep.MemoryPeak = max(rep.MemoryPeak, g.MemoryPeak)
+		rep.SwapPeak = maxPtr(rep.SwapPeak, g.SwapPeak)
+		rep.PidsPeak = maxPtr(rep.PidsPeak, g.PidsPeak)
+		rep.OOMKills += g.OOMKills
+		rep.HighEvents += g.HighEvents
+		rep.MaxEvents += g.MaxEvents
+	}
+	if rep.Recycles == nil {
+		rep.Recycles = []ReportRecycle{}
+	}
+	if len(steady) > 0 {
+		s := slices.Clone(steady)
+		slices.Sort(s)
+		m := s[len(s)/2]
+		rep.MemorySteady = &m
+	}
+	rep.Limits = map[string]string{}
+	for name, l := range map[string]cgroup.Limit{"memory.max": limits.MemoryMax, "memory.high": limits.MemoryHigh,
+		"memory.low": limits.MemoryLow, "memory.swap.max": limits.MemorySwapMax, "pids.max": limits.PidsMax} {
+		if l.Set {
+			rep.Limits[name] = l.String()
+		}
+	}
+	if limits.CPUMax != nil {
+		rep.Limits["cpu.max"] = limits.CPUMax.String()
+	}
+	if limits.CPUWeight != 0 {
+		rep.Limits["cpu.weight"] = fmt.Sprint(limits.CPUWeight)
+	}
+	for k, v := range limits.Unified {
+		rep.Limits[k] = v
+	}
+}
+
+func maxPtr(a, b *uint64) *uint64 {
+	if a == nil || b != nil && *b > *a {
+		return b
+	}
+	return a
+}
+
+// write puts the report on w as indented JSON.
+func (rep *Report) write(w io.Writer) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// human is the --verbose summary of the report, a few lines for people.
+func (rep *Report) human() string {
+	opt := func(p *uint64, f func(uint64) string) string {
+		if p == nil {
+			return "n/a"
+		}
+		return f(*p)
+	}
+	s := fmt.Sprintf("cgrun: %s: wall %.3fs, cpu user %.3fs system %.3fs, memory peak %s, swap peak %s, pids peak %s",
+		rep.Name, rep.WallSeconds, rep.CPUUserSeconds, rep.CPUSystemSeconds, cgroup.FormatSize(rep.MemoryPeak),
+		opt(rep.SwapPeak, cgroup.FormatSize), opt(rep.PidsPeak, func(n uint64) string { return fmt.Sprint(n) }))
+	if rep.MemorySteady != nil {
+		s += ", memory steady " + cgroup.FormatSize(*rep.MemorySteady)
+	}
+	return s
+}
