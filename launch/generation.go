@@ -151,6 +151,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 				g.recycle(reason, say)
 			case say != "":
 				fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
+				g.run.updateState(func(s *State) { s.note("stall", say) })
 			}
 			if arm && g.aboveTimer == nil {
 				g.aboveTimer = time.NewTicker(time.Second)
@@ -223,6 +224,7 @@ func (g *generation) recycle(reason, why string) {
 		return
 	}
 	g.recycled = reason
+	g.run.updateState(func(s *State) { s.note("recycle", reason+": "+why) })
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
 		g.run.name, g.number, why, signalName(p.StopSignal), p.StopTimeout)
@@ -265,6 +267,16 @@ func (g *generation) finish(out *outcome) {
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
 	g.run.report.Generations = append(g.run.report.Generations, measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
+	g.run.updateState(func(s *State) {
+		for k, v := range counters {
+			s.Totals[k] += v
+		}
+		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
+		if out.oomKill > 0 {
+			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
+		}
+		s.note("exit", what)
+	})
 	g.run.log.settle()
 	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -26,6 +28,8 @@ type Config struct {
 	Events   io.Writer          // --events: JSON Lines of every event; nil for none
 	Verbose  bool               // print the exit summary even when nothing happened
 	Report   io.Writer          // --report: the JSON report of the whole run, written at exit; nil for none
+	// MetricsAddr serves Prometheus metrics on HOST:PORT (":PORT" is loopback); "" for none.
+	MetricsAddr string
 
 	RecordBaseline    string    // --record-baseline: write the run's memory profile here at exit
 	Baseline          *Baseline // --baseline: fail (ExitBaseline) when the peak exceeds it ...
@@ -51,6 +55,62 @@ type runner struct {
 	report *Report  // filled in by each generation as it ends
 	steady []uint64 // memory.current once a second, when a baseline is recorded or checked
 	sample bool     // whether to take those samples
+
+	mu       sync.Mutex // guards state: the metrics server reads it
+	state    State
+	stateDir string // "" when there is none (not root and no XDG_RUNTIME_DIR)
+}
+
+// updateState changes the recorded state and saves it.
+func (r *runner) updateState(change func(*State)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	change(&r.state)
+	if r.stateDir == "" {
+		return
+	}
+	if err := r.state.save(r.stateDir); err != nil {
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: cannot record state in %s (cgrun ps will not show it): %v\n", r.stateDir, err)
+		r.stateDir = ""
+	}
+}
+
+// snapshot is a copy of the state for the metrics server.
+func (r *runner) snapshot() State {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.state
+	s.Totals = maps.Clone(s.Totals)
+	s.RestartsByReason = maps.Clone(s.RestartsByReason)
+	return s
+}
+
+// initState prepares the record `cgrun ps` and the metrics read; it is saved when the first
+// generation starts.
+func (r *runner) initState() error {
+	ticks, err := startTicks(os.Getpid())
+	if err != nil {
+		return err
+	}
+	r.state = State{Name: r.name, Command: r.cfg.Command, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(),
+		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
+		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
+	rep := &Report{}
+	rep.build(time.Now(), outcome{}, r.cfg.Limits, nil)
+	r.state.Limits = rep.Limits
+	if dir, err := StateDir(); err == nil {
+		r.stateDir = dir
+	} else {
+		fmt.Fprintf(r.cfg.Log, "cgrun: notice: %v; cgrun ps will not show this run\n", err)
+	}
+	if r.cfg.MetricsAddr != "" {
+		addr, err := serveMetrics(r.cfg.MetricsAddr, newMetricsCollector(r.snapshot))
+		if err != nil {
+			return err
+		}
+		r.state.MetricsAddr = addr
+	}
+	return nil
 }
 
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
@@ -102,6 +162,14 @@ func Run(cfg Config) (int, error) {
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
 	defer r.log.settle()
 	r.report = &Report{Name: r.name, Command: cfg.Command}
+	if err := r.initState(); err != nil {
+		return ExitFailure, err
+	}
+	defer func() {
+		if r.stateDir != "" {
+			os.Remove(statePath(r.stateDir, os.Getpid()))
+		}
+	}()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
 	started := time.Now()
 	last, code, err := r.loop()
@@ -156,6 +224,15 @@ func (r *runner) loop() (*outcome, int, error) {
 	for n := 1; ; n++ {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
+			r.updateState(func(s *State) {
+				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
+				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
+				if prev != nil {
+					s.Restarts++
+					s.RestartsByReason[why]++
+					s.note("restart", fmt.Sprintf("generation %d (pid %d) after %s", n, pid, why))
+				}
+			})
 			if prev != nil {
 				now := time.Now()
 				r.report.Recycles = append(r.report.Recycles, ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})

@@ -118,8 +118,8 @@ func openTrigger(dir string, t Trigger) (int, error) {
 	return fd, nil
 }
 
-// readPressure reads the averages in memory.pressure.
-func readPressure(dir string) (PressureInfo, error) {
+// ReadPressure reads the averages in memory.pressure.
+func ReadPressure(dir string) (PressureInfo, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "memory.pressure"))
 	if err != nil {
 		return PressureInfo{}, err

@@ -224,7 +224,7 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 
 func (w *Watcher) pressure(t Trigger, emit func(Event)) {
 	now := time.Now()
-	p, err := readPressure(w.dir)
+	p, err := ReadPressure(w.dir)
 	if err != nil {
 		return
 	}

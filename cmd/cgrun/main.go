@@ -19,6 +19,10 @@ const usage = `cgrun gives one command its own cgroup v2 memory space.
 
 Usage:
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
+  cgrun ps [--json]                       list the running cgruns with their memory figures
+  cgrun status NAME|PID [--json]          one running cgrun in detail
+  cgrun stop NAME|PID [--timeout DUR]     stop it gracefully (SIGTERM) and wait until it exits
+  cgrun recycle NAME|PID                  recycle its current generation gracefully (SIGALRM)
   cgrun version                           print the version
   cgrun help [run]                        show this help, or the help of run
 
@@ -41,6 +45,12 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		return launch.Code(err)
 	case "run":
 		return runCommand(args[1:], env, stdout, stderr)
+	case "ps":
+		return psCommand(args[1:], stdout, stderr)
+	case "status":
+		return statusCommand(args[1:], stdout, stderr)
+	case "stop", "recycle":
+		return signalCommand(args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "cgrun %s\n", versionString())
 		return 0

@@ -54,7 +54,7 @@ type runFlags struct {
 	pressure                                                 []string
 	verbose                                                  bool
 
-	resources, cpuMax, cpuWeight                     string
+	resources, cpuMax, cpuWeight, metricsAddr        string
 	report, recordBaseline, baseline, tolerance      string
 	restart, stopSignal, recycleAbove, recycleOnHigh string
 	recycleOnPressure                                []string
@@ -75,6 +75,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringVar(&f.events, "events", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
 
 	fs.StringVar(&f.resources, "resources", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
 	fs.StringVar(&f.cpuMax, "cpu-max", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
@@ -171,15 +172,16 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	}
 	defer closeReport()
 	code, err := launch.Run(launch.Config{
-		Command:  cmd,
-		Env:      childEnv(env),
-		Name:     f.name,
-		Limits:   limits,
-		Policy:   policy,
-		Parent:   f.parent,
-		Pressure: triggers,
-		Events:   events,
-		Report:   report,
+		Command:     cmd,
+		Env:         childEnv(env),
+		Name:        f.name,
+		Limits:      limits,
+		Policy:      policy,
+		Parent:      f.parent,
+		Pressure:    triggers,
+		Events:      events,
+		Report:      report,
+		MetricsAddr: f.metricsAddr,
 
 		RecordBaseline:    f.recordBaseline,
 		Baseline:          gate.baseline,

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/oomwatch"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+)
+
+// sandbox is one running cgrun as `cgrun ps --json` and `cgrun status --json` show it: its
+// recorded state and the figures of its current group, read now.
+type sandbox struct {
+	Name              string            `json:"name"`
+	Pid               int               `json:"pid"`
+	ChildPid          int               `json:"child_pid"`
+	UID               int               `json:"uid"`
+	Command           []string          `json:"command"`
+	Group             string            `json:"group"`
+	Generation        int               `json:"generation"`
+	Started           string            `json:"started"`
+	UptimeSeconds     float64           `json:"uptime_seconds"`
+	GenerationSeconds float64           `json:"generation_uptime_seconds"`
+	MemoryCurrent     uint64            `json:"memory_current"`
+	MemoryHigh        *uint64           `json:"memory_high"` // null: max
+	MemoryMax         *uint64           `json:"memory_max"`  // null: max
+	MemoryPeak        uint64            `json:"memory_peak"`
+	OOMKills          uint64            `json:"oom_kills"`   // all generations
+	HighEvents        uint64            `json:"high_events"` // all generations
+	Restarts          int               `json:"restarts"`
+	RestartsByReason  map[string]int    `json:"restarts_by_reason"`
+	Limits            map[string]string `json:"limits"`
+	MetricsAddr       string            `json:"metrics_addr,omitempty"`
+	// Only in status:
+	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
+	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
+	Events     map[string]uint64      `json:"memory_events,omitempty"`
+	Recent     []launch.StateEvent    `json:"recent,omitempty"`
+}
+
+func describeSandbox(s launch.State, detail bool) sandbox {
+	dir := s.Dir()
+	now := time.Now()
+	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command, Group: s.Group,
+		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
+		Limits: s.Limits, MetricsAddr: s.MetricsAddr}
+	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
+		sb.UptimeSeconds = now.Sub(t).Seconds()
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s.GenerationStarted); err == nil {
+		sb.GenerationSeconds = now.Sub(t).Seconds()
+	}
+	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
+	sb.MemoryPeak, _ = cgroup.MemoryPeak(dir)
+	for file, into := range map[string]**uint64{"memory.high": &sb.MemoryHigh, "memory.max": &sb.MemoryMax} {
+		if n, ok, err := cgroup.ReadUint(dir, file); err == nil && ok {
+			*into = &n
+		}
+	}
+	live, _ := cgroup.ReadKeyed(dir, "memory.events")
+	sb.OOMKills = s.Totals["oom_kill"] + live["oom_kill"]
+	sb.HighEvents = s.Totals["high"] + live["high"]
+	if detail {
+		sb.Events = map[string]uint64{}
+		for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
+			sb.Events[k] = s.Totals[k] + live[k]
+		}
+		if st, err := cgroup.ReadKeyed(dir, "memory.stat"); err == nil {
+			sb.MemoryStat = map[string]uint64{}
+			for _, k := range []string{"anon", "file", "kernel", "sock", "shmem"} {
+				sb.MemoryStat[k] = st[k]
+			}
+		}
+		if p, err := oomwatch.ReadPressure(dir); err == nil {
+			sb.Pressure = &p
+		}
+		sb.Recent = s.Recent
+	}
+	return sb
+}
+
+// psCommand is `cgrun ps [--json]`: every running cgrun, one line each.
+func psCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cgrun ps", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print a JSON array instead of the table")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "cgrun: usage: cgrun ps [--json]")
+		return launch.ExitFailure
+	}
+	states, err := launch.ListStates(launch.StateDirs())
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.ExitFailure
+	}
+	boxes := make([]sandbox, 0, len(states))
+	for _, s := range states {
+		boxes = append(boxes, describeSandbox(s, false))
+	}
+	if *asJSON {
+		return writeJSON(stdout, stderr, boxes)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "NAME\tPID\tGEN\tUPTIME\tCURRENT\tHIGH\tMAX\tPEAK\tOOM\tHIGH EV\tRESTARTS\t")
+	for _, b := range boxes {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(b.Name, 18), b.Pid, b.Generation,
+			humanDuration(b.UptimeSeconds), cgroup.FormatSize(b.MemoryCurrent), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax),
+			cgroup.FormatSize(b.MemoryPeak), b.OOMKills, b.HighEvents, b.Restarts)
+	}
+	tw.Flush()
+	return 0
+}
+
+// statusCommand is `cgrun status NAME|PID [--json]`: one sandbox in detail.
+func statusCommand(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cgrun status", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "print a JSON object")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "cgrun: usage: cgrun status NAME|PID [--json]")
+		return launch.ExitFailure
+	}
+	s, err := findSandbox(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.ExitFailure
+	}
+	b := describeSandbox(s, true)
+	if *asJSON {
+		return writeJSON(stdout, stderr, b)
+	}
+	w := func(label, format string, a ...any) {
+		fmt.Fprintf(stdout, "  %-12s %s\n", label, fmt.Sprintf(format, a...))
+	}
+	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", b.Name, b.Pid, b.UID, strings.Join(b.Command, " "))
+	w("group", "%s (generation %d, child pid %d, up %s)", b.Group, b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
+	w("started", "%s (up %s)", b.Started, humanDuration(b.UptimeSeconds))
+	var lims []string
+	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {
+		if v, ok := b.Limits[k]; ok {
+			lims = append(lims, k+"="+v)
+		}
+	}
+	w("limits", "%s", orNone(strings.Join(lims, " ")))
+	w("memory", "current %s, peak %s, high %s, max %s", cgroup.FormatSize(b.MemoryCurrent), cgroup.FormatSize(b.MemoryPeak), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax))
+	if b.MemoryStat != nil {
+		var parts []string
+		for _, k := range []string{"anon", "file", "kernel", "sock", "shmem"} {
+			parts = append(parts, k+" "+cgroup.FormatSize(b.MemoryStat[k]))
+		}
+		w("memory.stat", "%s", strings.Join(parts, ", "))
+	}
+	if p := b.Pressure; p != nil {
+		w("pressure", "some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% avg60=%.2f%%", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.FullAvg60)
+	} else {
+		w("pressure", "n/a (this kernel has no PSI)")
+	}
+	w("events", "oom_kill %d, oom_group_kill %d, oom %d, max %d, high %d, low %d (all generations)",
+		b.Events["oom_kill"], b.Events["oom_group_kill"], b.Events["oom"], b.Events["max"], b.Events["high"], b.Events["low"])
+	var rs []string
+	for reason, n := range b.RestartsByReason {
+		rs = append(rs, fmt.Sprintf("%s %d", reason, n))
+	}
+	w("restarts", "%d%s", b.Restarts, parenthesize(strings.Join(rs, ", ")))
+	if b.MetricsAddr != "" {
+		w("metrics", "http://%s/metrics", b.MetricsAddr)
+	}
+	if len(b.Recent) > 0 {
+		fmt.Fprintln(stdout, "  recent:")
+		for _, e := range b.Recent {
+			fmt.Fprintf(stdout, "    %s  %-8s %s\n", e.Time, e.Event, e.Detail)
+		}
+	}
+	return 0
+}
+
+// signalCommand is `cgrun stop NAME|PID` (SIGTERM: a graceful stop, then cgrun exits) and
+// `cgrun recycle NAME|PID` (SIGALRM: a graceful recycle). Only root or the user who started the
+// cgrun may do either.
+func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("cgrun "+verb, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	timeout := fs.Duration("timeout", 30*time.Second, "how long `stop` waits for cgrun to exit")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "cgrun: usage: cgrun %s NAME|PID\n", verb)
+		return launch.ExitFailure
+	}
+	s, err := findSandbox(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.ExitFailure
+	}
+	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
+		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", s.Name, s.Pid, s.UID, verb)
+		return launch.ExitFailure
+	}
+	sig := unix.SIGTERM
+	if verb == "recycle" {
+		sig = unix.SIGALRM
+	}
+	// A pidfd names this very process, so a pid reused since the state was read is never hit.
+	pfd, err := unix.PidfdOpen(s.Pid, 0)
+	if err == nil && !s.Stale() {
+		err = unix.PidfdSendSignal(pfd, sig, nil, 0)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrun: %s %s (pid %d): %v\n", verb, s.Name, s.Pid, err)
+		return launch.ExitFailure
+	}
+	defer unix.Close(pfd)
+	if verb == "recycle" {
+		fmt.Fprintf(stdout, "cgrun: asked %s (pid %d) to recycle generation %d\n", s.Name, s.Pid, s.Generation)
+		return 0
+	}
+	// The pidfd becomes readable when the process exits: wait on it, no polling.
+	fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if n == 0 || err != nil {
+			fmt.Fprintf(stderr, "cgrun: %s (pid %d) is still running %v after SIGTERM\n", s.Name, s.Pid, *timeout)
+			return launch.ExitFailure
+		}
+		fmt.Fprintf(stdout, "cgrun: stopped %s (pid %d)\n", s.Name, s.Pid)
+		return 0
+	}
+}
+
+func findSandbox(nameOrPid string) (launch.State, error) {
+	states, err := launch.ListStates(launch.StateDirs())
+	if err != nil {
+		return launch.State{}, err
+	}
+	return launch.FindState(states, nameOrPid)
+}
+
+func writeJSON(stdout, stderr io.Writer, v any) int {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.ExitFailure
+	}
+	fmt.Fprintf(stdout, "%s\n", b)
+	return 0
+}
+
+func sizeOrMax(n *uint64) string {
+	if n == nil {
+		return "max"
+	}
+	return cgroup.FormatSize(*n)
+}
+
+func humanDuration(sec float64) string {
+	d := time.Duration(sec * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func parenthesize(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}

@@ -1,0 +1,112 @@
+package launch
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/oomwatch"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsCollector serves the sandbox's figures to Prometheus. It reads the current
+// generation's files at scrape time, so nothing is sampled between scrapes.
+type metricsCollector struct {
+	snapshot func() State
+
+	current, peak, max, high, pids, generation, pressure, events, restarts *prometheus.Desc
+}
+
+func newMetricsCollector(snapshot func() State) *metricsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, append([]string{"name"}, labels...), nil)
+	}
+	return &metricsCollector{
+		snapshot:   snapshot,
+		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group."),
+		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19)."),
+		max:        d("cgrun_memory_max_bytes", "memory.max of the group; +Inf when unlimited."),
+		high:       d("cgrun_memory_high_bytes", "memory.high of the group; +Inf when unlimited."),
+		pids:       d("cgrun_pids_current", "pids.current: processes and threads in the group."),
+		generation: d("cgrun_generation", "The current generation: 1 for the first run, +1 for each restart."),
+		pressure:   d("cgrun_memory_pressure_avg10_percent", "memory.pressure avg10 of the group, where the kernel has PSI.", "kind"),
+		events:     d("cgrun_memory_events_total", "memory.events counters, summed over all generations.", "event"),
+		restarts:   d("cgrun_restarts_total", "Restarts of the command, by reason.", "reason"),
+	}
+}
+
+func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.pressure, c.events, c.restarts} {
+		ch <- d
+	}
+}
+
+func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snapshot()
+	dir := s.Dir()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{s.Name}, labels...)...)
+	}
+	if n, err := cgroup.MemoryCurrent(dir); err == nil {
+		gauge(c.current, float64(n))
+	}
+	if n, err := cgroup.MemoryPeak(dir); err == nil {
+		gauge(c.peak, float64(n))
+	}
+	for d, file := range map[*prometheus.Desc]string{c.max: "memory.max", c.high: "memory.high"} {
+		if n, ok, err := cgroup.ReadUint(dir, file); err == nil {
+			v := math.Inf(1)
+			if ok {
+				v = float64(n)
+			}
+			gauge(d, v)
+		}
+	}
+	if n, _, err := cgroup.ReadUint(dir, "pids.current"); err == nil {
+		gauge(c.pids, float64(n))
+	}
+	gauge(c.generation, float64(s.Generation))
+	if p, err := oomwatch.ReadPressure(dir); err == nil {
+		gauge(c.pressure, p.SomeAvg10, "some")
+		gauge(c.pressure, p.FullAvg10, "full")
+	}
+	live, _ := cgroup.ReadKeyed(dir, "memory.events")
+	for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
+		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
+	}
+	for _, reason := range restartReasons() {
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[reason]), s.Name, reason)
+	}
+}
+
+// restartReasons are the values of the reason label, all present from the start.
+func restartReasons() []string {
+	return []string{"oom_kill", "failure", "exit", "lifetime", "memory_above", "memory_high", "stall", "pressure", "health", "request"}
+}
+
+// serveMetrics listens on addr (a missing host means loopback) and serves /metrics until the
+// process exits. It returns the address it listens on.
+func serveMetrics(addr string, c prometheus.Collector) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("--metrics-addr %q: want HOST:PORT or :PORT", addr)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
+	if err != nil {
+		return "", fmt.Errorf("--metrics-addr %s: %w", addr, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with the process
+	return ln.Addr().String(), nil
+}

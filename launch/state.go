@@ -1,0 +1,194 @@
+package launch
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// State is what a running cgrun records about itself in the runtime directory, so that
+// `cgrun ps`, `cgrun status`, `cgrun stop` and `cgrun recycle` can find it. It is rewritten
+// atomically (a temporary file renamed over it) when something worth showing happens, and removed
+// when cgrun exits. Its fields are documented in README.
+type State struct {
+	Name       string   `json:"name"`
+	Command    []string `json:"command"`
+	Pid        int      `json:"pid"`         // cgrun's own pid
+	StartTicks uint64   `json:"start_ticks"` // cgrun's start time in /proc/PID/stat, to tell a reused pid
+	UID        int      `json:"uid"`
+	Started    string   `json:"started"`
+	Mount      string   `json:"mount"` // the cgroup2 mount
+
+	Generation        int    `json:"generation"`
+	ChildPid          int    `json:"child_pid"`
+	Group             string `json:"group"` // the current generation's group, relative to the mount
+	GenerationStarted string `json:"generation_started"`
+
+	Limits           map[string]string `json:"limits"`
+	Restarts         int               `json:"restarts"`
+	RestartsByReason map[string]int    `json:"restarts_by_reason"`
+	// Totals are memory.events summed over the generations that ended; add the current group's.
+	Totals      map[string]uint64 `json:"totals"`
+	Recent      []StateEvent      `json:"recent"`
+	MetricsAddr string            `json:"metrics_addr,omitempty"`
+}
+
+// StateEvent is one of the recent things shown by `cgrun status`.
+type StateEvent struct {
+	Time   string `json:"time"`
+	Event  string `json:"event"`
+	Detail string `json:"detail"`
+}
+
+// maxRecent is how many recent events a state keeps.
+const maxRecent = 20
+
+// StateDir is where states live: /run/cgrun for root, $XDG_RUNTIME_DIR/cgrun for others.
+func StateDir() (string, error) {
+	if os.Geteuid() == 0 {
+		return "/run/cgrun", nil
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "cgrun"), nil
+	}
+	return "", errors.New("XDG_RUNTIME_DIR is not set: cgrun keeps its state there when not root (log in with a session, or set it)")
+}
+
+// StateDirs are the directories `cgrun ps` reads: root's, and the caller's own.
+func StateDirs() []string {
+	dirs := []string{"/run/cgrun"}
+	if d, err := StateDir(); err == nil && d != dirs[0] {
+		dirs = append(dirs, d)
+	}
+	return dirs
+}
+
+// Dir is the current generation's group directory.
+func (s *State) Dir() string { return filepath.Join(s.Mount, s.Group) }
+
+// Stale reports whether the cgrun that wrote the state is gone: its pid is dead, or belongs to a
+// process that started at another time (the pid was reused).
+func (s *State) Stale() bool {
+	ticks, err := startTicks(s.Pid)
+	return err != nil || ticks != s.StartTicks
+}
+
+// save writes the state to dir/PID.json atomically.
+func (s *State) save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(b, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), statePath(dir, s.Pid))
+}
+
+func (s *State) note(event, detail string) {
+	s.Recent = append(s.Recent, StateEvent{Time: time.Now().Format(time.RFC3339), Event: event, Detail: detail})
+	if len(s.Recent) > maxRecent {
+		s.Recent = s.Recent[len(s.Recent)-maxRecent:]
+	}
+}
+
+func statePath(dir string, pid int) string { return filepath.Join(dir, strconv.Itoa(pid)+".json") }
+
+// ListStates reads every state in dirs, newest first. Stale states (their cgrun was SIGKILLed)
+// are removed where the caller may, and left out.
+func ListStates(dirs []string) ([]State, error) {
+	var out []State
+	for _, dir := range dirs {
+		ents, err := os.ReadDir(dir)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range ents {
+			if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue // it exited between ReadDir and here
+			}
+			var s State
+			if err := json.Unmarshal(b, &s); err != nil || s.Pid == 0 {
+				continue
+			}
+			if s.Stale() {
+				_ = os.Remove(path)
+				continue
+			}
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Started > out[j].Started })
+	return out, nil
+}
+
+// FindState picks the running cgrun named by a name or a pid.
+func FindState(states []State, nameOrPid string) (State, error) {
+	var hits []State
+	for _, s := range states {
+		if s.Name == nameOrPid || strconv.Itoa(s.Pid) == nameOrPid {
+			hits = append(hits, s)
+		}
+	}
+	switch len(hits) {
+	case 0:
+		return State{}, fmt.Errorf("no running cgrun named %q (see cgrun ps)", nameOrPid)
+	case 1:
+		return hits[0], nil
+	}
+	var pids []string
+	for _, s := range hits {
+		pids = append(pids, strconv.Itoa(s.Pid))
+	}
+	return State{}, fmt.Errorf("%d cgruns are named %q (pids %s): name one by its pid", len(hits), nameOrPid, strings.Join(pids, ", "))
+}
+
+// startTicks is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+func startTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, &cgroup.ParseError{Path: fmt.Sprintf("/proc/%d/stat", pid), Err: errors.New("no ')'")}
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, &cgroup.ParseError{Path: fmt.Sprintf("/proc/%d/stat", pid), Err: errors.New("too few fields")}
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
