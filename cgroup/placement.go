@@ -28,6 +28,16 @@ type Site struct {
 	release []func() error
 }
 
+// Adopt readies dir, the parent of the caller's own group, as the site: for a unit with
+// Delegate=yes and DelegateSubgroup= (systemd 254), where systemd already started the caller in
+// a leaf of the delegated unit group. Nothing is moved; the controllers are enabled on dir.
+func Adopt(dir string, ctrls ...string) (*Site, error) {
+	if _, err := EnableControllers(dir, ctrls...); err != nil {
+		return nil, err
+	}
+	return &Site{Dir: dir}, nil
+}
+
 // Release undoes what made the site, last step first, and reports every step that failed.
 func (s *Site) Release() error {
 	var errs []error
@@ -69,11 +79,33 @@ func Nest(h Hierarchy, leaf string, ctrls ...string) (*Site, error) {
 		return err
 	})
 	enabled, err := EnableControllers(own, ctrls...)
+	if errors.Is(err, ErrGroupBusy) && os.Getpid() == 1 {
+		// cgrun is a container's init: the other processes at the namespace's root are its
+		// own (started by the runtime, or by docker exec); they move into its leaf with it.
+		if err = moveAll(own, leafDir); err == nil {
+			s.release = nil // the container ends with cgrun; its runtime removes the groups
+			enabled, err = EnableControllers(own, ctrls...)
+		}
+	}
 	if err != nil {
 		_ = s.Release()
 		return nil, err
 	}
 	return s, nil
+}
+
+// moveAll moves every process in the group from into the group to.
+func moveAll(from, to string) error {
+	pids, err := Procs(from)
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := Move(to, pid); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
+		}
+	}
+	return nil
 }
 
 // Under readies the group parent (a path in the hierarchy, or a directory under its mount), which

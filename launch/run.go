@@ -30,6 +30,8 @@ type Config struct {
 	Report   io.Writer          // --report: the JSON report of the whole run, written at exit; nil for none
 	// MetricsAddr serves Prometheus metrics on HOST:PORT (":PORT" is loopback); "" for none.
 	MetricsAddr string
+	// NotifyReady makes cgrun tell systemd READY=1 itself once the child runs (Type=notify).
+	NotifyReady bool
 
 	RecordBaseline    string    // --record-baseline: write the run's memory profile here at exit
 	Baseline          *Baseline // --baseline: fail (ExitBaseline) when the peak exceeds it ...
@@ -55,6 +57,8 @@ type runner struct {
 	report *Report  // filled in by each generation as it ends
 	steady []uint64 // memory.current once a second, when a baseline is recorded or checked
 	sample bool     // whether to take those samples
+
+	notify *notifier
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    State
@@ -145,7 +149,7 @@ func Run(cfg Config) (int, error) {
 	if r.h, err = cgroup.Detect(); err != nil {
 		return ExitFailure, err
 	}
-	if r.site, err = place(r.h, cfg.Parent, cfg.Limits.Controllers()); err != nil {
+	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
 		return ExitFailure, err
 	}
 	defer func() {
@@ -162,6 +166,9 @@ func Run(cfg Config) (int, error) {
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
 	defer r.log.settle()
 	r.report = &Report{Name: r.name, Command: cfg.Command}
+	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
+	r.notify = newNotifier(cfg.NotifyReady)
+	defer r.notify.stopping()
 	if err := r.initState(); err != nil {
 		return ExitFailure, err
 	}
@@ -224,6 +231,7 @@ func (r *runner) loop() (*outcome, int, error) {
 	for n := 1; ; n++ {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
+			r.notify.started(n, pid)
 			r.updateState(func(s *State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
@@ -294,14 +302,6 @@ func (r *runner) summarize(out outcome, restarts int) {
 	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
 		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts))
 	}
-}
-
-// place picks where payload groups go: under --parent when given, else in cgrun's own group.
-func place(h cgroup.Hierarchy, parent string, ctrls []string) (*cgroup.Site, error) {
-	if parent != "" {
-		return cgroup.Under(h, parent, ctrls...)
-	}
-	return cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()), ctrls...)
 }
 
 // describe says how a child ended: "exited with status 3", "was killed by SIGKILL".

@@ -49,7 +49,7 @@ Examples:
 type runFlags struct {
 	memoryMax, memoryHigh, memoryLow, memorySwapMax, pidsMax string
 	name, parent                                             string
-	oomGroup                                                 bool
+	oomGroup, notifyReady                                    bool
 	events                                                   string
 	pressure                                                 []string
 	verbose                                                  bool
@@ -76,6 +76,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
+	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs (for apps that do not speak sd_notify)")
 
 	fs.StringVar(&f.resources, "resources", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
 	fs.StringVar(&f.cpuMax, "cpu-max", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
@@ -182,6 +183,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Events:      events,
 		Report:      report,
 		MetricsAddr: f.metricsAddr,
+		NotifyReady: f.notifyReady,
 
 		RecordBaseline:    f.recordBaseline,
 		Baseline:          gate.baseline,

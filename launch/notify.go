@@ -1,0 +1,84 @@
+package launch
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+)
+
+// notifier speaks sd_notify(3) to systemd for a unit with Type=notify, when cgrun is told to
+// (--notify-ready): READY=1 once the first generation runs, STATUS= at each generation,
+// STOPPING=1 at the end, and WATCHDOG=1 pings when the unit has WatchdogSec=. Without the flag
+// cgrun leaves NOTIFY_SOCKET to the command, so an app that speaks sd_notify itself does (the
+// unit then needs NotifyAccess=all, since the app is not the unit's main process).
+type notifier struct {
+	on    bool
+	ready bool
+	stop  chan struct{}
+}
+
+func newNotifier(on bool) *notifier {
+	n := &notifier{on: on, stop: make(chan struct{})}
+	if !on {
+		return n
+	}
+	if every, err := daemon.SdWatchdogEnabled(false); err == nil && every > 0 {
+		go n.watchdog(every / 2)
+	}
+	return n
+}
+
+func (n *notifier) watchdog(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+		case <-n.stop:
+			return
+		}
+	}
+}
+
+// started tells systemd that generation n runs as pid.
+func (n *notifier) started(gen, pid int) {
+	if !n.on {
+		return
+	}
+	state := "STATUS=generation " + strconv.Itoa(gen) + " running as pid " + strconv.Itoa(pid)
+	if !n.ready {
+		state = daemon.SdNotifyReady + "\n" + state
+		n.ready = true
+	}
+	_, _ = daemon.SdNotify(false, state)
+}
+
+// stopping tells systemd that cgrun is on its way out, and ends the watchdog pings.
+func (n *notifier) stopping() {
+	if !n.on {
+		return
+	}
+	close(n.stop)
+	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+}
+
+// notifyEnv is the command's environment as far as sd_notify goes: with --notify-ready the
+// socket is cgrun's alone; without it the command may use it, and WATCHDOG_PID (cgrun's pid)
+// is dropped so that the command's sd_watchdog_enabled() accepts WATCHDOG_USEC.
+func notifyEnv(env []string, cgrunSpeaks bool) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "WATCHDOG_PID":
+			continue
+		case cgrunSpeaks && (k == "NOTIFY_SOCKET" || k == "WATCHDOG_USEC"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}

@@ -1,0 +1,69 @@
+package launch
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+)
+
+// place picks where payload groups go, and returns the hierarchy as cgrun sees it afterwards:
+//
+//   - --parent: under that group;
+//   - under systemd, in a group systemd did not delegate (PM2 or supervisord started by
+//     systemd, a login shell): in a transient scope with Delegate=yes that cgrun asks systemd for
+//     over D-Bus — cgrun never writes on a group systemd owns;
+//   - under systemd in a leaf of a delegated unit group (DelegateSubgroup=): in the unit group;
+//   - otherwise — a unit with Delegate=yes, a container, a host without systemd: nested in
+//     cgrun's own group (Nest).
+func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.Hierarchy, error) {
+	ctrls := cfg.Limits.Controllers()
+	if cfg.Parent != "" {
+		s, err := cgroup.Under(h, cfg.Parent, ctrls...)
+		return s, h, err
+	}
+	own := h.SelfDir()
+	if cgroup.SystemdRunning() && !cgroup.Delegated(own) {
+		if up := filepath.Dir(own); own != h.Mount && cgroup.Delegated(up) {
+			s, err := cgroup.Adopt(up, ctrls...)
+			return s, h, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		unit := fmt.Sprintf("cgrun-%s-%d.scope", unitName(name), os.Getpid())
+		desc := "cgrun: " + shortCommand(cfg.Command)
+		if err := cgroup.StartScope(ctx, unit, desc, os.Getpid()); err != nil {
+			return nil, h, fmt.Errorf("%s is systemd's and not delegated, so cgrun asked for a scope of its own: %w; "+
+				"run cgrun in a unit with Delegate=yes, or give it a group with --parent", own, err)
+		}
+		var err error
+		if h, err = cgroup.Detect(); err != nil {
+			return nil, h, err
+		}
+	}
+	s, err := cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()), ctrls...)
+	return s, h, err
+}
+
+// unitName makes name fit in a systemd unit name: letters, digits, ":", "_", "." and "-".
+func unitName(name string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(":_.-", r) {
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// shortCommand is the command line, cut to fit a unit description.
+func shortCommand(argv []string) string {
+	s := strings.Join(argv, " ")
+	if len(s) > 200 {
+		s = s[:199] + "…"
+	}
+	return s
+}
