@@ -1,0 +1,206 @@
+#!/bin/bash
+# Real-systemd tests of cgrun: run by scripts/test inside scripts/uml-systemd (systemd as PID 1 in
+# a UML guest, the repository at its host path). Needs bin/cgrun and the cmd/cgrun test binary
+# (bin/test/cmd_cgrun.test, whose helpers serve as payloads) built beforehand.
+#
+# Each test prints "--- PASS: NAME" or "--- FAIL: NAME" and the reason; the script exits non-zero
+# when any failed.
+set -u
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cg=$repo/bin/cgrun
+helper=$repo/bin/test/cmd_cgrun.test
+export CGRUNTEST_HELPER=1
+passed=0 failed=0
+
+run_test() { # NAME FUNCTION
+  local out rc
+  out=$("$2" 2>&1)
+  rc=$?
+  if ((rc == 0)); then
+    echo "--- PASS: $1"
+    passed=$((passed + 1))
+  else
+    echo "--- FAIL: $1"
+    sed 's/^/    /' <<<"$out"
+    failed=$((failed + 1))
+  fi
+}
+
+fail() { echo "$*"; return 1; }
+
+# wait_for SECONDS COMMAND...: retry COMMAND every 0.1 s until it succeeds.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.1
+  done
+}
+
+# nothing_left PATTERN: no process whose command line matches, no group named like it.
+nothing_left() {
+  local procs groups
+  procs=$(pgrep -af -- "$1" | grep -v pgrep)
+  groups=$(find /sys/fs/cgroup -type d -name "*$2*" 2>/dev/null)
+  [[ -z $procs ]] || fail "processes left behind: $procs"
+  [[ -z $groups ]] || fail "groups left behind: $groups"
+}
+
+unit() { # NAME: write /run/systemd/system/NAME.service from stdin and reload
+  cat >"/run/systemd/system/$1.service"
+  systemctl daemon-reload
+}
+
+test_delegated_unit_recycles_on_oom() {
+  rm -f /run/worker.jsonl
+  unit cgrun-worker <<EOF
+[Service]
+Delegate=yes
+Environment=CGRUNTEST_HELPER=1
+ExecStart=$cg run --name worker --memory-max 32M --restart on-oom --max-restarts 0 --restart-delay 100ms --events /run/worker.jsonl -- $helper leak
+EOF
+  systemctl start cgrun-worker || fail "systemctl start failed"
+  local deadline=$((SECONDS + 90)) n=0 state
+  while ((n < 3)); do
+    state=$(systemctl is-active cgrun-worker)
+    [[ $state == active ]] || fail "the unit went $state while its worker was recycled" || return 1
+    n=$(grep -c '"event":"recycle"' /run/worker.jsonl 2>/dev/null)
+    ((SECONDS < deadline)) || fail "only $n recycles in 90 s" || return 1
+    sleep 0.1
+  done
+  local reasons
+  reasons=$(grep '"event":"recycle"' /run/worker.jsonl | grep -o '"reason":"[a-z_]*"' | sort -u)
+  [[ $reasons == '"reason":"oom_kill"' ]] || fail "recycle reasons: $reasons" || return 1
+  local cgdir=/sys/fs/cgroup/system.slice/cgrun-worker.service
+  ls "$cgdir" | grep -q '^cgrun-[0-9]*$' || fail "no cgrun leaf in the unit's group: $(ls "$cgdir")" || return 1
+  ls "$cgdir" | grep -q '^worker-[0-9]*\.[0-9]*$' || fail "no generation group in the unit's group: $(ls "$cgdir")" || return 1
+  systemctl stop cgrun-worker
+  state=$(systemctl is-active cgrun-worker)
+  [[ $state == inactive ]] || fail "after stop the unit is $state, want inactive (a clean stop): $(systemctl status cgrun-worker --no-pager)" || return 1
+  nothing_left "cmd_cgrun.test leak" cgrun-worker
+}
+
+test_scope_as_root() {
+  # The test runs in /system.slice/cgrun-test.service, which systemd did not delegate: cgrun
+  # must ask for a scope of its own instead of writing there.
+  local out desc
+  out=$("$cg" run --name rootbox --memory-max 48M -- "$helper" report) || fail "cgrun failed: $out" || return 1
+  [[ $out == *'"group":"/system.slice/cgrun-rootbox-'*'.scope/rootbox-'* ]] || fail "helper ran in: $out" || return 1
+  [[ $out == *'"memory.max":"50331648"'* ]] || fail "limits: $out" || return 1
+  [[ $(ls /sys/fs/cgroup/system.slice/cgrun-test.service) != *cgrun-* ]] || fail "cgrun wrote in the test unit's own group" || return 1
+  # While one runs, systemctl shows what runs in the scope.
+  "$cg" run --name showbox -- "$helper" sleep 30 &
+  local pid=$!
+  wait_for 10 sh -c "systemctl list-units --type=scope --no-legend | grep -q cgrun-showbox" || fail "no scope listed" || return 1
+  desc=$(systemctl show -p Description --value "$(systemctl list-units --type=scope --no-legend | grep -o 'cgrun-showbox-[0-9]*\.scope')")
+  [[ $desc == "cgrun: $helper sleep 30" ]] || fail "scope description: $desc" || return 1
+  kill -TERM "$pid"
+  wait "$pid"
+  wait_for 5 sh -c "! systemctl list-units --type=scope --all --no-legend | grep -q cgrun-" || fail "scopes left: $(systemctl list-units --type=scope --all --no-legend | grep cgrun-)" || return 1
+  nothing_left "cmd_cgrun.test sleep 30" cgrun-showbox
+}
+
+test_scope_as_user() {
+  loginctl enable-linger cgrunuser && systemctl start user@1000.service || fail "no user manager" || return 1
+  local out
+  out=$(systemd-run -M cgrunuser@ --user --wait --pipe --quiet -E CGRUNTEST_HELPER=1 -- \
+    "$cg" run --name userbox --memory-max 40M -- "$helper" report 2>&1) || fail "cgrun as cgrunuser failed: $out" || return 1
+  [[ $out == *'"group":"/user.slice/user-1000.slice/user@1000.service/'*'cgrun-userbox-'*'.scope/userbox-'* ]] || fail "helper ran in: $out" || return 1
+  [[ $out == *'"memory.max":"41943040"'* ]] || fail "limits: $out" || return 1
+  nothing_left "cmd_cgrun.test report" cgrun-userbox
+}
+
+test_supervisord_stop_leaves_nothing() {
+  local d=/tmp/sv
+  rm -rf "$d" && mkdir -p "$d"
+  cat >"$d/supervisord.conf" <<EOF
+[unix_http_server]
+file=$d/supervisor.sock
+[supervisord]
+logfile=$d/supervisord.log
+pidfile=$d/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$d/supervisor.sock
+[program:worker]
+command=$cg run --name svworker --memory-max 32M -- $helper sleep 300
+environment=CGRUNTEST_HELPER="1"
+stopwaitsecs=15
+EOF
+  supervisord -c "$d/supervisord.conf" || fail "supervisord did not start" || return 1
+  wait_for 20 sh -c "supervisorctl -c $d/supervisord.conf status worker | grep -q RUNNING" || fail "worker not RUNNING: $(supervisorctl -c $d/supervisord.conf status)" || return 1
+  wait_for 10 pgrep -f "^$helper sleep 300" || fail "no payload" || return 1
+  local grp
+  grp=$(grep -o '0::.*' "/proc/$(pgrep -f "^$helper sleep 300")/cgroup")
+  [[ $grp == *cgrun-svworker-*.scope/svworker-* ]] || { supervisorctl -c "$d/supervisord.conf" shutdown; fail "payload in $grp"; } || return 1
+  supervisorctl -c "$d/supervisord.conf" stop worker >/dev/null
+  nothing_left "cmd_cgrun.test sleep 300" cgrun-svworker || { supervisorctl -c "$d/supervisord.conf" shutdown; return 1; }
+  supervisorctl -c "$d/supervisord.conf" shutdown >/dev/null
+}
+
+test_pm2_stop_leaves_nothing() {
+  export PM2_HOME=/tmp/pm2
+  rm -rf "$PM2_HOME"
+  pm2 ping >/dev/null 2>&1 || fail "pm2 does not start" || return 1
+  pm2 start "$cg" --name pm2worker --interpreter none -- run --name pm2worker --memory-max 32M -- "$helper" sleep 300 >/dev/null 2>&1 ||
+    fail "pm2 start failed" || return 1
+  wait_for 20 pgrep -f "^$helper sleep 300" || fail "no payload: $(pm2 jlist)" || return 1
+  local grp
+  grp=$(grep -o '0::.*' "/proc/$(pgrep -f "^$helper sleep 300")/cgroup")
+  [[ $grp == *cgrun-pm2worker-*.scope/pm2worker-* ]] || { pm2 kill >/dev/null 2>&1; fail "payload in $grp"; } || return 1
+  pm2 stop pm2worker >/dev/null 2>&1
+  local rc=0
+  wait_for 10 nothing_left "cmd_cgrun.test sleep 300" cgrun-pm2worker || { nothing_left "cmd_cgrun.test sleep 300" cgrun-pm2worker; rc=1; }
+  pm2 kill >/dev/null 2>&1
+  return $rc
+}
+
+test_notify_ready() {
+  unit cgrun-notify <<EOF
+[Service]
+Type=notify
+Delegate=yes
+Environment=CGRUNTEST_HELPER=1
+TimeoutStartSec=20
+ExecStart=$cg run --notify-ready --name nt -- $helper sleep 300
+EOF
+  systemctl start cgrun-notify || fail "start failed: $(systemctl status cgrun-notify --no-pager)" || return 1
+  [[ $(systemctl is-active cgrun-notify) == active ]] || fail "not active" || return 1
+  local status
+  status=$(systemctl show -p StatusText --value cgrun-notify)
+  [[ $status == "generation 1 running as pid "* ]] || fail "StatusText: $status" || return 1
+  systemctl stop cgrun-notify
+  [[ $(systemctl is-active cgrun-notify) == inactive ]] || fail "after stop: $(systemctl is-active cgrun-notify)" || return 1
+  nothing_left "cmd_cgrun.test sleep 300" "nt-"
+}
+
+test_notify_passthrough() {
+  # Without --notify-ready the app speaks sd_notify itself; NotifyAccess=all lets systemd hear
+  # a process that is not the unit's main one.
+  unit cgrun-notify2 <<EOF
+[Service]
+Type=notify
+NotifyAccess=all
+Delegate=yes
+TimeoutStartSec=20
+ExecStart=$cg run --name np -- /bin/sh -c 'systemd-notify --ready --status=app-ready; exec sleep 300'
+EOF
+  systemctl start cgrun-notify2 || fail "start failed: $(systemctl status cgrun-notify2 --no-pager)" || return 1
+  [[ $(systemctl show -p StatusText --value cgrun-notify2) == app-ready ]] || fail "StatusText: $(systemctl show -p StatusText --value cgrun-notify2)" || return 1
+  systemctl stop cgrun-notify2
+  [[ $(systemctl is-active cgrun-notify2) == inactive ]] || fail "after stop: $(systemctl is-active cgrun-notify2)"
+}
+
+[[ -x $cg && -x $helper ]] || { echo "build bin/cgrun and bin/test/cmd_cgrun.test first (scripts/test does)"; exit 1; }
+systemctl is-system-running --wait >/dev/null 2>&1
+run_test "SystemdDelegatedUnitRecyclesOnOOMAndStaysActive" test_delegated_unit_recycles_on_oom
+run_test "SystemdScopeAsRoot" test_scope_as_root
+run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
+run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
+run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
+run_test "SystemdNotifyReady" test_notify_ready
+run_test "SystemdNotifyPassthrough" test_notify_passthrough
+echo "systemd: $passed passed, $failed failed"
+((failed == 0))
