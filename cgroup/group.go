@@ -48,6 +48,21 @@ func Remove(dir string) error {
 	return fmt.Errorf("remove group %s: %w", dir, err)
 }
 
+// RemoveTree removes the empty group dir and every group below it, deepest first: the groups
+// that a nested cgrun, killed with everything else, could not remove itself.
+func RemoveTree(dir string) error {
+	kids, err := Children(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	for _, k := range kids {
+		if err := RemoveTree(filepath.Join(dir, k)); err != nil {
+			return err
+		}
+	}
+	return Remove(dir)
+}
+
 // Move puts process pid (0: the caller) into the group dir.
 func Move(dir string, pid int) error {
 	err := WriteFile(dir, "cgroup.procs", strconv.Itoa(pid))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -17,7 +18,8 @@ import (
 // and drained, and the group is killed and removed.
 type generation struct {
 	number int
-	dir    string // the payload group
+	dir    string // the payload group: the limits and the watcher are on it
+	leaf   string // its leaf that the command starts in (dir/main)
 	run    *runner
 	pid    int
 
@@ -57,6 +59,16 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
 		return out, err
 	}
+	// The command starts in a leaf, and the payload group enables the controllers for its
+	// children: a cgrun that the command runs in turn (a shell starting several, a process
+	// manager) can then make its own groups in the payload group, inside these limits.
+	g.leaf = filepath.Join(g.dir, "main")
+	if err := cgroup.Create(g.leaf); err != nil {
+		return out, err
+	}
+	if _, err := cgroup.EnableControllers(g.dir, "memory", "pids"); err != nil {
+		return out, err
+	}
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...)})
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
@@ -79,7 +91,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	}
 
 	out.started = time.Now()
-	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.dir, NoClone3: cfg.NoClone3})
+	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.leaf, NoClone3: cfg.NoClone3})
 	if err != nil {
 		stopWatching()
 		return out, err
@@ -178,7 +190,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
 			}
-			g.health.start(g.dir, g.run.cfg.Env)
+			g.health.start(g.leaf, g.run.cfg.Env)
 		case r := <-probeResults:
 			if g.health.record(r, time.Since(started)) {
 				g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
@@ -314,7 +326,7 @@ func (g *generation) teardown() error {
 	if kerr != nil {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}
-	return cgroup.Remove(g.dir)
+	return cgroup.RemoveTree(g.dir)
 }
 
 // groupName is the payload group of generation n of the cgrun with pid: node-4821.1.

@@ -2,9 +2,11 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,7 +48,37 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 		}
 	}
 	s, err := cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()), ctrls...)
+	if errors.Is(err, cgroup.ErrGroupBusy) && nestable(h, ctrls) {
+		// cgrun shares its group with other processes — a shell or a process manager that
+		// another cgrun runs — whose parent is ready for groups and whose own group sets no
+		// limits that a sibling group would escape: make generations beside that group.
+		s, err = cgroup.Adopt(filepath.Dir(own), ctrls...)
+	}
 	return s, h, err
+}
+
+// nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
+// parent has the controllers on for its children, and the own group limits nothing itself.
+func nestable(h cgroup.Hierarchy, ctrls []string) bool {
+	own := h.SelfDir()
+	if own == h.Mount {
+		return false
+	}
+	on, err := cgroup.SubtreeControl(filepath.Dir(own))
+	if err != nil {
+		return false
+	}
+	for _, c := range ctrls {
+		if !slices.Contains(on, c) {
+			return false
+		}
+	}
+	for _, f := range []string{"memory.max", "memory.high", "pids.max"} {
+		if v, err := cgroup.ReadFile(own, f); err != nil || v != "max" {
+			return false
+		}
+	}
+	return true
 }
 
 // unitName makes name fit in a systemd unit name: letters, digits, ":", "_", "." and "-".

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,11 @@ func report(note string) {
 	r := helperReport{Pid: os.Getpid(), Files: map[string]string{}, Note: note}
 	if h, err := cgroup.Detect(); err == nil {
 		r.Group, r.Dir = h.Self, h.SelfDir()
+		// cgrun starts the command in the leaf "main" of its generation's group, which holds
+		// the limits: report that group.
+		if filepath.Base(r.Dir) == "main" {
+			r.Group, r.Dir = filepath.Dir(r.Group), filepath.Dir(r.Dir)
+		}
 		for _, f := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "memory.oom.group", "pids.max", "memory.peak", "memory.min", "cpu.max", "cpu.weight"} {
 			r.Files[f], _ = cgroup.ReadFile(r.Dir, f)
 		}

@@ -195,7 +195,7 @@ func TestRunPlacesChildInGroupBeforeItRuns(t *testing.T) {
 			}
 			rep := parseReport(t, r.stdout)
 			// The helper reads /proc/self/cgroup first thing in main: it must already be inside.
-			if !strings.Contains(filepath.Base(rep.Group), "placed-") {
+			if !strings.HasPrefix(filepath.Base(rep.Group), "placed-") {
 				t.Errorf("helper ran in %q, want a group named placed-PID.1", rep.Group)
 			}
 			if rep.Files["memory.max"] != strconv.Itoa(64<<20) {
@@ -531,7 +531,7 @@ func TestRunUnderParent(t *testing.T) {
 			t.Fatalf("--parent %s: exit %d, stderr %q", p, r.code, r.stderr)
 		}
 		rep := parseReport(t, r.stdout)
-		if filepath.Dir(rep.Dir) != parent {
+		if filepath.Dir(rep.Dir) != parent { // the generation's group; the helper ran in its leaf
 			t.Errorf("--parent %s: helper ran in %s, want a child of %s", p, rep.Dir, parent)
 		}
 		if kids, _ := cgroup.Children(parent); len(kids) != 0 {
@@ -557,4 +557,77 @@ func TestRunDiesOfTheStopSignal(t *testing.T) {
 		t.Errorf("cgrun ended with %v (%#x), want death by SIGTERM", err, ws)
 	}
 	assertNothingLeft(t, h, before)
+}
+
+// TestRunNested: a cgrun inside a cgrun — a shell that starts two, as a container or a process
+// manager would — puts its generations inside the outer one's group, under the outer limit.
+func TestRunNested(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	script := `"$0" run --name inner-a --memory-max 32M -- "$1" report & "$0" run --name inner-b -- "$1" report & wait`
+	r := runCgrunArgs(t, []string{"--name", "outer", "--memory-max", "128M", "--", "/bin/sh", "-c", script, cgrunBin(t), helperPath(t)})
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var groups []string
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		rep := parseReport(t, line)
+		groups = append(groups, rep.Group)
+		parent := filepath.Base(filepath.Dir(rep.Group))
+		if !strings.HasPrefix(parent, "outer-") || !strings.HasPrefix(filepath.Base(rep.Group), "inner-") {
+			t.Errorf("inner helper ran in %s, want outer-PID.1/inner-PID.1", rep.Group)
+		}
+		if strings.HasPrefix(filepath.Base(rep.Group), "inner-a") && rep.Files["memory.max"] != "33554432" {
+			t.Errorf("inner-a memory.max %q", rep.Files["memory.max"])
+		}
+	}
+	if len(groups) != 2 {
+		t.Errorf("%d reports, want 2: %q", len(groups), r.stdout)
+	}
+	assertNothingLeft(t, h, before)
+}
+
+// runCgrunArgs runs `cgrun run ARGS...` as given (flags, --, the command).
+func runCgrunArgs(t *testing.T, args []string) result {
+	t.Helper()
+	out, errs, code := cgrunCmd(t, nil, append([]string{"run"}, args...)...)
+	return result{code: code, stdout: out, stderr: errs}
+}
+
+// TestRunHostErrors: the ways a host cannot give cgrun a group each get one line that says how
+// to fix it, exit code 125, and leave nothing behind.
+func TestRunHostErrors(t *testing.T) {
+	h := requireCgroup2(t)
+	t.Run("no permission", func(t *testing.T) {
+		before := groupsUnder(t, h.SelfDir())
+		cmd := exec.Command(cgrunBin(t), "run", "--", "/bin/true")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "XDG_RUNTIME_DIR=/tmp"}
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 125 || strings.Count(string(out), "\n") != 1 ||
+			!strings.Contains(string(out), "no permission") || !strings.Contains(string(out), "Delegate=yes") ||
+			!strings.Contains(string(out), "systemd-run --user --scope -p Delegate=yes") {
+			t.Errorf("as nobody: %v, %q; want 125 and one line naming root, Delegate=yes and systemd-run --user --scope", err, out)
+		}
+		assertNothingLeft(t, h, before)
+	})
+	t.Run("no memory controller in the parent", func(t *testing.T) {
+		if _, err := cgroup.EnableControllers(h.Mount, "memory", "pids"); err != nil {
+			t.Fatal(err)
+		}
+		// a group that does not pass memory on to its children
+		a := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-nomem-%d", os.Getpid()))
+		if err := os.MkdirAll(filepath.Join(a, "b"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(filepath.Join(a, "b")); os.Remove(a) })
+		r := runCgrun(t, nil, []string{"--parent", filepath.Join(a, "b")}, "exit", "0")
+		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "memory controller is not available") {
+			t.Errorf("exit %d, stderr %q; want 125 and one line about the memory controller", r.code, r.stderr)
+		}
+		if kids, _ := cgroup.Children(filepath.Join(a, "b")); len(kids) != 0 {
+			t.Errorf("left %v behind", kids)
+		}
+	})
 }

@@ -22,6 +22,7 @@ import (
 func cgrunCmd(t *testing.T, cred *syscall.Credential, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(cgrunBin(t), args...)
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}

@@ -1,0 +1,30 @@
+// ecosystem.config.js: the Node.js queue worker under PM2, in a cgroup v2 memory space of its
+// own via cgrun. PM2 starts cgrun (interpreter 'none': cgrun is a binary), cgrun starts node in
+// a fresh group with the limits, OOM-kills it there when it leaks and starts a new one.
+//
+//   pm2 start ecosystem.config.js && pm2 logs worker
+//
+// PM2's max_memory_restart is left out on purpose: PM2 would sample cgrun's own RSS (a few MB),
+// not the worker's, every 30 s. The kernel enforces --memory-max at once, children included.
+// PM2's God daemon runs in a group systemd did not delegate (pm2-root.service, or a login
+// session): cgrun then asks systemd over D-Bus for a delegated scope of its own.
+module.exports = {
+  apps: [
+    {
+      name: 'worker',
+      script: '/usr/local/bin/cgrun',
+      interpreter: 'none',
+      args: [
+        'run', '--name', 'worker',
+        '--memory-max', '256M', '--restart', 'on-oom', '--max-restarts', '0',
+        '--', '/usr/bin/node', '/srv/app/worker.js',
+      ],
+      cwd: '/srv/app',
+      env: { NODE_ENV: 'production' },
+      exec_mode: 'fork', // one cgrun per instance; PM2's cluster mode only works for node scripts
+      instances: 1,
+      autorestart: true, // backstop: cgrun restarts the worker itself after an OOM kill
+      kill_timeout: 15000, // ms; more than cgrun's --stop-timeout (10s), so cgrun cleans up first
+    },
+  ],
+};
