@@ -157,6 +157,35 @@ test_pm2_stop_leaves_nothing() {
   return $rc
 }
 
+test_delegate_subgroup() {
+  # What DelegateSubgroup=supervisor (systemd 254; this guest has 252) does: the unit's group is
+  # delegated, and the main process starts in its leaf "supervisor". cgrun must use the unit's
+  # group for its generations and leave its own leaf alone.
+  cat >/run/subgroup-start.sh <<EOF
+#!/bin/sh
+unit=/sys/fs/cgroup/system.slice/cgrun-subgroup.service
+mkdir \$unit/supervisor && echo 0 > \$unit/supervisor/cgroup.procs || exit 99
+exec $cg run --name sub --memory-max 40M -- $helper sleep 300
+EOF
+  chmod +x /run/subgroup-start.sh
+  unit cgrun-subgroup <<EOF
+[Service]
+Delegate=yes
+Environment=CGRUNTEST_HELPER=1
+ExecStart=/run/subgroup-start.sh
+EOF
+  systemctl start cgrun-subgroup || fail "start failed" || return 1
+  wait_for 10 pgrep -f "^$helper sleep 300" || fail "no payload: $(systemctl status cgrun-subgroup --no-pager)" || return 1
+  local grp kids
+  grp=$(grep -o '0::.*' "/proc/$(pgrep -f "^$helper sleep 300")/cgroup")
+  [[ $grp == 0::/system.slice/cgrun-subgroup.service/sub-*.1/main ]] || fail "payload in $grp" || return 1
+  kids=$(ls /sys/fs/cgroup/system.slice/cgrun-subgroup.service/supervisor | grep -c '^cgrun-')
+  ((kids == 0)) || fail "cgrun nested inside its DelegateSubgroup leaf" || return 1
+  systemctl stop cgrun-subgroup
+  [[ $(systemctl is-active cgrun-subgroup) == inactive ]] || fail "after stop: $(systemctl is-active cgrun-subgroup)" || return 1
+  nothing_left "^$helper sleep 300" cgrun-subgroup
+}
+
 test_notify_ready() {
   unit cgrun-notify <<EOF
 [Service]
@@ -200,6 +229,7 @@ run_test "SystemdScopeAsRoot" test_scope_as_root
 run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
 run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
+run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready
 run_test "SystemdNotifyPassthrough" test_notify_passthrough
 echo "systemd: $passed passed, $failed failed"
