@@ -48,3 +48,15 @@ func MemoryMax(dir string) (Limit, error) {
 	}
 	return Bytes(n), nil
 }
+
+// OOMKills counts the OOM killer's kills in memory.events counters: the group kills when the
+// group was killed as a whole (memory.oom.group; oom_group_kill, Linux 5.17), else the processes
+// killed (oom_kill). With memory.oom.group the kernel counts the victim in oom_kill once when it
+// picks it and again when it kills the group, so oom_kill alone would say 2 for one kill of a
+// one-process group.
+func OOMKills(events map[string]uint64) uint64 {
+	if n := events["oom_group_kill"]; n > 0 {
+		return n
+	}
+	return events["oom_kill"]
+}

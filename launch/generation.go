@@ -192,6 +192,9 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 			g.health.start(g.leaf, g.run.cfg.Env)
 		case r := <-probeResults:
+			if r.ok {
+				g.run.notify.healthy()
+			}
 			if g.health.record(r, time.Since(started)) {
 				g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
 			}
@@ -276,7 +279,7 @@ func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
 func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
 	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
-	out.oomKill = counters["oom_kill"]
+	out.oomKill = cgroup.OOMKills(counters)
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
 	g.run.report.Generations = append(g.run.report.Generations, measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
@@ -313,7 +316,7 @@ func (g *generation) finish(out *outcome) {
 		fmt.Fprintf(log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.run.name, max, peak)
 		return
 	}
-	fmt.Fprintf(log, "cgrun: the OOM killer killed %d process(es) in %s's group (memory.max %s, peak %s)\n", out.oomKill, g.run.name, max, peak)
+	fmt.Fprintf(log, "cgrun: the OOM killer killed %d time(s) in %s's group, but not %s itself (memory.max %s, peak %s)\n", out.oomKill, g.run.name, g.run.name, max, peak)
 }
 
 // teardown kills whatever is left in the group, waits until it is empty, reaps the orphans that

@@ -9,18 +9,20 @@ import (
 )
 
 // notifier speaks sd_notify(3) to systemd for a unit with Type=notify, when cgrun is told to
-// (--notify-ready): READY=1 once the first generation runs, STATUS= at each generation,
+// (--notify-ready): READY=1 once the first generation runs (or, with a health probe, once a
+// probe first passed), STATUS= at each generation,
 // STOPPING=1 at the end, and WATCHDOG=1 pings when the unit has WatchdogSec=. Without the flag
 // cgrun leaves NOTIFY_SOCKET to the command, so an app that speaks sd_notify itself does (the
 // unit then needs NotifyAccess=all, since the app is not the unit's main process).
 type notifier struct {
-	on    bool
-	ready bool
-	stop  chan struct{}
+	on          bool
+	waitHealthy bool // READY=1 only once a health probe passed
+	ready       bool
+	stop        chan struct{}
 }
 
-func newNotifier(on bool) *notifier {
-	n := &notifier{on: on, stop: make(chan struct{})}
+func newNotifier(on, waitHealthy bool) *notifier {
+	n := &notifier{on: on, waitHealthy: waitHealthy, stop: make(chan struct{})}
 	if !on {
 		return n
 	}
@@ -49,11 +51,20 @@ func (n *notifier) started(gen, pid int) {
 		return
 	}
 	state := "STATUS=generation " + strconv.Itoa(gen) + " running as pid " + strconv.Itoa(pid)
-	if !n.ready {
+	if !n.ready && !n.waitHealthy {
 		state = daemon.SdNotifyReady + "\n" + state
 		n.ready = true
 	}
 	_, _ = daemon.SdNotify(false, state)
+}
+
+// healthy tells systemd READY=1 after the first passing health probe, when that is what
+// readiness waits for (an app that takes a while to listen, such as PHP-FPM).
+func (n *notifier) healthy() {
+	if n.on && !n.ready {
+		n.ready = true
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+	}
 }
 
 // stopping tells systemd that cgrun is on its way out, and ends the watchdog pings.

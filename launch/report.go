@@ -66,7 +66,7 @@ type ReportGeneration struct {
 func measure(dir string, out outcome, group string, number int, counters map[string]uint64) ReportGeneration {
 	gr := ReportGeneration{Generation: number, Pid: out.pid, Group: group, ExitCode: StatusCode(out.status),
 		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(), MemoryPeak: out.peak,
-		OOMKills: counters["oom_kill"], HighEvents: counters["high"], MaxEvents: counters["max"]}
+		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
 	if out.status.Signaled() {
 		gr.Signal = signalName(out.status.Signal())
 	}

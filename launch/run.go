@@ -106,7 +106,7 @@ func (r *runner) initState() error {
 	r.state.Limits = rep.Limits
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
-	} else {
+	} else if r.cfg.Verbose {
 		fmt.Fprintf(r.cfg.Log, "cgrun: notice: %v; cgrun ps will not show this run\n", err)
 	}
 	if r.cfg.MetricsAddr != "" {
@@ -188,7 +188,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer r.log.settle()
 	r.report = &Report{Name: r.name, Command: cfg.Command}
 	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
-	r.notify = newNotifier(cfg.NotifyReady)
+	r.notify = newNotifier(cfg.NotifyReady, cfg.Policy.Health.Enabled())
 	defer r.notify.stopping()
 	if err := r.initState(); err != nil {
 		return ExitFailure, 0, err
@@ -329,7 +329,11 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 func (r *runner) summarize(out outcome, restarts int) {
 	r.log.settle()
 	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
-		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts))
+		var kills uint64
+		for _, g := range r.report.Generations {
+			kills += g.OOMKills
+		}
+		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, kills))
 	}
 }
 
@@ -342,14 +346,14 @@ func describe(ws unix.WaitStatus) string {
 }
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
-func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int) string {
+func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64) string {
 	peak := "unknown"
 	if out.peak > 0 {
 		peak = cgroup.FormatSize(out.peak)
 	}
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (memory.max %s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
 		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, lim.MemoryMax.Human(),
-		log.total(oomwatch.OOMKill), log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
+		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
 }
 
 // ValidName checks a --name: it becomes part of a directory name in cgroupfs.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -51,34 +53,55 @@ type StateEvent struct {
 // maxRecent is how many recent events a state keeps.
 const maxRecent = 20
 
-// StateDir is where states live: /run/cgrun for root, $XDG_RUNTIME_DIR/cgrun for others.
+// StateDir is where this process's states live: /run/cgrun for root; for others
+// $XDG_RUNTIME_DIR/cgrun, or /run/user/UID/cgrun when that runtime directory exists (a unit
+// with User= gets no XDG_RUNTIME_DIR).
 func StateDir() (string, error) {
-	if os.Geteuid() == 0 {
+	uid := os.Geteuid()
+	if uid == 0 {
 		return "/run/cgrun", nil
 	}
 	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
 		return filepath.Join(x, "cgrun"), nil
 	}
-	return "", errors.New("XDG_RUNTIME_DIR is not set: cgrun keeps its state there when not root (log in with a session, or set it)")
+	run := fmt.Sprintf("/run/user/%d", uid)
+	if fi, err := os.Stat(run); err == nil && ownedBy(fi, uid) {
+		return filepath.Join(run, "cgrun"), nil
+	}
+	return "", fmt.Errorf("no runtime directory for uid %d (XDG_RUNTIME_DIR is unset and %s does not exist; `loginctl enable-linger` makes it)", uid, run)
 }
 
-// StateDirs are the directories `cgrun ps` reads: root's, and the caller's own.
+// StateDirs are the directories `cgrun ps` reads: root's, every user's runtime directory when
+// the caller is root, and the caller's own.
 func StateDirs() []string {
 	dirs := []string{"/run/cgrun"}
-	if d, err := StateDir(); err == nil && d != dirs[0] {
+	if os.Geteuid() == 0 {
+		users, _ := filepath.Glob("/run/user/*/cgrun")
+		dirs = append(dirs, users...)
+	}
+	if d, err := StateDir(); err == nil && !slices.Contains(dirs, d) {
 		dirs = append(dirs, d)
 	}
 	return dirs
 }
 
+func ownedBy(fi os.FileInfo, uid int) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && int(st.Uid) == uid
+}
+
 // Dir is the current generation's group directory.
 func (s *State) Dir() string { return filepath.Join(s.Mount, s.Group) }
 
-// Stale reports whether the cgrun that wrote the state is gone: its pid is dead, or belongs to a
-// process that started at another time (the pid was reused).
+// Stale reports whether the cgrun that wrote the state is gone: its pid is dead, belongs to a
+// process that started at another time (the pid was reused), or to another user.
 func (s *State) Stale() bool {
 	ticks, err := startTicks(s.Pid)
-	return err != nil || ticks != s.StartTicks
+	if err != nil || ticks != s.StartTicks {
+		return true
+	}
+	fi, err := os.Stat(fmt.Sprintf("/proc/%d", s.Pid))
+	return err != nil || !ownedBy(fi, s.UID)
 }
 
 // save writes the state to dir/PID.json atomically.
@@ -125,6 +148,10 @@ func ListStates(dirs []string) ([]State, error) {
 			}
 			var s State
 			if err := json.Unmarshal(b, &s); err != nil || s.Pid == 0 {
+				continue
+			}
+			// A state speaks for its writer only: one that claims another uid is ignored.
+			if fi, err := os.Stat(path); err != nil || !ownedBy(fi, s.UID) {
 				continue
 			}
 			if s.Stale() {

@@ -67,7 +67,7 @@ func describeSandbox(s launch.State, detail bool) sandbox {
 		}
 	}
 	live, _ := cgroup.ReadKeyed(dir, "memory.events")
-	sb.OOMKills = s.Totals["oom_kill"] + live["oom_kill"]
+	sb.OOMKills = cgroup.OOMKills(s.Totals) + cgroup.OOMKills(live)
 	sb.HighEvents = s.Totals["high"] + live["high"]
 	if detail {
 		sb.Events = map[string]uint64{}

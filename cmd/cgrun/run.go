@@ -76,7 +76,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
-	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs (for apps that do not speak sd_notify)")
+	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	fs.StringVar(&f.resources, "resources", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
 	fs.StringVar(&f.cpuMax, "cpu-max", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
