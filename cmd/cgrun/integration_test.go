@@ -631,3 +631,15 @@ func TestRunHostErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestRunWithClosedStdio: a supervisor may start cgrun with stdin (or stdout) closed; the
+// command still starts, with /dev/null in their place.
+func TestRunWithClosedStdio(t *testing.T) {
+	requireCgroup2(t)
+	cmd := exec.Command("/bin/sh", "-c", `exec "$0" run -- "$1" exit 5 <&- >&-`, cgrunBin(t), helperPath(t))
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 5 {
+		t.Errorf("with stdin and stdout closed: %v, %q; want the command's exit 5", err, out)
+	}
+}

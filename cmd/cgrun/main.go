@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 
 	"github.com/cgrun/cgrun/launch"
+	"golang.org/x/sys/unix"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3"; otherwise the module
@@ -30,7 +31,22 @@ Run 'cgrun run --help' for the flags and examples.
 `
 
 func main() {
+	openStdio()
 	os.Exit(cgrun(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// openStdio puts /dev/null in place of a closed stdin, stdout or stderr, as a supervisor may
+// leave them: the command inherits these three, and a closed one would make its start fail (or
+// let the next file cgrun opens take its number).
+func openStdio() {
+	for fd := 0; fd <= 2; fd++ {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == unix.EBADF {
+			// open(2) returns the lowest free number: this one.
+			if nfd, err := unix.Open("/dev/null", unix.O_RDWR, 0); err == nil && nfd != fd {
+				unix.Close(nfd)
+			}
+		}
+	}
 }
 
 func cgrun(args, env []string, stdout, stderr io.Writer) int {
