@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteError is a write to a cgroupfs file that the kernel refused.
@@ -46,27 +48,55 @@ func (e *ParseError) Unwrap() error { return e.Err }
 
 // ReadFile reads one file of the group at dir, without the trailing newline.
 func ReadFile(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
+	b, err := readFile(filepath.Join(dir, name))
 	if err != nil {
-		return "", err // *fs.PathError already names the file
+		return "", err
 	}
 	return string(bytes.TrimSpace(b)), nil
+}
+
+// readFile reads a cgroupfs file with plain open/read/close. os.ReadFile would also register
+// the file with Go's poller (cgroup files are pollable: five more syscalls each), and cgrun reads
+// a few dozen of them between two generations.
+func readFile(path string) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	buf := make([]byte, 0, 512)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
 
 // WriteFile writes value to one file of the group at dir in a single write(2), as the kernel
 // expects: cgroupfs files act on each write, not on the file's final content.
 func WriteFile(dir, name, value string) error {
 	path := filepath.Join(dir, name)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &WriteError{Path: path, Value: value, Err: unwrapPath(err)}
+		return &WriteError{Path: path, Value: value, Err: err}
 	}
-	_, err = f.WriteString(value)
-	if cerr := f.Close(); err == nil {
+	_, err = unix.Write(fd, []byte(value))
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return &WriteError{Path: path, Value: value, Err: unwrapPath(err)}
+		return &WriteError{Path: path, Value: value, Err: err}
 	}
 	return nil
 }
@@ -74,7 +104,7 @@ func WriteFile(dir, name, value string) error {
 // ReadKeyed reads a flat keyed file ("key value" per line, as memory.events and cgroup.events).
 func ReadKeyed(dir, name string) (map[string]uint64, error) {
 	path := filepath.Join(dir, name)
-	b, err := os.ReadFile(path)
+	b, err := readFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -282,7 +282,7 @@ func (g *generation) finish(out *outcome) {
 	out.oomKill = cgroup.OOMKills(counters)
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
-	g.run.report.Generations = append(g.run.report.Generations, measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
+	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
 	g.run.updateState(func(s *State) {
 		for k, v := range counters {
 			s.Totals[k] += v

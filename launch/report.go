@@ -34,6 +34,42 @@ type Report struct {
 	Generations      []ReportGeneration `json:"generations"`
 	Limits           map[string]string  `json:"limits"`
 	Baseline         *BaselineCheck     `json:"baseline,omitempty"`
+
+	// keep says whether to keep each generation and recycle for the document (only --report
+	// needs them; a service that recycles for months must not pile them up otherwise).
+	keep bool
+}
+
+// maxKept bounds the generations and recycles a report keeps: the latest ones.
+const maxKept = 1000
+
+// add counts a generation that ended into the sums, and keeps it when the report is written.
+func (rep *Report) add(g ReportGeneration) {
+	rep.Restarts = g.Generation - 1
+	rep.CPUUserSeconds += g.CPUUserSeconds
+	rep.CPUSystemSeconds += g.CPUSystemSeconds
+	rep.MemoryPeak = max(rep.MemoryPeak, g.MemoryPeak)
+	rep.SwapPeak = maxPtr(rep.SwapPeak, g.SwapPeak)
+	rep.PidsPeak = maxPtr(rep.PidsPeak, g.PidsPeak)
+	rep.OOMKills += g.OOMKills
+	rep.HighEvents += g.HighEvents
+	rep.MaxEvents += g.MaxEvents
+	if rep.keep {
+		rep.Generations = append(rep.Generations, g)
+		if len(rep.Generations) > maxKept {
+			rep.Generations = slices.Delete(rep.Generations, 0, 1)
+		}
+	}
+}
+
+// recycled records the start of a generation that replaced another.
+func (rep *Report) recycled(r ReportRecycle) {
+	if rep.keep {
+		rep.Recycles = append(rep.Recycles, r)
+		if len(rep.Recycles) > maxKept {
+			rep.Recycles = slices.Delete(rep.Recycles, 0, 1)
+		}
+	}
 }
 
 // ReportRecycle is one restart: which generation it started and why.
@@ -95,19 +131,11 @@ func (rep *Report) build(started time.Time, last outcome, limits cgroup.Limits, 
 	if last.status.Signaled() {
 		rep.Signal = signalName(last.status.Signal())
 	}
-	rep.Restarts = len(rep.Generations) - 1
-	for _, g := range rep.Generations {
-		rep.CPUUserSeconds += g.CPUUserSeconds
-		rep.CPUSystemSeconds += g.CPUSystemSeconds
-		rep.MemoryPeak = max(rep.MemoryPeak, g.MemoryPeak)
-		rep.SwapPeak = maxPtr(rep.SwapPeak, g.SwapPeak)
-		rep.PidsPeak = maxPtr(rep.PidsPeak, g.PidsPeak)
-		rep.OOMKills += g.OOMKills
-		rep.HighEvents += g.HighEvents
-		rep.MaxEvents += g.MaxEvents
-	}
 	if rep.Recycles == nil {
 		rep.Recycles = []ReportRecycle{}
+	}
+	if rep.Generations == nil {
+		rep.Generations = []ReportGeneration{}
 	}
 	if len(steady) > 0 {
 		s := slices.Clone(steady)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -186,7 +187,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	r.sigs = sigs
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
 	defer r.log.settle()
-	r.report = &Report{Name: r.name, Command: cfg.Command}
+	r.report = &Report{Name: r.name, Command: cfg.Command, keep: cfg.Report != nil}
 	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
 	r.notify = newNotifier(cfg.NotifyReady, cfg.Policy.Health.Enabled())
 	defer r.notify.stopping()
@@ -211,7 +212,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 // end writes what a finished run owes: the summary, the report, the baseline and its check.
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
-	r.summarize(last, len(r.report.Generations)-1)
+	r.summarize(last, r.report.Restarts)
 	r.report.build(started, last, cfg.Limits, r.steady)
 	if cfg.Baseline != nil {
 		c := cfg.Baseline.check(cfg.BaselineFile, r.report.MemoryPeak, cfg.BaselineTolerance)
@@ -264,8 +265,12 @@ func (r *runner) loop() (*outcome, int, error) {
 				}
 			})
 			if prev != nil {
+				// The old generation's garbage (records, buffers) is dead now: hand the memory
+				// back, so that cgrun's RSS stays where it was before the first restart. Off the
+				// restart's path: the child already runs.
+				go debug.FreeOSMemory()
 				now := time.Now()
-				r.report.Recycles = append(r.report.Recycles, ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
+				r.report.recycled(ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
 				r.log.add(g.record(oomwatch.Event{Time: now, Kind: kindRecycle}, func(rec *record) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
 				}))
@@ -329,11 +334,7 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 func (r *runner) summarize(out outcome, restarts int) {
 	r.log.settle()
 	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
-		var kills uint64
-		for _, g := range r.report.Generations {
-			kills += g.OOMKills
-		}
-		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, kills))
+		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, r.report.OOMKills))
 	}
 }
 

@@ -1,6 +1,8 @@
 // Command cgrun-bench measures what cgrun costs next to a plain fork/exec, side by side in one
-// run: start latency (start.go), cgrun's own memory and idle cost (idle.go), and how late an OOM
-// kill shows up in the --events stream (oomlatency.go, kmsg.go).
+// run: start latency (start.go), cgrun's own memory and idle cost (idle.go), how late an OOM
+// kill shows up in the --events stream (oomlatency.go, kmsg.go), the gap between one generation's
+// exit and the next one's start (recycle.go), and whether cgrun's own memory, fds and goroutines
+// stay flat over many restarts (soak.go).
 //
 // It needs a cgroup v2 hierarchy with the memory controller and root (cgrun creates groups);
 // scripts/bench/run builds it and runs it inside a user-mode-linux guest, or here with --here.
@@ -10,6 +12,7 @@
 //	cgrun-bench stamp   write CLOCK_MONOTONIC (ns) to stdout and exit
 //	cgrun-bench sleep   write "ready" to stdout and sleep until killed
 //	cgrun-bench alloc   touch memory in 1 MiB chunks forever
+//	cgrun-bench gap     write "first PID T", wait for a byte on stdin, write "last PID T", exit 0
 package main
 
 import (
@@ -45,6 +48,9 @@ func main() {
 		case "alloc":
 			allocator()
 			return
+		case "gap":
+			gapPayload(t)
+			return
 		}
 	}
 	os.Exit(bench(os.Args[1:]))
@@ -60,6 +66,8 @@ type config struct {
 	idle    time.Duration
 	m       int    // OOM runs
 	oomMax  string // --memory-max for the OOM runs
+	gaps    int    // recycle gaps per column
+	soak    int    // generations of the soak
 	host    string // what the wrapper says about the host machine
 	uml     bool   // the wrapper ran us under scripts/uml-run
 	verbose bool   // per-run details
@@ -79,10 +87,12 @@ func bench(args []string) int {
 	fs.DurationVar(&c.idle, "idle", 60*time.Second, "idle window for the CPU and wake-up count")
 	fs.IntVar(&c.m, "m", 30, "OOM-latency runs")
 	fs.StringVar(&c.oomMax, "oom-max", "32M", "--memory-max of the OOM-latency runs")
+	fs.IntVar(&c.gaps, "gaps", 200, "recycle gaps per column")
+	fs.IntVar(&c.soak, "soak", 1000, "generations of the soak (sampled every 100)")
 	fs.StringVar(&c.host, "host", "", "description of the host machine, for the table")
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
-	fs.StringVar(&only, "only", "start,idle,oom", "measurements to run: start, idle (RSS and idle cost), oom")
+	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, idle (RSS and idle cost), oom, recycle (gap), soak")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -121,7 +131,7 @@ func bench(args []string) int {
 	for _, s := range []struct {
 		name string
 		run  func(*config) error
-	}{{"start", startBench}, {"idle", idleBench}, {"oom", oomBench}} {
+	}{{"start", startBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}} {
 		if !c.only[s.name] {
 			continue
 		}
