@@ -96,7 +96,12 @@ var ErrNoPSI = errors.New("memory pressure (PSI) is not available on this kernel
 // openTrigger registers t on the group's memory.pressure and returns the fd to wait on for
 // POLLPRI. The kernel allows one trigger per open file.
 func openTrigger(dir string, t Trigger) (int, error) {
-	path := filepath.Join(dir, "memory.pressure")
+	return openTriggerFile(filepath.Join(dir, "memory.pressure"), t)
+}
+
+// openTriggerFile registers t on a pressure file: a group's memory.pressure, or the system's
+// /proc/pressure/memory, which takes the same triggers.
+func openTriggerFile(path string, t Trigger) (int, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		return -1, ErrNoPSI
@@ -110,21 +115,28 @@ func openTrigger(dir string, t Trigger) (int, error) {
 		case errors.Is(err, unix.EOPNOTSUPP):
 			// psi=0 on the command line leaves the file but refuses triggers.
 			return -1, ErrNoPSI
-		case errors.Is(err, unix.EPERM) && t.Window%(2*time.Second) != 0:
-			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the window must be a multiple of 2s (Linux 6.5 and later): %w", t, err)
+		case (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) && t.Window%(2*time.Second) != 0 && !capSysResource():
+			// Linux 6.5 lets a process without CAP_SYS_RESOURCE make triggers, but only with
+			// windows that are multiples of 2 s; others get EINVAL (EPERM before 6.5).
+			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the kernel takes only windows that are whole multiples of 2s (Linux 6.5 and later), e.g. %q: %w",
+				t, Trigger{Full: t.Full, Threshold: t.Threshold, Window: 2 * time.Second}.String(), err)
 		}
 		return -1, &cgroup.WriteError{Path: path, Value: t.kernel(), Err: err}
 	}
 	return fd, nil
 }
 
-// ReadPressure reads the averages in memory.pressure.
+// ReadPressure reads the averages in the group's memory.pressure.
 func ReadPressure(dir string) (PressureInfo, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "memory.pressure"))
+	return readPressureFile(filepath.Join(dir, "memory.pressure"))
+}
+
+func readPressureFile(path string) (PressureInfo, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return PressureInfo{}, err
 	}
-	return parsePressure(filepath.Join(dir, "memory.pressure"), string(b))
+	return parsePressure(path, string(b))
 }
 
 func parsePressure(path, s string) (PressureInfo, error) {
@@ -156,4 +168,20 @@ func parsePressure(path, s string) (PressureInfo, error) {
 		}
 	}
 	return p, nil
+}
+
+// capSysResource reports whether this process has CAP_SYS_RESOURCE in its effective set, which
+// privileged PSI triggers (any window) need.
+func capSysResource() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && caps&(1<<unix.CAP_SYS_RESOURCE) != 0
+		}
+	}
+	return false
 }

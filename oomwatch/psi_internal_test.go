@@ -1,0 +1,65 @@
+package oomwatch
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestPSITriggerOnARealKernel registers triggers the way the watcher does on the system-wide
+// /proc/pressure/memory, which takes the same format as a group's memory.pressure: the kernel
+// must accept what cgrun writes, and the fd must be pollable for POLLPRI. It needs a kernel with
+// PSI (the UML test kernel has none: there it is skipped; the host's runs it).
+func TestPSITriggerOnARealKernel(t *testing.T) {
+	const path = "/proc/pressure/memory"
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("no PSI on this kernel (%v)", err)
+	}
+	for _, s := range []string{"some 150ms/1s", "full 100ms/2s", "some 500ms/10s"} {
+		tr, err := ParseTrigger(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd, err := openTriggerFile(path, tr)
+		if !capSysResource() && tr.Window%(2*time.Second) != 0 {
+			// Without CAP_SYS_RESOURCE the kernel takes only whole 2 s windows: cgrun must say so.
+			if err == nil || !strings.Contains(err.Error(), "multiples of 2s") {
+				t.Errorf("trigger %q without CAP_SYS_RESOURCE: %v; want the 2s-window explanation", s, err)
+			}
+			if err == nil {
+				unix.Close(fd)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("trigger %q refused by the kernel: %v", s, err)
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLPRI}}
+		if _, err := unix.Poll(fds, 0); err != nil || fds[0].Revents&unix.POLLERR != 0 {
+			t.Errorf("trigger %q: poll %v, revents %#x", s, err, fds[0].Revents)
+		}
+		unix.Close(fd)
+	}
+	p, err := readPressureFile(path)
+	if err != nil {
+		t.Fatalf("parse %s: %v", path, err)
+	}
+	if p.SomeAvg10 < 0 || p.SomeAvg10 > 100 || p.FullAvg60 < 0 || p.FullAvg60 > 100 {
+		t.Errorf("averages out of range: %+v", p)
+	}
+}
+
+func TestParsePressure(t *testing.T) {
+	p, err := parsePressure("memory.pressure", "some avg10=1.50 avg60=0.25 avg300=0.00 total=123\nfull avg10=0.75 avg60=0.10 avg300=0.00 total=45\n")
+	if err != nil || p.SomeAvg10 != 1.5 || p.SomeAvg60 != 0.25 || p.FullAvg10 != 0.75 || p.FullAvg60 != 0.1 {
+		t.Errorf("= %+v, %v", p, err)
+	}
+	for _, bad := range []string{"some", "some avg10=x avg60=0 avg300=0 total=0"} {
+		if _, err := parsePressure("memory.pressure", bad); err == nil {
+			t.Errorf("parsePressure(%q) accepted", bad)
+		}
+	}
+}
