@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -66,58 +65,6 @@ type runner struct {
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    State
 	stateDir string // "" when there is none (not root and no XDG_RUNTIME_DIR)
-}
-
-// updateState changes the recorded state and saves it.
-func (r *runner) updateState(change func(*State)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	change(&r.state)
-	if r.stateDir == "" {
-		return
-	}
-	if err := r.state.save(r.stateDir); err != nil {
-		fmt.Fprintf(r.cfg.Log, "cgrun: warning: cannot record state in %s (cgrun ps will not show it): %v\n", r.stateDir, err)
-		r.stateDir = ""
-	}
-}
-
-// snapshot is a copy of the state for the metrics server.
-func (r *runner) snapshot() State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.state
-	s.Totals = maps.Clone(s.Totals)
-	s.RestartsByReason = maps.Clone(s.RestartsByReason)
-	return s
-}
-
-// initState prepares the record `cgrun ps` and the metrics read; it is saved when the first
-// generation starts.
-func (r *runner) initState() error {
-	ticks, err := startTicks(os.Getpid())
-	if err != nil {
-		return err
-	}
-	r.state = State{Name: r.name, Command: r.cfg.Command, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(),
-		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
-		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
-	rep := &Report{}
-	rep.build(time.Now(), outcome{}, r.cfg.Limits, nil)
-	r.state.Limits = rep.Limits
-	if dir, err := StateDir(); err == nil {
-		r.stateDir = dir
-	} else if r.cfg.Verbose {
-		fmt.Fprintf(r.cfg.Log, "cgrun: notice: %v; cgrun ps will not show this run\n", err)
-	}
-	if r.cfg.MetricsAddr != "" {
-		addr, err := serveMetrics(r.cfg.MetricsAddr, newMetricsCollector(r.snapshot))
-		if err != nil {
-			return err
-		}
-		r.state.MetricsAddr = addr
-	}
-	return nil
 }
 
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
