@@ -15,10 +15,12 @@ import (
 
 // unifiedFiles are the files of the memory, pids and cpu controllers that an OCI "unified" map
 // may set. Other controllers are not enabled by cgrun, and cgroup.* files are cgrun's own.
-var unifiedFiles = []string{
-	"memory.min", "memory.low", "memory.high", "memory.max", "memory.swap.high", "memory.swap.max",
-	"memory.zswap.max", "memory.oom.group", "pids.max",
-	"cpu.max", "cpu.max.burst", "cpu.weight", "cpu.weight.nice", "cpu.idle", "cpu.uclamp.min", "cpu.uclamp.max",
+func unifiedFiles() []string {
+	return []string{
+		"memory.min", "memory.low", "memory.high", "memory.max", "memory.swap.high", "memory.swap.max",
+		"memory.zswap.max", "memory.oom.group", "pids.max",
+		"cpu.max", "cpu.max.burst", "cpu.weight", "cpu.weight.nice", "cpu.idle", "cpu.uclamp.min", "cpu.uclamp.max",
+	}
 }
 
 // ParseOCIResources reads an OCI runtime-spec LinuxResources document (the "resources" object of
@@ -132,8 +134,8 @@ func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
 func (l *Limits) applyUnified(u map[string]string, physical uint64) error {
 	for _, k := range slices.Sorted(maps.Keys(u)) {
 		v := strings.TrimSpace(u[k])
-		if !slices.Contains(unifiedFiles, k) {
-			return fmt.Errorf("unified key %q: not a memory, pids or cpu file cgrun can set (one of %s)", k, strings.Join(unifiedFiles, ", "))
+		if !slices.Contains(unifiedFiles(), k) {
+			return fmt.Errorf("unified key %q: not a memory, pids or cpu file cgrun can set (one of %s)", k, strings.Join(unifiedFiles(), ", "))
 		}
 		var err error
 		switch k {

@@ -84,7 +84,7 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 		i = len(in)
 	}
 	num, unit := in[:i], strings.ToUpper(strings.TrimSpace(in[i:]))
-	shift, ok := sizeUnits[unit]
+	shift, ok := unitShift(unit)
 	if !ok {
 		return bad("unknown unit " + strconv.Quote(in[i:]))
 	}
@@ -113,14 +113,25 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 	return Bytes(v), nil
 }
 
-var sizeUnits = map[string]uint{
-	"": 0, "B": 0,
-	"K": 10, "KB": 10, "KIB": 10,
-	"M": 20, "MB": 20, "MIB": 20,
-	"G": 30, "GB": 30, "GIB": 30,
-	"T": 40, "TB": 40, "TIB": 40,
-	"P": 50, "PB": 50, "PIB": 50,
-	"E": 60, "EB": 60, "EIB": 60,
+// unitShift is the power of 1024 (as a bit shift) of a size unit, upper case.
+func unitShift(unit string) (uint, bool) {
+	switch strings.TrimSuffix(strings.TrimSuffix(unit, "B"), "I") {
+	case "":
+		return 0, unit == "" || unit == "B"
+	case "K":
+		return 10, true
+	case "M":
+		return 20, true
+	case "G":
+		return 30, true
+	case "T":
+		return 40, true
+	case "P":
+		return 50, true
+	case "E":
+		return 60, true
+	}
+	return 0, false
 }
 
 func orZero(s string) string {
