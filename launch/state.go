@@ -240,9 +240,7 @@ func (r *runner) initState() error {
 	r.state = State{Name: r.name, Command: r.cfg.Command, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(),
 		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
-	rep := &Report{}
-	rep.build(time.Now(), outcome{}, r.cfg.Limits, nil)
-	r.state.Limits = rep.Limits
+	r.state.Limits = limitFiles(r.cfg.Limits)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {
