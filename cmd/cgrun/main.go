@@ -89,14 +89,18 @@ func versionString() string {
 	if !ok {
 		return "(unknown)"
 	}
-	v := bi.Main.Version
+	v, rev, dirty := bi.Main.Version, "", ""
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-		if s.Key == "vcs.modified" && s.Value == "true" {
-			v += "+dirty"
+		switch {
+		case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			rev = s.Value[:12]
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
 		}
 	}
+	if v == "(devel)" && rev != "" {
+		v = "devel " + rev // a pseudo-version already names the revision
+	}
+	v += dirty
 	return v + " " + bi.GoVersion
 }
