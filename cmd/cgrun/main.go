@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 
 	"github.com/cgrun/cgrun/launch"
 	"golang.org/x/sys/unix"
@@ -101,6 +102,8 @@ func versionString() string {
 	if v == "(devel)" && rev != "" {
 		v = "devel " + rev // a pseudo-version already names the revision
 	}
-	v += dirty
+	if !strings.HasSuffix(v, dirty) {
+		v += dirty
+	}
 	return v + " " + bi.GoVersion
 }
