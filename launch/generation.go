@@ -190,7 +190,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
 			}
-			g.health.start(g.leaf, g.run.cfg.Env)
+			g.health.start(g.leaf, g.run.cfg.Env, g.run.cfg.NoClone3)
 		case r := <-probeResults:
 			if r.ok {
 				g.run.notify.healthy()
@@ -225,6 +225,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 		g.recycle("request", "recycle requested with "+signalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.stopAsked = sig
+		g.liftThrottle()
 		_ = unix.Kill(g.pid, sig)
 		g.armStopTimer()
 	default:
@@ -244,8 +245,19 @@ func (g *generation) recycle(reason, why string) {
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
 		g.run.name, g.number, why, signalName(p.StopSignal), p.StopTimeout)
+	g.liftThrottle()
 	_ = unix.Kill(g.pid, p.StopSignal)
 	g.armStopTimer()
+}
+
+// liftThrottle raises memory.high to max on a generation that is being stopped. Without swap, a
+// process past memory.high is throttled on every page it touches — its signal handler and its
+// shutdown code included — and may not get to exit before the stop timeout. memory.max still
+// bounds it.
+func (g *generation) liftThrottle() {
+	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
+		_ = cgroup.WriteFile(g.dir, "memory.high", "max")
+	}
 }
 
 func (g *generation) armStopTimer() {

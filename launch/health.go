@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -70,13 +69,13 @@ func newProber(h HealthCheck) *prober {
 }
 
 // start begins a probe, unless one is still running.
-func (p *prober) start(groupDir string, env []string) {
+func (p *prober) start(groupDir string, env []string, noClone3 bool) {
 	if p.pid != 0 || p.cancel != nil {
 		return
 	}
 	p.started = time.Now()
 	if p.h.Cmd != "" {
-		pid, err := startInGroup("/bin/sh", []string{"sh", "-c", p.h.Cmd}, env, groupDir)
+		pid, err := startProbe(p.h.Cmd, env, groupDir, noClone3)
 		if err != nil {
 			p.results <- probeResult{why: fmt.Sprintf("cannot start: %v", err)}
 			return
@@ -162,18 +161,15 @@ func httpProbe(ctx context.Context, u string) probeResult {
 	return probeResult{why: "HTTP " + resp.Status}
 }
 
-// startInGroup starts a helper process (a probe) directly in the group at dir.
-func startInGroup(path string, argv, env []string, dir string) (int, error) {
-	gfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(gfd)
+// startProbe starts a command probe in the group at dir, with /dev/null as its stdio, the way
+// the command itself is started (clone3 into the group, or the re-exec stub).
+func startProbe(cmd string, env []string, dir string, noClone3 bool) (int, error) {
 	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(null)
-	return syscall.ForkExec(path, argv, &syscall.ProcAttr{Env: env, Files: []uintptr{uintptr(null), uintptr(null), uintptr(null)},
-		Sys: &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: gfd, Setpgid: true}})
+	fd := uintptr(null)
+	return Start(Child{Path: "/bin/sh", Argv: []string{"sh", "-c", cmd}, Env: env, GroupDir: dir,
+		NoClone3: noClone3, Stdio: []uintptr{fd, fd, fd}})
 }

@@ -19,6 +19,9 @@ type Child struct {
 	// NoClone3 skips clone3 and uses the re-exec stub, as on a kernel or seccomp filter that
 	// refuses clone3. The tests set it to cover that path.
 	NoClone3 bool
+	// Stdio are the child's fds 0, 1 and 2; nil passes on cgrun's own. A child with its own
+	// stdio (a health probe) never takes the terminal's foreground.
+	Stdio []uintptr
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -42,12 +45,16 @@ func Start(c Child) (pid int, err error) {
 	defer unix.Close(gfd)
 
 	sys := &syscall.SysProcAttr{Setpgid: true}
-	if foreground() {
-		sys.Foreground, sys.Ctty = true, 0
+	stdio := c.Stdio
+	if stdio == nil {
+		stdio = []uintptr{0, 1, 2}
+		if foreground() {
+			sys.Foreground, sys.Ctty = true, 0
+		}
 	}
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD = true, gfd
-		pid, err = syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: []uintptr{0, 1, 2}, Sys: sys})
+		pid, err = syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys})
 		if err == nil {
 			return pid, nil
 		}
@@ -62,7 +69,7 @@ func Start(c Child) (pid int, err error) {
 	}
 	// The stub finds the group as its fd 3 and the command after "--".
 	argv := append([]string{"cgrun", EnterCommand, c.Path, "--"}, c.Argv...)
-	pid, err = syscall.ForkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: []uintptr{0, 1, 2, uintptr(gfd)}, Sys: sys})
+	pid, err = syscall.ForkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys})
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}

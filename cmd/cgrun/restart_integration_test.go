@@ -127,6 +127,8 @@ func TestRestartLifetimeWithJitterStaysInBounds(t *testing.T) {
 func TestRestartSustainedMemoryIsGraceful(t *testing.T) {
 	requireCgroup2(t)
 	path := filepath.Join(t.TempDir(), "events.jsonl")
+	// The hog is throttled at the 24M mark (memory.high is set to it) while it tries to take 40M.
+	// On the recycle cgrun lifts memory.high, so the hog can handle SIGTERM and exit 0.
 	r := runCgrun(t, nil, []string{"--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
 		"--max-restarts", "1", "--restart-window", "60s", "--events", path}, "hog", "40")
 	if r.code != 122 {
@@ -143,20 +145,27 @@ func TestRestartSustainedMemoryIsGraceful(t *testing.T) {
 
 func TestRestartFailingHealthCheckRecycles(t *testing.T) {
 	requireCgroup2(t)
-	path := filepath.Join(t.TempDir(), "events.jsonl")
-	r := runCgrun(t, nil, []string{"--health-cmd", "test -e /nonexistent", "--health-interval", "200ms", "--health-retries", "2",
-		"--health-timeout", "5s", "--restart-delay", "0", "--max-restarts", "1", "--restart-window", "60s", "--events", path}, "trap")
-	if r.code != 122 {
-		t.Errorf("exit %d, want 122; stderr %q", r.code, r.stderr)
-	}
-	if !strings.Contains(r.stderr, "health check failed 2 times in a row (last: exit status 1)") {
-		t.Errorf("stderr %q lacks the reason", r.stderr)
-	}
-	_, exits, _ := generations(t, readRecords(t, path))
-	for _, e := range exits {
-		if e.Reason != "health" || e.Uptime < 0.4 || e.Uptime > 2 {
-			t.Errorf("generation %d: reason %q after %.2fs; want health after about 0.4s", e.Generation, e.Reason, e.Uptime)
-		}
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{{"clone3", nil}, {"re-exec stub", []string{"CGRUN_NO_CLONE3=1"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			r := runCgrun(t, tc.env, []string{"--health-cmd", "test -e /nonexistent", "--health-interval", "200ms", "--health-retries", "2",
+				"--health-timeout", "5s", "--restart-delay", "0", "--max-restarts", "1", "--restart-window", "60s", "--events", path}, "trap")
+			if r.code != 122 {
+				t.Errorf("exit %d, want 122; stderr %q", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "health check failed 2 times in a row (last: exit status 1)") {
+				t.Errorf("stderr %q lacks the reason", r.stderr)
+			}
+			_, exits, _ := generations(t, readRecords(t, path))
+			for _, e := range exits {
+				if e.Reason != "health" || e.Uptime < 0.4 || e.Uptime > 2 {
+					t.Errorf("generation %d: reason %q after %.2fs; want health after about 0.4s", e.Generation, e.Reason, e.Uptime)
+				}
+			}
+		})
 	}
 }
 
