@@ -155,7 +155,8 @@ func ParseCount(s string) (Limit, error) {
 	return Limit{Set: true, Value: n}, nil
 }
 
-// FormatSize writes n bytes the way ParseSize reads them, shortest first: 64M, 1.5G, 4096.
+// FormatSize writes n bytes the way ParseSize reads them, for people: 64M, 1.5G, 4096 — to one
+// decimal, so 64M and 4K more also reads 64M.
 func FormatSize(n uint64) string {
 	units := []string{"E", "P", "T", "G", "M", "K"}
 	for i, u := range units {
@@ -167,7 +168,7 @@ func FormatSize(n uint64) string {
 			return strconv.FormatUint(n>>shift, 10) + u
 		}
 		f := float64(n) / float64(uint64(1)<<shift)
-		return strconv.FormatFloat(f, 'f', 1, 64) + u
+		return strings.TrimSuffix(strconv.FormatFloat(f, 'f', 1, 64), ".0") + u
 	}
 	return strconv.FormatUint(n, 10)
 }

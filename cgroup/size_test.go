@@ -63,7 +63,7 @@ func TestParseCount(t *testing.T) {
 }
 
 func TestFormatSize(t *testing.T) {
-	for n, want := range map[uint64]string{0: "0", 1000: "1000", 1024: "1K", 64 << 20: "64M", 3 << 29: "1.5G", 1 << 40: "1T", 1<<20 + 1: "1.0M"} {
+	for n, want := range map[uint64]string{0: "0", 1000: "1000", 1024: "1K", 64 << 20: "64M", 3 << 29: "1.5G", 1 << 40: "1T", 1<<20 + 1: "1M", 1<<20 + 200<<10: "1.2M"} {
 		if have := cgroup.FormatSize(n); have != want {
 			t.Errorf("FormatSize(%d) = %q, want %q", n, have, want)
 		}

@@ -299,8 +299,12 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 	if out.peak > 0 {
 		peak = cgroup.FormatSize(out.peak)
 	}
-	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (memory.max %s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
-		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, lim.MemoryMax.Human(),
+	max := "memory.max " + lim.MemoryMax.Human()
+	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
+		max = "no memory.max"
+	}
+	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
+		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
 }
 
