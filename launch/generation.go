@@ -295,7 +295,7 @@ func (g *generation) finish(out *outcome) {
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
-	g.run.updateState(func(s *State) {
+	g.run.noteState(func(s *State) {
 		for k, v := range counters {
 			s.Totals[k] += v
 		}

@@ -247,6 +247,9 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
 		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
+		if delay > 0 {
+			r.updateState(func(*State) {}) // show the ended generation while cgrun waits
+		}
 		if sig := r.wait(delay); sig != 0 {
 			r.raise = sig // no generation runs: cgrun stops as the signal asks
 			return &out, code, nil

@@ -211,6 +211,19 @@ func (r *runner) updateState(change func(*State)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	change(&r.state)
+	r.save()
+}
+
+// noteState changes the recorded state without saving it: the next updateState writes it. A
+// generation's end is noted this way, so that the file is not written twice between one
+// generation's exit and the next one's start (the restart's gap); the metrics see it at once.
+func (r *runner) noteState(change func(*State)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	change(&r.state)
+}
+
+func (r *runner) save() {
 	if r.stateDir == "" {
 		return
 	}
