@@ -5,23 +5,6 @@ import (
 	"os"
 )
 
-// MemoryEvents is memory.events (or memory.events.local) of a group.
-type MemoryEvents struct {
-	Low, High, Max, OOM, OOMKill, OOMGroupKill uint64
-}
-
-// ReadMemoryEvents reads memory.events of the group dir; oom_group_kill is 0 before Linux 5.17.
-func ReadMemoryEvents(dir string) (MemoryEvents, error) {
-	m, err := ReadKeyed(dir, "memory.events")
-	if err != nil {
-		return MemoryEvents{}, err
-	}
-	return MemoryEvents{
-		Low: m["low"], High: m["high"], Max: m["max"],
-		OOM: m["oom"], OOMKill: m["oom_kill"], OOMGroupKill: m["oom_group_kill"],
-	}, nil
-}
-
 // MemoryPeak reads memory.peak (Linux 5.19). On older kernels it returns ErrUnsupported.
 func MemoryPeak(dir string) (uint64, error) {
 	n, _, err := ReadUint(dir, "memory.peak")

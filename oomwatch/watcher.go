@@ -196,7 +196,7 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 		if f.name == "memory.events" && len(got) > 0 {
 			local = localCounts(w.dir)
 			for i := range got {
-				if n, ok := local[keyOf(got[i].Kind)]; ok {
+				if n, ok := local[string(got[i].Kind)]; ok {
 					got[i].CountLocal = &n
 				}
 			}
@@ -233,9 +233,6 @@ func (w *Watcher) pressure(t Trigger, emit func(Event)) {
 	peak, _ := cgroup.MemoryPeak(w.dir)
 	emit(Event{Time: now, Kind: Pressure, Group: w.group, MemoryCurrent: cur, MemoryPeak: peak, Pressure: &p})
 }
-
-// keyOf is the memory.events key of a kind.
-func keyOf(k Kind) string { return string(k) }
 
 // Close releases every fd the Watcher opened. It is safe to call more than once.
 func (w *Watcher) Close() error {
