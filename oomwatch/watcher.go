@@ -36,25 +36,30 @@ type Watcher struct {
 // New opens the watches on the group at dir (group is its path in the hierarchy, for events)
 // and reads every counter once, so that Run reports only what happens from now on. A kernel
 // without PSI is not an error: the triggers are dropped and Notice says so.
-func New(dir, group string, opts Options) (w *Watcher, err error) {
-	w = &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, triggers: map[int]Trigger{}}
-	defer func() {
-		if err != nil {
-			w.Close()
-		}
-	}()
+func New(dir, group string, opts Options) (*Watcher, error) {
+	w := &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, triggers: map[int]Trigger{}}
+	if err := w.open(opts); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// open opens what New promised; on an error, what it opened so far is left for Close.
+func (w *Watcher) open(opts Options) (err error) {
+	dir := w.dir
 	if w.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
-		return nil, fmt.Errorf("epoll_create1: %w", err)
+		return fmt.Errorf("epoll_create1: %w", err)
 	}
 	if w.ino, err = unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("inotify_init1: %w", err)
+		return fmt.Errorf("inotify_init1: %w", err)
 	}
 	if w.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
-		return nil, fmt.Errorf("eventfd: %w", err)
+		return fmt.Errorf("eventfd: %w", err)
 	}
 	for _, fd := range []int{w.ino, w.wake} {
 		if err = w.add(fd, unix.EPOLLIN); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	// Arm each watch before the first read, so that nothing between the two is missed.
@@ -63,18 +68,18 @@ func New(dir, group string, opts Options) (w *Watcher, err error) {
 			continue // memory.swap.events without swap accounting, pids.events without pids
 		}
 		if f.wd, err = w.watch(f.name); err != nil {
-			return nil, err
+			return err
 		}
 		if _, err = f.read(dir); err != nil {
-			return nil, err
+			return err
 		}
 		w.files = append(w.files, f)
 	}
 	if w.eventsWD, err = w.watch("cgroup.events"); err != nil {
-		return nil, err
+		return err
 	}
 	if w.populated, err = cgroup.Populated(dir); err != nil {
-		return nil, err
+		return err
 	}
 	for _, t := range opts.Triggers {
 		fd, terr := openTrigger(dir, t)
@@ -84,14 +89,14 @@ func New(dir, group string, opts Options) (w *Watcher, err error) {
 			break
 		}
 		if terr != nil {
-			return nil, terr
+			return terr
 		}
 		w.triggers[fd] = t
 		if err = w.add(fd, unix.EPOLLPRI); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return w, nil
+	return nil
 }
 
 // Notice is a reason some of what was asked for cannot be watched on this kernel (ErrNoPSI),

@@ -131,6 +131,29 @@ func TestWatcherMissingPSIIsANoticeNotAnError(t *testing.T) {
 	}
 }
 
+// TestWatcherFailedNewClosesWhatItOpened: when New fails part way (here the trigger cannot be
+// registered, as when the kernel refuses it), it returns the error, closes every fd it had
+// opened, and does not panic.
+func TestWatcherFailedNewClosesWhatItOpened(t *testing.T) {
+	g := newFakeGroup(t)
+	// A directory cannot be opened for writing: EISDIR, even for root.
+	if err := os.Mkdir(filepath.Join(g.dir, "memory.pressure"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := oomwatch.ParseTrigger("some 150ms/1s")
+	fds := openFDs(t)
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{Triggers: []oomwatch.Trigger{tr}})
+	if err == nil || w != nil {
+		t.Fatalf("New = %v, %v; want an error for the trigger", w, err)
+	}
+	if !strings.Contains(err.Error(), "memory.pressure") {
+		t.Errorf("error %q does not name the file", err)
+	}
+	if after := openFDs(t); after != fds {
+		t.Errorf("open fds %d before the failed New, %d after", fds, after)
+	}
+}
+
 // TestWatcherLeaksNothing runs 1,000 New/Run/stop/Close cycles and counts open fds and
 // goroutines before and after.
 func TestWatcherLeaksNothing(t *testing.T) {
