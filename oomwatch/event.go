@@ -44,11 +44,15 @@ type Event struct {
 	Pressure *PressureInfo `json:"pressure,omitempty"`
 }
 
-// PressureInfo is what memory.pressure said when a PSI trigger fired.
+// PressureInfo is what memory.pressure said when a PSI trigger fired: the kernel's averages
+// (percent of wall time, updated every 2 s, so the first firing may still read 0) and its total
+// stall time since the group was made, which is exact at once.
 type PressureInfo struct {
-	Trigger   string  `json:"trigger"`
-	SomeAvg10 float64 `json:"some_avg10"`
-	SomeAvg60 float64 `json:"some_avg60"`
-	FullAvg10 float64 `json:"full_avg10"`
-	FullAvg60 float64 `json:"full_avg60"`
+	Trigger     string  `json:"trigger"`
+	SomeAvg10   float64 `json:"some_avg10"`
+	SomeAvg60   float64 `json:"some_avg60"`
+	FullAvg10   float64 `json:"full_avg10"`
+	FullAvg60   float64 `json:"full_avg60"`
+	SomeTotalUS uint64  `json:"some_total_us"` // microseconds some task was stalled on memory
+	FullTotalUS uint64  `json:"full_total_us"` // microseconds all non-idle tasks were
 }

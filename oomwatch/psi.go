@@ -118,7 +118,7 @@ func openTriggerFile(path string, t Trigger) (int, error) {
 		case (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) && t.Window%(2*time.Second) != 0 && !capSysResource():
 			// Linux 6.5 lets a process without CAP_SYS_RESOURCE make triggers, but only with
 			// windows that are multiples of 2 s; others get EINVAL (EPERM before 6.5).
-			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the kernel takes only windows that are whole multiples of 2s (Linux 6.5 and later), e.g. %q: %w",
+			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the kernel takes only windows that are whole multiples of 2s (run it with CAP_SYS_RESOURCE for others), e.g. %q: %w",
 				t, Trigger{Full: t.Full, Threshold: t.Threshold, Window: 2 * time.Second}.String(), err)
 		}
 		return -1, &cgroup.WriteError{Path: path, Value: t.kernel(), Err: err}
@@ -147,24 +147,29 @@ func parsePressure(path, s string) (PressureInfo, error) {
 			return p, &cgroup.ParseError{Path: path, Line: line, Err: errors.New("too few fields")}
 		}
 		var avg10, avg60 float64
+		var total uint64
 		for _, kv := range f[1:] {
 			k, v, _ := strings.Cut(kv, "=")
-			x, err := strconv.ParseFloat(v, 64)
+			var err error
+			switch k {
+			case "total":
+				total, err = strconv.ParseUint(v, 10, 64)
+			case "avg10":
+				avg10, err = strconv.ParseFloat(v, 64)
+			case "avg60":
+				avg60, err = strconv.ParseFloat(v, 64)
+			default:
+				_, err = strconv.ParseFloat(v, 64)
+			}
 			if err != nil {
 				return p, &cgroup.ParseError{Path: path, Line: line, Err: err}
-			}
-			switch k {
-			case "avg10":
-				avg10 = x
-			case "avg60":
-				avg60 = x
 			}
 		}
 		switch f[0] {
 		case "some":
-			p.SomeAvg10, p.SomeAvg60 = avg10, avg60
+			p.SomeAvg10, p.SomeAvg60, p.SomeTotalUS = avg10, avg60, total
 		case "full":
-			p.FullAvg10, p.FullAvg60 = avg10, avg60
+			p.FullAvg10, p.FullAvg60, p.FullTotalUS = avg10, avg60, total
 		}
 	}
 	return p, nil
