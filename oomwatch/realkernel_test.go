@@ -109,3 +109,65 @@ func TestRealKernelEmptiedAndPidsMax(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// TestRealKernelPressureTrigger throttles a process at memory.high in a real group (no swap:
+// the kernel makes it sleep, which PSI counts as a memory stall) and waits for the trigger's
+// POLLPRI to come out as a pressure event. It needs PSI in cgroups: scripts/test runs it in the
+// guest booting scripts/uml-kernel's kernel with CGRUN_REQUIRE_PSI=1, where it must not skip.
+func TestRealKernelPressureTrigger(t *testing.T) {
+	dir := realGroup(t)
+	if _, err := os.Stat(filepath.Join(dir, "memory.pressure")); err != nil {
+		if os.Getenv("CGRUN_REQUIRE_PSI") == "1" {
+			t.Fatalf("PSI is required here (CGRUN_REQUIRE_PSI=1): %v", err)
+		}
+		t.Skipf("needs PSI in cgroups: %v", err)
+	}
+	if err := cgroup.WriteFile(dir, "memory.high", "8M"); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := oomwatch.ParseTrigger("some 100ms/1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := oomwatch.New(dir, "/test", oomwatch.Options{Triggers: []oomwatch.Trigger{tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if n := w.Notice(); n != nil {
+		t.Fatalf("notice %v on a kernel with PSI", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	evs := make(chan oomwatch.Event, 64)
+	done := make(chan struct{})
+	go func() { w.Run(ctx, func(ev oomwatch.Event) { evs <- ev }); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	gfd, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gfd.Close()
+	// tail keeps a pipe's last line in memory: with no newline in 64 MiB of zeros, all of it.
+	cmd := exec.Command("/bin/sh", "-c", "head -c 64M /dev/zero | tail -n 1 >/dev/null")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(gfd.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cgroup.WriteFile(dir, "cgroup.kill", "1"); cmd.Wait() }()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-evs:
+			if ev.Kind != oomwatch.Pressure {
+				continue
+			}
+			if ev.Pressure == nil || ev.Pressure.Trigger != "some 100ms/1s" || ev.Group != "/test" || ev.MemoryCurrent == 0 {
+				t.Errorf("pressure event %+v (pressure %+v)", ev, ev.Pressure)
+			}
+			return
+		case <-timeout:
+			t.Fatal("no pressure event within 15 s of throttling at memory.high")
+		}
+	}
+}
