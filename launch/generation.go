@@ -69,7 +69,10 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if _, err := cgroup.EnableControllers(g.dir, "memory", "pids"); err != nil {
 		return out, err
 	}
-	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...)})
+	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
+		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
+		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
+	})
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}

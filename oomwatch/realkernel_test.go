@@ -171,3 +171,85 @@ func TestRealKernelPressureTrigger(t *testing.T) {
 		}
 	}
 }
+
+// TestRealKernelKillIsNotifiedInTheLeaf checks what Options.Children rests on: memory.max events
+// land on the group that has the limit, while an OOM kill is counted in the victim's own group
+// too, whose memory.events the kernel notifies without the group file's hold-back. The watcher,
+// listening to both, reports the one kill exactly once.
+func TestRealKernelKillIsNotifiedInTheLeaf(t *testing.T) {
+	dir := realGroup(t)
+	if _, err := cgroup.EnableControllers(dir, "memory"); err != nil {
+		t.Fatal(err)
+	}
+	leaf := filepath.Join(dir, "main")
+	if err := cgroup.Create(leaf); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cgroup.Kill(context.Background(), leaf); cgroup.Remove(leaf) })
+	if err := cgroup.WriteFile(dir, "memory.max", "16M"); err != nil {
+		t.Fatal(err)
+	}
+	cgroup.WriteFile(dir, "memory.swap.max", "0") // where there is swap accounting
+	ino, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(ino)
+	if _, err := syscall.InotifyAddWatch(ino, filepath.Join(leaf, "memory.events"), syscall.IN_MODIFY); err != nil {
+		t.Fatal(err)
+	}
+	w, err := oomwatch.New(dir, "/test", oomwatch.Options{Children: []string{leaf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var evs []oomwatch.Event
+	done := make(chan struct{})
+	go func() { w.Run(ctx, func(ev oomwatch.Event) { evs = append(evs, ev) }); close(done) }()
+
+	lfd, err := os.Open(leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lfd.Close()
+	// tail keeps a pipe's last line in memory: with no newline in 64 MiB of zeros, all of it.
+	cmd := exec.Command("/bin/sh", "-c", "exec tail -n 1 </dev/zero >/dev/null")
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(lfd.Fd())}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil {
+		t.Fatal("the allocator exited 0; want the OOM killer's SIGKILL")
+	}
+	cancel()
+	<-done
+
+	buf := make([]byte, 4096)
+	if err := syscall.SetNonblock(ino, true); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := syscall.Read(ino, buf); n <= 0 {
+		t.Errorf("no inotify event on the leaf's memory.events after the kill: %v", err)
+	}
+	leafEv, err := cgroup.ReadKeyed(leaf, "memory.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupEv, err := cgroup.ReadKeyed(dir, "memory.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if leafEv["oom_kill"] != 1 || leafEv["max"] != 0 || groupEv["oom_kill"] != 1 || groupEv["max"] == 0 {
+		t.Errorf("leaf memory.events %v, group %v: want the kill in both and the max events only in the group", leafEv, groupEv)
+	}
+	kills := 0
+	for _, ev := range evs {
+		if ev.Kind == oomwatch.OOMKill {
+			kills += int(ev.Delta)
+		}
+	}
+	if kills != 1 {
+		t.Errorf("the watcher reported %d oom_kill, want 1: %+v", kills, evs)
+	}
+}

@@ -16,6 +16,16 @@ import (
 // Options chooses what a Watcher listens for besides the counters.
 type Options struct {
 	Triggers []Trigger // PSI triggers on memory.pressure
+
+	// Children are groups under the watched one whose own memory.events wake the watcher too
+	// (it then rereads the watched group's counters, which include theirs). The kernel
+	// notifies a file at most once per ~10 ms (20 ms at HZ=100) and holds the next
+	// notification back until then. The limits sit on the watched group, so its memory.events
+	// is notified for every memory.max event; an OOM kill right after them would be heard up to
+	// that late. The kill is also counted in the victim's own group, where no limit sits and so
+	// no other event keeps the file busy: its notification comes at once. Give the leaf the
+	// command runs in.
+	Children []string
 }
 
 // Watcher listens to one group. It sleeps in epoll_wait(2) until the kernel touches one of the
@@ -27,8 +37,9 @@ type Watcher struct {
 	ino        int // inotify instance watching the counter files and cgroup.events
 	wake       int // eventfd that ends Run
 	files      []*counterFile
-	eventsWD   int  // watch on cgroup.events
-	populated  bool // as cgroup.events last said
+	eventsWD   int          // watch on cgroup.events
+	childWDs   map[int]bool // watches on the Children's memory.events
+	populated  bool         // as cgroup.events last said
 	triggers   map[int]Trigger
 	notice     error
 }
@@ -37,7 +48,7 @@ type Watcher struct {
 // and reads every counter once, so that Run reports only what happens from now on. A kernel
 // without PSI is not an error: the triggers are dropped and Notice says so.
 func New(dir, group string, opts Options) (*Watcher, error) {
-	w := &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, triggers: map[int]Trigger{}}
+	w := &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, childWDs: map[int]bool{}, triggers: map[int]Trigger{}}
 	if err := w.open(opts); err != nil {
 		w.Close()
 		return nil, err
@@ -78,6 +89,16 @@ func (w *Watcher) open(opts Options) (err error) {
 	if w.eventsWD, err = w.watch("cgroup.events"); err != nil {
 		return err
 	}
+	for _, child := range opts.Children {
+		if !exists(child, "memory.events") {
+			continue // the memory controller is not enabled for the group's children
+		}
+		wd, err := w.watchPath(filepath.Join(child, "memory.events"))
+		if err != nil {
+			return err
+		}
+		w.childWDs[wd] = true
+	}
 	if w.populated, err = cgroup.Populated(dir); err != nil {
 		return err
 	}
@@ -111,7 +132,10 @@ func (w *Watcher) add(fd int, events uint32) error {
 }
 
 func (w *Watcher) watch(name string) (int, error) {
-	path := filepath.Join(w.dir, name)
+	return w.watchPath(filepath.Join(w.dir, name))
+}
+
+func (w *Watcher) watchPath(path string) (int, error) {
 	wd, err := unix.InotifyAddWatch(w.ino, path, unix.IN_MODIFY)
 	if err != nil {
 		return -1, fmt.Errorf("inotify_add_watch %s: %w", path, err)
@@ -185,9 +209,17 @@ func (w *Watcher) scanAll(emit func(Event)) {
 	w.scan(all, emit)
 }
 
-// scan rereads the files whose watches fired and emits what went up.
+// scan rereads the files whose watches fired and emits what went up. A child's memory.events
+// stands for the group's own.
 func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 	now := time.Now()
+	for wd := range w.childWDs {
+		if wds[wd] {
+			for _, f := range w.files {
+				wds[f.wd] = wds[f.wd] || f.name == "memory.events"
+			}
+		}
+	}
 	var evs []Event
 	var local map[string]uint64
 	for _, f := range w.files {

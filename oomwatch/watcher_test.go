@@ -2,6 +2,7 @@ package oomwatch_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -100,6 +101,49 @@ func TestWatcherReportsEachCounterOnce(t *testing.T) {
 	}
 	if emptied != 1 {
 		t.Errorf("%d emptied events, want 1", emptied)
+	}
+}
+
+// TestWatcherHearsAChildAtOnce: the kernel may hold back the group's own notification (it
+// notifies a file at most once per ~10 ms); the kill is also counted in the victim's leaf, whose
+// memory.events wakes the watcher, which then rereads the group's counters.
+func TestWatcherHearsAChildAtOnce(t *testing.T) {
+	g := newFakeGroup(t)
+	leaf := filepath.Join(g.dir, "main")
+	if err := os.Mkdir(leaf, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	events := "low 0\nhigh 0\nmax 0\noom 0\noom_kill %d\noom_group_kill 0\n"
+	g.write("main/memory.events", fmt.Sprintf(events, 0))
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{Children: []string{leaf}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan oomwatch.Event, 16)
+	done := make(chan struct{})
+	go func() { w.Run(ctx, func(ev oomwatch.Event) { got <- ev }); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	// The group's counter goes up without a notification of its file (a new file renamed over
+	// it: the watched inode is not modified), as when the kernel holds it back; the leaf's is
+	// notified.
+	tmp := filepath.Join(g.dir, ".memory.events")
+	if err := os.WriteFile(tmp, []byte(fmt.Sprintf(events, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(g.dir, "memory.events")); err != nil {
+		t.Fatal(err)
+	}
+	g.write("main/memory.events", fmt.Sprintf(events, 1))
+	select {
+	case ev := <-got:
+		if ev.Kind != oomwatch.OOMKill || ev.Delta != 1 || ev.Count != 1 || ev.Group != "/fake" {
+			t.Errorf("event %+v, want the group's oom_kill 1", ev)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("the leaf's notification did not make the watcher read the group's counters")
 	}
 }
 
