@@ -70,6 +70,7 @@ type config struct {
 	soak    int    // generations of the soak
 	host    string // what the wrapper says about the host machine
 	uml     bool   // the wrapper ran us under scripts/uml-run
+	guest   string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
 	verbose bool   // per-run details
 	only    map[string]bool
 	nullFd  int
@@ -92,6 +93,7 @@ func bench(args []string) int {
 	fs.StringVar(&c.host, "host", "", "description of the host machine, for the table")
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
+	fs.StringVar(&c.guest, "guest", "", "say what virtual machine this runs in, e.g. \"QEMU TCG guest (scripts/qemu-run)\"")
 	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, idle (RSS and idle cost), oom, recycle (gap), soak")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -172,8 +174,14 @@ func printMachine(c *config) {
 	_ = unix.Uname(&u)
 	c.uml = c.uml || isUML()
 	env := "this machine"
-	if c.uml {
+	switch {
+	case c.uml:
 		env = "user-mode-linux guest (scripts/uml-run)"
+	case c.guest != "":
+		env = c.guest
+	}
+	if isTCG() {
+		env += ", TCG (emulated CPU)"
 	}
 	var res unix.Timespec
 	_ = unix.ClockGetres(unix.CLOCK_MONOTONIC, &res)
@@ -185,6 +193,20 @@ func printMachine(c *config) {
 	fmt.Printf("  cgrun  %s; payload %s (%s)\n", c.cgrun, c.self, runtime.Version())
 	fmt.Printf("  CLOCK_MONOTONIC resolution %v; nanosleep(100µs) takes %s (p50 of 50)\n", time.Duration(res.Nano()), ms(sleepGranularity()))
 	fmt.Println()
+}
+
+// emulationNote says, under a software-emulated CPU, what the figures can and cannot show.
+func (c *config) emulationNote(target string) {
+	if isTCG() {
+		fmt.Println("  TCG: a real kernel, but every instruction is emulated (several times slower than hardware);")
+		fmt.Printf("  the columns share the handicap; against the %s target these figures are pessimistic\n", target)
+	}
+}
+
+// isTCG reports a QEMU guest whose CPU is emulated (TCG) rather than virtualized (KVM).
+func isTCG() bool {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return bytes.Contains(b, []byte("QEMU TCG CPU"))
 }
 
 func isUML() bool {

@@ -145,6 +145,7 @@ func oomBench(c *config) error {
 		}
 		fmt.Println()
 	}
+	c.emulationNote("5 ms p99")
 	if late > 0 {
 		fmt.Printf("  %d run(s): the bench's inotify watch was armed too late to see the kill\n", late)
 	}

@@ -221,6 +221,7 @@ func recycleBench(c *config) error {
 		fmt.Println("  UML: exec, fork and cgroup syscalls cost 10-100x what they do on hardware, and all shares")
 		fmt.Println("  one CPU; compare the columns with each other, not with the 5 ms target (use --here)")
 	}
+	c.emulationNote("5 ms")
 	return nil
 }
 

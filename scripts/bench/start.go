@@ -76,6 +76,7 @@ func startBench(c *config) error {
 		fmt.Println("  UML: every exec, page fault and context switch costs 10-100x what it does on hardware;")
 		fmt.Println("  compare the columns with each other, not with the 2 ms target (use --here on a real kernel)")
 	}
+	c.emulationNote("2 ms")
 	return nil
 }
 
