@@ -56,6 +56,50 @@ func collect(t *testing.T, w *oomwatch.Watcher, ready chan<- struct{}, stop <-ch
 	return evs
 }
 
+// watch runs a watcher on the group at dir. Its events come on the channel; stop (also run at
+// the test's end) ends the watcher, which reads every counter once more, and closes the channel.
+func watch(t *testing.T, dir string, opts oomwatch.Options) (evs <-chan oomwatch.Event, stop func()) {
+	t.Helper()
+	w, err := oomwatch.New(dir, "/watched", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := w.Notice(); n != nil && len(opts.Triggers) > 0 && os.Getenv("CGRUN_REQUIRE_PSI") == "1" {
+		t.Fatalf("notice %v on a kernel that must have PSI", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan oomwatch.Event, 1024)
+	done := make(chan struct{})
+	go func() { w.Run(ctx, func(ev oomwatch.Event) { ch <- ev }); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			close(ch)
+			w.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return ch, stop
+}
+
+// waitFor returns the first event of kind k, or fails the test after 15 s.
+func waitFor(t *testing.T, evs <-chan oomwatch.Event, k oomwatch.Kind) oomwatch.Event {
+	t.Helper()
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev := <-evs:
+			if ev.Kind == k {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within 15 s", k)
+		}
+	}
+}
+
 func TestWatcherReportsEachCounterOnce(t *testing.T) {
 	g := newFakeGroup(t)
 	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{})
@@ -115,16 +159,7 @@ func TestWatcherHearsAChildAtOnce(t *testing.T) {
 	}
 	events := "low 0\nhigh 0\nmax 0\noom 0\noom_kill %d\noom_group_kill 0\n"
 	g.write("main/memory.events", fmt.Sprintf(events, 0))
-	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{Children: []string{leaf}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan oomwatch.Event, 16)
-	done := make(chan struct{})
-	go func() { w.Run(ctx, func(ev oomwatch.Event) { got <- ev }); close(done) }()
-	defer func() { cancel(); <-done }()
+	evs, _ := watch(t, g.dir, oomwatch.Options{Children: []string{leaf}})
 
 	// The group's counter goes up without a notification of its file (a new file renamed over
 	// it: the watched inode is not modified), as when the kernel holds it back; the leaf's is
@@ -137,13 +172,8 @@ func TestWatcherHearsAChildAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.write("main/memory.events", fmt.Sprintf(events, 1))
-	select {
-	case ev := <-got:
-		if ev.Kind != oomwatch.OOMKill || ev.Delta != 1 || ev.Count != 1 || ev.Group != "/fake" {
-			t.Errorf("event %+v, want the group's oom_kill 1", ev)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("the leaf's notification did not make the watcher read the group's counters")
+	if ev := waitFor(t, evs, oomwatch.OOMKill); ev.Delta != 1 || ev.Count != 1 || ev.Group != "/watched" {
+		t.Errorf("event %+v, want the group's oom_kill 1", ev)
 	}
 }
 

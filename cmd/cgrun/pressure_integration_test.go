@@ -164,17 +164,9 @@ func TestPressureWindowsWithoutCapSysResource(t *testing.T) {
 		args := append(append([]string{}, drop...), cgrunBin(t), "run", "--pressure", trigger, "--", helperPath(t), "exit", "0")
 		cmd := exec.Command(setpriv, args...)
 		cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else if err != nil {
-			t.Fatal(err)
-		}
+		stdout, stderr, code := runToEnd(t, cmd)
 		assertNothingLeft(t, h, before)
-		return result{code: code, stdout: out.String(), stderr: errb.String()}
+		return result{code: code, stdout: stdout, stderr: stderr}
 	}
 	r := run("some 150ms/1s")
 	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")

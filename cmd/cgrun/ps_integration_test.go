@@ -27,10 +27,15 @@ func cgrunCmd(t *testing.T, cred *syscall.Credential, args ...string) (string, s
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	}
+	return runToEnd(t, cmd)
+}
+
+// runToEnd runs cmd and returns its stdout, stderr and exit code.
+func runToEnd(t *testing.T, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
-	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
