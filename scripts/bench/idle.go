@@ -51,14 +51,17 @@ func idleBench(c *config) error {
 		return fmt.Errorf("bare sleeper (pid %d): %w", bare, bare1.err)
 	}
 
-	fmt.Printf("  %-32s %9s %9s %9s %9s %8s   %s\n", "resident memory (/proc/PID/status)", "VmRSS", "VmHWM", "RssAnon", "RssFile", "threads", "")
+	fmt.Printf("  %-32s %9s %9s %9s %9s %9s %8s   %s\n", "resident memory (/proc/PID/status)", "VmRSS", "VmHWM", "RssAnon", "RssFile", "AnonHuge", "threads", "")
 	for _, r := range []struct {
 		name string
+		pid  int
 		u    procUsage
 		note string
-	}{{"cgrun (its own pid)", cg1, "(target VmRSS < 10 MB)"}, {"bare Go sleeper (reference)", bare1, ""}} {
+	}{{"cgrun (its own pid)", cg, cg1, "(target VmRSS < 10 MB)"}, {"bare Go sleeper (reference)", bare, bare1, ""}} {
 		st := r.u.status
-		fmt.Printf("  %-32s %9s %9s %9s %9s %8s   %s\n", r.name, kb(st["VmRSS"]), kb(st["VmHWM"]), kb(st["RssAnon"]), kb(st["RssFile"]), st["Threads"], r.note)
+		// Transparent huge pages in the anonymous memory (smaps_rollup, Linux 4.14).
+		huge := procStatus(fmt.Sprintf("/proc/%d/smaps_rollup", r.pid))["AnonHugePages"]
+		fmt.Printf("  %-32s %9s %9s %9s %9s %9s %8s   %s\n", r.name, kb(st["VmRSS"]), kb(st["VmHWM"]), kb(st["RssAnon"]), kb(st["RssFile"]), kb(huge), st["Threads"], r.note)
 	}
 	fmt.Printf("  %-32s %9s %9s %9s %9s\n", fmt.Sprintf("idle %v", c.idle), "CPU ticks", "on CPU", "vol. cs", "invol. cs")
 	for _, r := range []struct {

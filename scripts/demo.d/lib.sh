@@ -26,7 +26,7 @@ now_ms() { local t=${EPOCHREALTIME/./}; echo $((t / 1000)); }  # no fork
 # demo_init: find the binaries, make the run directory.
 demo_init() {
   CGRUN=${CGRUN_BIN:-$REPO/bin/cgrun}
-  [[ -x $CGRUN ]] || { say "no cgrun binary at $CGRUN: build it with CGO_ENABLED=0 go build -o bin/cgrun ./cmd/cgrun" >&2; return 1; }
+  [[ -x $CGRUN ]] || { say "no cgrun binary at $CGRUN: build it with scripts/build" >&2; return 1; }
   FPM=$(PATH=$PATH:/usr/sbin:/usr/local/sbin compgen -c php-fpm | grep -E '^php-fpm[0-9.]*$' | sort -r | head -n1 || true)
   [[ -n $FPM ]] && FPM=$(PATH=$PATH:/usr/sbin:/usr/local/sbin command -v "$FPM")
   local missing=()
