@@ -48,7 +48,7 @@ type Event struct {
 // (percent of wall time, updated every 2 s, so the first firing may still read 0) and its total
 // stall time since the group was made, which is exact at once.
 type PressureInfo struct {
-	Trigger     string  `json:"trigger"`
+	Trigger     string  `json:"trigger,omitempty"` // the trigger that fired, in pressure events
 	SomeAvg10   float64 `json:"some_avg10"`
 	SomeAvg60   float64 `json:"some_avg60"`
 	FullAvg10   float64 `json:"full_avg10"`

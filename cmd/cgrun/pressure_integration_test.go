@@ -5,8 +5,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // These tests need PSI in cgroups (memory.pressure). Debian's UML kernel has none; scripts/test
@@ -175,5 +178,42 @@ func TestPressureWindowsWithoutCapSysResource(t *testing.T) {
 	}
 	if r := run("some 150ms/2s"); r.code != 0 || r.stderr != "" {
 		t.Errorf("2 s window without CAP_SYS_RESOURCE: exit %d, stderr %q; want 0 and silence", r.code, r.stderr)
+	}
+}
+
+// TestPressureInStatusAndMetrics: a sandbox stalled at memory.high shows its pressure in
+// `cgrun status` (the averages and the stall so far), in `status --json`, and in the metrics.
+func TestPressureInStatusAndMetrics(t *testing.T) {
+	requirePSI(t)
+	cmd, _, _ := startCgrun(t, []string{"--name", "psi-status", "--memory-high", "16M", "--metrics-addr", ":0"}, "hog", "64")
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); waitCode(t, cmd) }()
+	// avg10 is recomputed every 2 s: wait until the kernel's figures show the stall.
+	var box sandbox
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, stderr, code := cgrunCmd(t, nil, "status", "psi-status", "--json")
+		if code == 0 {
+			if err := json.Unmarshal([]byte(out), &box); err != nil {
+				t.Fatalf("status --json printed %q: %v", out, err)
+			}
+			if p := box.Pressure; p != nil && p.SomeAvg10 > 0 && p.SomeTotalUS > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no pressure in cgrun status after 20 s of stall: %+v (%s)", box.Pressure, stderr)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if box.Pressure.Trigger != "" || box.Pressure.FullTotalUS > box.Pressure.SomeTotalUS {
+		t.Errorf("status pressure %+v: want no trigger and full <= some", box.Pressure)
+	}
+	human, _, _ := cgrunCmd(t, nil, "status", "psi-status")
+	if !regexp.MustCompile(`pressure +some avg10=[0-9.]+%.*; stalled [0-9.]+m?s in this generation`).MatchString(human) {
+		t.Errorf("cgrun status lacks the pressure line:\n%s", human)
+	}
+	m := scrape(t, box.MetricsAddr)
+	if v, ok := m[`cgrun_memory_pressure_avg10_percent{kind="some",name="psi-status"}`]; !ok || v <= 0 || v > 100 {
+		t.Errorf("cgrun_memory_pressure_avg10_percent{kind=some} = %v (present %v), want in (0, 100]", v, ok)
 	}
 }

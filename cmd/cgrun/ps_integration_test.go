@@ -189,15 +189,10 @@ func TestRecycleAndStopCommands(t *testing.T) {
 	}
 }
 
-func TestMetricsEndpoint(t *testing.T) {
-	requireCgroup2(t)
-	cmd, rep := startSandbox(t, "ps-metrics", []string{"--memory-max", "64M", "--memory-high", "56M", "--metrics-addr", ":0"}, "sleep", "30")
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); waitCode(t, cmd) }()
-	b := find(psJSON(t), "ps-metrics")
-	if b == nil || !strings.HasPrefix(b.MetricsAddr, "127.0.0.1:") {
-		t.Fatalf("metrics address %+v: want one on loopback", b)
-	}
-	resp, err := http.Get("http://" + b.MetricsAddr + "/metrics")
+// scrape reads a cgrun's /metrics into series -> value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +207,18 @@ func TestMetricsEndpoint(t *testing.T) {
 		v, _ := strconv.ParseFloat(val, 64)
 		metrics[name] = v
 	}
+	return metrics
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	requireCgroup2(t)
+	cmd, rep := startSandbox(t, "ps-metrics", []string{"--memory-max", "64M", "--memory-high", "56M", "--metrics-addr", ":0"}, "sleep", "30")
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); waitCode(t, cmd) }()
+	b := find(psJSON(t), "ps-metrics")
+	if b == nil || !strings.HasPrefix(b.MetricsAddr, "127.0.0.1:") {
+		t.Fatalf("metrics address %+v: want one on loopback", b)
+	}
+	metrics := scrape(t, b.MetricsAddr)
 	want := map[string]float64{
 		`cgrun_memory_max_bytes{name="ps-metrics"}`:                     64 << 20,
 		`cgrun_memory_high_bytes{name="ps-metrics"}`:                    56 << 20,
