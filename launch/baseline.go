@@ -79,3 +79,33 @@ func (c BaselineCheck) exceeded(name string, peak uint64) string {
 	return fmt.Sprintf("%s peaked at %s, %.1f%% over the baseline %s in %s (tolerance %g%%, allowed up to %s)",
 		name, cgroup.FormatSize(peak), over, cgroup.FormatSize(c.MemoryPeak), c.File, c.TolerancePct, cgroup.FormatSize(c.Allowed))
 }
+
+// maxSamples bounds the memory.current samples kept for the steady-state median: 1 MiB, 36
+// hours at one a second before the first thinning.
+const maxSamples = 1 << 17
+
+// samples keeps memory.current once a second for the median, in bounded memory: when it holds
+// maxSamples it keeps every other one and from then on takes one in two, so every stretch of a
+// long run weighs the same in the median.
+type samples struct {
+	vals    []uint64
+	every   int // keep one in every this many offered
+	offered int
+}
+
+func (s *samples) add(v uint64) {
+	s.every = max(s.every, 1)
+	s.offered++
+	if s.offered%s.every != 0 {
+		return
+	}
+	s.vals = append(s.vals, v)
+	if len(s.vals) >= maxSamples {
+		kept := s.vals[:0]
+		for i := 1; i < len(s.vals); i += 2 {
+			kept = append(kept, s.vals[i])
+		}
+		s.vals = kept
+		s.every *= 2
+	}
+}

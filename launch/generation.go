@@ -187,7 +187,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case <-sampleTick:
 			if cur, err := cgroup.MemoryCurrent(g.dir); err == nil {
-				g.run.steady = append(g.run.steady, cur)
+				g.run.steady.add(cur)
 			}
 		case <-probeTick:
 			if g.health.timedOut() {

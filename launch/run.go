@@ -56,7 +56,7 @@ type runner struct {
 	sigs <-chan os.Signal
 
 	report *Report  // filled in by each generation as it ends
-	steady []uint64 // memory.current once a second, when a baseline is recorded or checked
+	steady samples // memory.current once a second, when a baseline is recorded or checked
 	sample bool     // whether to take those samples
 
 	notify *notifier
@@ -160,7 +160,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
 	r.summarize(last, r.report.Restarts)
-	r.report.build(started, last, cfg.Limits, r.steady)
+	r.report.build(started, last, cfg.Limits, r.steady.vals)
 	if cfg.Baseline != nil {
 		c := cfg.Baseline.check(cfg.BaselineFile, r.report.MemoryPeak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
