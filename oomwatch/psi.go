@@ -80,6 +80,14 @@ func (t Trigger) String() string {
 	return fmt.Sprintf("%s %v/%v", kind, t.Threshold, t.Window)
 }
 
+// unprivileged is t with its window rounded up to a whole multiple of 2 s (at most 10 s), the
+// only windows the kernel takes from a process without CAP_SYS_RESOURCE.
+func (t Trigger) unprivileged() Trigger {
+	const step = 2 * time.Second
+	t.Window = min((t.Window+step-1)/step*step, 10*time.Second)
+	return t
+}
+
 // kernel is the trigger as memory.pressure takes it.
 func (t Trigger) kernel() string {
 	kind := "some"
@@ -106,6 +114,11 @@ func openTriggerFile(path string, t Trigger) (int, error) {
 	if errors.Is(err, unix.ENOENT) {
 		return -1, ErrNoPSI
 	}
+	if errors.Is(err, unix.EPERM) && !capSysResource() {
+		// Before Linux 6.5 (and where the change was not backported) opening a pressure file
+		// for writing needs CAP_SYS_RESOURCE, whatever the trigger.
+		return -1, fmt.Errorf("pressure trigger %q: this kernel takes PSI triggers only from a process with CAP_SYS_RESOURCE (Linux 6.5 also takes 2s windows without it): open %s: %w", t, path, err)
+	}
 	if err != nil {
 		return -1, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -117,9 +130,9 @@ func openTriggerFile(path string, t Trigger) (int, error) {
 			return -1, ErrNoPSI
 		case (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM)) && t.Window%(2*time.Second) != 0 && !capSysResource():
 			// Linux 6.5 lets a process without CAP_SYS_RESOURCE make triggers, but only with
-			// windows that are multiples of 2 s; others get EINVAL (EPERM before 6.5).
+			// windows that are multiples of 2 s; others get EINVAL.
 			return -1, fmt.Errorf("pressure trigger %q: without CAP_SYS_RESOURCE the kernel takes only windows that are whole multiples of 2s (run it with CAP_SYS_RESOURCE for others), e.g. %q: %w",
-				t, Trigger{Full: t.Full, Threshold: t.Threshold, Window: 2 * time.Second}.String(), err)
+				t, t.unprivileged().String(), err)
 		}
 		return -1, &cgroup.WriteError{Path: path, Value: t.kernel(), Err: err}
 	}

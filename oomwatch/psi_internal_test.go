@@ -73,3 +73,27 @@ func TestParsePressure(t *testing.T) {
 		}
 	}
 }
+
+// TestUnprivilegedSuggestion: the trigger cgrun suggests to a process without CAP_SYS_RESOURCE
+// keeps the threshold, rounds the window up to whole 2 s, and is itself a valid trigger.
+func TestUnprivilegedSuggestion(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"some 150ms/1s", "some 150ms/2s"},
+		{"some 3s/5s", "some 3s/6s"},
+		{"full 1s/9s", "full 1s/10s"},
+		{"some 100ms/2s", "some 100ms/2s"},
+		{"some 500ms/500ms", "some 500ms/2s"},
+	} {
+		tr, err := ParseTrigger(c.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := tr.unprivileged().String()
+		if got != c.want {
+			t.Errorf("%q: suggested %q, want %q", c.in, got, c.want)
+		}
+		if _, err := ParseTrigger(got); err != nil {
+			t.Errorf("%q: the suggestion %q does not parse: %v", c.in, got, err)
+		}
+	}
+}
