@@ -55,9 +55,9 @@ type runner struct {
 	log  *eventLog
 	sigs <-chan os.Signal
 
-	report *Report  // filled in by each generation as it ends
+	report *Report // filled in by each generation as it ends
 	steady samples // memory.current once a second, when a baseline is recorded or checked
-	sample bool     // whether to take those samples
+	sample bool    // whether to take those samples
 
 	notify *notifier
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
