@@ -175,8 +175,7 @@ func humanLine(r record, lim cgroup.Limits) string {
 		return fmt.Sprintf("%s %s (current %s, memory.swap.max %s)", r.Kind, times(r.Count), cur, lim.MemorySwapMax.Human())
 	case oomwatch.Pressure:
 		p := r.Pressure
-		stalled := (time.Duration(p.SomeTotalUS) * time.Microsecond).Round(time.Millisecond)
-		return fmt.Sprintf("memory pressure: stalled %v so far; some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", stalled, p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
+		return fmt.Sprintf("memory pressure: stalled %v so far; some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", p.Stalled(), p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
 	}
 	return ""
 }

@@ -56,3 +56,8 @@ type PressureInfo struct {
 	SomeTotalUS uint64  `json:"some_total_us"` // microseconds some task was stalled on memory
 	FullTotalUS uint64  `json:"full_total_us"` // microseconds all non-idle tasks were
 }
+
+// Stalled is how long some task of the group has been stalled on memory, to the millisecond.
+func (p PressureInfo) Stalled() time.Duration {
+	return (time.Duration(p.SomeTotalUS) * time.Microsecond).Round(time.Millisecond)
+}

@@ -62,6 +62,9 @@ func TestParsePressure(t *testing.T) {
 	if err != nil || p != want {
 		t.Errorf("= %+v, %v; want %+v", p, err, want)
 	}
+	if got := (PressureInfo{SomeTotalUS: 1_432_499}).Stalled(); got != 1432*time.Millisecond {
+		t.Errorf("Stalled() = %v, want 1.432s", got)
+	}
 	for _, bad := range []string{
 		"some",
 		"some avg10=x avg60=0 avg300=0 total=0",

@@ -160,8 +160,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		w("memory.stat", "%s", strings.Join(parts, ", "))
 	}
 	if p := b.Pressure; p != nil {
-		stalled := (time.Duration(p.SomeTotalUS) * time.Microsecond).Round(time.Millisecond)
-		w("pressure", "some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% avg60=%.2f%%; stalled %v in this generation", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.FullAvg60, stalled)
+		w("pressure", "some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% avg60=%.2f%%; stalled %v in this generation", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.FullAvg60, p.Stalled())
 	} else {
 		w("pressure", "n/a (this kernel has no PSI)")
 	}
