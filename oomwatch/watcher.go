@@ -19,8 +19,8 @@ type Options struct {
 
 	// Children are groups under the watched one whose own memory.events wake the watcher too
 	// (it then rereads the watched group's counters, which include theirs — unless cgroup2 is
-	// mounted with memory_localevents, where the group's memory.events counts only its own). The kernel
-	// notifies a file at most once per ~10 ms (20 ms at HZ=100) and holds the next
+	// mounted with memory_localevents, where the group's memory.events counts only its own).
+	// The kernel notifies a file at most once per ~10 ms (20 ms at HZ=100) and holds the next
 	// notification back until then. The limits sit on the watched group, so its memory.events
 	// is notified for every memory.max event; an OOM kill right after them would be heard up to
 	// that late. The kill is also counted in the victim's own group, where no limit sits and so
