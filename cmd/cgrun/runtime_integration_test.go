@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -285,5 +286,39 @@ func TestRuntimeNodeHeapLimitAbortRestarts(t *testing.T) {
 	}
 	if restarts != 1 || exits != 2 {
 		t.Errorf("%d restarts and %d exits, want 1 and 2", restarts, exits)
+	}
+}
+
+// TestRuntimeGoMaxProcs: a Go 1.25+ program sets GOMAXPROCS from the cpu.max of the group it is
+// in: the quota rounded up, never below 2 (the runtime's floor), never above the CPUs. It needs
+// a guest with at least 3 CPUs to show anything, so scripts/test runs it alone in a 4-CPU QEMU
+// guest (CGRUN_REQUIRE_CPUS=3) and leaves it out of the one-CPU UML guest.
+func TestRuntimeGoMaxProcs(t *testing.T) {
+	requireCgroup2(t)
+	cpus := runtime.NumCPU()
+	if want, _ := strconv.Atoi(os.Getenv("CGRUN_REQUIRE_CPUS")); cpus < 3 {
+		if want >= 3 {
+			t.Fatalf("%d CPUs here; CGRUN_REQUIRE_CPUS=%d", cpus, want)
+		}
+		t.Skipf("%d CPUs: Go never sets GOMAXPROCS below 2, so a CPU limit shows only with 3 or more", cpus)
+	}
+	for _, tc := range []struct {
+		flags []string
+		want  int
+	}{
+		{nil, cpus},
+		{[]string{"--cpu-max", "50%"}, 2},
+		{[]string{"--cpu-max", "200%"}, 2},
+		{[]string{"--cpu-max", "250%"}, min(3, cpus)},
+		{[]string{"--cpu-max", fmt.Sprintf("%d%%", 100*cpus)}, cpus},
+	} {
+		r := runCgrunArgs(t, append(append(tc.flags, "--"), helperPath(t), "own"))
+		var got map[string]string
+		if err := json.Unmarshal([]byte(strings.TrimSpace(r.stdout)), &got); r.code != 0 || err != nil {
+			t.Fatalf("%v: exit %d, %q %q", tc.flags, r.code, r.stdout, r.stderr)
+		}
+		if got["gomaxprocs"] != strconv.Itoa(tc.want) {
+			t.Errorf("%v on %d CPUs: GOMAXPROCS %s, want %d (cpu.max %q)", tc.flags, cpus, got["gomaxprocs"], tc.want, got["cpu.max"])
+		}
 	}
 }
