@@ -53,7 +53,7 @@ type runner struct {
 	h    cgroup.Hierarchy
 	site *cgroup.Site
 	log  *eventLog
-	sigs <-chan os.Signal
+	sigs signals
 
 	report *Report // filled in by each generation as it ends
 	steady samples // memory.current once a second, when a baseline is recorded or checked
@@ -133,6 +133,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer stop()
 	r.sigs = sigs
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
+	defer r.log.close()
 	defer r.log.settle()
 	r.report = &Report{Name: r.name, Command: cfg.Command, keep: cfg.Report != nil}
 	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
@@ -159,6 +160,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 // end writes what a finished run owes: the summary, the report, the baseline and its check.
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
+	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts)
 	r.report.build(started, last, cfg.Limits, r.steady.vals)
 	if cfg.Baseline != nil {
@@ -267,13 +269,12 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 		select {
 		case <-t.C:
 			return 0
-		case sig := <-r.sigs:
-			switch sig {
-			case unix.SIGTERM, unix.SIGINT:
-				return sig.(unix.Signal)
-			case unix.SIGCHLD:
-				reapAll()
-			case recycleSignal:
+		case sig := <-r.sigs.stop:
+			return sig.(unix.Signal)
+		case <-r.sigs.child:
+			reapAll()
+		case sig := <-r.sigs.other:
+			if sig == recycleSignal {
 				return 0
 			}
 		}
