@@ -118,6 +118,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if r.h, err = cgroup.Detect(); err != nil {
 		return ExitFailure, 0, err
 	}
+	CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
 	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
 		return ExitFailure, 0, err
 	}
@@ -129,6 +130,11 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := setSubreaper(); err != nil {
 		return ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
+	guard, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
+	if err != nil {
+		return ExitFailure, 0, err
+	}
+	defer guard.release()
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
