@@ -66,8 +66,13 @@ func StateDir() (string, error) {
 	if uid == 0 {
 		return "/run/cgrun", nil
 	}
+	return userStateDir(uid, os.Getenv("XDG_RUNTIME_DIR"))
+}
+
+// userStateDir is StateDir for a uid other than root's, with XDG_RUNTIME_DIR=x.
+func userStateDir(uid int, x string) (string, error) {
 	var why string
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+	if x != "" {
 		if fi, err := os.Lstat(x); err == nil && fi.IsDir() && ownedBy(fi, uid) {
 			return filepath.Join(x, "cgrun"), nil
 		}
