@@ -32,6 +32,9 @@ type State struct {
 	UID        int      `json:"uid"`
 	Started    string   `json:"started"`
 	Mount      string   `json:"mount"` // the cgroup2 mount
+	// Site is where the generations' groups go, relative to the mount: what a SIGKILLed cgrun
+	// left there is found by it.
+	Site string `json:"site,omitempty"`
 
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
@@ -327,15 +330,16 @@ func ParseState(b []byte, uid int) (State, error) {
 // and the leaf cgrun had moved itself into. The state is the caller's own, but only groups named
 // as that cgrun names them are touched.
 func removeLeftovers(h cgroup.Hierarchy, s State) error {
-	if s.Group == "" {
-		return nil // no generation started
-	}
-	gen := h.Dir(s.Group)
 	prefix := fmt.Sprintf("%s-%d.", s.Name, s.Pid)
-	if !strings.HasPrefix(filepath.Base(gen), prefix) {
-		return nil // not a group cgrun names: leave it
+	var site string
+	switch {
+	case s.Site != "":
+		site = h.Dir(s.Site)
+	case s.Group != "" && strings.HasPrefix(filepath.Base(s.Group), prefix):
+		site = filepath.Dir(h.Dir(s.Group))
+	default:
+		return nil // nothing cgrun named: leave it
 	}
-	site := filepath.Dir(gen)
 	kids, err := cgroup.Children(site)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -456,8 +460,8 @@ func (r *runner) snapshot() State {
 	return s
 }
 
-// initState prepares the record `cgrun ps` and the metrics read; it is saved when the first
-// generation starts.
+// initState prepares the record `cgrun ps` and the metrics read, and saves it before anything
+// starts (generation 0), so that what a SIGKILLed cgrun leaves is always found by its state.
 func (r *runner) initState() error {
 	ticks, err := startTicks(os.Getpid())
 	if err != nil {
@@ -467,6 +471,7 @@ func (r *runner) initState() error {
 		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
 	r.state.Limits = limitFiles(r.cfg.Limits)
+	r.state.Site = r.h.Rel(r.site.Dir)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {
@@ -479,5 +484,6 @@ func (r *runner) initState() error {
 		}
 		r.state.MetricsAddr = addr
 	}
+	r.updateState(func(*State) {})
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -447,7 +448,11 @@ func (d *durationValue) String() string { return time.Duration(*d).String() }
 func (d *durationValue) Type() string   { return "duration" }
 
 func parseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 || errors.Is(err, strconv.ErrRange) && n > 0 {
+		// A float past int64 nanoseconds would wrap to a negative duration: refuse it by name.
+		if n*float64(time.Second) >= math.MaxInt64 {
+			return 0, fmt.Errorf("%q is too long: at most %v", s, time.Duration(math.MaxInt64).Truncate(time.Second))
+		}
 		return time.Duration(n * float64(time.Second)), nil
 	}
 	d, err := time.ParseDuration(s)
