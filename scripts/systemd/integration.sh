@@ -12,8 +12,11 @@ helper=$repo/bin/test/cmd_cgrun.test
 export CGRUNTEST_HELPER=1
 passed=0 failed=0
 
+only=${1:-.} # integration.sh REGEX runs only the tests whose names match
+
 run_test() { # NAME FUNCTION
   local out rc
+  [[ $1 =~ $only ]] || return 0
   out=$("$2" 2>&1)
   rc=$?
   if ((rc == 0)); then
@@ -99,6 +102,16 @@ test_scope_as_root() {
   wait "$pid"
   wait_for 5 sh -c "! systemctl list-units --type=scope --all --no-legend | grep -q cgrun-" || fail "scopes left: $(systemctl list-units --type=scope --all --no-legend | grep cgrun-)" || return 1
   nothing_left "cmd_cgrun.test sleep 30" cgrun-showbox
+}
+
+test_scope_description_is_utf8() {
+  # D-Bus takes only valid UTF-8: a command line with invalid bytes, or one cut in the middle of
+  # a character (the description holds 200 bytes of it), must still get its scope.
+  local long out
+  long=$(printf 'é%.0s' {1..150})
+  out=$("$cg" run --name utf8box -- /bin/echo $'\xff\xfe' "$long" 2>&1) || fail "cgrun failed: $out" || return 1
+  out=$("$cg" run --name utf8box -- /bin/echo "x$long" 2>&1) || fail "cgrun failed: $out" || return 1
+  nothing_left "utf8box" utf8box
 }
 
 test_scope_as_user() {
@@ -227,6 +240,7 @@ systemctl is-system-running --wait >/dev/null 2>&1
 run_test "SystemdDelegatedUnitRecyclesOnOOMAndStaysActive" test_delegated_unit_recycles_on_oom
 run_test "SystemdScopeAsRoot" test_scope_as_root
 run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
+run_test "SystemdScopeDescriptionIsUTF8" test_scope_description_is_utf8
 run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
