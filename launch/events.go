@@ -52,7 +52,7 @@ type record struct {
 const streamQueue = 256
 
 // streamDrain bounds how long cgrun waits at exit for the --events reader to take what is queued.
-const streamDrain = 2 * time.Second
+const streamDrain = time.Second
 
 // eventLog sends every event to the JSON Lines stream (if any) and the noteworthy ones to
 // people as rate-limited lines on stderr, and keeps the totals for the summary at exit.

@@ -24,11 +24,11 @@ import (
 // --events and --report — and after each checks that no process of the command is left, that
 // no group is left (after the next cgrun ps, where cgrun itself was SIGKILLed), that the
 // generations of a restarting cgrun never overlapped, and that cgrun's exit code is one README
-// documents. CGRUNTEST_CHAOS_ROUNDS and CGRUNTEST_CHAOS_SECONDS bound it (200 rounds, 150 s);
+// documents. CGRUNTEST_CHAOS_ROUNDS and CGRUNTEST_CHAOS_SECONDS bound it (200 rounds, 180 s);
 // CGRUNTEST_CHAOS_SEED repeats a run.
 func TestChaosSoak(t *testing.T) {
 	h := requireCgroup2(t)
-	rounds, budget := envInt("CGRUNTEST_CHAOS_ROUNDS", 200), time.Duration(envInt("CGRUNTEST_CHAOS_SECONDS", 150))*time.Second
+	rounds, budget := envInt("CGRUNTEST_CHAOS_ROUNDS", 200), time.Duration(envInt("CGRUNTEST_CHAOS_SECONDS", 180))*time.Second
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("CGRUNTEST_CHAOS_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -52,6 +52,7 @@ func TestChaosSoak(t *testing.T) {
 		cmd := exec.Command(cgrunBin(t))
 		var events string // a regular file of events, to check the generations against
 		var cleanup []func()
+		readerDies, closeReader := false, func() {}
 		sink := []string{"file", "broken stdout", "stalled FIFO", "full tmpfs"}[rng.IntN(4)]
 		switch sink {
 		case "file":
@@ -71,7 +72,9 @@ func TestChaosSoak(t *testing.T) {
 				t.Fatal(err)
 			}
 			unix.FcntlInt(uintptr(rfd), unix.F_SETPIPE_SZ, 4096) // held open, never read
-			cleanup = append(cleanup, func() { unix.Close(rfd); os.Remove(fifo) })
+			readerDies = rng.IntN(2) == 0 // ... or, in half the rounds, gone once the fault is sent
+			closeReader = func() { unix.Close(rfd) }
+			cleanup = append(cleanup, func() { closeReader(); os.Remove(fifo) })
 			args = append(args, "--events", fifo)
 		case "full tmpfs":
 			args = append(args, "--events", filepath.Join(full, "events"), "--report", filepath.Join(full, "report"))
@@ -119,6 +122,10 @@ func TestChaosSoak(t *testing.T) {
 				time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 				cmd.Process.Signal(syscall.SIGTERM)
 			}
+		}
+		if readerDies {
+			closeReader()
+			closeReader = func() {}
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
