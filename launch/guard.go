@@ -31,8 +31,9 @@ const GuardCommand = "__cgrun_guard"
 // own and ignores the stop signals, so that ^C at a terminal or a supervisor's kill of cgrun's
 // process group does not take it along.
 type guard struct {
-	pid  int
-	pipe *os.File // the write end
+	pid   int
+	pidfd int      // names the guard even after the supervisor's reaper took it; -1 without pidfds (Linux < 5.3)
+	pipe  *os.File // the write end
 }
 
 // startGuard starts the guard of the generations named prefix+N under site.
@@ -56,16 +57,33 @@ func startGuard(site, prefix string) (*guard, error) {
 		w.Close()
 		return nil, fmt.Errorf("start the guard: %w", err)
 	}
-	return &guard{pid: pid, pipe: w}, nil
+	// Not reaped yet: the pid is still the guard's, and the pidfd names it for good.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		pidfd = -1
+	}
+	return &guard{pid: pid, pidfd: pidfd, pipe: w}, nil
 }
 
-// release tells the guard that cgrun cleaned up itself, and waits (a bounded time) until it
-// has exited, so that no process of cgrun's outlives it.
+// release ends the guard once cgrun has cleaned up itself, and reaps it, so that no process of
+// cgrun's outlives it. With a pidfd it is killed at once; without one, it is told through the
+// pipe and waited for (a bounded time), since its pid may have been reaped and reused.
 func (g *guard) release() {
+	var ws unix.WaitStatus
+	if g.pidfd >= 0 {
+		_ = unix.PidfdSendSignal(g.pidfd, unix.SIGKILL, nil, 0)
+		unix.Close(g.pidfd)
+		g.pipe.Close()
+		for {
+			// ECHILD: the reaper took it with the command's orphans.
+			if _, err := unix.Wait4(g.pid, &ws, 0, nil); !errors.Is(err, unix.EINTR) {
+				return
+			}
+		}
+	}
 	_, _ = g.pipe.Write([]byte{'q'})
 	g.pipe.Close()
 	for deadline := time.Now().Add(time.Second); ; {
-		var ws unix.WaitStatus
 		pid, err := unix.Wait4(g.pid, &ws, unix.WNOHANG, nil)
 		switch {
 		case errors.Is(err, unix.EINTR):
@@ -73,9 +91,7 @@ func (g *guard) release() {
 		case pid == g.pid || err != nil: // exited, or reaped already with the command's orphans
 			return
 		case time.Now().After(deadline):
-			_ = unix.Kill(g.pid, unix.SIGKILL) // not reaped yet: the pid is still the guard's
-			_, _ = unix.Wait4(g.pid, &ws, 0, nil)
-			return
+			return // it exits on its own when it reads the byte
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -60,6 +60,7 @@ type runner struct {
 	sample bool    // whether to take those samples
 
 	notify *notifier
+	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	mu       sync.Mutex // guards state: the metrics server reads it
@@ -130,11 +131,11 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := setSubreaper(); err != nil {
 		return ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
-	guard, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
-	if err != nil {
-		return ExitFailure, 0, err
-	}
-	defer guard.release()
+	defer func() {
+		if r.guard != nil {
+			r.guard.release()
+		}
+	}()
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
@@ -210,6 +211,9 @@ func (r *runner) loop() (*outcome, int, error) {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
 			r.notify.started(n, pid)
+			if r.guard == nil {
+				r.startGuard()
+			}
 			r.updateState(func(s *State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
@@ -264,6 +268,19 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		prev = &out
 	}
+}
+
+// startGuard starts the guard once the first generation runs: off the start's path, so that
+// the command starts as fast as it did without one. Until it runs (a few milliseconds), a
+// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state,
+// saved before anything started, leads to them.
+func (r *runner) startGuard() {
+	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
+		return
+	}
+	r.guard = g
 }
 
 // wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do
