@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,8 +264,24 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.ExitFailure
 	}
-	fmt.Fprintf(stdout, "%s\n", b)
+	fmt.Fprintf(stdout, "%s\n", escapeJSON(b))
 	return 0
+}
+
+// escapeJSON writes DEL and the C1 controls (U+0080 to U+009F), which encoding/json leaves as
+// they are, as \u escapes: a terminal may act on them. Outside strings JSON has neither.
+func escapeJSON(b []byte) []byte {
+	var out bytes.Buffer
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == 0x7f || r >= 0x80 && r < 0xa0 {
+			fmt.Fprintf(&out, "\\u%04x", r)
+		} else {
+			out.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return out.Bytes()
 }
 
 // escape writes the control characters in s (C0, DEL, C1, and invalid UTF-8) as Go escapes:
