@@ -153,6 +153,41 @@ EOF
   supervisorctl -c "$d/supervisord.conf" shutdown >/dev/null
 }
 
+test_supervisord_kill_timeout_leaves_no_orphan() {
+  # Issue 14: a worker that ignores SIGTERM outlasts supervisord's stopwaitsecs, so supervisord
+  # SIGKILLs cgrun. cgrun's guard must take the worker along, so that the next start does not
+  # run a second worker beside an orphan.
+  local d=/tmp/svk
+  rm -rf "$d" && mkdir -p "$d"
+  cat >"$d/supervisord.conf" <<EOF
+[unix_http_server]
+file=$d/supervisor.sock
+[supervisord]
+logfile=$d/supervisord.log
+pidfile=$d/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$d/supervisor.sock
+[program:worker]
+command=$cg run --name svkill --stop-timeout 60 -- /bin/sh -c 'trap "" TERM; exec sleep 301'
+stopwaitsecs=1
+EOF
+  supervisord -c "$d/supervisord.conf" || fail "supervisord did not start" || return 1
+  local sv=(supervisorctl -c "$d/supervisord.conf") round
+  for round in 1 2; do
+    wait_for 20 sh -c "supervisorctl -c $d/supervisord.conf status worker | grep -q RUNNING" || { "${sv[@]}" shutdown; fail "worker not RUNNING"; } || return 1
+    wait_for 10 pgrep -x -f "sleep 301" || { "${sv[@]}" shutdown; fail "no payload"; } || return 1
+    (($(pgrep -c -x -f "sleep 301") == 1)) || { "${sv[@]}" shutdown; fail "round $round: $(pgrep -c -x -f "sleep 301") workers run"; } || return 1
+    "${sv[@]}" stop worker >/dev/null
+    grep -q 'terminated by SIGKILL' "$d/supervisord.log" || { "${sv[@]}" shutdown; fail "supervisord did not SIGKILL cgrun: $(tail -3 "$d/supervisord.log")"; } || return 1
+    wait_for 3 sh -c '! pgrep -x -f "sleep 301"' || { "${sv[@]}" shutdown; fail "round $round: the worker outlived its SIGKILLed cgrun"; } || return 1
+    if ((round == 1)); then "${sv[@]}" start worker >/dev/null; fi
+  done
+  "${sv[@]}" shutdown >/dev/null
+  wait_for 5 nothing_left "sleep 301" cgrun-svkill || nothing_left "sleep 301" cgrun-svkill
+}
+
 test_pm2_stop_leaves_nothing() {
   export PM2_HOME=/tmp/pm2
   rm -rf "$PM2_HOME"
@@ -242,6 +277,7 @@ run_test "SystemdScopeAsRoot" test_scope_as_root
 run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
 run_test "SystemdScopeDescriptionIsUTF8" test_scope_description_is_utf8
 run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
+run_test "SupervisordKillTimeoutLeavesNoOrphan" test_supervisord_kill_timeout_leaves_no_orphan
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready
