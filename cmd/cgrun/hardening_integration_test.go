@@ -418,3 +418,26 @@ func TestPidsMaxReachesTheKernelAsGiven(t *testing.T) {
 		}
 	}
 }
+
+// A cgrun inside a cgrun whose own group limits swap must not put its generations beside that
+// group, out of that limit (nestable checked only memory.max, memory.high and pids.max).
+func TestNestedCgrunDoesNotEscapeItsGroupsSwapLimit(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	script := `own=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
+echo 0 > "$own/memory.swap.max" || { echo "no memory.swap.max in $own"; exit 3; }
+"$0" run --name inner -- "$1" report; echo "inner exit $?"`
+	r := runCgrunArgs(t, []string{"--name", "outer", "--", "/bin/sh", "-c", script, cgrunBin(t), helperPath(t)})
+	if r.code != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for _, line := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(line, "{") {
+			t.Errorf("the inner cgrun ran its command in %s, beside the group that limits swap", parseReport(t, line).Group)
+		}
+	}
+	if !strings.Contains(r.stdout, "inner exit 125") || !strings.Contains(r.stderr, "still holds other processes") {
+		t.Errorf("stdout %q, stderr %q: want the inner cgrun to refuse with exit 125", r.stdout, r.stderr)
+	}
+	assertNothingLeft(t, h, before)
+}
