@@ -207,7 +207,7 @@ func ListStates(dirs []StateLocation) ([]State, error) {
 	var out []State
 	for _, loc := range dirs {
 		states, err := listDir(loc, func(s State) bool {
-			return herr == nil && removeLeftovers(h, s) == nil
+			return herr == nil && removeLeftovers(h, s, 5*time.Second) == nil
 		})
 		if err != nil {
 			return nil, err
@@ -219,13 +219,15 @@ func ListStates(dirs []StateLocation) ([]State, error) {
 }
 
 // CleanStale removes what the caller's own SIGKILLed cgruns left behind: their groups (when
-// their guard could not) and their states. `cgrun run` calls it before it starts anything.
+// their guard could not) and their states. `cgrun run` calls it before it starts anything, and
+// gives a group that will not empty (a process stuck in the kernel) one second: the entry stays
+// for a later look, and the start is not held up.
 func CleanStale(h cgroup.Hierarchy) {
 	dir, err := StateDir()
 	if err != nil {
 		return
 	}
-	_, _ = listDir(StateLocation{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s) == nil })
+	_, _ = listDir(StateLocation{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s, time.Second) == nil })
 }
 
 // listDir reads the states of one directory; clean is asked about each stale state of the
@@ -326,10 +328,10 @@ func ParseState(b []byte, uid int) (State, error) {
 }
 
 // removeLeftovers kills and removes what a stale state's cgrun left behind, when its guard could
-// not (it was killed too): every generation group of that cgrun beside the one the state names,
-// and the leaf cgrun had moved itself into. The state is the caller's own, but only groups named
+// not (it was killed too): every generation group of that cgrun, and the leaf cgrun had moved
+// itself into; it waits up to wait for each group to empty. The state is the caller's own, but only groups named
 // as that cgrun names them are touched.
-func removeLeftovers(h cgroup.Hierarchy, s State) error {
+func removeLeftovers(h cgroup.Hierarchy, s State, wait time.Duration) error {
 	prefix := fmt.Sprintf("%s-%d.", s.Name, s.Pid)
 	var site string
 	switch {
@@ -352,7 +354,7 @@ func removeLeftovers(h cgroup.Hierarchy, s State) error {
 		dir := filepath.Join(site, k)
 		switch {
 		case strings.HasPrefix(k, prefix):
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			err := cgroup.Kill(ctx, dir)
 			cancel()
 			if err == nil {
