@@ -60,6 +60,12 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		err := launch.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.Code(err)
+	case launch.GuardCommand:
+		if err := launch.Guard(args[1:]); err != nil {
+			fmt.Fprintf(stderr, "cgrun: %v\n", err)
+			return launch.ExitFailure
+		}
+		return 0
 	case "run":
 		return runCommand(args[1:], env, stdout, stderr)
 	case "ps":
