@@ -30,6 +30,9 @@ type State struct {
 	Started    string   `json:"started"`
 	Mount      string   `json:"mount"` // the cgroup2 mount
 
+	// User is who the command runs as with --user (cgrun itself stays UID); absent without.
+	User *StateUser `json:"user,omitempty"`
+
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
 	Group             string `json:"group"` // the current generation's group, relative to the mount
@@ -254,6 +257,7 @@ func (r *runner) initState() error {
 		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
 	r.state.Limits = limitFiles(r.cfg.Limits)
+	r.state.User = stateUser(r.cfg.User)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {
