@@ -40,13 +40,14 @@ type Config struct {
 	BaselineFile      string    // ... read from this file ...
 	BaselineTolerance float64   // ... by more than this many percent
 	NoClone3          bool      // start through the re-exec stub even where clone3 works
+	Log               io.Writer // where cgrun's own lines go (stderr)
+
 	// User runs the command and its health probes as this user (--user); nil runs them as
 	// cgrun's own. cgrun, as root, keeps the group: its files stay root's.
 	User *account.User
 	// AllowNewPrivs leaves no_new_privs off for a --user command, so that setuid binaries
 	// (sudo, su) and file capabilities work in it.
 	AllowNewPrivs bool
-	Log           io.Writer // where cgrun's own lines go (stderr)
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.

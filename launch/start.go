@@ -182,21 +182,28 @@ func Enter(args []string) error {
 }
 
 // becomeUser drops the stub's root for good, in the order the kernel needs: the groups while it
-// may still set them, then the gid, then the uid (which clears every capability). Go applies
-// each to all of the process's threads.
+// may still set them, then the gid, then the uid (which clears every capability).
+//
+// It changes this thread only, and locks the goroutine to it: the exec that follows runs here,
+// and execve gives the new program the credentials of the thread that calls it and ends every
+// other thread. Not syscall.Setgroups/Setuid and friends: they change all threads through the
+// Go runtime, which signals each thread and spins until every one has answered. In a UML guest,
+// after the suite's earlier tests, the stub hung that way every time (running, state R, never
+// reaching exec; compare golang/go#50113); with per-thread calls the same suite passes.
 func becomeUser(c *syscall.Credential) error {
+	runtime.LockOSThread() // never unlocked: the command replaces this program on this thread
 	groups := make([]int, len(c.Groups))
 	for i, g := range c.Groups {
 		groups[i] = int(g)
 	}
-	if err := syscall.Setgroups(groups); err != nil {
+	if err := unix.Setgroups(groups); err != nil { // x/sys: this thread only
 		return fmt.Errorf("become uid %d: setgroups %v: %w", c.Uid, c.Groups, err)
 	}
-	if err := syscall.Setgid(int(c.Gid)); err != nil {
-		return fmt.Errorf("become uid %d: setgid %d: %w", c.Uid, c.Gid, err)
+	if _, _, e := unix.RawSyscall(sysSetresgid, uintptr(c.Gid), uintptr(c.Gid), uintptr(c.Gid)); e != 0 {
+		return fmt.Errorf("become uid %d: setresgid %d: %w", c.Uid, c.Gid, e)
 	}
-	if err := syscall.Setuid(int(c.Uid)); err != nil {
-		return fmt.Errorf("become uid %d: setuid: %w", c.Uid, err)
+	if _, _, e := unix.RawSyscall(sysSetresuid, uintptr(c.Uid), uintptr(c.Uid), uintptr(c.Uid)); e != 0 {
+		return fmt.Errorf("become uid %d: setresuid: %w", c.Uid, e)
 	}
 	return nil
 }

@@ -61,9 +61,17 @@ func runWith(t *testing.T, prefix, env []string, args ...string) result {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	var hung []byte
+	timer := time.AfterFunc(time.Minute, func() {
+		// Say where everything hangs before ending it.
+		hung, _ = exec.Command("ps", "-eLo", "pid,lwp,ppid,uid,stat,wchan:32,args").CombinedOutput()
+		cmd.Process.Kill()
+	})
 	defer timer.Stop()
 	err := cmd.Wait()
+	if hung != nil {
+		t.Fatalf("%v did not finish in a minute; stdout %q, stderr %q; processes:\n%s", argv, out.String(), errb.String(), hung)
+	}
 	var ee *exec.ExitError
 	code := 0
 	switch {
