@@ -101,7 +101,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	}
 
 	out.started = time.Now()
-	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.leaf, NoClone3: cfg.NoClone3})
+	child := g.run.child(g.leaf)
+	child.Path, child.Argv = g.run.path, cfg.Command
+	g.pid, err = Start(child)
 	if err != nil {
 		stopWatching()
 		return out, err
@@ -205,7 +207,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
 			}
-			if r, done := g.health.start(g.leaf, g.run.cfg.Env, g.run.cfg.NoClone3); done {
+			if r, done := g.health.start(g.run.child(g.leaf)); done {
 				g.probed(r)
 			}
 		case r := <-probeResults:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,13 @@ type Config struct {
 	BaselineTolerance float64   // ... by more than this many percent
 	NoClone3          bool      // start through the re-exec stub even where clone3 works
 	Log               io.Writer // where cgrun's own lines go (stderr)
+
+	// User runs the command and its health probes as this user (--user); nil runs them as
+	// cgrun's own. cgrun, as root, keeps the group: its files stay root's.
+	User *account.User
+	// AllowNewPrivs leaves no_new_privs off for a --user command, so that setuid binaries
+	// (sudo, su) and file capabilities work in it.
+	AllowNewPrivs bool
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -111,6 +119,12 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
 		return ExitFailure, 0, err
+	}
+	if cfg.User != nil {
+		if err := canSwitchTo(cfg.User); err != nil {
+			return ExitFailure, 0, err
+		}
+		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	var err error
 	if r.path, err = LookPath(cfg.Command[0]); err != nil {

@@ -36,6 +36,9 @@ type State struct {
 	// left there is found by it.
 	Site string `json:"site,omitempty"`
 
+	// User is who the command runs as with --user (cgrun itself stays UID); absent without.
+	User *StateUser `json:"user,omitempty"`
+
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
 	Group             string `json:"group"` // the current generation's group, relative to the mount
@@ -474,6 +477,7 @@ func (r *runner) initState() error {
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
 	r.state.Limits = limitFiles(r.cfg.Limits)
 	r.state.Site = r.h.Rel(r.site.Dir)
+	r.state.User = stateUser(r.cfg.User)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {
