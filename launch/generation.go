@@ -29,7 +29,13 @@ type generation struct {
 	triggers   *triggers
 	aboveTimer *time.Ticker
 	health     *prober
+	peak       *cgroup.PeakMeter
+	peakSaved  time.Time // when a sampled peak last went into the state file
 }
+
+// peakSampleEvery is how often cgrun reads memory.current on kernels without memory.peak
+// (before 5.19), for the peak it reports there.
+const peakSampleEvery = 100 * time.Millisecond
 
 // outcome is how a generation ended.
 type outcome struct {
@@ -37,7 +43,8 @@ type outcome struct {
 	status     unix.WaitStatus
 	started    time.Time
 	uptime     time.Duration
-	peak       uint64 // memory.peak of the group; 0 where the kernel has none
+	peak       uint64            // the group's memory peak; 0 when nothing could be measured
+	peakSource cgroup.PeakSource // how peak was measured; "" when it is unknown
 	oomKill    uint64
 	recycled   string // why cgrun ended it, or ""
 	stopAsked  bool
@@ -69,6 +76,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if _, err := cgroup.EnableControllers(g.dir, "memory", "pids"); err != nil {
 		return out, err
 	}
+	g.peak = cgroup.NewPeakMeter(g.dir, g.leaf)
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
 		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
@@ -117,7 +125,12 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.triggers = newTriggers(p, g.run.cfg.Limits)
-	var lifetime, stopKill, aboveTick, probeTick, sampleTick <-chan time.Time
+	var lifetime, stopKill, aboveTick, probeTick, sampleTick, peakTick <-chan time.Time
+	if !g.peak.Kernel() {
+		t := time.NewTicker(peakSampleEvery)
+		defer t.Stop()
+		peakTick = t.C
+	}
 	if g.run.sample {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -175,7 +188,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-lifetime:
 			g.recycle("lifetime", fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-aboveTick:
-			cur, _ := cgroup.MemoryCurrent(g.dir)
+			cur, _ := g.peak.Sample()
 			recycle, keep := g.triggers.checkAbove(now, cur)
 			if !keep {
 				g.aboveTimer.Stop()
@@ -186,9 +199,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
 			}
 		case <-sampleTick:
-			if cur, err := cgroup.MemoryCurrent(g.dir); err == nil {
+			if cur, err := g.peak.Sample(); err == nil {
 				g.run.steady.add(cur)
 			}
+		case now := <-peakTick:
+			g.samplePeak(now)
 		case <-probeTick:
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
@@ -203,7 +218,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case <-stopKill:
 			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
-			_ = cgroup.WriteFile(g.dir, "cgroup.kill", "1")
+			// Not Kill: the supervisor must not block; the child's death comes back as SIGCHLD,
+			// and teardown then kills whatever a fork slipped past this pass.
+			if err := cgroup.KillNow(g.dir); err != nil {
+				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+			}
 			g.stopTimer = nil
 			stopKill = nil
 		}
@@ -269,7 +288,31 @@ func (g *generation) armStopTimer() {
 	}
 }
 
-func (g *generation) event(ev oomwatch.Event) { g.run.log.add(g.record(ev, nil)) }
+func (g *generation) event(ev oomwatch.Event) {
+	if !g.peak.Kernel() {
+		g.peak.Observe(ev.MemoryCurrent)
+		ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
+	}
+	g.run.log.add(g.record(ev, nil))
+}
+
+// samplePeak reads memory.current for the peak on a kernel without memory.peak. The state (for
+// ps, status and metrics) follows at once in memory, and on disk at most once a second.
+func (g *generation) samplePeak(now time.Time) {
+	if _, err := g.peak.Sample(); err != nil {
+		return
+	}
+	peak, src := g.peak.Peak()
+	changed := false
+	g.run.noteState(func(s *State) {
+		changed = peak != s.MemoryPeak
+		s.MemoryPeak, s.MemoryPeakSource = peak, src
+	})
+	if changed && now.Sub(g.peakSaved) >= time.Second {
+		g.peakSaved = now
+		g.run.updateState(func(*State) {})
+	}
+}
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.
 func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
@@ -295,7 +338,7 @@ func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
 	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
 	out.oomKill = cgroup.OOMKills(counters)
-	out.peak, _ = cgroup.MemoryPeak(g.dir)
+	out.peak, out.peakSource = g.peak.Peak()
 	code := StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
 	g.run.noteState(func(s *State) {
@@ -309,7 +352,7 @@ func (g *generation) finish(out *outcome) {
 		s.note("exit", what)
 	})
 	g.run.log.settle()
-	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
+	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *record) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
@@ -323,10 +366,7 @@ func (g *generation) finish(out *outcome) {
 	if m, err := cgroup.MemoryMax(g.dir); err == nil {
 		max = m.Human()
 	}
-	peak := "unknown"
-	if out.peak > 0 {
-		peak = cgroup.FormatSize(out.peak)
-	}
+	peak := peakText(out.peak, out.peakSource)
 	if out.status.Signaled() && out.status.Signal() == unix.SIGKILL {
 		fmt.Fprintf(log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.run.name, max, peak)
 		return
