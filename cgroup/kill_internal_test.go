@@ -96,7 +96,8 @@ func TestRealKernelKillFrozen(t *testing.T) {
 // cgroup.kill where the kernel has it (5.14), and through one freeze + SIGKILL pass, the only
 // way on older kernels, which runs on every kernel.
 func TestRealKernelKillNow(t *testing.T) {
-	for _, tc := range []struct {
+	parent := realTestGroup(t) // its cleanup removes the groups below it too
+	for i, tc := range []struct {
 		name string
 		kill func(dir string) error
 	}{
@@ -104,7 +105,10 @@ func TestRealKernelKillNow(t *testing.T) {
 		{"freeze and kill", freezeAndKill},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := realTestGroup(t)
+			dir := filepath.Join(parent, fmt.Sprint(i))
+			if err := Create(dir); err != nil {
+				t.Fatal(err)
+			}
 			fd, err := os.Open(dir)
 			if err != nil {
 				t.Fatal(err)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// These tests hold on every kernel CI boots (Debian's 6.1 and Debian 11's 5.10, see
+// scripts/test); where a kernel lacks a feature they check what cgrun does instead.
+
+// kernelBefore reports whether the running kernel is older than major.minor.
+func kernelBefore(t *testing.T, major, minor int) bool {
+	t.Helper()
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b.WriteByte(byte(c))
+	}
+	var ma, mi int
+	if _, err := fmt.Sscanf(b.String(), "%d.%d", &ma, &mi); err != nil {
+		t.Fatalf("uname release %q: %v", b.String(), err)
+	}
+	return ma < major || ma == major && mi < minor
+}
+
+// wantPeakSource is the memory_peak_source cgrun must give on this kernel.
+func wantPeakSource(t *testing.T) string {
+	t.Helper()
+	if kernelBefore(t, 5, 19) {
+		return "sampled" // no memory.peak
+	}
+	return "memory.peak"
+}
+
+// TestStopTimeoutKillsATermIgnoringChild: SIGTERM to cgrun, a command that ignores it and has a
+// child that does too; the stop timeout kills the whole group — through cgroup.kill (5.14), or
+// before it by freezing the group and sending SIGKILL to each process — and cgrun exits within
+// the stop timeout and a second, leaving nothing behind.
+func TestStopTimeoutKillsATermIgnoringChild(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	cmd := exec.Command(cgrunBin(t), "run", "--stop-timeout", "1s", "--", "/bin/sh", "-c",
+		`trap "" TERM; sleep 600 & echo "$$ $!"; wait; wait`)
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	var shell, sleeper int
+	if !sc.Scan() {
+		t.Fatalf("the command did not start; stderr %s", errb.String())
+	}
+	if _, err := fmt.Sscanf(sc.Text(), "%d %d", &shell, &sleeper); err != nil {
+		t.Fatalf("pids %q: %v", sc.Text(), err)
+	}
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	code := waitCode(t, cmd)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cgrun exited %v after SIGTERM, want within the stop timeout (1s) + 1s", d)
+	}
+	if code != 128+9 {
+		t.Errorf("exit %d, want 137 (the command was killed)", code)
+	}
+	if !strings.Contains(errb.String(), "still running 1s after SIGTERM; killing its group") {
+		t.Errorf("stderr %q does not say it killed the group", errb.String())
+	}
+	assertNothingLeft(t, h, before, shell, sleeper)
+}
+
+// TestPeakOfAKnownAllocation: the report, the exit event and the summary give the peak of a
+// known allocation (40M under a 64M memory.max) within 10%, and say how it was measured: the
+// kernel's memory.peak, or before 5.19 cgrun's own samples of memory.current.
+func TestPeakOfAKnownAllocation(t *testing.T) {
+	requireCgroup2(t)
+	dir := t.TempDir()
+	report, events := filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl")
+	r := runCgrun(t, nil, []string{"--memory-max", "64M", "--report", report, "--events", events, "--verbose"}, "holdalloc", "40", "1000")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var anonKiB uint64
+	fmt.Sscanf(r.stdout, "%d", &anonKiB)
+	known := anonKiB << 10
+	within := func(what string, peak uint64) {
+		t.Helper()
+		if known < 40<<20 || float64(peak) < 0.9*float64(known) || float64(peak) > 1.1*float64(known) {
+			t.Errorf("%s peak %d, the process held %d (RssAnon): want within 10%%", what, peak, known)
+		}
+	}
+	src := wantPeakSource(t)
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		MemoryPeak       *uint64 `json:"memory_peak"`
+		MemoryPeakSource string  `json:"memory_peak_source"`
+		Generations      []struct {
+			MemoryPeak       *uint64 `json:"memory_peak"`
+			MemoryPeakSource string  `json:"memory_peak_source"`
+		} `json:"generations"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil || rep.MemoryPeak == nil || len(rep.Generations) != 1 || rep.Generations[0].MemoryPeak == nil {
+		t.Fatalf("report %s: %v", b, err)
+	}
+	within("report", *rep.MemoryPeak)
+	within("report generation", *rep.Generations[0].MemoryPeak)
+	if rep.MemoryPeakSource != src || rep.Generations[0].MemoryPeakSource != src {
+		t.Errorf("report memory_peak_source %q, generation's %q; want %q on this kernel", rep.MemoryPeakSource, rep.Generations[0].MemoryPeakSource, src)
+	}
+	exits := byKind(readEvents(t, events), "exit")
+	if len(exits) != 1 || exits[0].MemoryPeakSource != src {
+		t.Fatalf("exit events %+v, want one with memory_peak_source %q", exits, src)
+	}
+	within("exit event", exits[0].MemoryPeak)
+	wantText := "memory peak "
+	if src == "sampled" {
+		wantText = " sampled"
+	}
+	if !strings.Contains(r.stderr, "peak memory ") || !strings.Contains(r.stderr, wantText) || strings.Contains(r.stderr, "unknown") {
+		t.Errorf("stderr %q: want the peak in the summary and the report line (with %q)", r.stderr, wantText)
+	}
+}
+
+// TestOneOOMKillCountsOnce: one OOM kill of a one-process group is 1 in the summary, the exit
+// event and the report — with memory.oom.group, whose kill the kernel counts twice in oom_kill
+// (and before 5.17 has no oom_group_kill to count it once), and without.
+func TestOneOOMKillCountsOnce(t *testing.T) {
+	requireCgroup2(t)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"memory.oom.group", nil},
+		{"no memory.oom.group", []string{"--oom-group=false"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			report, events := filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl")
+			r := runCgrun(t, nil, append([]string{"--name", "leaker", "--memory-max", "32M", "--report", report, "--events", events}, tc.flags...), "alloc", "200")
+			if r.code != 137 {
+				t.Fatalf("exit %d, want 137; stderr %q", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, ", 1 OOM kills, ") {
+				t.Errorf("summary %q, want 1 OOM kills", r.stderr)
+			}
+			exits := byKind(readEvents(t, events), "exit")
+			if len(exits) != 1 || exits[0].OOMKills == nil || *exits[0].OOMKills != 1 {
+				t.Errorf("exit events %+v, want one with oom_kills 1", exits)
+			}
+			if rep := readReport(t, report); rep.OOMKills != 1 {
+				t.Errorf("report oom_kills %d, want 1", rep.OOMKills)
+			}
+		})
+	}
+}
