@@ -11,6 +11,7 @@ cg=$repo/bin/cgrun
 helper=$repo/bin/test/cmd_cgrun.test
 export CGRUNTEST_HELPER=1
 passed=0 failed=0
+echo "systemd: guest kernel $(uname -r)"
 
 run_test() { # NAME FUNCTION
   local out rc
