@@ -57,6 +57,7 @@ type PeakMeter struct {
 	limited []string // dir and groups below it whose memory.max counts
 	kernel  bool     // the kernel has memory.peak
 	seen    atomic.Uint64
+	reached atomic.Bool // a limit was reached: seen holds it
 }
 
 // NewPeakMeter measures the peak of the group dir. limited are groups below it that hold
@@ -70,27 +71,32 @@ func NewPeakMeter(dir string, limited ...string) *PeakMeter {
 // needed.
 func (m *PeakMeter) Kernel() bool { return m.kernel }
 
-// Sample reads memory.current and keeps it when it is the highest yet. It returns what it read.
-func (m *PeakMeter) Sample() (uint64, error) {
-	cur, err := MemoryCurrent(m.dir)
+// Sample reads memory.current and keeps it when it is the highest yet. It returns what it read
+// and whether that was a new high.
+func (m *PeakMeter) Sample() (cur uint64, higher bool, err error) {
+	cur, err = MemoryCurrent(m.dir)
 	if err == nil {
-		m.Observe(cur)
+		higher = m.Observe(cur)
 	}
-	return cur, err
+	return cur, higher, err
 }
 
-// Observe keeps a memory.current read elsewhere when it is the highest yet.
-func (m *PeakMeter) Observe(cur uint64) {
+// Observe keeps a memory.current read elsewhere when it is the highest yet, and says whether it
+// was.
+func (m *PeakMeter) Observe(cur uint64) bool {
 	for {
 		old := m.seen.Load()
-		if cur <= old || m.seen.CompareAndSwap(old, cur) {
-			return
+		if cur <= old {
+			return false
+		}
+		if m.seen.CompareAndSwap(old, cur) {
+			return true
 		}
 	}
 }
 
-// Peak is the group's peak so far and how it was measured. It is 0 with no source only when
-// nothing could be read: the group is gone and nothing was sampled.
+// Peak is the group's peak so far and how it was measured. It does not sample: call Sample first
+// for the latest. It is 0 with no source only when nothing was measured.
 func (m *PeakMeter) Peak() (uint64, PeakSource) {
 	if m.kernel {
 		if n, err := MemoryPeak(m.dir); err == nil {
@@ -98,13 +104,16 @@ func (m *PeakMeter) Peak() (uint64, PeakSource) {
 		}
 		return 0, ""
 	}
-	_, _ = m.Sample()
 	for _, d := range m.limited {
+		if m.reached.Load() {
+			break
+		}
 		if ev, err := ReadKeyed(d, "memory.events.local"); err != nil || ev["max"] == 0 {
 			continue
 		}
 		if l, err := MemoryMax(d); err == nil && !l.Max {
 			m.Observe(l.Value)
+			m.reached.Store(true)
 		}
 	}
 	if n := m.seen.Load(); n > 0 {

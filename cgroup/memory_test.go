@@ -78,7 +78,7 @@ func TestPeakMeter(t *testing.T) {
 			m := cgroup.NewPeakMeter(dir, leaf)
 			for _, s := range tc.samples {
 				write(dir, files{"memory.current": s})
-				if _, err := m.Sample(); err != nil {
+				if _, _, err := m.Sample(); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -23,19 +23,26 @@ type generation struct {
 	run    *runner
 	pid    int
 
-	recycled   string      // why cgrun ended this generation, or ""
-	stopAsked  unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
-	stopTimer  *time.Timer
-	triggers   *triggers
-	aboveTimer *time.Ticker
-	health     *prober
-	peak       *cgroup.PeakMeter
-	peakSaved  time.Time // when a sampled peak last went into the state file
+	recycled    string      // why cgrun ended this generation, or ""
+	stopAsked   unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
+	stopTimer   *time.Timer
+	triggers    *triggers
+	aboveTimer  *time.Ticker
+	health      *prober
+	peak        *cgroup.PeakMeter
+	peakEvery   time.Duration // the current interval of the peak samples
+	peakSaved   time.Time     // when a sampled peak last went into the state file
+	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
 }
 
-// peakSampleEvery is how often cgrun reads memory.current on kernels without memory.peak
-// (before 5.19), for the peak it reports there.
-const peakSampleEvery = 100 * time.Millisecond
+// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
+// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
+// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
+// baseline, --verbose), so that a spike after a quiet spell is not missed.
+const (
+	peakSampleEvery = 100 * time.Millisecond
+	peakSampleIdle  = 2 * time.Second
+)
 
 // outcome is how a generation ended.
 type outcome struct {
@@ -126,10 +133,12 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.triggers = newTriggers(p, g.run.cfg.Limits)
 	var lifetime, stopKill, aboveTick, probeTick, sampleTick, peakTick <-chan time.Time
+	var peakTimer *time.Timer
 	if !g.peak.Kernel() {
-		t := time.NewTicker(peakSampleEvery)
-		defer t.Stop()
-		peakTick = t.C
+		g.peakEvery = peakSampleEvery
+		peakTimer = time.NewTimer(g.peakEvery)
+		defer peakTimer.Stop()
+		peakTick = peakTimer.C
 	}
 	if g.run.sample {
 		t := time.NewTicker(time.Second)
@@ -188,7 +197,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-lifetime:
 			g.recycle("lifetime", fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-aboveTick:
-			cur, _ := g.peak.Sample()
+			cur, _, _ := g.peak.Sample()
 			recycle, keep := g.triggers.checkAbove(now, cur)
 			if !keep {
 				g.aboveTimer.Stop()
@@ -199,11 +208,12 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
 			}
 		case <-sampleTick:
-			if cur, err := g.peak.Sample(); err == nil {
+			if cur, _, err := g.peak.Sample(); err == nil {
 				g.run.steady.add(cur)
 			}
 		case now := <-peakTick:
 			g.samplePeak(now)
+			peakTimer.Reset(g.peakEvery)
 		case <-probeTick:
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
@@ -292,24 +302,40 @@ func (g *generation) event(ev oomwatch.Event) {
 	if !g.peak.Kernel() {
 		g.peak.Observe(ev.MemoryCurrent)
 		ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
+		g.notePeak(ev.MemoryPeak, ev.MemoryPeakSource)
 	}
 	g.run.log.add(g.record(ev, nil))
 }
 
-// samplePeak reads memory.current for the peak on a kernel without memory.peak. The state (for
-// ps, status and metrics) follows at once in memory, and on disk at most once a second.
-func (g *generation) samplePeak(now time.Time) {
-	if _, err := g.peak.Sample(); err != nil {
-		return
-	}
-	peak, src := g.peak.Peak()
-	changed := false
+// notePeak puts a sampled peak into the state in memory; samplePeak writes it out.
+func (g *generation) notePeak(peak uint64, src cgroup.PeakSource) {
 	g.run.noteState(func(s *State) {
-		changed = peak != s.MemoryPeak
-		s.MemoryPeak, s.MemoryPeakSource = peak, src
+		if peak > s.MemoryPeak {
+			s.MemoryPeak, s.MemoryPeakSource = peak, src
+			g.peakUnsaved = true
+		}
 	})
-	if changed && now.Sub(g.peakSaved) >= time.Second {
-		g.peakSaved = now
+}
+
+// samplePeak reads memory.current for the peak on a kernel without memory.peak, and sets the
+// interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
+// and on disk at most once a second.
+func (g *generation) samplePeak(now time.Time) {
+	_, higher, err := g.peak.Sample()
+	ceiling := peakSampleIdle
+	if cfg := g.run.cfg; cfg.Report != nil || cfg.Verbose || g.run.sample {
+		ceiling = peakSampleEvery
+	}
+	if higher {
+		g.peakEvery = peakSampleEvery
+	} else {
+		g.peakEvery = min(2*g.peakEvery, ceiling)
+	}
+	if err == nil && higher {
+		g.notePeak(g.peak.Peak())
+	}
+	if g.peakUnsaved && now.Sub(g.peakSaved) >= time.Second {
+		g.peakSaved, g.peakUnsaved = now, false
 		g.run.updateState(func(*State) {})
 	}
 }
@@ -338,6 +364,7 @@ func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
 	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
 	out.oomKill = cgroup.OOMKills(counters)
+	_, _, _ = g.peak.Sample() // what the child left, on a kernel without memory.peak
 	out.peak, out.peakSource = g.peak.Peak()
 	code := StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))

@@ -176,3 +176,38 @@ func TestOneOOMKillCountsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestPsShowsThePeakAfterASpike: a command touches 30M, holds it half a second and gives it
+// back; `cgrun ps --json` and `cgrun status` then show the peak, not memory.current — from
+// memory.peak, or before 5.19 from cgrun's samples, which its state file carries — and say how
+// it was measured.
+func TestPsShowsThePeakAfterASpike(t *testing.T) {
+	requireCgroup2(t)
+	cmd, out, errb := startCgrun(t, []string{"--name", "ps-spike"}, "spike", "30", "500", "20000")
+	var anonKiB uint64
+	if !out.Scan() {
+		t.Fatalf("helper did not start: %s", errb)
+	}
+	fmt.Sscanf(out.Text(), "%d", &anonKiB)
+	if !out.Scan() || out.Text() != "freed" {
+		t.Fatalf("helper did not free its memory: %q %s", out.Text(), errb)
+	}
+	time.Sleep(3 * time.Second) // cgrun writes a sampled peak into its state at most once a second
+	box := find(psJSON(t), "ps-spike")
+	if box == nil {
+		t.Fatal("cgrun ps --json does not show ps-spike")
+	}
+	if known := anonKiB << 10; known < 30<<20 || float64(box.MemoryPeak) < 0.9*float64(known) || box.MemoryCurrent > box.MemoryPeak/2 {
+		t.Errorf("ps: memory_peak %d, memory_current %d; the command held %d (RssAnon) and gave it back: want the peak within 10%% of it", box.MemoryPeak, box.MemoryCurrent, known)
+	}
+	if src := wantPeakSource(t); string(box.MemoryPeakSource) != src {
+		t.Errorf("ps: memory_peak_source %q, want %q on this kernel", box.MemoryPeakSource, src)
+	}
+	status, _, code := cgrunCmd(t, nil, "status", "ps-spike")
+	sampled := strings.Contains(status, " (sampled), high ")
+	if code != 0 || sampled != (wantPeakSource(t) == "sampled") {
+		t.Errorf("cgrun status (exit %d) should mark a sampled peak as such, and only that:\n%s", code, status)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+}
