@@ -77,9 +77,9 @@ func writeBaseline(path string, rep *Report) error {
 }
 
 // errNoPeak is why a baseline can be neither recorded nor checked: no peak was measured (no
-// memory.peak before Linux 5.19, and not one memory.current sample, as for a command that
-// ends within cgrun's first sampling interval).
-const errNoPeak = "cannot record or check a baseline: no memory peak was measured (memory.peak needs Linux 5.19; before it cgrun samples memory.current every 100ms, and the run ended before a sample)"
+// memory.peak before Linux 5.19, and not one memory.current sample while the command ran, as
+// for a command that ends within cgrun's first sampling interval).
+const errNoPeak = "cannot record or check a baseline: no memory peak was measured (memory.peak needs Linux 5.19; before it cgrun samples memory.current every 100ms, and the command ended before the first sample)"
 
 // exceeded is the one line for a failed baseline check.
 func (c BaselineCheck) exceeded(name string, peak uint64) string {

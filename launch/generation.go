@@ -300,7 +300,9 @@ func (g *generation) armStopTimer() {
 
 func (g *generation) event(ev oomwatch.Event) {
 	if !g.peak.Kernel() {
-		g.peak.Observe(ev.MemoryCurrent)
+		if ev.Kind != oomwatch.Emptied { // read after the last process went: says nothing of the peak
+			g.peak.Observe(ev.MemoryCurrent)
+		}
 		ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
 		g.notePeak(ev.MemoryPeak, ev.MemoryPeakSource)
 	}
@@ -364,7 +366,8 @@ func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
 	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
 	out.oomKill = cgroup.OOMKills(counters)
-	_, _, _ = g.peak.Sample() // what the child left, on a kernel without memory.peak
+	// No last sample here: after the child's exit memory.current says nothing of its peak, and a
+	// command that ended before the first sample has no sampled peak (not a tiny one).
 	out.peak, out.peakSource = g.peak.Peak()
 	code := StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))

@@ -164,8 +164,10 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	switch peak := r.report.MemoryPeak; {
 	case cfg.Baseline == nil:
 	case peak == nil: // never pass a gate on a figure cgrun does not have
-		if err == nil {
+		if err == nil && code == 0 {
 			code, err = ExitFailure, &Error{Code: ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
+		} else {
+			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, errNoPeak)
 		}
 	default:
 		c := cfg.Baseline.check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)

@@ -211,3 +211,37 @@ func TestPsShowsThePeakAfterASpike(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitCode(t, cmd)
 }
+
+// TestBaselineNeedsAMeasuredPeak: a command that ends at once leaves no peak to record or check
+// before 5.19 (no memory.peak, and it ended before cgrun's first sample): the gate refuses with
+// one line and exit 125 rather than pass on a figure it does not have. With memory.peak both work.
+func TestBaselineNeedsAMeasuredPeak(t *testing.T) {
+	requireCgroup2(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`{"version":1,"name":"true","command":["/bin/true"],"memory_peak":20971520,"memory_steady":20971520}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sampled := wantPeakSource(t) == "sampled"
+	for _, tc := range []struct {
+		name string
+		flag string
+		file string
+	}{
+		{"record", "--record-baseline", filepath.Join(dir, "new.json")},
+		{"check", "--baseline", good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stdout, stderr, code := runToEnd(t, exec.Command(cgrunBin(t), "run", tc.flag, tc.file, "--", "/bin/true"))
+			_, statErr := os.Stat(tc.file)
+			switch {
+			case sampled && (code != 125 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "no memory peak was measured")):
+				t.Errorf("exit %d, stderr %q: want 125 and one line saying no peak was measured", code, stderr)
+			case sampled && tc.name == "record" && statErr == nil:
+				t.Errorf("a baseline was recorded in %s without a peak", tc.file)
+			case !sampled && (code != 0 || statErr != nil):
+				t.Errorf("exit %d, stderr %q, stdout %q, baseline file: %v; want 0 and a baseline", code, stderr, stdout, statErr)
+			}
+		})
+	}
+}
