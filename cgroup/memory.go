@@ -42,8 +42,8 @@ const (
 	// PeakKernel is the kernel's own high-water mark, memory.peak (Linux 5.19).
 	PeakKernel PeakSource = "memory.peak"
 	// PeakSampled is, before 5.19, the highest memory.current read while the group ran, or its
-	// memory.max once the kernel reported that the group reached it. A spike between two reads
-	// can be missed: the figure is a floor, never more than the group used.
+	// memory.max once the kernel reported that the group reached it (to within one charge). A
+	// spike between two reads can be missed: the figure is a floor.
 	PeakSampled PeakSource = "sampled"
 )
 
@@ -57,14 +57,15 @@ type PeakMeter struct {
 	limited []string // dir and groups below it whose memory.max counts
 	kernel  bool     // the kernel has memory.peak
 	seen    atomic.Uint64
-	reached atomic.Bool // a limit was reached: seen holds it
+	reached []atomic.Bool // per limited group: its memory.max was reached, and seen holds it
 }
 
 // NewPeakMeter measures the peak of the group dir. limited are groups below it that hold
 // limits of their own (dir's are always considered).
 func NewPeakMeter(dir string, limited ...string) *PeakMeter {
 	_, err := os.Stat(filepath.Join(dir, "memory.peak"))
-	return &PeakMeter{dir: dir, limited: append([]string{dir}, limited...), kernel: err == nil}
+	limited = append([]string{dir}, limited...)
+	return &PeakMeter{dir: dir, limited: limited, reached: make([]atomic.Bool, len(limited)), kernel: err == nil}
 }
 
 // Kernel reports whether the kernel keeps the peak itself (memory.peak): then Sample is not
@@ -104,16 +105,16 @@ func (m *PeakMeter) Peak() (uint64, PeakSource) {
 		}
 		return 0, ""
 	}
-	for _, d := range m.limited {
-		if m.reached.Load() {
-			break
+	for i, d := range m.limited {
+		if m.reached[i].Load() {
+			continue
 		}
 		if ev, err := ReadKeyed(d, "memory.events.local"); err != nil || ev["max"] == 0 {
 			continue
 		}
 		if l, err := MemoryMax(d); err == nil && !l.Max {
 			m.Observe(l.Value)
-			m.reached.Store(true)
+			m.reached[i].Store(true)
 		}
 	}
 	if n := m.seen.Load(); n > 0 {

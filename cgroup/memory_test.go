@@ -54,6 +54,8 @@ func TestPeakMeter(t *testing.T) {
 			samples: []string{"100"}, want: 4096, wantSource: cgroup.PeakSampled},
 		{name: "sampled: memory.max reached in the leaf", group: files{"memory.max": "8192", "memory.events.local": "max 0\n"},
 			leaf: files{"memory.max": "4096", "memory.events.local": "max 1\n"}, samples: []string{"100"}, want: 4096, wantSource: cgroup.PeakSampled},
+		{name: "sampled: both reached, the higher counts", group: files{"memory.max": "8192", "memory.events.local": "max 2\n"},
+			leaf: files{"memory.max": "4096", "memory.events.local": "max 1\n"}, samples: []string{"100"}, want: 8192, wantSource: cgroup.PeakSampled},
 		// no-op: a limit that was never reached does not count
 		{name: "sampled: memory.max not reached", group: files{"memory.max": "4096", "memory.events.local": "max 0\n"},
 			samples: []string{"100"}, want: 100, wantSource: cgroup.PeakSampled},
