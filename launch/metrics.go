@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -120,6 +121,9 @@ func serveMetrics(addr string, c prometheus.Collector) (string, error) {
 func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
 	if n, err := cgroup.MemoryPeak(dir); err == nil {
 		return n, cgroup.PeakKernel
+	}
+	if _, err := os.Stat(dir); err != nil { // between two generations: no group to read
+		return s.MemoryPeak, s.MemoryPeakSource
 	}
 	return max(s.MemoryPeak, cur), cgroup.PeakSampled
 }
