@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"os"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -30,7 +31,7 @@ func newMetricsCollector(snapshot func() State) *metricsCollector {
 	return &metricsCollector{
 		snapshot:   snapshot,
 		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group."),
-		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19)."),
+		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19); before 5.19 the highest memory.current cgrun sampled."),
 		max:        d("cgrun_memory_max_bytes", "memory.max of the group; +Inf when unlimited."),
 		high:       d("cgrun_memory_high_bytes", "memory.high of the group; +Inf when unlimited."),
 		pids:       d("cgrun_pids_current", "pids.current: processes and threads in the group."),
@@ -56,7 +57,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	if n, err := cgroup.MemoryCurrent(dir); err == nil {
 		gauge(c.current, float64(n))
 	}
-	if n, err := cgroup.MemoryPeak(dir); err == nil {
+	cur, _ := cgroup.MemoryCurrent(dir)
+	if n, src := LivePeak(s, dir, cur); src != "" {
 		gauge(c.peak, float64(n))
 	}
 	for d, file := range map[*prometheus.Desc]string{c.max: "memory.max", c.high: "memory.high"} {
@@ -149,4 +151,17 @@ func (c *slotConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.free)
 	return err
+}
+
+// LivePeak is the memory peak of a running cgrun's current generation, for ps, status and
+// metrics: memory.peak where the kernel has it, else the higher of the peak cgrun sampled (in
+// the state) and cur, a memory.current the caller just read.
+func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
+	if n, err := cgroup.MemoryPeak(dir); err == nil {
+		return n, cgroup.PeakKernel
+	}
+	if _, err := os.Stat(dir); err != nil { // between two generations: no group to read
+		return s.MemoryPeak, s.MemoryPeakSource
+	}
+	return max(s.MemoryPeak, cur), cgroup.PeakSampled
 }

@@ -184,13 +184,21 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts)
 	r.report.build(started, last, cfg.Limits, r.steady.vals)
-	if cfg.Baseline != nil {
-		c := cfg.Baseline.check(cfg.BaselineFile, r.report.MemoryPeak, cfg.BaselineTolerance)
+	switch peak := r.report.MemoryPeak; {
+	case cfg.Baseline == nil:
+	case peak == nil: // never pass a gate on a figure cgrun does not have
+		if err == nil && code == 0 {
+			code, err = ExitFailure, &Error{Code: ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
+		} else {
+			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, errNoPeak)
+		}
+	default:
+		c := cfg.Baseline.check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
 		if c.Exceeded && err == nil && code == 0 {
-			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, r.report.MemoryPeak))}
+			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, *peak))}
 		} else if c.Exceeded {
-			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, r.report.MemoryPeak))
+			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, *peak))
 		}
 	}
 	if cfg.Verbose {
@@ -231,6 +239,7 @@ func (r *runner) loop() (*outcome, int, error) {
 			r.updateState(func(s *State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
+				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[why]++
@@ -246,6 +255,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.report.recycled(ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
 				r.log.add(g.record(oomwatch.Event{Time: now, Kind: kindRecycle}, func(rec *record) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
+					rec.OldPeakSource = prev.peakSource
 				}))
 			}
 		})
@@ -336,10 +346,7 @@ func describe(ws unix.WaitStatus) string {
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
 func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64) string {
-	peak := "unknown"
-	if out.peak > 0 {
-		peak = cgroup.FormatSize(out.peak)
-	}
+	peak := peakText(out.peak, out.peakSource)
 	max := "memory.max " + lim.MemoryMax.Human()
 	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
 		max = "no memory.max"
@@ -347,6 +354,18 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
 		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
+}
+
+// peakText is a peak for people: "40M", "40M sampled" where cgrun sampled it (before Linux
+// 5.19), "unknown" where nothing was measured.
+func peakText(n uint64, src cgroup.PeakSource) string {
+	switch src {
+	case "":
+		return "unknown"
+	case cgroup.PeakSampled:
+		return cgroup.FormatSize(n) + " sampled"
+	}
+	return cgroup.FormatSize(n)
 }
 
 // ValidName checks a --name: it becomes part of a directory name in cgroupfs.

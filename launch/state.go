@@ -43,6 +43,10 @@ type State struct {
 	ChildPid          int    `json:"child_pid"`
 	Group             string `json:"group"` // the current generation's group, relative to the mount
 	GenerationStarted string `json:"generation_started"`
+	// MemoryPeak is the current generation's peak as cgrun sampled it, on kernels without
+	// memory.peak (before 5.19); readers take the higher of it and memory.current.
+	MemoryPeak       uint64            `json:"memory_peak,omitempty"`
+	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
 
 	Limits           map[string]string `json:"limits"`
 	Restarts         int               `json:"restarts"`

@@ -37,8 +37,9 @@ type sandbox struct {
 	MemoryHigh        *uint64           `json:"memory_high"` // null: max
 	MemoryMax         *uint64           `json:"memory_max"`  // null: max
 	MemoryPeak        uint64            `json:"memory_peak"`
-	OOMKills          uint64            `json:"oom_kills"`   // all generations
-	HighEvents        uint64            `json:"high_events"` // all generations
+	MemoryPeakSource  cgroup.PeakSource `json:"memory_peak_source"` // "memory.peak", or "sampled" before Linux 5.19
+	OOMKills          uint64            `json:"oom_kills"`          // all generations
+	HighEvents        uint64            `json:"high_events"`        // all generations
 	Restarts          int               `json:"restarts"`
 	RestartsByReason  map[string]int    `json:"restarts_by_reason"`
 	Limits            map[string]string `json:"limits"`
@@ -70,7 +71,7 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	}
 	sb.Group = h.Rel(dir)
 	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
-	sb.MemoryPeak, _ = cgroup.MemoryPeak(dir)
+	sb.MemoryPeak, sb.MemoryPeakSource = launch.LivePeak(s, dir, sb.MemoryCurrent)
 	for file, into := range map[string]**uint64{"memory.high": &sb.MemoryHigh, "memory.max": &sb.MemoryMax} {
 		if n, ok, err := cgroup.ReadUint(dir, file); err == nil && ok {
 			*into = &n
@@ -168,7 +169,11 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
-	w("memory", "current %s, peak %s, high %s, max %s", cgroup.FormatSize(b.MemoryCurrent), cgroup.FormatSize(b.MemoryPeak), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax))
+	peak := cgroup.FormatSize(b.MemoryPeak)
+	if b.MemoryPeakSource == cgroup.PeakSampled {
+		peak += " (sampled)"
+	}
+	w("memory", "current %s, peak %s, high %s, max %s", cgroup.FormatSize(b.MemoryCurrent), peak, sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax))
 	if b.MemoryStat != nil {
 		var parts []string
 		for _, k := range []string{"anon", "file", "kernel", "sock", "shmem"} {

@@ -11,6 +11,7 @@ cg=$repo/bin/cgrun
 helper=$repo/bin/test/cmd_cgrun.test
 export CGRUNTEST_HELPER=1
 passed=0 failed=0
+echo "systemd: guest kernel $(uname -r)"
 
 # integration.sh REGEX runs only the tests whose names match; so does CGRUN_TEST_RUN (a regex)
 only=${1:-${CGRUN_TEST_RUN:-.}}
