@@ -5,8 +5,8 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"sync"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
