@@ -46,7 +46,23 @@ type Watcher struct {
 	populated  bool         // as cgroup.events last said
 	triggers   map[int]Trigger
 	notice     error
+	// atLimit is until when memory.events is reread every pollInterval: a max or oom event was
+	// just seen, so an OOM kill may follow while the kernel holds the file's next notification
+	// back (see pollInterval).
+	atLimit time.Time
 }
+
+// While a group presses on memory.max, the kernel notifies its memory.events at most once per
+// ~10 ms (cgroup_file_notify: 12 ms at HZ=250, 20 ms at HZ=100) and holds the next notification
+// back to the end of that window; the OOM kill that ends the pressing comes inside it. The leaf
+// the command runs in carries the limits too (cgroup.Limits.Mirror), so its memory.events is as
+// busy as the group's. So for atLimitWindow after each max or oom event, Run looks at
+// memory.events every pollInterval for an OOM kill instead of waiting for the held-back
+// notification (killed). It costs nothing while memory is below memory.max.
+const (
+	pollInterval  = 2 * time.Millisecond
+	atLimitWindow = 25 * time.Millisecond
+)
 
 // New opens the watches on the group at dir (group is its path in the hierarchy, for events)
 // and reads every counter once, so that Run reports only what happens from now on. A kernel
@@ -159,12 +175,19 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 	evs := make([]unix.EpollEvent, 8)
 	buf := make([]byte, 4096)
 	for {
-		n, err := unix.EpollWait(w.epfd, evs, -1)
+		timeout := -1
+		if time.Now().Before(w.atLimit) {
+			timeout = int(pollInterval / time.Millisecond)
+		}
+		n, err := unix.EpollWait(w.epfd, evs, timeout)
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("epoll_wait: %w", err)
+		}
+		if n == 0 && w.killed() {
+			w.scan(w.memoryEvents(), emit)
 		}
 		for _, ev := range evs[:n] {
 			switch fd := int(ev.Fd); {
@@ -206,6 +229,39 @@ func (w *Watcher) changed(buf []byte) map[int]bool {
 			off += unix.SizeofInotifyEvent + int(ev.Len)
 		}
 	}
+}
+
+// killed reports whether memory.events shows an OOM kill that has not been emitted yet. Between
+// notifications, only a kill is worth a line at once: the max events that keep coming while
+// memory presses on memory.max are left to the next notification, so polling adds no event
+// lines and costs one read of one file.
+func (w *Watcher) killed() bool {
+	for _, f := range w.files {
+		if f.name != "memory.events" {
+			continue
+		}
+		m, err := cgroup.ReadKeyed(w.dir, f.name)
+		if err != nil {
+			return false
+		}
+		for _, k := range []string{"oom", "oom_kill", "oom_group_kill"} {
+			if m[k] > f.last[k] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// memoryEvents is the watch set that makes scan reread memory.events.
+func (w *Watcher) memoryEvents() map[int]bool {
+	wds := map[int]bool{}
+	for _, f := range w.files {
+		if f.name == "memory.events" {
+			wds[f.wd] = true
+		}
+	}
+	return wds
 }
 
 func (w *Watcher) scanAll(emit func(Event)) {
@@ -261,6 +317,9 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 	cur, _ := cgroup.MemoryCurrent(w.dir)
 	peak, src := memoryPeak(w.dir)
 	for _, ev := range evs {
+		if ev.Kind == Max || ev.Kind == OOM {
+			w.atLimit = now.Add(atLimitWindow)
+		}
 		ev.Time, ev.Group, ev.MemoryCurrent, ev.MemoryPeak, ev.MemoryPeakSource = now, w.group, cur, peak, src
 		emit(ev)
 	}
