@@ -20,6 +20,7 @@ var version = ""
 const usage = `cgrun gives one command its own cgroup v2 memory space.
 
 Usage:
+  cgrun check [--json]                    can cgrun run work on this host? what is missing?
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
   cgrun ps [--json]                       list the running cgruns with their memory figures
   cgrun status NAME|PID [--json]          one running cgrun in detail
@@ -60,6 +61,8 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		err := launch.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.Code(err)
+	case "check":
+		return checkCommand(args[1:], env, stdout, stderr)
 	case "run":
 		return runCommand(args[1:], env, stdout, stderr)
 	case "ps":
