@@ -302,6 +302,7 @@ func (g *generation) finish(out *outcome) {
 		for k, v := range counters {
 			s.Totals[k] += v
 		}
+		s.counted = s.Group
 		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
