@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,10 +65,10 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	// manager) can then make its own groups in the payload group, inside these limits.
 	g.leaf = filepath.Join(g.dir, "main")
 	if err := cgroup.Create(g.leaf); err != nil {
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	if _, err := cgroup.EnableControllers(g.dir, "memory", "pids"); err != nil {
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
@@ -97,7 +98,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.leaf, NoClone3: cfg.NoClone3})
 	if err != nil {
 		stopWatching()
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
 	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = cfg.Command }))
@@ -346,6 +347,17 @@ func (g *generation) teardown() error {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}
 	return cgroup.RemoveTree(g.dir)
+}
+
+// tooSmall names --memory-max when the kernel could not charge the group's own set-up or the
+// command's exec to it (ENOMEM; E2BIG when exec cannot copy the arguments): cgroup.MinMemory
+// was not enough on this machine (its per-CPU structures grow with the number of CPUs).
+func tooSmall(l cgroup.Limits, err error) error {
+	if !l.MemoryMax.Set || l.MemoryMax.Max || !errors.Is(err, unix.ENOMEM) && !errors.Is(err, unix.E2BIG) {
+		return err
+	}
+	return fmt.Errorf("--memory-max %s is too small to start anything on this machine (%w); give it more, e.g. %s",
+		l.MemoryMax.Human(), err, cgroup.FormatSize(4*l.MemoryMax.Value))
 }
 
 // groupName is the payload group of generation n of the cgrun with pid: node-4821.1.
