@@ -123,11 +123,16 @@ func systemdVersion(user bool) (string, error) {
 	return strings.Trim(v, `"`), err
 }
 
-func checkCommand(args, env []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("cgrun check", pflag.ContinueOnError)
+func newCheckFlagSet() (fs *pflag.FlagSet, asJSON *bool, parent *string) {
+	fs = pflag.NewFlagSet("cgrun check", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print the result as one JSON object")
-	parent := fs.String("parent", "", "check the group that 'cgrun run --parent GROUP' would use")
+	asJSON = fs.Bool("json", false, "print the result as one JSON object")
+	parent = fs.String("parent", "", "check the `GROUP` that 'cgrun run --parent GROUP' would use")
+	return fs, asJSON, parent
+}
+
+func checkCommand(args, env []string, stdout, stderr io.Writer) int {
+	fs, asJSON, parent := newCheckFlagSet()
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		if err == nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -61,6 +62,10 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		err := launch.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.Code(err)
+	case "__man": // hidden: the release script makes cgrun(1) with it
+		return manCommand(stdout)
+	case "__completion": // hidden: bash, zsh and fish completions, for the packages
+		return completionCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], env, stdout, stderr)
 	case "run":
@@ -87,7 +92,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 
 func versionString() string {
 	if version != "" {
-		return version
+		return version + " " + runtime.Version()
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
