@@ -227,9 +227,9 @@ func checkKernel(r *checkResult, v hostView) kernelVersion {
 	switch {
 	case !ok:
 		r.add("kernel", statusWarn, fmt.Sprintf("release %q: cannot tell the version; features are judged by their files only", v.release), "")
-	case !k.atLeast(4, 15):
-		r.add("kernel", statusFail, fmt.Sprintf("Linux %s (%s): the cgroup v2 memory and pids controllers need 4.15 or later", v.release, v.machine),
-			"upgrade the kernel (5.14 or later is best)")
+	case !k.atLeast(4, 5):
+		r.add("kernel", statusFail, fmt.Sprintf("Linux %s (%s): the cgroup v2 memory and pids controllers came with 4.5", v.release, v.machine),
+			"upgrade the kernel (5.19 or later has every feature below)")
 	default:
 		r.add("kernel", statusOK, fmt.Sprintf("Linux %s (%s)", v.release, v.machine), "")
 	}

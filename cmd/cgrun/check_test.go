@@ -154,8 +154,13 @@ func TestCheckHost(t *testing.T) {
 				"loginctl enable-linger 1000"}},
 		{name: "--parent that does not exist", files: v2Files("/", "memory pids"), parent: "/apps",
 			want: []string{"FAIL  parent      --parent /apps: no such group; fix: create it first"}},
-		{name: "kernel too old", files: v2Files("/", "memory pids"), set: func(t *testing.T, v *hostView) { v.release = "4.14.0" },
-			want: []string{"FAIL  kernel      Linux 4.14.0 (x86_64): the cgroup v2 memory and pids controllers need 4.15 or later"}},
+		{name: "a user's shell under its user manager", files: with(v2Files("/user.slice/user-1000.slice/user@1000.service/app.slice/x.service", "memory pids"),
+			"sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.controllers", "cpu memory pids"),
+			set: func(t *testing.T, v *hostView) { v.systemd, v.euid = true, 1000 }, works: true,
+			want: []string{"ok    systemd     systemd 252; the user manager answers", "ok    controllers memory and pids available in /user.slice/user-1000.slice/user@1000.service\n",
+				"as uid 1000 (not root), cgrun asks the systemd user manager for a scope"}},
+		{name: "kernel too old", files: v2Files("/", "memory pids"), set: func(t *testing.T, v *hostView) { v.release = "4.4.0" },
+			want: []string{"FAIL  kernel      Linux 4.4.0 (x86_64): the cgroup v2 memory and pids controllers came with 4.5"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v := fixtureHost(t, tc.files)
