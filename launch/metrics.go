@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -21,9 +22,10 @@ import (
 // Every series stays present once it has been seen: between two generations (a restart gap)
 // the group is gone, and Prometheus treats a series that comes and goes as stale, so that
 // dashboards would show holes exactly when something happens. In the gap memory.current and
-// pids.current are 0 (no process holds anything) and the other gauges keep the last
-// generation's values; cgrun_generation_running says which is which. A file the kernel lacks
-// (memory.peak before 5.19, memory.pressure without PSI) is never seen, so never served.
+// pids.current are 0 (no process holds anything), the limits are as configured, and the other
+// gauges keep the last generation's values; cgrun_generation_running says which is which. A
+// file the kernel lacks (memory.peak before 5.19, memory.pressure without PSI) is never seen,
+// so never served.
 type metricsCollector struct {
 	snapshot func() State
 
@@ -67,16 +69,20 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{s.Name}, labels...)...)
 	}
-	// read is a gauge from the group, or in a gap its last value (0 for what processes hold).
+	// read is a gauge from the group, or in a gap: 0 for what processes hold, the configured
+	// value for a limit not read yet, the last value otherwise (none, where never read).
 	read := func(d *prometheus.Desc, key string, v float64, err error, labels ...string) {
-		switch last, seen := c.last[key]; {
+		last, seen := c.last[key]
+		switch {
 		case err == nil:
 			c.last[key] = v
 			gauge(d, v, labels...)
-		case seen && (key == "memory.current" || key == "pids.current"):
+		case key == "memory.current" || key == "pids.current":
 			gauge(d, 0, labels...)
 		case seen:
 			gauge(d, last, labels...)
+		case key == "memory.max" || key == "memory.high":
+			gauge(d, configured(s.Limits[key]), labels...)
 		}
 	}
 	n, err := cgroup.MemoryCurrent(dir)
@@ -114,6 +120,15 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, reason := range restartReasons() {
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[reason]), s.Name, reason)
 	}
+}
+
+// configured is a limit as State.Limits records it: bytes, or "max" (or unset) for +Inf.
+func configured(v string) float64 {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return math.Inf(1)
+	}
+	return float64(n)
 }
 
 // restartReasons are the values of the reason label, all present from the start.

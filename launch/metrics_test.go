@@ -136,6 +136,23 @@ func TestMetricsKeepSeriesAcrossRestartGaps(t *testing.T) {
 	}
 }
 
+// TestMetricsFirstScrapeInAGap: a scrape before any generation's group was read (the first
+// one may fall into a gap) still has the group's gauges: 0 held, the configured limits.
+func TestMetricsFirstScrapeInAGap(t *testing.T) {
+	state := State{Name: "w", Mount: t.TempDir(), Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{},
+		RestartsByReason: map[string]int{}, Limits: map[string]string{"memory.max": "67108864"}}
+	got := gather(t, newMetricsCollector(func() State { return state }))
+	for k, v := range map[string]float64{"cgrun_memory_current_bytes": 0, "cgrun_pids_current": 0, "cgrun_memory_max_bytes": 64 << 20,
+		"cgrun_generation_running": 0} {
+		if have, ok := got[k]; !ok || have != v {
+			t.Errorf("%s = %v (present %v), want %v", k, have, ok, v)
+		}
+	}
+	if h, ok := got["cgrun_memory_high_bytes"]; !ok || h < 1e300 {
+		t.Errorf("cgrun_memory_high_bytes = %v (present %v), want +Inf (not configured)", h, ok)
+	}
+}
+
 // TestMetricsKernelWithoutAFile: a file the kernel lacks (memory.peak before 5.19, no PSI) is
 // never served, running or not.
 func TestMetricsKernelWithoutAFile(t *testing.T) {

@@ -156,7 +156,8 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 		v, _ := strconv.ParseFloat(s, 64)
 		return v
 	}
-	// Ready, then ten seconds of scrapes: four or so restart gaps.
+	// Ready, then 14 s: Prometheus applies new targets after up to 5 s, then scrapes through
+	// three or four restart gaps.
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if resp, err := http.Get("http://" + web + "/-/ready"); err == nil && resp.StatusCode == 200 {
 			resp.Body.Close()
@@ -166,7 +167,7 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 			t.Fatalf("prometheus not ready after 60 s:\n%s", plog.String())
 		}
 	}
-	time.Sleep(10 * time.Second)
+	time.Sleep(14 * time.Second)
 	ups := query(`count_over_time(up{job="cgrun"}[1m])`)
 	reached := query(`sum_over_time(up{job="cgrun"}[1m])`)
 	current := query(`count_over_time(cgrun_memory_current_bytes[1m])`)
