@@ -1,8 +1,9 @@
 #!/bin/bash
 # The .deb of scripts/release in a real Debian with systemd: run by scripts/test inside
 # scripts/uml-systemd with the package's path as $1 and its version as $2. It installs with
-# dpkg -i, `cgrun check` says cgrun works here (as root in a unit systemd did not delegate: by a
-# scope over D-Bus), the packaged example unit runs a limited worker, and dpkg -r leaves nothing.
+# dpkg -i, `cgrun check` says cgrun works here (as root in a unit systemd did not delegate, and as
+# a user under its user manager: by a scope over D-Bus), the packaged example unit runs a limited
+# worker, and dpkg -r leaves nothing.
 #
 # Prints "--- PASS: NAME" or "--- FAIL: NAME" for each step, like integration.sh.
 set -u
@@ -38,6 +39,16 @@ check() {
   [[ $out == *"cgrun run can work here: as root, cgrun asks the systemd system manager for a scope"* ]] || fail "verdict: $out" || return 1
 }
 
+check_as_user() {
+  # An ordinary user with a user manager (a login session, or lingering): a scope from it.
+  loginctl enable-linger cgrunuser && systemctl start user@1000.service || fail "no user manager" || return 1
+  local out
+  out=$(systemd-run -M cgrunuser@ --user --wait --pipe --quiet -- cgrun check) || fail "cgrun check as cgrunuser exited $?: $out" || return 1
+  [[ $out == *"cgrun run can work here: as uid 1000 (not root), cgrun asks the systemd user manager for a scope"* ]] ||
+    fail "verdict: $out" || return 1
+  sed 's/^/    /' <<<"$out" >&2
+}
+
 example_unit() {
   cp /usr/share/doc/cgrun/examples/example-worker.service /etc/systemd/system/ &&
     systemctl daemon-reload && systemctl start example-worker || fail "start: $(systemctl status example-worker --no-pager)" || return 1
@@ -61,6 +72,7 @@ remove() {
 
 step "dpkg -i" install
 step "cgrun check" check
+step "cgrun check as a user" check_as_user
 step "example unit" example_unit
 step "dpkg -r" remove
 exit $failed
