@@ -2,10 +2,13 @@ package launch
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -201,5 +204,65 @@ func TestMetricsPassPromtool(t *testing.T) {
 	cmd.Stdin = bytes.NewReader(rec.Body.Bytes())
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s\nexposition:\n%s", err, out, rec.Body.String())
+	}
+}
+
+// TestGrafanaDashboardQueries: every query of scripts/examples/grafana-dashboard.json parses as
+// PromQL (promtool check rules) and names only metrics the collector serves, so a renamed
+// metric breaks this test rather than a user's dashboard.
+func TestGrafanaDashboardQueries(t *testing.T) {
+	b, err := os.ReadFile("../scripts/examples/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("grafana-dashboard.json: %v", err)
+	}
+	served := map[string]bool{}
+	ch := make(chan *prometheus.Desc, 32)
+	newMetricsCollector(func() State { return State{} }).Describe(ch)
+	close(ch)
+	for d := range ch {
+		if m := regexp.MustCompile(`fqName: "([a-z_0-9]+)"`).FindStringSubmatch(d.String()); m != nil {
+			served[m[1]] = true
+		}
+	}
+	var rules strings.Builder
+	rules.WriteString("groups:\n- name: dashboard\n  rules:\n")
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range regexp.MustCompile(`cgrun_[a-z_0-9]+`).FindAllString(tg.Expr, -1) {
+				if !served[m] {
+					t.Errorf("the dashboard queries %s, which cgrun does not serve: %s", m, tg.Expr)
+				}
+			}
+			// Grafana's variables, as Grafana would fill them in.
+			expr := strings.NewReplacer("$__rate_interval", "1m", "$name", ".*").Replace(tg.Expr)
+			fmt.Fprintf(&rules, "  - record: dashboard:query%d\n    expr: '%s'\n", n, expr)
+			n++
+		}
+	}
+	if n == 0 || len(served) < 5 {
+		t.Fatalf("%d queries, %d metrics served", n, len(served))
+	}
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CGRUN_REQUIRE_PROMTOOL") == "1" {
+			t.Fatalf("promtool is required here (CGRUN_REQUIRE_PROMTOOL=1): %v", err)
+		}
+		t.Skipf("promtool is not installed; the queries' syntax is not checked: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-rules.yml")
+	os.WriteFile(file, []byte(rules.String()), 0o644)
+	if out, err := exec.Command(promtool, "check", "rules", file).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules: %v\n%s", err, out)
 	}
 }
