@@ -73,7 +73,6 @@ type hostView struct {
 	release string // uname -r
 	machine string // uname -m
 	systemd bool   // systemd is the init system (cgroup.SystemdRunning)
-	env     []string
 	// systemdVersion asks the systemd manager (the user's when user is true) for its version
 	// over D-Bus; an error says it cannot be reached.
 	systemdVersion func(user bool) (string, error)
@@ -91,7 +90,7 @@ func (v hostView) read(p string) (string, error) {
 	return strings.TrimSpace(string(b)), err
 }
 
-func realHost(env []string) hostView {
+func realHost() hostView {
 	var u unix.Utsname
 	_ = unix.Uname(&u)
 	return hostView{
@@ -100,7 +99,6 @@ func realHost(env []string) hostView {
 		release:        unix.ByteSliceToString(u.Release[:]),
 		machine:        unix.ByteSliceToString(u.Machine[:]),
 		systemd:        cgroup.SystemdRunning(),
-		env:            env,
 		systemdVersion: systemdVersion,
 	}
 }
@@ -131,7 +129,7 @@ func newCheckFlagSet() (fs *pflag.FlagSet, asJSON *bool, parent *string) {
 	return fs, asJSON, parent
 }
 
-func checkCommand(args, env []string, stdout, stderr io.Writer) int {
+func checkCommand(args []string, stdout, stderr io.Writer) int {
 	fs, asJSON, parent := newCheckFlagSet()
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
@@ -145,7 +143,7 @@ func checkCommand(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, checkUsage, fs.FlagUsagesWrapped(100))
 		return 0
 	}
-	r := checkHost(realHost(env), *parent)
+	r := checkHost(realHost(), *parent)
 	if *asJSON {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		fmt.Fprintf(stdout, "%s\n", b)
@@ -238,11 +236,9 @@ func checkKernel(r *checkResult, v hostView) kernelVersion {
 
 // checkGuest names the kind of guest this is, where cgroups are not the guest's own.
 func checkGuest(r *checkResult, v hostView) {
-	switch {
-	case v.exists("/proc/vz") && !v.exists("/proc/bc"):
+	if v.exists("/proc/vz") && !v.exists("/proc/bc") {
 		// OpenVZ and Virtuozzo containers have /proc/vz; only their host has /proc/bc.
-		r.add("guest", statusInfo, "an OpenVZ/Virtuozzo container: the host's kernel and its cgroup setup decide what cgrun can do",
-			"")
+		r.add("guest", statusInfo, "an OpenVZ/Virtuozzo container: the host's kernel and its cgroup setup decide what cgrun can do", "")
 		return
 	}
 	kind := ""

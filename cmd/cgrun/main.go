@@ -67,7 +67,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case "__completion": // hidden: bash, zsh and fish completions, for the packages
 		return completionCommand(args[1:], stdout, stderr)
 	case "check":
-		return checkCommand(args[1:], env, stdout, stderr)
+		return checkCommand(args[1:], stdout, stderr)
 	case "run":
 		return runCommand(args[1:], env, stdout, stderr)
 	case "ps":
