@@ -130,6 +130,49 @@ func (l Limits) Apply(dir string, h Hierarchy) error {
 	return nil
 }
 
+// Mirror writes onto leaf, a child of the group the limits were applied to, the limits that a
+// runtime reads from the group it runs in: memory.max, memory.high, memory.swap.max, pids.max,
+// cpu.max and cpu.weight (and memory.oom.group, so that an OOM decided in the leaf takes as much
+// as one decided in the group). Node (libuv's uv_get_constrained_memory), Go (GOMAXPROCS from
+// cpu.max), the JVM and .NET read only their own group's files, never its ancestors', so without
+// this a command in the leaf sees no limit at all.
+//
+// The group keeps every limit: it bounds the whole tree, the leaf and the groups a nested cgrun
+// makes beside it. With the same memory.high on both, the kernel counts a high event at each
+// level that is over it (reclaim_high walks up the tree); MemoryEvents discounts the leaf's.
+func (l Limits) Mirror(leaf string) error {
+	var kv [][2]string
+	for _, s := range []struct {
+		file  string
+		limit Limit
+	}{
+		// memory.high before memory.max, as Apply writes them.
+		{"memory.swap.max", l.MemorySwapMax},
+		{"memory.high", l.MemoryHigh},
+		{"memory.max", l.MemoryMax},
+		{"pids.max", l.PidsMax},
+	} {
+		if s.limit.Set {
+			kv = append(kv, [2]string{s.file, s.limit.String()})
+		}
+	}
+	if l.CPUMax != nil {
+		kv = append(kv, [2]string{"cpu.max", l.CPUMax.String()})
+	}
+	if l.CPUWeight != 0 {
+		kv = append(kv, [2]string{"cpu.weight", fmt.Sprint(l.CPUWeight)})
+	}
+	if l.OOMGroup {
+		kv = append(kv, [2]string{"memory.oom.group", "1"})
+	}
+	for _, e := range kv {
+		if err := WriteFile(leaf, e[0], e[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // String lists the limits that are set, for messages: "memory.max=64M pids.max=100".
 func (l Limits) String() string {
 	var s string

@@ -63,16 +63,22 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	// The command starts in a leaf, and the payload group enables the controllers for its
 	// children: a cgrun that the command runs in turn (a shell starting several, a process
 	// manager) can then make its own groups in the payload group, inside these limits.
-	g.leaf = filepath.Join(g.dir, "main")
+	g.leaf = Leaf(g.dir)
 	if err := cgroup.Create(g.leaf); err != nil {
 		return out, tooSmall(cfg.Limits, err)
 	}
-	if _, err := cgroup.EnableControllers(g.dir, "memory", "pids"); err != nil {
+	if _, err := cgroup.EnableControllers(g.dir, cfg.Limits.Controllers()...); err != nil {
+		return out, tooSmall(cfg.Limits, err)
+	}
+	// The leaf carries a copy of the limits: runtimes size themselves from the group they are
+	// in (Node's heap, Go's GOMAXPROCS), and read nothing above it.
+	if err := cfg.Limits.Mirror(g.leaf); err != nil {
 		return out, tooSmall(cfg.Limits, err)
 	}
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
 		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
+		Mirror:   g.leaf,
 	})
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
@@ -294,7 +300,7 @@ func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
 // kernel's OOM killer was involved. It runs before teardown, while the group still exists.
 func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
-	counters, _ := cgroup.ReadKeyed(g.dir, "memory.events")
+	counters, _ := cgroup.MemoryEvents(g.dir, g.leaf)
 	out.oomKill = cgroup.OOMKills(counters)
 	out.peak, _ = cgroup.MemoryPeak(g.dir)
 	code := StatusCode(out.status)
@@ -318,9 +324,6 @@ func (g *generation) finish(out *outcome) {
 			r.Signal = signalName(out.status.Signal())
 		}
 	}))
-	if out.oomKill == 0 {
-		return
-	}
 	max := "max"
 	if m, err := cgroup.MemoryMax(g.dir); err == nil {
 		max = m.Human()
@@ -328,6 +331,13 @@ func (g *generation) finish(out *outcome) {
 	peak := "unknown"
 	if out.peak > 0 {
 		peak = cgroup.FormatSize(out.peak)
+	}
+	if out.oomKill == 0 {
+		if aborted(out.status) {
+			fmt.Fprintf(log, "cgrun: %s aborted (SIGABRT) with no OOM kill (memory.max %s, peak %s): a runtime at its own memory limit ends so — Node's \"JavaScript heap out of memory\" (its heap is sized from memory.max); --restart on-oom restarts it\n",
+				g.run.name, max, peak)
+		}
+		return
 	}
 	if out.status.Signaled() && out.status.Signal() == unix.SIGKILL {
 		fmt.Fprintf(log, "cgrun: %s killed by the OOM killer (memory.max %s, peak %s)\n", g.run.name, max, peak)
@@ -348,6 +358,9 @@ func (g *generation) teardown() error {
 	}
 	return cgroup.RemoveTree(g.dir)
 }
+
+// Leaf is the group the command starts in: a child of its generation's payload group dir.
+func Leaf(dir string) string { return filepath.Join(dir, "main") }
 
 // tooSmall names --memory-max when the kernel could not charge the group's own set-up or the
 // command's exec to it (ENOMEM; E2BIG when exec cannot copy the arguments): cgroup.MinMemory

@@ -112,7 +112,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	if s.counted != s.Group {
 		// Once a generation ended its counters are in Totals, while its group may still be
 		// there: adding them again would count them twice, then drop (a counter reset).
-		live, _ = cgroup.ReadKeyed(dir, "memory.events")
+		live, _ = cgroup.MemoryEvents(dir, Leaf(dir))
 	}
 	for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
@@ -133,7 +133,7 @@ func configured(v string) float64 {
 
 // restartReasons are the values of the reason label, all present from the start.
 func restartReasons() []string {
-	return []string{"oom_kill", "failure", "exit", "lifetime", "memory_above", "memory_high", "stall", "pressure", "health", "request"}
+	return []string{"oom_kill", "abort", "failure", "exit", "lifetime", "memory_above", "memory_high", "stall", "pressure", "health", "request"}
 }
 
 // serveMetrics listens on addr (a missing host means loopback) and serves /metrics until the

@@ -57,13 +57,16 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 }
 
 // Nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
-// parent has the controllers on for its children, and the own group limits nothing itself.
+// parent has the controllers on for its children, and each limit of the own group is either none
+// or the parent's own — the copy that an outer cgrun's leaf carries (cgroup.Limits.Mirror) — so
+// that a sibling group escapes nothing.
 func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 	own := h.SelfDir()
 	if own == h.Mount {
 		return false
 	}
-	on, err := cgroup.SubtreeControl(filepath.Dir(own))
+	parent := filepath.Dir(own)
+	on, err := cgroup.SubtreeControl(parent)
 	if err != nil {
 		return false
 	}
@@ -72,8 +75,17 @@ func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 			return false
 		}
 	}
-	for _, f := range []string{"memory.max", "memory.high", "pids.max"} {
-		if v, err := cgroup.ReadFile(own, f); err != nil || v != "max" {
+	for _, f := range []string{"memory.max", "memory.high", "memory.swap.max", "pids.max", "cpu.max"} {
+		v, err := cgroup.ReadFile(own, f)
+		switch {
+		case errors.Is(err, os.ErrNotExist) && f != "memory.max" && f != "pids.max":
+			continue // no swap accounting, or no cpu controller here: nothing limited
+		case err != nil:
+			return false
+		case v == "max" || strings.HasPrefix(v, "max "):
+			continue
+		}
+		if pv, err := cgroup.ReadFile(parent, f); err != nil || pv != v {
 			return false
 		}
 	}

@@ -16,7 +16,7 @@ type Restart string
 // Restart policies, named as systemd's Restart= and Docker's --restart name them.
 const (
 	RestartNever     Restart = "never"      // run once (the default: right for one-off runs)
-	RestartOnOOM     Restart = "on-oom"     // after the OOM killer took the child or its group
+	RestartOnOOM     Restart = "on-oom"     // after the OOM killer took the child or its group, or it aborted (a runtime's own limit)
 	RestartOnFailure Restart = "on-failure" // after an OOM kill, a non-zero exit or a death by signal
 	RestartAlways    Restart = "always"     // after every end, a clean exit included
 )
@@ -137,6 +137,8 @@ func (r *restarts) reasonToRestart(out outcome, recycled string) string {
 		return ""
 	case oom:
 		return "oom_kill"
+	case aborted(out.status):
+		return "abort"
 	case r.p.Restart == RestartOnFailure && failed:
 		return "failure"
 	case r.p.Restart == RestartAlways:
@@ -146,6 +148,15 @@ func (r *restarts) reasonToRestart(out outcome, recycled string) string {
 		return "exit"
 	}
 	return ""
+}
+
+// aborted reports whether the command died of SIGABRT, or exited 134 (128+SIGABRT, as a shell
+// reports a child that did). A runtime that reaches its own memory limit before the kernel's
+// ends so: V8 at its heap limit ("FATAL ERROR: ... JavaScript heap out of memory", sized from the
+// group's memory.max since Node 20.3), a JVM with -XX:+CrashOnOutOfMemoryError. --restart on-oom
+// restarts it like an OOM kill.
+func aborted(ws unix.WaitStatus) bool {
+	return ws.Signaled() && ws.Signal() == unix.SIGABRT || ws.Exited() && ws.ExitStatus() == 128+int(unix.SIGABRT)
 }
 
 // next records a restart at now after a generation that ran for uptime, and returns the delay

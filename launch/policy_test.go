@@ -16,6 +16,8 @@ func TestReasonToRestart(t *testing.T) {
 	clean := outcome{status: exitedWith(0)}
 	failed := outcome{status: exitedWith(3)}
 	term := outcome{status: killedBy(unix.SIGTERM)}
+	abort := outcome{status: killedBy(unix.SIGABRT)}
+	shellAbort := outcome{status: exitedWith(134)}
 	for _, tc := range []struct {
 		policy   Restart
 		out      outcome
@@ -27,6 +29,12 @@ func TestReasonToRestart(t *testing.T) {
 		{RestartOnOOM, oom, "", "oom_kill"},
 		{RestartOnOOM, failed, "", ""},
 		{RestartOnOOM, clean, "", ""},
+		{RestartOnOOM, term, "", ""},
+		{RestartOnOOM, abort, "", "abort"},
+		{RestartOnOOM, shellAbort, "", "abort"},
+		{RestartNever, abort, "", ""},
+		{RestartOnFailure, abort, "", "abort"},
+		{RestartAlways, shellAbort, "", "abort"},
 		{RestartOnFailure, oom, "", "oom_kill"},
 		{RestartOnFailure, failed, "", "failure"},
 		{RestartOnFailure, term, "", "failure"},

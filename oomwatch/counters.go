@@ -17,6 +17,9 @@ type counterFile struct {
 	order []string        // keys in the order their events are emitted
 	last  map[string]uint64
 	wd    int // inotify watch descriptor
+	// mirror is the child that carries a copy of the group's limits (memory.events only): its
+	// own high events are not counted twice (cgroup.MemoryEvents).
+	mirror string
 }
 
 // counterFiles are the files oomwatch watches, in the order it reads them on a wake-up.
@@ -32,7 +35,13 @@ func counterFiles() []*counterFile {
 
 // read rereads the file and returns, in order, each counter that went up since the last read.
 func (c *counterFile) read(dir string) ([]Event, error) {
-	m, err := cgroup.ReadKeyed(dir, c.name)
+	var m map[string]uint64
+	var err error
+	if c.name == "memory.events" {
+		m, err = cgroup.MemoryEvents(dir, c.mirror)
+	} else {
+		m, err = cgroup.ReadKeyed(dir, c.name)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -21,12 +21,15 @@ type Options struct {
 	// (it then rereads the watched group's counters, which include theirs — unless cgroup2 is
 	// mounted with memory_localevents, where the group's memory.events counts only its own).
 	// The kernel notifies a file at most once per ~10 ms (20 ms at HZ=100) and holds the next
-	// notification back until then. The limits sit on the watched group, so its memory.events
-	// is notified for every memory.max event; an OOM kill right after them would be heard up to
-	// that late. The kill is also counted in the victim's own group, where no limit sits and so
-	// no other event keeps the file busy: its notification comes at once. Give the leaf the
+	// notification back until then. An OOM kill is counted in the victim's own group as well as
+	// in the group whose limit was hit; where they differ, the victim's file is not kept busy by
+	// that group's memory.max events and its notification comes at once. Give the leaf the
 	// command runs in.
 	Children []string
+
+	// Mirror is a child that carries a copy of the group's limits (cgroup.Limits.Mirror); its
+	// own high events are not counted a second time (cgroup.MemoryEvents).
+	Mirror string
 }
 
 // Watcher listens to one group. It sleeps in epoll_wait(2) until the kernel touches one of the
@@ -76,6 +79,9 @@ func (w *Watcher) open(opts Options) (err error) {
 	}
 	// Arm each watch before the first read, so that nothing between the two is missed.
 	for _, f := range counterFiles() {
+		if f.name == "memory.events" {
+			f.mirror = opts.Mirror
+		}
 		if !exists(dir, f.name) {
 			continue // memory.swap.events without swap accounting, pids.events without pids
 		}

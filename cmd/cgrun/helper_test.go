@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -54,6 +55,11 @@ func report(note string) {
 	fmt.Printf("%s\n", b)
 }
 
+// ownFiles are the files of its own group that runtimes read to size themselves.
+func ownFiles() []string {
+	return []string{"memory.max", "memory.high", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight", "memory.oom.group"}
+}
+
 func helper(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "helper: no mode")
@@ -66,6 +72,19 @@ func helper(args []string) int {
 	switch args[0] {
 	case "report": // print the group and its settings
 		report("")
+		return 0
+	case "own": // print the files of the group it runs in, as a runtime reads them, and GOMAXPROCS
+		h, err := cgroup.Detect()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "helper own:", err)
+			return 3
+		}
+		files := map[string]string{"group": h.Self, "gomaxprocs": strconv.Itoa(runtime.GOMAXPROCS(0))}
+		for _, f := range ownFiles() {
+			files[f], _ = cgroup.ReadFile(h.SelfDir(), f)
+		}
+		b, _ := json.Marshal(files)
+		fmt.Printf("%s\n", b)
 		return 0
 	case "exit": // exit N
 		return arg(1)

@@ -66,7 +66,7 @@ func describeSandbox(s launch.State, detail bool) sandbox {
 			*into = &n
 		}
 	}
-	live, _ := cgroup.ReadKeyed(dir, "memory.events")
+	live, _ := cgroup.MemoryEvents(dir, launch.Leaf(dir))
 	sb.OOMKills = cgroup.OOMKills(s.Totals) + cgroup.OOMKills(live)
 	sb.HighEvents = s.Totals["high"] + live["high"]
 	if detail {
