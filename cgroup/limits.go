@@ -106,10 +106,8 @@ func (l Limits) Apply(dir string, h Hierarchy) error {
 		}
 	}
 	if l.PidsMax.Set {
-		res.Pids = &cgroup2.Pids{Max: -1}
-		if !l.PidsMax.Max {
-			res.Pids.Max = int64(l.PidsMax.Value)
-		}
+		// Straight to the file: containerd writes "max" for 0 and for what overflows an int64.
+		direct = append(direct, [2]string{"pids.max", l.PidsMax.String()})
 	}
 	if err := mgr.Update(res); err != nil {
 		return fmt.Errorf("set limits on %s (%s): %w", dir, l, err)

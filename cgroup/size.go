@@ -72,6 +72,9 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 	case "max", "infinity":
 		return Unlimited, nil
 	}
+	if strings.HasPrefix(in, "-") {
+		return bad("sizes cannot be negative")
+	}
 	if p, ok := strings.CutSuffix(in, "%"); ok {
 		f, err := strconv.ParseFloat(p, 64)
 		if err != nil || math.IsNaN(f) || f < 0 || f > 100 || strings.ContainsAny(p, "eEx_+") {
@@ -108,7 +111,13 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 		if err != nil {
 			return bad("not a number")
 		}
-		v += uint64(f * float64(uint64(1)<<shift))
+		// f < 1, but its product may round up to a whole unit: 15.99999999999999999E is 16E,
+		// which is past what 64 bits hold.
+		add := f * float64(uint64(1)<<shift)
+		if add >= float64(uint64(1)<<shift) || v+uint64(add) < v {
+			return bad("too large")
+		}
+		v += uint64(add)
 	}
 	return Bytes(v), nil
 }
@@ -141,7 +150,12 @@ func orZero(s string) string {
 	return s
 }
 
-// ParseCount reads a count such as pids.max: a whole number, "max" or "infinity".
+// PidsLimit is the largest number pids.max takes: PID_MAX_LIMIT on 64-bit Linux (4194304); the
+// kernel refuses anything above it with EINVAL.
+const PidsLimit = 4 << 20
+
+// ParseCount reads a pids.max: a whole number from 1 to PidsLimit, "max" or "infinity". 0 is
+// refused: the command itself is one of the processes pids.max counts, and could not start.
 func ParseCount(s string) (Limit, error) {
 	in := strings.TrimSpace(s)
 	switch strings.ToLower(in) {
@@ -149,8 +163,13 @@ func ParseCount(s string) (Limit, error) {
 		return Unlimited, nil
 	}
 	n, err := strconv.ParseUint(in, 10, 64)
-	if err != nil || strings.HasPrefix(in, "+") {
+	switch {
+	case errors.Is(err, strconv.ErrRange) || err == nil && n > PidsLimit:
+		return Limit{}, fmt.Errorf("%w %q: above the kernel's largest pids.max, %d; use max for no limit", ErrBadSize, s, PidsLimit)
+	case err != nil || strings.HasPrefix(in, "+"):
 		return Limit{}, fmt.Errorf("%w %q: want a whole number or max", ErrBadSize, s)
+	case n == 0:
+		return Limit{}, fmt.Errorf("%w %q: 0 leaves no room for the command itself, which pids.max counts too; use 1 or more", ErrBadSize, s)
 	}
 	return Limit{Set: true, Value: n}, nil
 }

@@ -2,6 +2,7 @@ package cgroup_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -33,6 +34,7 @@ func TestParseSize(t *testing.T) {
 		{"12.5%", cgroup.Bytes(1 << 30)},
 		{"0%", cgroup.Bytes(0)},
 		{"100%", cgroup.Bytes(phys)},
+		{"15.5E", cgroup.Bytes(31 << 59)},
 	}
 	for _, tc := range success {
 		have, err := cgroup.ParseSize(tc.in, phys)
@@ -41,21 +43,29 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 	failure := []string{"", "abc", "12X", "-1", "-1M", "1.5", "1..5G", "1.2.3M", "101%", "-5%", "abc%", "1e3", "0x10",
-		"16E", "99999999999999999999", "M", ".", "1 2M", "NaN%", "inf%"}
+		"16E", "99999999999999999999", "M", ".", "1 2M", "NaN%", "inf%",
+		"15.99999999999999999E", "15.9999999999999999999999E"}
 	for _, in := range failure {
 		if have, err := cgroup.ParseSize(in, phys); !errors.Is(err, cgroup.ErrBadSize) {
 			t.Errorf("ParseSize(%q) = %+v, %v; want ErrBadSize", in, have, err)
 		}
 	}
+	// The line says why, in the user's words.
+	for in, why := range map[string]string{"-5M": "sizes cannot be negative", "-1": "sizes cannot be negative",
+		"15.99999999999999999E": "too large", "16E": "too large"} {
+		if _, err := cgroup.ParseSize(in, phys); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("ParseSize(%q): %v; want it to say %q", in, err, why)
+		}
+	}
 }
 
 func TestParseCount(t *testing.T) {
-	for in, want := range map[string]cgroup.Limit{"0": {Set: true}, "64": {Set: true, Value: 64}, "max": cgroup.Unlimited, "infinity": cgroup.Unlimited} {
+	for in, want := range map[string]cgroup.Limit{"1": {Set: true, Value: 1}, "64": {Set: true, Value: 64}, "4194304": {Set: true, Value: 4194304}, "max": cgroup.Unlimited, "infinity": cgroup.Unlimited} {
 		if have, err := cgroup.ParseCount(in); err != nil || have != want {
 			t.Errorf("ParseCount(%q) = %+v, %v; want %+v", in, have, err, want)
 		}
 	}
-	for _, in := range []string{"", "-1", "+5", "1.5", "12K", "lots"} {
+	for _, in := range []string{"", "-1", "+5", "1.5", "12K", "lots", "0", "4194305", "9223372036854775808", "99999999999999999999999"} {
 		if _, err := cgroup.ParseCount(in); !errors.Is(err, cgroup.ErrBadSize) {
 			t.Errorf("ParseCount(%q): %v, want ErrBadSize", in, err)
 		}

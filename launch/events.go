@@ -48,26 +48,88 @@ type record struct {
 	OldPeak uint64 `json:"old_memory_peak,omitempty"`
 }
 
+// streamQueue is how many lines the --events stream may fall behind before lines are dropped.
+const streamQueue = 256
+
+// streamDrain bounds how long cgrun waits at exit for the --events reader to take what is queued.
+const streamDrain = time.Second
+
 // eventLog sends every event to the JSON Lines stream (if any) and the noteworthy ones to
 // people as rate-limited lines on stderr, and keeps the totals for the summary at exit.
+//
+// The stream is written by a goroutine of its own from a bounded queue, so that a reader that
+// stops reading (a FIFO, a pipe to a stuck log shipper) never blocks the supervisor: when the
+// queue is full, lines are dropped and counted, and the count is said at exit.
 type eventLog struct {
 	name   string
 	limits cgroup.Limits
-	stream io.Writer // --events; nil for none
 	human  io.Writer // stderr
 	every  time.Duration
+	queue  chan []byte   // lines for the stream; nil for none
+	wrote  chan struct{} // closed when the stream's writer has ended
 
 	mu      sync.Mutex
 	last    map[oomwatch.Kind]time.Time // when a line of this kind was last printed
 	pending map[oomwatch.Kind]record    // the newest event of a kind not yet printed
 	flush   *time.Timer
 	totals  map[oomwatch.Kind]uint64
-	err     error // the first failed write to the stream
+	err     error  // the first failed write to the stream
+	dropped uint64 // lines the queue had no room for
+	closed  bool   // the queue is closed
 }
 
 func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *eventLog {
-	return &eventLog{name: name, limits: limits, stream: stream, human: human, every: time.Second,
+	l := &eventLog{name: name, limits: limits, human: human, every: time.Second,
 		last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]record{}, totals: map[oomwatch.Kind]uint64{}}
+	if stream != nil {
+		l.queue, l.wrote = make(chan []byte, streamQueue), make(chan struct{})
+		go l.writeStream(stream)
+	}
+	return l
+}
+
+// writeStream writes the queued lines to the stream until the queue is closed. After a failed
+// write (a reader that went away: EPIPE) it says so once and drops the rest.
+func (l *eventLog) writeStream(stream io.Writer) {
+	defer close(l.wrote)
+	var err error
+	for line := range l.queue {
+		if err != nil {
+			continue
+		}
+		if _, err = stream.Write(line); err != nil { // one write per line: whole lines on a pipe
+			l.mu.Lock()
+			l.err = err
+			fmt.Fprintf(l.human, "cgrun: warning: --events: %v; no more events will be written there\n", err)
+			l.mu.Unlock()
+		}
+	}
+}
+
+// close ends the stream: it waits a bounded time for the writer to take what is queued, and
+// says how many lines were dropped for a reader that did not keep up. It is idempotent.
+func (l *eventLog) close() {
+	l.mu.Lock()
+	if l.queue == nil || l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.queue)
+	l.mu.Unlock()
+	t := time.NewTimer(streamDrain)
+	defer t.Stop()
+	left := 0
+	select {
+	case <-l.wrote:
+	case <-t.C:
+		left = len(l.queue)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := l.dropped + uint64(left); n > 0 && l.err == nil {
+		fmt.Fprintf(l.human, "cgrun: warning: --events: %d events were dropped: the reader did not keep up\n", n)
+	}
 }
 
 // add logs one record. It is safe for concurrent use.
@@ -94,17 +156,20 @@ func (l *eventLog) add(r record) {
 	}
 }
 
+// write queues r for the stream, or counts it as dropped when the queue is full. It never
+// blocks. Its caller holds l.mu.
 func (l *eventLog) write(r record) {
-	if l.stream == nil || l.err != nil {
+	if l.queue == nil || l.err != nil || l.closed {
 		return
 	}
 	b, err := json.Marshal(r)
-	if err == nil {
-		_, err = l.stream.Write(append(b, '\n')) // one write per line: whole lines on a pipe
-	}
 	if err != nil {
-		l.err = err
-		fmt.Fprintf(l.human, "cgrun: warning: --events: %v; no more events will be written there\n", err)
+		return // every field is a plain value: this does not happen
+	}
+	select {
+	case l.queue <- append(b, '\n'):
+	default:
+		l.dropped++
 	}
 }
 

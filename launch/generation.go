@@ -18,11 +18,12 @@ import (
 // the recycle triggers and health probes — until the child exits; then the watcher is stopped
 // and drained, and the group is killed and removed.
 type generation struct {
-	number int
-	dir    string // the payload group: the limits and the watcher are on it
-	leaf   string // its leaf that the command starts in (dir/main)
-	run    *runner
-	pid    int
+	number  int
+	dir     string // the payload group: the limits and the watcher are on it
+	leaf    string // its leaf that the command starts in (dir/main)
+	run     *runner
+	pid     int
+	started time.Time // when the child started
 
 	recycled   string      // why cgrun ended this generation, or ""
 	stopAsked  unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
@@ -123,6 +124,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 // supervise runs the generation's actors until the child exits, and returns its wait status.
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
+	g.started = started
 	g.triggers = newTriggers(p, g.run.cfg.Limits)
 	var lifetime, stopKill, aboveTick, probeTick, sampleTick <-chan time.Time
 	if g.run.sample {
@@ -162,8 +164,12 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			aboveTick = g.aboveTimer.C
 		}
 		select {
-		case sig := <-g.run.sigs:
-			if ws, done := g.signal(sig.(unix.Signal)); done {
+		case sig := <-g.run.sigs.stop:
+			g.signal(sig.(unix.Signal))
+		case sig := <-g.run.sigs.other:
+			g.signal(sig.(unix.Signal))
+		case <-g.run.sigs.child:
+			if ws, done := g.signal(unix.SIGCHLD); done {
 				return ws
 			}
 		case ev := <-events:
@@ -200,14 +206,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
 			}
-			g.health.start(g.leaf, g.run.cfg.Env, g.run.cfg.NoClone3)
+			if r, done := g.health.start(g.leaf, g.run.cfg.Env, g.run.cfg.NoClone3); done {
+				g.probed(r)
+			}
 		case r := <-probeResults:
-			if r.ok {
-				g.run.notify.healthy()
-			}
-			if g.health.record(r, time.Since(started)) {
-				g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
-			}
+			g.probed(r)
 		case <-stopKill:
 			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
 			_ = cgroup.WriteFile(g.dir, "cgroup.kill", "1")
@@ -227,7 +230,10 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 			switch {
 			case e.pid == g.pid:
 				ws, done = e.status, true
-			case g.health != nil && g.health.exited(e.pid, e.status):
+			case g.health != nil:
+				if r, ok := g.health.exited(e.pid, e.status); ok {
+					g.probed(r)
+				}
 			}
 		}
 		return ws, done
@@ -242,6 +248,16 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 		_ = unix.Kill(g.pid, sig) // ESRCH: it is exiting; SIGCHLD follows
 	}
 	return 0, false
+}
+
+// probed handles the result of one health probe.
+func (g *generation) probed(r probeResult) {
+	if r.ok {
+		g.run.notify.healthy()
+	}
+	if g.health.record(r, time.Since(g.started)) {
+		g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
+	}
 }
 
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop

@@ -54,7 +54,10 @@ type probeResult struct {
 
 // prober runs the probes of one generation. Command probes are processes in the generation's
 // group; their exit comes back through the supervisor's reaper (the only caller of wait4),
-// which hands it to exited. HTTP probes run on a goroutine that cancel ends.
+// which hands it to exited. Their results are returned to the supervisor, which handles them at
+// once: nothing on the supervisor's goroutine ever waits to send a result. HTTP probes run on a
+// goroutine that sends its one result into results (one slot: at most one probe runs at a
+// time) and that cancel ends.
 type prober struct {
 	h       HealthCheck
 	results chan probeResult
@@ -68,54 +71,57 @@ func newProber(h HealthCheck) *prober {
 	return &prober{h: h, results: make(chan probeResult, 1)}
 }
 
-// start begins a probe, unless one is still running.
-func (p *prober) start(groupDir string, env []string, noClone3 bool) {
+// start begins a probe, unless one is still running. A command probe that cannot start (no
+// room under pids.max, say) is a failed probe: its result is returned, with true.
+func (p *prober) start(groupDir string, env []string, noClone3 bool) (probeResult, bool) {
 	if p.pid != 0 || p.cancel != nil {
-		return
+		return probeResult{}, false
 	}
 	p.started = time.Now()
 	if p.h.Cmd != "" {
 		pid, err := startProbe(p.h.Cmd, env, groupDir, noClone3)
 		if err != nil {
-			p.results <- probeResult{why: fmt.Sprintf("cannot start: %v", err)}
-			return
+			return probeResult{why: fmt.Sprintf("cannot start: %v", err)}, true
 		}
 		p.pid = pid
-		return
+		return probeResult{}, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), p.h.Timeout)
 	p.cancel = cancel
 	go func() {
 		p.results <- httpProbe(ctx, p.h.URL)
 	}()
+	return probeResult{}, false
 }
 
-// timedOut kills a command probe that ran past the timeout; it reports the failure when reaped.
+// timedOut kills a command probe that ran past the timeout — its whole process group, so that
+// what the probe's shell started dies with it; it reports the failure when reaped.
 func (p *prober) timedOut() bool {
 	if p.pid != 0 && time.Since(p.started) > p.h.Timeout {
-		_ = unix.Kill(p.pid, unix.SIGKILL)
+		// The probe leads a process group of its own (Start sets Setpgid), and it is not reaped
+		// yet, so the group's id cannot have been reused.
+		_ = unix.Kill(-p.pid, unix.SIGKILL)
 		return true
 	}
 	return false
 }
 
-// exited takes the wait status of a reaped pid if it is the running command probe.
-func (p *prober) exited(pid int, ws unix.WaitStatus) bool {
+// exited takes the wait status of a reaped pid if it is the running command probe, and
+// returns the probe's result.
+func (p *prober) exited(pid int, ws unix.WaitStatus) (probeResult, bool) {
 	if pid == 0 || pid != p.pid {
-		return false
+		return probeResult{}, false
 	}
 	p.pid = 0
 	switch {
 	case time.Since(p.started) > p.h.Timeout:
-		p.results <- probeResult{why: fmt.Sprintf("timed out after %v", p.h.Timeout)}
+		return probeResult{why: fmt.Sprintf("timed out after %v", p.h.Timeout)}, true
 	case ws.Exited() && ws.ExitStatus() == 0:
-		p.results <- probeResult{ok: true}
+		return probeResult{ok: true}, true
 	case ws.Signaled():
-		p.results <- probeResult{why: "killed by " + signalName(ws.Signal())}
-	default:
-		p.results <- probeResult{why: fmt.Sprintf("exit status %d", ws.ExitStatus())}
+		return probeResult{why: "killed by " + signalName(ws.Signal())}, true
 	}
-	return true
+	return probeResult{why: fmt.Sprintf("exit status %d", ws.ExitStatus())}, true
 }
 
 // record counts a result; it reports whether the generation is now unhealthy.

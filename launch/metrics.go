@@ -155,7 +155,44 @@ func serveMetrics(addr string, c prometheus.Collector) (string, error) {
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // ends with the process
+	// A scrape is one small request: clients that are slow to send it, read the answer, or
+	// that hold idle connections are cut off, and at most metricsConns are served at once, so
+	// that the endpoint cannot pile up goroutines and fds in cgrun.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 8 << 10}
+	go srv.Serve(&capListener{Listener: ln, slots: make(chan struct{}, metricsConns)}) //nolint:errcheck // ends with the process
 	return ln.Addr().String(), nil
+}
+
+// metricsConns is how many connections the metrics endpoint serves at once; more wait in the
+// kernel's accept queue.
+const metricsConns = 8
+
+// capListener accepts a connection only while fewer than cap(slots) are open.
+type capListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
+}
+
+// slotConn gives its slot back once, when it is closed.
+type slotConn struct {
+	net.Conn
+	once sync.Once
+	free func()
+}
+
+func (c *slotConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.free)
+	return err
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cgrun/cgrun/cgroup"
 )
@@ -57,9 +58,10 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 }
 
 // Nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
-// parent has the controllers on for its children, and each limit of the own group is either none
-// or the parent's own — the copy that an outer cgrun's leaf carries (cgroup.Limits.Mirror) — so
-// that a sibling group escapes nothing.
+// parent has the controllers on for its children, and each limit of the own group — memory,
+// swap, pids, cpu or io — is either none or the parent's own (the copy that an outer cgrun's
+// leaf carries, cgroup.Limits.Mirror), so that a sibling group escapes nothing. A limit file that
+// is missing belongs to a controller that is off for the own group, which then limits nothing.
 func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 	own := h.SelfDir()
 	if own == h.Mount {
@@ -75,18 +77,27 @@ func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 			return false
 		}
 	}
-	for _, f := range []string{"memory.max", "memory.high", "memory.swap.max", "pids.max", "cpu.max"} {
-		v, err := cgroup.ReadFile(own, f)
+	for _, f := range []struct {
+		name, none string
+		required   bool // cgrun's own controllers: the file must be there
+	}{
+		{"memory.max", "max", true},
+		{"memory.high", "max", true},
+		{"pids.max", "max", true},
+		{"memory.swap.max", "max", false},
+		{"cpu.max", "max", false}, // "max 100000": no quota, whatever the period
+		{"io.max", "", false},     // one line per limited device; empty when none is
+	} {
+		v, err := cgroup.ReadFile(own, f.name)
 		switch {
-		case errors.Is(err, os.ErrNotExist) && f != "memory.max" && f != "pids.max":
-			continue // no swap accounting, or no cpu controller here: nothing limited
+		case errors.Is(err, os.ErrNotExist) && !f.required:
 		case err != nil:
 			return false
-		case v == "max" || strings.HasPrefix(v, "max "):
-			continue
-		}
-		if pv, err := cgroup.ReadFile(parent, f); err != nil || pv != v {
-			return false
+		case f.name == "cpu.max" && strings.HasPrefix(v, "max "), v == f.none:
+		default:
+			if pv, err := cgroup.ReadFile(parent, f.name); err != nil || pv != v {
+				return false
+			}
 		}
 	}
 	return true
@@ -137,11 +148,17 @@ func unitName(name string) string {
 	}, name)
 }
 
-// shortCommand is the command line, cut to fit a unit description.
+// shortCommand is the command line, cut to fit a unit description. D-Bus refuses a string that
+// is not valid UTF-8, and an argument may be anything: invalid bytes become U+FFFD, and the cut
+// falls between characters.
 func shortCommand(argv []string) string {
-	s := strings.Join(argv, " ")
-	if len(s) > 200 {
-		s = s[:199] + "…"
+	s := strings.ToValidUTF8(strings.Join(argv, " "), "\uFFFD")
+	if len(s) <= 200 {
+		return s
 	}
-	return s
+	cut := 199
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -53,13 +53,14 @@ type runner struct {
 	h    cgroup.Hierarchy
 	site *cgroup.Site
 	log  *eventLog
-	sigs <-chan os.Signal
+	sigs signals
 
 	report *Report // filled in by each generation as it ends
 	steady samples // memory.current once a second, when a baseline is recorded or checked
 	sample bool    // whether to take those samples
 
 	notify *notifier
+	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	mu       sync.Mutex // guards state: the metrics server reads it
@@ -118,6 +119,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if r.h, err = cgroup.Detect(); err != nil {
 		return ExitFailure, 0, err
 	}
+	CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
 	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
 		return ExitFailure, 0, err
 	}
@@ -129,10 +131,16 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := setSubreaper(); err != nil {
 		return ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
+	defer func() {
+		if r.guard != nil {
+			r.guard.release()
+		}
+	}()
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
+	defer r.log.close()
 	defer r.log.settle()
 	r.report = &Report{Name: r.name, Command: cfg.Command, keep: cfg.Report != nil}
 	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
@@ -159,6 +167,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 // end writes what a finished run owes: the summary, the report, the baseline and its check.
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
+	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts)
 	r.report.build(started, last, cfg.Limits, r.steady.vals)
 	if cfg.Baseline != nil {
@@ -202,6 +211,9 @@ func (r *runner) loop() (*outcome, int, error) {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
 			r.notify.started(n, pid)
+			if r.guard == nil {
+				r.startGuard()
+			}
 			r.updateState(func(s *State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
@@ -258,6 +270,19 @@ func (r *runner) loop() (*outcome, int, error) {
 	}
 }
 
+// startGuard starts the guard once the first generation runs: off the start's path, so that
+// the command starts as fast as it did without one. Until it runs (a few milliseconds), a
+// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state,
+// saved before anything started, leads to them.
+func (r *runner) startGuard() {
+	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
+	if err != nil {
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
+		return
+	}
+	r.guard = g
+}
+
 // wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do
 // not restart; the recycle signal cuts it short.
 func (r *runner) wait(d time.Duration) unix.Signal {
@@ -267,13 +292,12 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 		select {
 		case <-t.C:
 			return 0
-		case sig := <-r.sigs:
-			switch sig {
-			case unix.SIGTERM, unix.SIGINT:
-				return sig.(unix.Signal)
-			case unix.SIGCHLD:
-				reapAll()
-			case recycleSignal:
+		case sig := <-r.sigs.stop:
+			return sig.(unix.Signal)
+		case <-r.sigs.child:
+			reapAll()
+		case sig := <-r.sigs.other:
+			if sig == recycleSignal {
 				return 0
 			}
 		}

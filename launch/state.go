@@ -1,9 +1,11 @@
 package launch
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"golang.org/x/sys/unix"
 )
 
 // State is what a running cgrun records about itself in the runtime directory, so that
@@ -29,6 +32,9 @@ type State struct {
 	UID        int      `json:"uid"`
 	Started    string   `json:"started"`
 	Mount      string   `json:"mount"` // the cgroup2 mount
+	// Site is where the generations' groups go, relative to the mount: what a SIGKILLed cgrun
+	// left there is found by it.
+	Site string `json:"site,omitempty"`
 
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
@@ -58,32 +64,55 @@ const maxRecent = 20
 
 // StateDir is where this process's states live: /run/cgrun for root; for others
 // $XDG_RUNTIME_DIR/cgrun, or /run/user/UID/cgrun when that runtime directory exists (a unit
-// with User= gets no XDG_RUNTIME_DIR).
+// with User= gets no XDG_RUNTIME_DIR). A runtime directory counts only when it is a directory
+// of the caller's own, not a symlink: another user's directory must not receive the states.
 func StateDir() (string, error) {
 	uid := os.Geteuid()
 	if uid == 0 {
 		return "/run/cgrun", nil
 	}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		return filepath.Join(x, "cgrun"), nil
+	return userStateDir(uid, os.Getenv("XDG_RUNTIME_DIR"))
+}
+
+// userStateDir is StateDir for a uid other than root's, with XDG_RUNTIME_DIR=x.
+func userStateDir(uid int, x string) (string, error) {
+	var why string
+	if x != "" {
+		if fi, err := os.Lstat(x); err == nil && fi.IsDir() && ownedBy(fi, uid) {
+			return filepath.Join(x, "cgrun"), nil
+		}
+		why = fmt.Sprintf("XDG_RUNTIME_DIR=%s is not a directory owned by uid %d, and ", x, uid)
+	} else {
+		why = "XDG_RUNTIME_DIR is unset and "
 	}
 	run := fmt.Sprintf("/run/user/%d", uid)
-	if fi, err := os.Stat(run); err == nil && ownedBy(fi, uid) {
+	if fi, err := os.Lstat(run); err == nil && fi.IsDir() && ownedBy(fi, uid) {
 		return filepath.Join(run, "cgrun"), nil
 	}
-	return "", fmt.Errorf("no runtime directory for uid %d (XDG_RUNTIME_DIR is unset and %s does not exist; `loginctl enable-linger` makes it)", uid, run)
+	return "", fmt.Errorf("no runtime directory for uid %d (%s%s is not a directory of its own; `loginctl enable-linger` makes it)", uid, why, run)
+}
+
+// StateLocation is a directory of states and the uid that must own it and every state in it.
+type StateLocation struct {
+	Dir string
+	UID int
 }
 
 // StateDirs are the directories `cgrun ps` reads: root's, every user's runtime directory when
 // the caller is root, and the caller's own.
-func StateDirs() []string {
-	dirs := []string{"/run/cgrun"}
+func StateDirs() []StateLocation {
+	dirs := []StateLocation{{"/run/cgrun", 0}}
 	if os.Geteuid() == 0 {
 		users, _ := filepath.Glob("/run/user/*/cgrun")
-		dirs = append(dirs, users...)
+		for _, d := range users {
+			// /run/user/UID is made by systemd-logind for UID; the name says whose it is.
+			if uid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil && uid > 0 {
+				dirs = append(dirs, StateLocation{d, uid})
+			}
+		}
 	}
-	if d, err := StateDir(); err == nil && !slices.Contains(dirs, d) {
-		dirs = append(dirs, d)
+	if d, err := StateDir(); err == nil && !slices.ContainsFunc(dirs, func(l StateLocation) bool { return l.Dir == d }) {
+		dirs = append(dirs, StateLocation{d, os.Geteuid()})
 	}
 	return dirs
 }
@@ -107,6 +136,42 @@ func (s *State) Stale() bool {
 	return err != nil || !ownedBy(fi, s.UID)
 }
 
+// LiveGroup is the current generation's group, found from the running processes rather than
+// from the file (whose writer may be another user): the group of the state's child, when that
+// child is a child of the state's live cgrun. It is "" when there is none (between generations).
+func (s *State) LiveGroup(h cgroup.Hierarchy) string {
+	if s.ChildPid <= 0 || parentOf(s.ChildPid) != s.Pid || s.Stale() {
+		return ""
+	}
+	path := fmt.Sprintf("/proc/%d/cgroup", s.ChildPid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	pc, err := cgroup.ParseProcCgroup(path, b)
+	if err != nil || pc.Unified == "" {
+		return ""
+	}
+	dir := h.Dir(pc.Unified)
+	if filepath.Base(dir) == "main" { // the leaf the command starts in; the limits are on its parent
+		dir = filepath.Dir(dir)
+	}
+	if dir == h.Mount {
+		return ""
+	}
+	return dir
+}
+
+// parentOf is field 4 of /proc/PID/stat, or 0.
+func parentOf(pid int) int {
+	f, err := statFields(pid)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
 // save writes the state to dir/PID.json atomically.
 func (s *State) save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -128,53 +193,197 @@ func (s *State) note(event, detail string) {
 
 func statePath(dir string, pid int) string { return filepath.Join(dir, strconv.Itoa(pid)+".json") }
 
+// maxStateSize bounds how much of a state file is read; cgrun's own are a few KiB.
+const maxStateSize = 256 << 10
+
 // ListStates reads every state in dirs, newest first. Stale states (their cgrun was SIGKILLed)
-// are removed where the caller may, and left out.
-func ListStates(dirs []string) ([]State, error) {
+// are removed where the caller may, and left out; for a stale state of the caller's own, the
+// groups that its cgrun left are killed and removed too.
+//
+// The directories belong to other users when the caller is root: a directory is opened without
+// following a symlink and must be owned by its uid; a state is opened without following a
+// symlink and without blocking (a FIFO), must be a regular file owned by that uid, is read up
+// to maxStateSize, and must claim that uid; it is removed only through the verified directory.
+func ListStates(dirs []StateLocation) ([]State, error) {
+	h, herr := cgroup.Detect()
 	var out []State
-	for _, dir := range dirs {
-		ents, err := os.ReadDir(dir)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
+	for _, loc := range dirs {
+		states, err := listDir(loc, func(s State) bool {
+			return herr == nil && removeLeftovers(h, s, 5*time.Second) == nil
+		})
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range ents {
-			if !strings.HasSuffix(e.Name(), ".json") || strings.HasPrefix(e.Name(), ".") {
-				continue
-			}
-			path := filepath.Join(dir, e.Name())
-			b, err := os.ReadFile(path)
-			if err != nil {
-				continue // it exited between ReadDir and here
-			}
-			var s State
-			if err := json.Unmarshal(b, &s); err != nil || s.Pid == 0 {
-				continue
-			}
-			// A state speaks for its writer only: one that claims another uid is ignored.
-			if fi, err := os.Stat(path); err != nil || !ownedBy(fi, s.UID) {
-				continue
-			}
-			if s.Stale() {
-				_ = os.Remove(path)
-				continue
-			}
-			out = append(out, s)
-		}
+		out = append(out, states...)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started > out[j].Started })
 	return out, nil
 }
 
-// FindState picks the running cgrun named by a name or a pid.
+// CleanStale removes what the caller's own SIGKILLed cgruns left behind: their groups (when
+// their guard could not) and their states. `cgrun run` calls it before it starts anything, and
+// gives a group that will not empty (a process stuck in the kernel) one second: the entry stays
+// for a later look, and the start is not held up.
+func CleanStale(h cgroup.Hierarchy) {
+	dir, err := StateDir()
+	if err != nil {
+		return
+	}
+	_, _ = listDir(StateLocation{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s, time.Second) == nil })
+}
+
+// listDir reads the states of one directory; clean is asked about each stale state of the
+// caller's own, and the state is removed when it says the leftovers are gone.
+func listDir(loc StateLocation, clean func(State) bool) ([]State, error) {
+	dfd, err := unix.Open(loc.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
+		return nil, nil // none, or a symlink that is not followed
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w", loc.Dir, err)
+	}
+	dir := os.NewFile(uintptr(dfd), loc.Dir)
+	defer dir.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(dfd, &st); err != nil || int(st.Uid) != loc.UID {
+		return nil, nil // not that user's directory: nothing in it speaks for them
+	}
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", loc.Dir, err)
+	}
+	euid := os.Geteuid()
+	var out []State
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		s, err := readState(dfd, name, loc.UID)
+		if err != nil {
+			continue // not a state cgrun wrote, or it exited between Readdirnames and here
+		}
+		if !s.Stale() {
+			out = append(out, s)
+			continue
+		}
+		switch {
+		case loc.UID == euid && !clean(s):
+			// Its groups are still there: keep the state, so that the next look finds them.
+		case loc.UID == euid || euid == 0:
+			_ = unix.Unlinkat(dfd, name, 0)
+		}
+	}
+	return out, nil
+}
+
+// readState opens name in the directory dfd and reads it as a state owned by uid.
+func readState(dfd int, name string, uid int) (State, error) {
+	fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return State{}, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return State{}, err
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return State{}, fmt.Errorf("state %s: not a regular file", name)
+	case int(st.Uid) != uid:
+		return State{}, fmt.Errorf("state %s: owned by uid %d, not %d", name, st.Uid, uid)
+	case st.Size > maxStateSize:
+		return State{}, fmt.Errorf("state %s: %d bytes, more than a state holds", name, st.Size)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
+	if err != nil {
+		return State{}, err
+	}
+	if len(b) > maxStateSize {
+		return State{}, fmt.Errorf("state %s: more than %d bytes", name, maxStateSize)
+	}
+	s, err := ParseState(b, uid)
+	if err == nil && name != strconv.Itoa(s.Pid)+".json" {
+		err = fmt.Errorf("state %s: claims pid %d", name, s.Pid)
+	}
+	return s, err
+}
+
+// ParseState reads a state file's content, written by (or claiming to be written by) uid, and
+// checks what cgrun would have written: the uid, a pid, a valid name, sane counts.
+func ParseState(b []byte, uid int) (State, error) {
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return State{}, fmt.Errorf("not a state: %w", err)
+	}
+	switch {
+	case s.UID != uid:
+		return State{}, fmt.Errorf("state claims uid %d, written by uid %d", s.UID, uid)
+	case s.Pid <= 0 || s.ChildPid < 0 || s.Generation < 0 || s.Restarts < 0:
+		return State{}, errors.New("state: bad pid or count")
+	}
+	if err := ValidName(s.Name); err != nil {
+		return State{}, fmt.Errorf("state: %w", err)
+	}
+	return s, nil
+}
+
+// removeLeftovers kills and removes what a stale state's cgrun left behind, when its guard could
+// not (it was killed too): every generation group of that cgrun, and the leaf cgrun had moved
+// itself into; it waits up to wait for each group to empty. The state is the caller's own, but only groups named
+// as that cgrun names them are touched.
+func removeLeftovers(h cgroup.Hierarchy, s State, wait time.Duration) error {
+	prefix := fmt.Sprintf("%s-%d.", s.Name, s.Pid)
+	var site string
+	switch {
+	case s.Site != "":
+		site = h.Dir(s.Site)
+	case s.Group != "" && strings.HasPrefix(filepath.Base(s.Group), prefix):
+		site = filepath.Dir(h.Dir(s.Group))
+	default:
+		return nil // nothing cgrun named: leave it
+	}
+	kids, err := cgroup.Children(site)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, k := range kids {
+		dir := filepath.Join(site, k)
+		switch {
+		case strings.HasPrefix(k, prefix):
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			err := cgroup.Kill(ctx, dir)
+			cancel()
+			if err == nil {
+				err = cgroup.RemoveTree(dir)
+			}
+			errs = append(errs, err)
+		case k == fmt.Sprintf("cgrun-%d", s.Pid):
+			errs = append(errs, cgroup.Remove(dir)) // empty once cgrun and its guard are gone
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// FindState picks the running cgrun named by a name or a pid. A name resolves among the
+// caller's own cgruns first, so that another user cannot shadow it.
 func FindState(states []State, nameOrPid string) (State, error) {
-	var hits []State
+	var hits, own []State
 	for _, s := range states {
 		if s.Name == nameOrPid || strconv.Itoa(s.Pid) == nameOrPid {
 			hits = append(hits, s)
+			if s.UID == os.Geteuid() {
+				own = append(own, s)
+			}
 		}
+	}
+	if len(own) > 0 {
+		hits = own
 	}
 	switch len(hits) {
 	case 0:
@@ -191,21 +400,31 @@ func FindState(states []State, nameOrPid string) (State, error) {
 
 // startTicks is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
 func startTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// statFields are the fields of /proc/PID/stat from the third (state) on.
+func statFields(pid int) ([]string, error) {
+	path := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	// The command name (field 2) may hold spaces and parentheses: count from the last ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, &cgroup.ParseError{Path: fmt.Sprintf("/proc/%d/stat", pid), Err: errors.New("no ')'")}
+		return nil, &cgroup.ParseError{Path: path, Err: errors.New("no ')'")}
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return 0, &cgroup.ParseError{Path: fmt.Sprintf("/proc/%d/stat", pid), Err: errors.New("too few fields")}
+		return nil, &cgroup.ParseError{Path: path, Err: errors.New("too few fields")}
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	return f, nil
 }
 
 // updateState changes the recorded state and saves it.
@@ -245,8 +464,8 @@ func (r *runner) snapshot() State {
 	return s
 }
 
-// initState prepares the record `cgrun ps` and the metrics read; it is saved when the first
-// generation starts.
+// initState prepares the record `cgrun ps` and the metrics read, and saves it before anything
+// starts (generation 0), so that what a SIGKILLed cgrun leaves is always found by its state.
 func (r *runner) initState() error {
 	ticks, err := startTicks(os.Getpid())
 	if err != nil {
@@ -256,6 +475,7 @@ func (r *runner) initState() error {
 		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
 	r.state.Limits = limitFiles(r.cfg.Limits)
+	r.state.Site = r.h.Rel(r.site.Dir)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {
@@ -268,5 +488,6 @@ func (r *runner) initState() error {
 		}
 		r.state.MetricsAddr = addr
 	}
+	r.updateState(func(*State) {})
 	return nil
 }

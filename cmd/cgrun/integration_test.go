@@ -490,6 +490,13 @@ func TestRunBadInputCreatesNothing(t *testing.T) {
 		{"not executable", []string{"run", "--", noexec}, nil, 126, "not executable"},
 		{"a directory", []string{"run", "--", dir}, nil, 126, "is a directory"},
 		{"missing parent", []string{"run", "--parent", "/no-such-parent", "--", "true"}, nil, 125, "no such group"},
+		// Issue 14: values the kernel would not get as given.
+		{"pids-max 0", []string{"run", "--pids-max", "0", "--", "true"}, nil, 125, "--pids-max: bad size \"0\": 0 leaves no room for the command itself"},
+		{"pids-max past int64", []string{"run", "--pids-max", "9223372036854775808", "--", "true"}, nil, 125, "--pids-max: bad size \"9223372036854775808\": above the kernel's largest pids.max"},
+		{"pids-max past the kernel's", []string{"run", "--pids-max", "4194305", "--", "true"}, nil, 125, "above the kernel's largest pids.max, 4194304"},
+		{"unified pids.max 0", []string{"run", "--resources", writeTemp(t, dir, `{"unified":{"pids.max":"0"}}`), "--", "true"}, nil, 125, "0 leaves no room"},
+		{"size that overflows", []string{"run", "--memory-max", "15.99999999999999999E", "--", "true"}, nil, 125, "--memory-max: bad size \"15.99999999999999999E\": too large"},
+		{"negative size", []string{"run", "--memory-max", "-5M", "--", "true"}, nil, 125, "--memory-max: bad size \"-5M\": sizes cannot be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := groupsUnder(t, h.SelfDir())
@@ -512,6 +519,19 @@ func TestRunBadInputCreatesNothing(t *testing.T) {
 			assertNothingLeft(t, h, before)
 		})
 	}
+}
+
+func writeTemp(t *testing.T, dir, content string) string {
+	t.Helper()
+	f, err := os.CreateTemp(dir, "resources-*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(content); err != nil {
+		t.Fatal(err)
+	}
+	return f.Name()
 }
 
 func TestRunUnderParent(t *testing.T) {

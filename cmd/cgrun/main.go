@@ -68,6 +68,12 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		return completionCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], stdout, stderr)
+	case launch.GuardCommand:
+		if err := launch.Guard(args[1:]); err != nil {
+			fmt.Fprintf(stderr, "cgrun: %v\n", err)
+			return launch.ExitFailure
+		}
+		return 0
 	case "run":
 		return runCommand(args[1:], env, stdout, stderr)
 	case "ps":

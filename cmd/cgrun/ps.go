@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
@@ -47,10 +50,12 @@ type sandbox struct {
 	Recent     []launch.StateEvent    `json:"recent,omitempty"`
 }
 
-func describeSandbox(s launch.State, detail bool) sandbox {
-	dir := s.Dir()
+// describeSandbox reads the figures of a state's current group. The group is found from the
+// live processes, never taken from the file: another user may have written it.
+func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
+	dir := s.LiveGroup(h)
 	now := time.Now()
-	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command, Group: s.Group,
+	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
 		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
 		Limits: s.Limits, MetricsAddr: s.MetricsAddr}
 	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
@@ -59,6 +64,10 @@ func describeSandbox(s launch.State, detail bool) sandbox {
 	if t, err := time.Parse(time.RFC3339Nano, s.GenerationStarted); err == nil {
 		sb.GenerationSeconds = now.Sub(t).Seconds()
 	}
+	if dir == "" {
+		return sb // between generations: no group to read
+	}
+	sb.Group = h.Rel(dir)
 	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
 	sb.MemoryPeak, _ = cgroup.MemoryPeak(dir)
 	for file, into := range map[string]**uint64{"memory.high": &sb.MemoryHigh, "memory.max": &sb.MemoryMax} {
@@ -120,9 +129,10 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.ExitFailure
 	}
+	h, _ := cgroup.Detect()
 	boxes := make([]sandbox, 0, len(states))
 	for _, s := range states {
-		boxes = append(boxes, describeSandbox(s, false))
+		boxes = append(boxes, describeSandbox(h, s, false))
 	}
 	if *asJSON {
 		return writeJSON(stdout, stderr, boxes)
@@ -130,7 +140,7 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "NAME\tPID\tGEN\tUPTIME\tCURRENT\tHIGH\tMAX\tPEAK\tOOM\tHIGH EV\tRESTARTS\t")
 	for _, b := range boxes {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(b.Name, 18), b.Pid, b.Generation,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(escape(b.Name), 18), b.Pid, b.Generation,
 			humanDuration(b.UptimeSeconds), cgroup.FormatSize(b.MemoryCurrent), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax),
 			cgroup.FormatSize(b.MemoryPeak), b.OOMKills, b.HighEvents, b.Restarts)
 	}
@@ -150,20 +160,23 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.ExitFailure
 	}
-	b := describeSandbox(s, true)
+	h, _ := cgroup.Detect()
+	b := describeSandbox(h, s, true)
 	if *asJSON {
 		return writeJSON(stdout, stderr, b)
 	}
 	w := func(label, format string, a ...any) {
 		fmt.Fprintf(stdout, "  %-12s %s\n", label, fmt.Sprintf(format, a...))
 	}
-	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", b.Name, b.Pid, b.UID, strings.Join(b.Command, " "))
-	w("group", "%s (generation %d, child pid %d, up %s)", b.Group, b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
-	w("started", "%s (up %s)", b.Started, humanDuration(b.UptimeSeconds))
+	// What comes from the state file is printed with control characters escaped: its writer
+	// may be another user, and root's terminal must not run their escape sequences.
+	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", escape(b.Name), b.Pid, b.UID, escape(strings.Join(b.Command, " ")))
+	w("group", "%s (generation %d, child pid %d, up %s)", escape(orNone(b.Group)), b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
+	w("started", "%s (up %s)", escape(b.Started), humanDuration(b.UptimeSeconds))
 	var lims []string
 	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {
 		if v, ok := b.Limits[k]; ok {
-			lims = append(lims, k+"="+v)
+			lims = append(lims, k+"="+escape(v))
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
@@ -184,16 +197,16 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		b.Events["oom_kill"], b.Events["oom_group_kill"], b.Events["oom"], b.Events["max"], b.Events["high"], b.Events["low"])
 	var rs []string
 	for reason, n := range b.RestartsByReason {
-		rs = append(rs, fmt.Sprintf("%s %d", reason, n))
+		rs = append(rs, fmt.Sprintf("%s %d", escape(reason), n))
 	}
 	w("restarts", "%d%s", b.Restarts, parenthesize(strings.Join(rs, ", ")))
 	if b.MetricsAddr != "" {
-		w("metrics", "http://%s/metrics", b.MetricsAddr)
+		w("metrics", "http://%s/metrics", escape(b.MetricsAddr))
 	}
 	if len(b.Recent) > 0 {
 		fmt.Fprintln(stdout, "  recent:")
 		for _, e := range b.Recent {
-			fmt.Fprintf(stdout, "    %s  %-8s %s\n", e.Time, e.Event, e.Detail)
+			fmt.Fprintf(stdout, "    %s  %-8s %s\n", escape(e.Time), escape(e.Event), escape(e.Detail))
 		}
 	}
 	return 0
@@ -214,7 +227,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 		return launch.ExitFailure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
-		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", s.Name, s.Pid, s.UID, verb)
+		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", escape(s.Name), s.Pid, s.UID, verb)
 		return launch.ExitFailure
 	}
 	sig := unix.SIGTERM
@@ -265,8 +278,42 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.ExitFailure
 	}
-	fmt.Fprintf(stdout, "%s\n", b)
+	fmt.Fprintf(stdout, "%s\n", escapeJSON(b))
 	return 0
+}
+
+// escapeJSON writes DEL and the C1 controls (U+0080 to U+009F), which encoding/json leaves as
+// they are, as \u escapes: a terminal may act on them. Outside strings JSON has neither.
+func escapeJSON(b []byte) []byte {
+	var out bytes.Buffer
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == 0x7f || r >= 0x80 && r < 0xa0 {
+			fmt.Fprintf(&out, "\\u%04x", r)
+		} else {
+			out.Write(b[:n])
+		}
+		b = b[n:]
+	}
+	return out.Bytes()
+}
+
+// escape writes the control characters in s (C0, DEL, C1, and invalid UTF-8) as Go escapes:
+// "\x1b]0;pwned\a" prints as \x1b]0;pwned\a, not as a terminal command.
+func escape(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 func sizeOrMax(n *uint64) string {

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -344,11 +346,52 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
 		return os.NewFile(uintptr(fd), target), nop, nil
 	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o644)
+	// O_NONBLOCK: a FIFO that no one reads yet must not hold up the start. Go's poller then
+	// parks the writer goroutine (never the supervisor) on a full pipe.
+	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND | unix.O_CLOEXEC
+	f, err := os.OpenFile(target, flags|unix.O_NONBLOCK, 0o644)
+	if errors.Is(err, unix.ENXIO) {
+		// A FIFO without a reader: open it on the stream's first write, which happens on the
+		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
+		l := &lateFile{path: target, flags: flags}
+		return l, l.close, nil
+	}
 	if err != nil {
 		return nil, nop, err
 	}
 	return f, func() { f.Close() }, nil
+}
+
+// lateFile is a FIFO opened (blocking, until a reader comes) on the first write.
+type lateFile struct {
+	path  string
+	flags int
+	mu    sync.Mutex
+	f     *os.File
+}
+
+func (l *lateFile) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	f := l.f
+	l.mu.Unlock()
+	if f == nil {
+		var err error
+		if f, err = os.OpenFile(l.path, l.flags, 0); err != nil {
+			return 0, err
+		}
+		l.mu.Lock()
+		l.f = f
+		l.mu.Unlock()
+	}
+	return f.Write(b)
+}
+
+func (l *lateFile) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+	}
 }
 
 // parsePolicy reads the recycle flags that are not plain durations and numbers.
@@ -408,7 +451,11 @@ func (d *durationValue) String() string { return time.Duration(*d).String() }
 func (d *durationValue) Type() string   { return "DUR" }
 
 func parseDuration(s string) (time.Duration, error) {
-	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 || errors.Is(err, strconv.ErrRange) && n > 0 {
+		// A float past int64 nanoseconds would wrap to a negative duration: refuse it by name.
+		if n*float64(time.Second) >= math.MaxInt64 {
+			return 0, fmt.Errorf("%q is too long: at most %v", s, time.Duration(math.MaxInt64).Truncate(time.Second))
+		}
 		return time.Duration(n * float64(time.Second)), nil
 	}
 	d, err := time.ParseDuration(s)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRunFlagsFromEnvironment(t *testing.T) {
@@ -100,6 +101,20 @@ func TestHelpAndVersion(t *testing.T) {
 	for _, want := range []string{"--memory-max", "--memory-high", "--memory-swap-max", "--memory-low", "--pids-max", "--name", "--parent", "--oom-group", "Examples:", "CGRUN_MEMORY_MAX"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("run --help lacks %q", want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"10": 10 * time.Second, "1.5": 1500 * time.Millisecond, "500ms": 500 * time.Millisecond, "0": 0} {
+		if have, err := parseDuration(in); err != nil || have != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, have, err, want)
+		}
+	}
+	for in, why := range map[string]string{"1e300": "too long", "1e10": "too long", "9223372037": "too long", "1e400": "too long",
+		"-1": "not a duration", "NaN": "not a duration", "-1e300": "not a duration", "soon": "not a duration"} {
+		if have, err := parseDuration(in); err == nil || !strings.Contains(err.Error(), why) {
+			t.Errorf("parseDuration(%q) = %v, %v; want an error saying %q", in, have, err, why)
 		}
 	}
 }

@@ -12,8 +12,11 @@ helper=$repo/bin/test/cmd_cgrun.test
 export CGRUNTEST_HELPER=1
 passed=0 failed=0
 
+only=${1:-.} # integration.sh REGEX runs only the tests whose names match
+
 run_test() { # NAME FUNCTION
   local out rc
+  [[ $1 =~ $only ]] || return 0
   out=$("$2" 2>&1)
   rc=$?
   if ((rc == 0)); then
@@ -101,6 +104,16 @@ test_scope_as_root() {
   nothing_left "cmd_cgrun.test sleep 30" cgrun-showbox
 }
 
+test_scope_description_is_utf8() {
+  # D-Bus takes only valid UTF-8: a command line with invalid bytes, or one cut in the middle of
+  # a character (the description holds 200 bytes of it), must still get its scope.
+  local long out
+  long=$(printf 'é%.0s' {1..150})
+  out=$("$cg" run --name utf8box -- /bin/echo $'\xff\xfe' "$long" 2>&1) || fail "cgrun failed: $out" || return 1
+  out=$("$cg" run --name utf8box -- /bin/echo "x$long" 2>&1) || fail "cgrun failed: $out" || return 1
+  nothing_left "utf8box" utf8box
+}
+
 test_scope_as_user() {
   loginctl enable-linger cgrunuser && systemctl start user@1000.service || fail "no user manager" || return 1
   local out
@@ -138,6 +151,41 @@ EOF
   supervisorctl -c "$d/supervisord.conf" stop worker >/dev/null
   nothing_left "cmd_cgrun.test sleep 300" cgrun-svworker || { supervisorctl -c "$d/supervisord.conf" shutdown; return 1; }
   supervisorctl -c "$d/supervisord.conf" shutdown >/dev/null
+}
+
+test_supervisord_kill_timeout_leaves_no_orphan() {
+  # Issue 14: a worker that ignores SIGTERM outlasts supervisord's stopwaitsecs, so supervisord
+  # SIGKILLs cgrun. cgrun's guard must take the worker along, so that the next start does not
+  # run a second worker beside an orphan.
+  local d=/tmp/svk
+  rm -rf "$d" && mkdir -p "$d"
+  cat >"$d/supervisord.conf" <<EOF
+[unix_http_server]
+file=$d/supervisor.sock
+[supervisord]
+logfile=$d/supervisord.log
+pidfile=$d/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$d/supervisor.sock
+[program:worker]
+command=$cg run --name svkill --stop-timeout 60 -- /bin/sh -c 'trap "" TERM; exec sleep 301'
+stopwaitsecs=1
+EOF
+  supervisord -c "$d/supervisord.conf" || fail "supervisord did not start" || return 1
+  local sv=(supervisorctl -c "$d/supervisord.conf") round
+  for round in 1 2; do
+    wait_for 20 sh -c "supervisorctl -c $d/supervisord.conf status worker | grep -q RUNNING" || { "${sv[@]}" shutdown; fail "worker not RUNNING"; } || return 1
+    wait_for 10 pgrep -x -f "sleep 301" || { "${sv[@]}" shutdown; fail "no payload"; } || return 1
+    (($(pgrep -c -x -f "sleep 301") == 1)) || { "${sv[@]}" shutdown; fail "round $round: $(pgrep -c -x -f "sleep 301") workers run"; } || return 1
+    "${sv[@]}" stop worker >/dev/null
+    grep -q 'terminated by SIGKILL' "$d/supervisord.log" || { "${sv[@]}" shutdown; fail "supervisord did not SIGKILL cgrun: $(tail -3 "$d/supervisord.log")"; } || return 1
+    wait_for 3 sh -c '! pgrep -x -f "sleep 301"' || { "${sv[@]}" shutdown; fail "round $round: the worker outlived its SIGKILLed cgrun"; } || return 1
+    if ((round == 1)); then "${sv[@]}" start worker >/dev/null; fi
+  done
+  "${sv[@]}" shutdown >/dev/null
+  wait_for 5 nothing_left "sleep 301" cgrun-svkill || nothing_left "sleep 301" cgrun-svkill
 }
 
 test_pm2_stop_leaves_nothing() {
@@ -227,7 +275,9 @@ systemctl is-system-running --wait >/dev/null 2>&1
 run_test "SystemdDelegatedUnitRecyclesOnOOMAndStaysActive" test_delegated_unit_recycles_on_oom
 run_test "SystemdScopeAsRoot" test_scope_as_root
 run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
+run_test "SystemdScopeDescriptionIsUTF8" test_scope_description_is_utf8
 run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
+run_test "SupervisordKillTimeoutLeavesNoOrphan" test_supervisord_kill_timeout_leaves_no_orphan
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready

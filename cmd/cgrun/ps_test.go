@@ -1,0 +1,45 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestEscapeKeepsControlsOffTheTerminal(t *testing.T) {
+	for in, want := range map[string]string{
+		"worker":                 "worker",
+		"\x1b]0;pwned\a\x1b[2J":  `\x1b]0;pwned\a\x1b[2J`,
+		"tab\there":              `tab\there`,
+		"csi\u009b2J":            `csi\u009b2J`,
+		"del\x7f":                `del\x7f`,
+		"bad\xffbyte":            `bad\xffbyte`,
+		"é and \uFFFD stay":      "é and \uFFFD stay",
+		"php-fpm: pool www (ok)": "php-fpm: pool www (ok)",
+	} {
+		if have := escape(in); have != want {
+			t.Errorf("escape(%q) = %q, want %q", in, have, want)
+		}
+	}
+}
+
+func TestEscapeJSONKeepsItJSON(t *testing.T) {
+	in := []string{"\x1b[2J", "csi\u009b2J", "del\x7f", "é"}
+	b, _ := json.Marshal(in)
+	out := escapeJSON(b)
+	for _, c := range []string{"\x1b", "\u009b", "\x7f"} {
+		if json.Valid(out) && !strings.Contains(string(out), c) {
+			continue
+		}
+		t.Errorf("escapeJSON(%s) = %s: still holds %q or is not JSON", b, out, c)
+	}
+	var back []string
+	if err := json.Unmarshal(out, &back); err != nil || len(back) != len(in) {
+		t.Fatalf("escapeJSON output %s does not read back: %v", out, err)
+	}
+	for i := range in {
+		if back[i] != in[i] {
+			t.Errorf("read back %q, want %q", back[i], in[i])
+		}
+	}
+}

@@ -1,0 +1,234 @@
+package launch
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ownState is a state of this test process, which is alive: it is listed, not stale.
+func ownState(t *testing.T, name string) State {
+	t.Helper()
+	ticks, err := startTicks(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return State{Name: name, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(), Started: time.Now().Format(time.RFC3339Nano)}
+}
+
+func writeState(t *testing.T, dir string, s State) string {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, fmt.Sprintf("%d.json", s.Pid))
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// listWithin lists dir, and fails the test when that blocks (a FIFO opened for reading).
+func listWithin(t *testing.T, loc StateLocation) []State {
+	t.Helper()
+	type res struct {
+		s   []State
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		s, err := listDir(loc, func(State) bool { return true })
+		done <- res{s, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("listDir(%s): %v", loc.Dir, r.err)
+		}
+		return r.s
+	case <-time.After(5 * time.Second):
+		t.Fatalf("listDir(%s) blocked", loc.Dir)
+	}
+	return nil
+}
+
+func TestListStatesRefusesWhatCgrunDidNotWrite(t *testing.T) {
+	uid := os.Geteuid()
+	success := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+	}{
+		{"a state of a live cgrun", func(t *testing.T, dir string) { writeState(t, dir, ownState(t, "live")) }},
+	}
+	for _, tc := range success {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tc.setup(t, dir)
+			if got := listWithin(t, StateLocation{dir, uid}); len(got) != 1 || got[0].Name != "live" {
+				t.Errorf("listed %+v, want the one live state", got)
+			}
+		})
+	}
+	failure := []struct {
+		name  string
+		setup func(t *testing.T, dir string) string // returns the location's directory
+	}{
+		{"a FIFO", func(t *testing.T, dir string) string {
+			if err := syscall.Mkfifo(filepath.Join(dir, fmt.Sprintf("%d.json", os.Getpid())), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"a symlink to /dev/zero", func(t *testing.T, dir string) string {
+			if err := os.Symlink("/dev/zero", filepath.Join(dir, fmt.Sprintf("%d.json", os.Getpid()))); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"a symlink to a real state", func(t *testing.T, dir string) string {
+			other := t.TempDir()
+			p := writeState(t, other, ownState(t, "elsewhere"))
+			if err := os.Symlink(p, filepath.Join(dir, filepath.Base(p))); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"a directory that is a symlink", func(t *testing.T, dir string) string {
+			real := t.TempDir()
+			writeState(t, real, ownState(t, "behind-link"))
+			link := filepath.Join(dir, "cgrun")
+			if err := os.Symlink(real, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}},
+		{"a file larger than a state", func(t *testing.T, dir string) string {
+			s := ownState(t, "big")
+			s.Command = []string{strings.Repeat("x", maxStateSize)}
+			writeState(t, dir, s)
+			return dir
+		}},
+		{"a state that claims another uid", func(t *testing.T, dir string) string {
+			s := ownState(t, "claims")
+			s.UID = uid + 1
+			writeState(t, dir, s)
+			return dir
+		}},
+		{"a state named for another pid", func(t *testing.T, dir string) string {
+			p := writeState(t, dir, ownState(t, "renamed"))
+			if err := os.Rename(p, filepath.Join(dir, "1.json")); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"a name with terminal escapes", func(t *testing.T, dir string) string {
+			writeState(t, dir, ownState(t, "\x1b]0;pwned\a\x1b[2J"))
+			return dir
+		}},
+	}
+	for _, tc := range failure {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.setup(t, t.TempDir())
+			if got := listWithin(t, StateLocation{dir, uid}); len(got) != 0 {
+				t.Errorf("listed %+v, want nothing", got)
+			}
+		})
+	}
+	t.Run("a directory of another uid", func(t *testing.T) {
+		dir := t.TempDir()
+		writeState(t, dir, ownState(t, "mine"))
+		if got := listWithin(t, StateLocation{dir, uid + 1}); len(got) != 0 {
+			t.Errorf("listed %+v from a directory that uid %d does not own", got, uid+1)
+		}
+	})
+}
+
+func TestListStatesRemovesOnlyVerifiedStaleStates(t *testing.T) {
+	dir := t.TempDir()
+	stale := ownState(t, "gone")
+	stale.StartTicks++ // the pid's process started at another time: the writer is gone
+	p := writeState(t, dir, stale)
+	fifo := filepath.Join(dir, "7.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listWithin(t, StateLocation{dir, os.Geteuid()})
+	if _, err := os.Lstat(p); !os.IsNotExist(err) {
+		t.Errorf("stale state %s is still there (%v)", p, err)
+	}
+	if _, err := os.Lstat(fifo); err != nil {
+		t.Errorf("%s, which is no state, was removed: %v", fifo, err)
+	}
+}
+
+func TestFindStatePrefersOwnSandboxes(t *testing.T) {
+	own := State{Name: "worker", Pid: 10, UID: os.Geteuid()}
+	other := State{Name: "worker", Pid: 11, UID: os.Geteuid() + 1000}
+	for _, tc := range []struct {
+		name   string
+		states []State
+		want   int // pid; 0: an error
+	}{
+		{"own shadows another user's", []State{other, own}, 10},
+		{"another user's alone", []State{other}, 11},
+		{"by pid", []State{other, own}, 11},
+		{"two of the caller's own", []State{own, {Name: "worker", Pid: 12, UID: own.UID}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			arg := "worker"
+			if tc.name == "by pid" {
+				arg = "11"
+			}
+			s, err := FindState(tc.states, arg)
+			if s.Pid != tc.want || (tc.want == 0) != (err != nil) {
+				t.Errorf("FindState(%q) = pid %d, %v; want pid %d", arg, s.Pid, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestStateDirChecksXDGRuntimeDir(t *testing.T) {
+	uid := os.Geteuid() // t.TempDir's owner
+	own := t.TempDir()
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(own, link); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := userStateDir(uid, own); err != nil || d != filepath.Join(own, "cgrun") {
+		t.Errorf("userStateDir(%d, %s) = %q, %v", uid, own, d, err)
+	}
+	for _, tc := range []struct {
+		uid int
+		xdg string
+	}{{uid, link}, {uid + 1, own}, {uid, "/nonexistent"}, {uid, filepath.Join(own, "file")}} {
+		os.WriteFile(filepath.Join(own, "file"), nil, 0o600)
+		if d, err := userStateDir(tc.uid, tc.xdg); err == nil && strings.HasPrefix(d, tc.xdg) {
+			t.Errorf("userStateDir(%d, %s) = %q: not the caller's own directory", tc.uid, tc.xdg, d)
+		}
+	}
+}
+
+// FuzzParseState checks that the state reader never panics, and that whatever it accepts is a
+// state cgrun could have written: the claimed uid, a pid, a valid name.
+func FuzzParseState(f *testing.F) {
+	b, _ := json.Marshal(State{Name: "worker", Command: []string{"node", "w.js"}, Pid: 42, UID: 1000, Generation: 2, ChildPid: 43})
+	f.Add(b, 1000)
+	f.Add([]byte(`{"name":"\u001b]0;x\u0007","pid":1,"uid":0}`), 0)
+	f.Add([]byte(`{"name":"a","pid":-1,"uid":0,"recent":[{"time":1}]}`), 0)
+	f.Add([]byte(`[]`), 0)
+	f.Fuzz(func(t *testing.T, b []byte, uid int) {
+		s, err := ParseState(b, uid)
+		if err != nil {
+			return
+		}
+		if s.UID != uid || s.Pid <= 0 || ValidName(s.Name) != nil {
+			t.Fatalf("ParseState(%q, %d) accepted %+v", b, uid, s)
+		}
+	})
+}
