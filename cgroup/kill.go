@@ -28,6 +28,22 @@ func Kill(ctx context.Context, dir string) error {
 	return err
 }
 
+// KillNow is Kill for a caller that must not block, such as a supervisor that hears its child
+// die through wait4: it sends the kills and returns without waiting for the processes to go.
+// Where cgroup.kill is missing (before Linux 5.14) it makes one pass of the fallback — freeze,
+// kill every listed process, thaw — which kills everything that was in the group when it
+// looked; a process forked in that instant may survive it, so follow it with Kill.
+func KillNow(dir string) error {
+	err := WriteFile(dir, "cgroup.kill", "1")
+	if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if _, serr := os.Stat(dir); serr != nil {
+		return nil // the group itself is gone
+	}
+	return freezeAndKill(dir)
+}
+
 func killFrozen(ctx context.Context, dir string) error {
 	for {
 		busy, err := Populated(dir)
@@ -37,11 +53,9 @@ func killFrozen(ctx context.Context, dir string) error {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("kill %s: %w", dir, err)
 		}
-		_ = WriteFile(dir, "cgroup.freeze", "1") // best effort: without it, kill what we see
-		if err := killListed(dir); err != nil {
+		if err := freezeAndKill(dir); err != nil {
 			return err
 		}
-		_ = WriteFile(dir, "cgroup.freeze", "0")
 		wctx, cancel := context.WithTimeout(ctx, 100e6)
 		err = WaitEmpty(wctx, dir)
 		cancel()
@@ -49,6 +63,14 @@ func killFrozen(ctx context.Context, dir string) error {
 			return nil
 		}
 	}
+}
+
+// freezeAndKill is one pass of the fallback for kernels without cgroup.kill.
+func freezeAndKill(dir string) error {
+	_ = WriteFile(dir, "cgroup.freeze", "1") // best effort: without it, kill what we see
+	err := killListed(dir)
+	_ = WriteFile(dir, "cgroup.freeze", "0")
+	return err
 }
 
 func killListed(dir string) error {

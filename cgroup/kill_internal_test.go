@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -88,5 +89,66 @@ func TestRealKernelKillFrozen(t *testing.T) {
 	}
 	if frozen, _ := ReadKeyed(inner, "cgroup.events"); frozen["frozen"] != 0 {
 		t.Errorf("the inner group is left frozen: %v", frozen)
+	}
+}
+
+// TestRealKernelKillNow: KillNow returns at once, and what it sent empties the group — through
+// cgroup.kill where the kernel has it (5.14), and through one freeze + SIGKILL pass, the only
+// way on older kernels, which runs on every kernel.
+func TestRealKernelKillNow(t *testing.T) {
+	parent := realTestGroup(t) // its cleanup removes the groups below it too
+	for i, tc := range []struct {
+		name string
+		kill func(dir string) error
+	}{
+		{"KillNow", KillNow},
+		{"freeze and kill", freezeAndKill},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(parent, fmt.Sprint(i))
+			if err := Create(dir); err != nil {
+				t.Fatal(err)
+			}
+			fd, err := os.Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fd.Close()
+			// A shell that ignores SIGTERM, with a child that does too.
+			cmd := exec.Command("/bin/sh", "-c", "trap '' TERM; sleep 600 & sleep 600")
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(fd.Fd())}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			for deadline := time.Now().Add(10 * time.Second); ; {
+				if pids, _ := Procs(dir); len(pids) >= 3 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the shell did not get to 3 processes in 10 s")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			start := time.Now()
+			if err := tc.kill(dir); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 500*time.Millisecond {
+				t.Errorf("it took %v; it should not wait for the processes", d)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := WaitEmpty(ctx, dir); err != nil {
+				t.Errorf("the group did not empty: %v", err)
+			}
+			if err := <-done; err == nil || !strings.Contains(err.Error(), "killed") {
+				t.Errorf("the shell ended with %v, want killed", err)
+			}
+			if ev, _ := ReadKeyed(dir, "cgroup.events"); ev["frozen"] != 0 {
+				t.Errorf("the group is left frozen: %v", ev)
+			}
+		})
 	}
 }

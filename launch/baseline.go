@@ -23,6 +23,9 @@ type Baseline struct {
 	Recorded     string   `json:"recorded"`
 	MemoryPeak   uint64   `json:"memory_peak"`   // bytes
 	MemorySteady uint64   `json:"memory_steady"` // bytes: median memory.current, sampled once a second
+	// MemoryPeakSource says how MemoryPeak was measured: "memory.peak", or "sampled" on a
+	// kernel before 5.19 (absent from baselines recorded before cgrun sampled).
+	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
 }
 
 // BaselineCheck is the comparison in the report.
@@ -58,11 +61,11 @@ func (bl *Baseline) check(file string, peak uint64, tolerancePct float64) Baseli
 
 // writeBaseline records rep as a baseline at path, atomically (a temporary file renamed).
 func writeBaseline(path string, rep *Report) error {
-	if rep.MemoryPeak == 0 {
-		return errors.New("cannot record a baseline: this kernel has no memory.peak (Linux 5.19)")
+	if rep.MemoryPeak == nil || *rep.MemoryPeak == 0 {
+		return errors.New(errNoPeak)
 	}
 	bl := Baseline{Version: 1, Name: rep.Name, Command: rep.Command, Recorded: time.Now().Format(time.RFC3339),
-		MemoryPeak: rep.MemoryPeak, MemorySteady: rep.MemoryPeak}
+		MemoryPeak: *rep.MemoryPeak, MemorySteady: *rep.MemoryPeak, MemoryPeakSource: rep.MemoryPeakSource}
 	if rep.MemorySteady != nil {
 		bl.MemorySteady = *rep.MemorySteady
 	}
@@ -72,6 +75,11 @@ func writeBaseline(path string, rep *Report) error {
 	}
 	return writeAtomic(path, append(b, '\n'))
 }
+
+// errNoPeak is why a baseline can be neither recorded nor checked: no peak was measured (no
+// memory.peak before Linux 5.19, and not one memory.current sample while the command ran, as
+// for a command that ends within cgrun's first sampling interval).
+const errNoPeak = "cannot record or check a baseline: no memory peak was measured (memory.peak needs Linux 5.19; before it cgrun samples memory.current every 100ms, and the command ended before the first sample)"
 
 // exceeded is the one line for a failed baseline check.
 func (c BaselineCheck) exceeded(name string, peak uint64) string {

@@ -42,10 +42,11 @@ type record struct {
 	// MemoryEvents is the group's memory.events as the child left it.
 	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`
 	// recycle
-	Reason  string `json:"reason,omitempty"`
-	OldPid  int    `json:"old_pid,omitempty"`
-	NewPid  int    `json:"new_pid,omitempty"`
-	OldPeak uint64 `json:"old_memory_peak,omitempty"`
+	Reason        string            `json:"reason,omitempty"`
+	OldPid        int               `json:"old_pid,omitempty"`
+	NewPid        int               `json:"new_pid,omitempty"`
+	OldPeak       uint64            `json:"old_memory_peak,omitempty"`
+	OldPeakSource cgroup.PeakSource `json:"old_memory_peak_source,omitempty"`
 }
 
 // streamQueue is how many lines the --events stream may fall behind before lines are dropped.

@@ -25,13 +25,26 @@ type generation struct {
 	pid     int
 	started time.Time // when the child started
 
-	recycled   string      // why cgrun ended this generation, or ""
-	stopAsked  unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
-	stopTimer  *time.Timer
-	triggers   *triggers
-	aboveTimer *time.Ticker
-	health     *prober
+	recycled    string      // why cgrun ended this generation, or ""
+	stopAsked   unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
+	stopTimer   *time.Timer
+	triggers    *triggers
+	aboveTimer  *time.Ticker
+	health      *prober
+	peak        *cgroup.PeakMeter
+	peakEvery   time.Duration // the current interval of the peak samples
+	peakSaved   time.Time     // when a sampled peak last went into the state file
+	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
 }
+
+// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
+// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
+// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
+// baseline, --verbose), so that a spike after a quiet spell is not missed.
+const (
+	peakSampleEvery = 100 * time.Millisecond
+	peakSampleIdle  = 2 * time.Second
+)
 
 // outcome is how a generation ended.
 type outcome struct {
@@ -39,7 +52,8 @@ type outcome struct {
 	status     unix.WaitStatus
 	started    time.Time
 	uptime     time.Duration
-	peak       uint64 // memory.peak of the group; 0 where the kernel has none
+	peak       uint64            // the group's memory peak; 0 when nothing could be measured
+	peakSource cgroup.PeakSource // how peak was measured; "" when it is unknown
 	oomKill    uint64
 	recycled   string // why cgrun ended it, or ""
 	stopAsked  bool
@@ -76,6 +90,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if err := cfg.Limits.Mirror(g.leaf); err != nil {
 		return out, tooSmall(cfg.Limits, err)
 	}
+	g.peak = cgroup.NewPeakMeter(g.dir, g.leaf)
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
 		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
@@ -102,7 +117,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	}
 
 	out.started = time.Now()
-	g.pid, err = Start(Child{Path: g.run.path, Argv: cfg.Command, Env: cfg.Env, GroupDir: g.leaf, NoClone3: cfg.NoClone3})
+	child := g.run.child(g.leaf)
+	child.Path, child.Argv = g.run.path, cfg.Command
+	g.pid, err = Start(child)
 	if err != nil {
 		stopWatching()
 		return out, tooSmall(cfg.Limits, err)
@@ -126,7 +143,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = newTriggers(p, g.run.cfg.Limits)
-	var lifetime, stopKill, aboveTick, probeTick, sampleTick <-chan time.Time
+	var lifetime, stopKill, aboveTick, probeTick, sampleTick, peakTick <-chan time.Time
+	var peakTimer *time.Timer
+	if !g.peak.Kernel() {
+		g.peakEvery = peakSampleEvery
+		peakTimer = time.NewTimer(g.peakEvery)
+		defer peakTimer.Stop()
+		peakTick = peakTimer.C
+	}
 	if g.run.sample {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -188,7 +212,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-lifetime:
 			g.recycle("lifetime", fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-aboveTick:
-			cur, _ := cgroup.MemoryCurrent(g.dir)
+			cur, _, _ := g.peak.Sample()
 			recycle, keep := g.triggers.checkAbove(now, cur)
 			if !keep {
 				g.aboveTimer.Stop()
@@ -199,21 +223,28 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
 			}
 		case <-sampleTick:
-			if cur, err := cgroup.MemoryCurrent(g.dir); err == nil {
+			if cur, _, err := g.peak.Sample(); err == nil {
 				g.run.steady.add(cur)
 			}
+		case now := <-peakTick:
+			g.samplePeak(now)
+			peakTimer.Reset(g.peakEvery)
 		case <-probeTick:
 			if g.health.timedOut() {
 				continue // its failure comes back through the reaper
 			}
-			if r, done := g.health.start(g.leaf, g.run.cfg.Env, g.run.cfg.NoClone3); done {
+			if r, done := g.health.start(g.run.child(g.leaf)); done {
 				g.probed(r)
 			}
 		case r := <-probeResults:
 			g.probed(r)
 		case <-stopKill:
 			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
-			_ = cgroup.WriteFile(g.dir, "cgroup.kill", "1")
+			// Not Kill: the supervisor must not block; the child's death comes back as SIGCHLD,
+			// and teardown then kills whatever a fork slipped past this pass.
+			if err := cgroup.KillNow(g.dir); err != nil {
+				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+			}
 			g.stopTimer = nil
 			stopKill = nil
 		}
@@ -292,7 +323,49 @@ func (g *generation) armStopTimer() {
 	}
 }
 
-func (g *generation) event(ev oomwatch.Event) { g.run.log.add(g.record(ev, nil)) }
+func (g *generation) event(ev oomwatch.Event) {
+	if !g.peak.Kernel() {
+		if ev.Kind != oomwatch.Emptied { // read after the last process went: says nothing of the peak
+			g.peak.Observe(ev.MemoryCurrent)
+		}
+		ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
+		g.notePeak(ev.MemoryPeak, ev.MemoryPeakSource)
+	}
+	g.run.log.add(g.record(ev, nil))
+}
+
+// notePeak puts a sampled peak into the state in memory; samplePeak writes it out.
+func (g *generation) notePeak(peak uint64, src cgroup.PeakSource) {
+	g.run.noteState(func(s *State) {
+		if peak > s.MemoryPeak {
+			s.MemoryPeak, s.MemoryPeakSource = peak, src
+			g.peakUnsaved = true
+		}
+	})
+}
+
+// samplePeak reads memory.current for the peak on a kernel without memory.peak, and sets the
+// interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
+// and on disk at most once a second.
+func (g *generation) samplePeak(now time.Time) {
+	_, higher, err := g.peak.Sample()
+	ceiling := peakSampleIdle
+	if cfg := g.run.cfg; cfg.Report != nil || cfg.Verbose || g.run.sample {
+		ceiling = peakSampleEvery
+	}
+	if higher {
+		g.peakEvery = peakSampleEvery
+	} else {
+		g.peakEvery = min(2*g.peakEvery, ceiling)
+	}
+	if err == nil && higher {
+		g.notePeak(g.peak.Peak())
+	}
+	if g.peakUnsaved && now.Sub(g.peakSaved) >= time.Second {
+		g.peakSaved, g.peakUnsaved = now, false
+		g.run.updateState(func(*State) {})
+	}
+}
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.
 func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
@@ -318,7 +391,9 @@ func (g *generation) finish(out *outcome) {
 	log := g.run.cfg.Log
 	counters, _ := cgroup.MemoryEvents(g.dir, g.leaf)
 	out.oomKill = cgroup.OOMKills(counters)
-	out.peak, _ = cgroup.MemoryPeak(g.dir)
+	// No last sample here: after the child's exit memory.current says nothing of its peak, and a
+	// command that ended before the first sample has no sampled peak (not a tiny one).
+	out.peak, out.peakSource = g.peak.Peak()
 	code := StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
 	g.run.noteState(func(s *State) {
@@ -333,7 +408,7 @@ func (g *generation) finish(out *outcome) {
 		s.note("exit", what)
 	})
 	g.run.log.settle()
-	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak}, func(r *record) {
+	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *record) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
@@ -344,10 +419,7 @@ func (g *generation) finish(out *outcome) {
 	if m, err := cgroup.MemoryMax(g.dir); err == nil {
 		max = m.Human()
 	}
-	peak := "unknown"
-	if out.peak > 0 {
-		peak = cgroup.FormatSize(out.peak)
-	}
+	peak := peakText(out.peak, out.peakSource)
 	if out.oomKill == 0 {
 		if aborted(out.status) {
 			fmt.Fprintf(log, "cgrun: %s aborted (SIGABRT) with no OOM kill (memory.max %s, peak %s): a runtime at its own memory limit ends so — Node's \"JavaScript heap out of memory\" (its heap is sized from memory.max); --restart on-oom restarts it\n",

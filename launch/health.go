@@ -71,15 +71,16 @@ func newProber(h HealthCheck) *prober {
 	return &prober{h: h, results: make(chan probeResult, 1)}
 }
 
-// start begins a probe, unless one is still running. A command probe that cannot start (no
-// room under pids.max, say) is a failed probe: its result is returned, with true.
-func (p *prober) start(groupDir string, env []string, noClone3 bool) (probeResult, bool) {
+// start begins a probe, unless one is still running; a command probe starts as c says (its
+// group, environment and user). A command probe that cannot start (no room under pids.max, say)
+// is a failed probe: its result is returned, with true.
+func (p *prober) start(c Child) (probeResult, bool) {
 	if p.pid != 0 || p.cancel != nil {
 		return probeResult{}, false
 	}
 	p.started = time.Now()
 	if p.h.Cmd != "" {
-		pid, err := startProbe(p.h.Cmd, env, groupDir, noClone3)
+		pid, err := startProbe(p.h.Cmd, c)
 		if err != nil {
 			return probeResult{why: fmt.Sprintf("cannot start: %v", err)}, true
 		}
@@ -167,15 +168,15 @@ func httpProbe(ctx context.Context, u string) probeResult {
 	return probeResult{why: "HTTP " + resp.Status}
 }
 
-// startProbe starts a command probe in the group at dir, with /dev/null as its stdio, the way
-// the command itself is started (clone3 into the group, or the re-exec stub).
-func startProbe(cmd string, env []string, dir string, noClone3 bool) (int, error) {
+// startProbe starts a command probe as c says, with /dev/null as its stdio, the way the command
+// itself is started (clone3 into the group, or the re-exec stub; as the --user).
+func startProbe(cmd string, c Child) (int, error) {
 	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer unix.Close(null)
 	fd := uintptr(null)
-	return Start(Child{Path: "/bin/sh", Argv: []string{"sh", "-c", cmd}, Env: env, GroupDir: dir,
-		NoClone3: noClone3, Stdio: []uintptr{fd, fd, fd}})
+	c.Path, c.Argv, c.Stdio = "/bin/sh", []string{"sh", "-c", cmd}, []uintptr{fd, fd, fd}
+	return Start(c)
 }

@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -24,8 +25,8 @@ import (
 // dashboards would show holes exactly when something happens. In the gap memory.current and
 // pids.current are 0 (no process holds anything), the limits are as configured, and the other
 // gauges keep the last generation's values; cgrun_generation_running says which is which. A
-// file the kernel lacks (memory.peak before 5.19, memory.pressure without PSI) is never seen,
-// so never served.
+// file the kernel lacks (memory.pressure without PSI) is never seen, so never served; before
+// 5.19 the peak is the one cgrun sampled.
 type metricsCollector struct {
 	snapshot func() State
 
@@ -43,7 +44,7 @@ func newMetricsCollector(snapshot func() State) *metricsCollector {
 		snapshot:   snapshot,
 		last:       map[string]float64{},
 		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group; 0 between generations."),
-		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19); the last generation's between generations."),
+		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19); before 5.19 the highest memory.current cgrun sampled; the last generation's between generations."),
 		max:        d("cgrun_memory_max_bytes", "memory.max of the group; +Inf when unlimited."),
 		high:       d("cgrun_memory_high_bytes", "memory.high of the group; +Inf when unlimited."),
 		pids:       d("cgrun_pids_current", "pids.current: processes and threads in the group; 0 between generations."),
@@ -85,14 +86,18 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(d, configured(s.Limits[key]), labels...)
 		}
 	}
-	n, err := cgroup.MemoryCurrent(dir)
+	cur, err := cgroup.MemoryCurrent(dir)
 	running := 0.0
 	if err == nil {
 		running = 1
 	}
-	read(c.current, "memory.current", float64(n), err)
-	n, err = cgroup.MemoryPeak(dir)
-	read(c.peak, "memory.peak", float64(n), err)
+	read(c.current, "memory.current", float64(cur), err)
+	// The peak: memory.peak, or before 5.19 the sampled one (LivePeak); in a gap the last one.
+	if n, src := LivePeak(s, dir, cur); src != "" {
+		read(c.peak, "memory.peak", float64(n), nil)
+	} else {
+		read(c.peak, "memory.peak", 0, os.ErrNotExist)
+	}
 	for d, file := range map[*prometheus.Desc]string{c.max: "memory.max", c.high: "memory.high"} {
 		n, ok, err := cgroup.ReadUint(dir, file)
 		v := math.Inf(1)
@@ -101,7 +106,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		read(d, file, v, err)
 	}
-	n, _, err = cgroup.ReadUint(dir, "pids.current")
+	n, _, err := cgroup.ReadUint(dir, "pids.current")
 	read(c.pids, "pids.current", float64(n), err)
 	gauge(c.generation, float64(s.Generation))
 	gauge(c.running, running)
@@ -195,4 +200,17 @@ func (c *slotConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.free)
 	return err
+}
+
+// LivePeak is the memory peak of a running cgrun's current generation, for ps, status and
+// metrics: memory.peak where the kernel has it, else the higher of the peak cgrun sampled (in
+// the state) and cur, a memory.current the caller just read.
+func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
+	if n, err := cgroup.MemoryPeak(dir); err == nil {
+		return n, cgroup.PeakKernel
+	}
+	if _, err := os.Stat(dir); err != nil { // between two generations: no group to read
+		return s.MemoryPeak, s.MemoryPeakSource
+	}
+	return max(s.MemoryPeak, cur), cgroup.PeakSampled
 }

@@ -159,8 +159,8 @@ func TestMetricsFirstScrapeInAGap(t *testing.T) {
 	}
 }
 
-// TestMetricsKernelWithoutAFile: a file the kernel lacks (memory.peak before 5.19, no PSI) is
-// never served, running or not.
+// TestMetricsKernelWithoutAFile: a file the kernel lacks (memory.pressure without PSI) is never
+// served, running or not; without memory.peak (before 5.19) the peak is the sampled one.
 func TestMetricsKernelWithoutAFile(t *testing.T) {
 	mount := t.TempDir()
 	state := State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
@@ -174,10 +174,11 @@ func TestMetricsKernelWithoutAFile(t *testing.T) {
 	writeGroup(t, filepath.Join(mount, "w-1.1"), files)
 	for _, phase := range []string{"running", "gap"} {
 		got := gather(t, c)
-		for _, k := range []string{"cgrun_memory_peak_bytes", "cgrun_memory_pressure_avg10_percent{kind=some}"} {
-			if _, ok := got[k]; ok {
-				t.Errorf("%s: %s served, but the kernel has no such file", phase, k)
-			}
+		if _, ok := got["cgrun_memory_pressure_avg10_percent{kind=some}"]; ok {
+			t.Errorf("%s: memory.pressure served, but the kernel has no such file", phase)
+		}
+		if phase == "running" && got["cgrun_memory_peak_bytes"] != 1<<20 {
+			t.Errorf("running: cgrun_memory_peak_bytes %v, want the sampled 1M", got["cgrun_memory_peak_bytes"])
 		}
 		if _, ok := got["cgrun_memory_current_bytes"]; !ok {
 			t.Errorf("%s: cgrun_memory_current_bytes missing", phase)

@@ -22,7 +22,8 @@ type Report struct {
 	WallSeconds      float64            `json:"wall_seconds"`
 	CPUUserSeconds   float64            `json:"cpu_user_seconds"`
 	CPUSystemSeconds float64            `json:"cpu_system_seconds"`
-	MemoryPeak       uint64             `json:"memory_peak"`             // bytes: the largest generation's memory.peak
+	MemoryPeak       *uint64            `json:"memory_peak"`             // bytes: the largest generation's peak; null if none was measured
+	MemoryPeakSource cgroup.PeakSource  `json:"memory_peak_source"`      // "memory.peak", or "sampled" before Linux 5.19; "" with a null peak
 	MemorySteady     *uint64            `json:"memory_steady,omitempty"` // bytes: median of memory.current once a second (with --baseline / --record-baseline)
 	SwapPeak         *uint64            `json:"swap_peak"`               // bytes: memory.swap.peak; null before Linux 6.5
 	PidsPeak         *uint64            `json:"pids_peak"`               // pids.peak; null where the kernel has none
@@ -48,7 +49,9 @@ func (rep *Report) add(g ReportGeneration) {
 	rep.Restarts = g.Generation - 1
 	rep.CPUUserSeconds += g.CPUUserSeconds
 	rep.CPUSystemSeconds += g.CPUSystemSeconds
-	rep.MemoryPeak = max(rep.MemoryPeak, g.MemoryPeak)
+	if g.MemoryPeak != nil && (rep.MemoryPeak == nil || *g.MemoryPeak > *rep.MemoryPeak) {
+		rep.MemoryPeak, rep.MemoryPeakSource = g.MemoryPeak, g.MemoryPeakSource
+	}
 	rep.SwapPeak = maxPtr(rep.SwapPeak, g.SwapPeak)
 	rep.PidsPeak = maxPtr(rep.PidsPeak, g.PidsPeak)
 	rep.OOMKills += g.OOMKills
@@ -81,28 +84,33 @@ type ReportRecycle struct {
 
 // ReportGeneration is one generation's share of the report.
 type ReportGeneration struct {
-	Generation       int     `json:"generation"`
-	Pid              int     `json:"pid"`
-	Group            string  `json:"group"`
-	ExitCode         int     `json:"exit_code"`
-	Signal           string  `json:"signal,omitempty"`
-	Reason           string  `json:"reason,omitempty"`
-	UptimeSeconds    float64 `json:"uptime_seconds"`
-	MemoryPeak       uint64  `json:"memory_peak"`
-	SwapPeak         *uint64 `json:"swap_peak"`
-	PidsPeak         *uint64 `json:"pids_peak"`
-	CPUUserSeconds   float64 `json:"cpu_user_seconds"`
-	CPUSystemSeconds float64 `json:"cpu_system_seconds"`
-	OOMKills         uint64  `json:"oom_kills"`
-	HighEvents       uint64  `json:"high_events"`
-	MaxEvents        uint64  `json:"max_events"`
+	Generation       int               `json:"generation"`
+	Pid              int               `json:"pid"`
+	Group            string            `json:"group"`
+	ExitCode         int               `json:"exit_code"`
+	Signal           string            `json:"signal,omitempty"`
+	Reason           string            `json:"reason,omitempty"`
+	UptimeSeconds    float64           `json:"uptime_seconds"`
+	MemoryPeak       *uint64           `json:"memory_peak"`
+	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source"`
+	SwapPeak         *uint64           `json:"swap_peak"`
+	PidsPeak         *uint64           `json:"pids_peak"`
+	CPUUserSeconds   float64           `json:"cpu_user_seconds"`
+	CPUSystemSeconds float64           `json:"cpu_system_seconds"`
+	OOMKills         uint64            `json:"oom_kills"`
+	HighEvents       uint64            `json:"high_events"`
+	MaxEvents        uint64            `json:"max_events"`
 }
 
 // measure reads what the report needs from a generation's group before it is removed.
 func measure(dir string, out outcome, group string, number int, counters map[string]uint64) ReportGeneration {
 	gr := ReportGeneration{Generation: number, Pid: out.pid, Group: group, ExitCode: StatusCode(out.status),
-		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(), MemoryPeak: out.peak,
+		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(),
 		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
+	if out.peakSource != "" {
+		peak := out.peak
+		gr.MemoryPeak, gr.MemoryPeakSource = &peak, out.peakSource
+	}
 	if out.status.Signaled() {
 		gr.Signal = signalName(out.status.Signal())
 	}
@@ -192,8 +200,12 @@ func (rep *Report) human() string {
 		}
 		return f(*p)
 	}
+	peak := "unknown"
+	if rep.MemoryPeak != nil {
+		peak = peakText(*rep.MemoryPeak, rep.MemoryPeakSource)
+	}
 	s := fmt.Sprintf("cgrun: %s: wall %.3fs, cpu user %.3fs system %.3fs, memory peak %s, swap peak %s, pids peak %s",
-		rep.Name, rep.WallSeconds, rep.CPUUserSeconds, rep.CPUSystemSeconds, cgroup.FormatSize(rep.MemoryPeak),
+		rep.Name, rep.WallSeconds, rep.CPUUserSeconds, rep.CPUSystemSeconds, peak,
 		opt(rep.SwapPeak, cgroup.FormatSize), opt(rep.PidsPeak, func(n uint64) string { return fmt.Sprint(n) }))
 	if rep.MemorySteady != nil {
 		s += ", memory steady " + cgroup.FormatSize(*rep.MemorySteady)

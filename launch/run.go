@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -40,6 +41,13 @@ type Config struct {
 	BaselineTolerance float64   // ... by more than this many percent
 	NoClone3          bool      // start through the re-exec stub even where clone3 works
 	Log               io.Writer // where cgrun's own lines go (stderr)
+
+	// User runs the command and its health probes as this user (--user); nil runs them as
+	// cgrun's own. cgrun, as root, keeps the group: its files stay root's.
+	User *account.User
+	// AllowNewPrivs leaves no_new_privs off for a --user command, so that setuid binaries
+	// (sudo, su) and file capabilities work in it.
+	AllowNewPrivs bool
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -112,6 +120,12 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
 		return ExitFailure, 0, err
 	}
+	if cfg.User != nil {
+		if err := canSwitchTo(cfg.User); err != nil {
+			return ExitFailure, 0, err
+		}
+		cfg.Env = cfg.User.Env(cfg.Env)
+	}
 	var err error
 	if r.path, err = LookPath(cfg.Command[0]); err != nil {
 		return Code(err), 0, err
@@ -170,13 +184,21 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts)
 	r.report.build(started, last, cfg.Limits, r.steady.vals)
-	if cfg.Baseline != nil {
-		c := cfg.Baseline.check(cfg.BaselineFile, r.report.MemoryPeak, cfg.BaselineTolerance)
+	switch peak := r.report.MemoryPeak; {
+	case cfg.Baseline == nil:
+	case peak == nil: // never pass a gate on a figure cgrun does not have
+		if err == nil && code == 0 {
+			code, err = ExitFailure, &Error{Code: ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
+		} else {
+			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, errNoPeak)
+		}
+	default:
+		c := cfg.Baseline.check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
 		if c.Exceeded && err == nil && code == 0 {
-			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, r.report.MemoryPeak))}
+			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, *peak))}
 		} else if c.Exceeded {
-			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, r.report.MemoryPeak))
+			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, *peak))
 		}
 	}
 	if cfg.Verbose {
@@ -217,6 +239,7 @@ func (r *runner) loop() (*outcome, int, error) {
 			r.updateState(func(s *State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
+				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[why]++
@@ -232,6 +255,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.report.recycled(ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
 				r.log.add(g.record(oomwatch.Event{Time: now, Kind: kindRecycle}, func(rec *record) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
+					rec.OldPeakSource = prev.peakSource
 				}))
 			}
 		})
@@ -322,10 +346,7 @@ func describe(ws unix.WaitStatus) string {
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
 func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64) string {
-	peak := "unknown"
-	if out.peak > 0 {
-		peak = cgroup.FormatSize(out.peak)
-	}
+	peak := peakText(out.peak, out.peakSource)
 	max := "memory.max " + lim.MemoryMax.Human()
 	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
 		max = "no memory.max"
@@ -333,6 +354,18 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
 		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
+}
+
+// peakText is a peak for people: "40M", "40M sampled" where cgrun sampled it (before Linux
+// 5.19), "unknown" where nothing was measured.
+func peakText(n uint64, src cgroup.PeakSource) string {
+	switch src {
+	case "":
+		return "unknown"
+	case cgroup.PeakSampled:
+		return cgroup.FormatSize(n) + " sampled"
+	}
+	return cgroup.FormatSize(n)
 }
 
 // ValidName checks a --name: it becomes part of a directory name in cgroupfs.

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +25,12 @@ type Child struct {
 	// Stdio are the child's fds 0, 1 and 2; nil passes on cgrun's own. A child with its own
 	// stdio (a health probe) never takes the terminal's foreground.
 	Stdio []uintptr
+	// Cred is the user, group and supplementary groups the command runs as (--user); nil runs
+	// it as cgrun's own. cgrun joins the group as itself: the group stays root's.
+	Cred *syscall.Credential
+	// NoNewPrivs sets no_new_privs on the child, so that no setuid or file-capability
+	// binary it runs gains privileges (set with Cred unless --allow-new-privs).
+	NoNewPrivs bool
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -34,6 +43,11 @@ const EnterCommand = "__cgrun_enter"
 // seccomp filters such as Docker's older default profile) it falls back to re-executing cgrun
 // itself as a stub that writes its own pid into the group's cgroup.procs and then execs the
 // command: only cgrun's code ever runs outside the group.
+//
+// With a Cred, the child switches user in the kernel's clone-and-exec path (setgroups, setgid,
+// setuid, then execve): on the clone3 path it is in its group and that user before its first
+// instruction; the stub joins the group as root (the group's cgroup.procs is root's) and then
+// drops to the user before it execs the command.
 //
 // The child leads a process group of its own; when cgrun owns the terminal's foreground, the
 // child's group takes the foreground, so ^C reaches the command once, from the terminal.
@@ -53,34 +67,101 @@ func Start(c Child) (pid int, err error) {
 		}
 	}
 	if !c.NoClone3 {
-		sys.UseCgroupFD, sys.CgroupFD = true, gfd
-		pid, err = syscall.ForkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys})
+		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = true, gfd, c.Cred
+		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c.NoNewPrivs)
 		if err == nil {
 			return pid, nil
 		}
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return 0, execError(c.Path, err)
 		}
-		sys.UseCgroupFD, sys.CgroupFD = false, 0
+		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = false, 0, nil
 	}
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find cgrun's own binary for the re-exec stub: %w", err)
 	}
-	// The stub finds the group as its fd 3 and the command after "--".
-	argv := append([]string{"cgrun", EnterCommand, c.Path, "--"}, c.Argv...)
-	pid, err = syscall.ForkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys})
+	// The stub finds the group as its fd 3, the user to become in --cred, and the command
+	// after "--"; it inherits no_new_privs.
+	argv := []string{"cgrun", EnterCommand}
+	if c.Cred != nil {
+		argv = append(argv, credFlag+formatCred(c.Cred))
+	}
+	argv = append(append(argv, c.Path, "--"), c.Argv...)
+	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c.NoNewPrivs)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
 	return pid, nil
 }
 
-// Enter is the re-exec stub: args are what follows EnterCommand (PATH -- ARGV...). It moves the
-// process into the group open on fd 3 and execs the command; it returns only on failure.
+// forkExec is syscall.ForkExec, from a thread with no_new_privs set when noNewPrivs: the flag
+// belongs to a thread and is copied to the children it forks. That thread is locked to a
+// goroutine that ends without unlocking it, so the Go runtime ends the thread too and no other
+// goroutine of cgrun ever runs with the flag.
+func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs bool) (int, error) {
+	if !noNewPrivs {
+		return syscall.ForkExec(path, argv, attr)
+	}
+	type result struct {
+		pid int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			done <- result{err: fmt.Errorf("set no_new_privs: %w", err)}
+			return
+		}
+		pid, err := syscall.ForkExec(path, argv, attr)
+		done <- result{pid, err}
+	}()
+	r := <-done
+	return r.pid, r.err
+}
+
+// credFlag passes the stub the user to become: --cred=UID:GID:GROUP,GROUP...
+const credFlag = "--cred="
+
+func formatCred(c *syscall.Credential) string {
+	groups := make([]string, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = strconv.FormatUint(uint64(g), 10)
+	}
+	return fmt.Sprintf("%d:%d:%s", c.Uid, c.Gid, strings.Join(groups, ","))
+}
+
+func parseCred(s string) (*syscall.Credential, error) {
+	f := strings.Split(s, ":")
+	if len(f) != 3 {
+		return nil, fmt.Errorf("%s%s: want UID:GID:GROUPS", credFlag, s)
+	}
+	var ids []uint32
+	for _, v := range append(f[:2:2], strings.FieldsFunc(f[2], func(r rune) bool { return r == ',' })...) {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s%s: %q is not an id", credFlag, s, v)
+		}
+		ids = append(ids, uint32(n))
+	}
+	return &syscall.Credential{Uid: ids[0], Gid: ids[1], Groups: ids[2:]}, nil
+}
+
+// Enter is the re-exec stub: args are what follows EnterCommand ([--cred=...] PATH -- ARGV...).
+// It moves the process into the group open on fd 3, becomes the --cred user, and execs the
+// command; it returns only on failure.
 func Enter(args []string) error {
+	var cred *syscall.Credential
+	if len(args) > 0 && strings.HasPrefix(args[0], credFlag) {
+		var err error
+		if cred, err = parseCred(strings.TrimPrefix(args[0], credFlag)); err != nil {
+			return err
+		}
+		args = args[1:]
+	}
 	if len(args) < 3 || args[1] != "--" {
-		return errors.New(EnterCommand + ": want PATH -- ARGV...")
+		return errors.New(EnterCommand + ": want [--cred=UID:GID:GROUPS] PATH -- ARGV...")
 	}
 	path, argv := args[0], args[2:]
 	procs, err := unix.Openat(3, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
@@ -92,7 +173,39 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(3)
+	if cred != nil {
+		if err := becomeUser(cred); err != nil {
+			return err
+		}
+	}
 	return execError(path, unix.Exec(path, argv, os.Environ()))
+}
+
+// becomeUser drops the stub's root for good, in the order the kernel needs: the groups while it
+// may still set them, then the gid, then the uid (which clears every capability).
+//
+// It changes this thread only, and locks the goroutine to it: the exec that follows runs here,
+// and execve gives the new program the credentials of the thread that calls it and ends every
+// other thread. Not syscall.Setgroups/Setuid and friends: they change all threads through the
+// Go runtime, which signals each thread and spins until every one has answered. In a UML guest,
+// after the suite's earlier tests, the stub hung that way every time (running, state R, never
+// reaching exec; compare golang/go#50113); with per-thread calls the same suite passes.
+func becomeUser(c *syscall.Credential) error {
+	runtime.LockOSThread() // never unlocked: the command replaces this program on this thread
+	groups := make([]int, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = int(g)
+	}
+	if err := unix.Setgroups(groups); err != nil { // x/sys: this thread only
+		return fmt.Errorf("become uid %d: setgroups %v: %w", c.Uid, c.Groups, err)
+	}
+	if _, _, e := unix.RawSyscall(sysSetresgid, uintptr(c.Gid), uintptr(c.Gid), uintptr(c.Gid)); e != 0 {
+		return fmt.Errorf("become uid %d: setresgid %d: %w", c.Uid, c.Gid, e)
+	}
+	if _, _, e := unix.RawSyscall(sysSetresuid, uintptr(c.Uid), uintptr(c.Uid), uintptr(c.Uid)); e != 0 {
+		return fmt.Errorf("become uid %d: setresuid: %w", c.Uid, e)
+	}
+	return nil
 }
 
 // foreground reports whether cgrun's process group owns the terminal on stdin.

@@ -36,10 +36,17 @@ type State struct {
 	// left there is found by it.
 	Site string `json:"site,omitempty"`
 
+	// User is who the command runs as with --user (cgrun itself stays UID); absent without.
+	User *StateUser `json:"user,omitempty"`
+
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
 	Group             string `json:"group"` // the current generation's group, relative to the mount
 	GenerationStarted string `json:"generation_started"`
+	// MemoryPeak is the current generation's peak as cgrun sampled it, on kernels without
+	// memory.peak (before 5.19); readers take the higher of it and memory.current.
+	MemoryPeak       uint64            `json:"memory_peak,omitempty"`
+	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
 
 	Limits           map[string]string `json:"limits"`
 	Restarts         int               `json:"restarts"`
@@ -476,6 +483,7 @@ func (r *runner) initState() error {
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
 	r.state.Limits = limitFiles(r.cfg.Limits)
 	r.state.Site = r.h.Rel(r.site.Dir)
+	r.state.User = stateUser(r.cfg.User)
 	if dir, err := StateDir(); err == nil {
 		r.stateDir = dir
 	} else if r.cfg.Verbose {

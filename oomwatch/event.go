@@ -4,6 +4,8 @@ package oomwatch
 
 import (
 	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
 )
 
 // Kind names an event. The names are part of cgrun's stable JSON Lines format.
@@ -40,6 +42,9 @@ type Event struct {
 	CountLocal    *uint64 `json:"count_local,omitempty"`
 	MemoryCurrent uint64  `json:"memory_current"`
 	MemoryPeak    uint64  `json:"memory_peak,omitempty"` // memory.peak, Linux 5.19
+	// MemoryPeakSource says how MemoryPeak was measured: "memory.peak" as the watcher reads it;
+	// "sampled" where cgrun fills it in on kernels before 5.19 (cgroup.PeakSource).
+	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
 	// Pressure is set for Pressure events.
 	Pressure *PressureInfo `json:"pressure,omitempty"`
 }

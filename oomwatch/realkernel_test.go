@@ -66,7 +66,7 @@ func startIn(t *testing.T, dir, script string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cgroup.WriteFile(dir, "cgroup.kill", "1"); cmd.Wait() })
+	t.Cleanup(func() { cgroup.Kill(context.Background(), dir); cmd.Wait() })
 	return cmd
 }
 
@@ -87,7 +87,8 @@ func TestRealKernelEmptiedAndPidsMax(t *testing.T) {
 	if ev := waitFor(t, evs, oomwatch.PidsMax); ev.Count == 0 || ev.Group != "/watched" {
 		t.Errorf("pids_max event %+v", ev)
 	}
-	if err := cgroup.WriteFile(dir, "cgroup.kill", "1"); err != nil {
+	// KillNow, not cgroup.kill: the kill must work on kernels before 5.14 too.
+	if err := cgroup.KillNow(dir); err != nil {
 		t.Fatal(err)
 	}
 	cmd.Wait()

@@ -259,9 +259,9 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 		return
 	}
 	cur, _ := cgroup.MemoryCurrent(w.dir)
-	peak, _ := cgroup.MemoryPeak(w.dir)
+	peak, src := memoryPeak(w.dir)
 	for _, ev := range evs {
-		ev.Time, ev.Group, ev.MemoryCurrent, ev.MemoryPeak = now, w.group, cur, peak
+		ev.Time, ev.Group, ev.MemoryCurrent, ev.MemoryPeak, ev.MemoryPeakSource = now, w.group, cur, peak, src
 		emit(ev)
 	}
 }
@@ -274,8 +274,16 @@ func (w *Watcher) pressure(t Trigger, emit func(Event)) {
 	}
 	p.Trigger = t.String()
 	cur, _ := cgroup.MemoryCurrent(w.dir)
-	peak, _ := cgroup.MemoryPeak(w.dir)
-	emit(Event{Time: now, Kind: Pressure, Group: w.group, MemoryCurrent: cur, MemoryPeak: peak, Pressure: &p})
+	peak, src := memoryPeak(w.dir)
+	emit(Event{Time: now, Kind: Pressure, Group: w.group, MemoryCurrent: cur, MemoryPeak: peak, MemoryPeakSource: src, Pressure: &p})
+}
+
+// memoryPeak is memory.peak with its source, or nothing on kernels before 5.19.
+func memoryPeak(dir string) (uint64, cgroup.PeakSource) {
+	if n, err := cgroup.MemoryPeak(dir); err == nil {
+		return n, cgroup.PeakKernel
+	}
+	return 0, ""
 }
 
 // Close releases every fd the Watcher opened. It is safe to call more than once.

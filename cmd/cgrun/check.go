@@ -495,8 +495,8 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 	for _, f := range []feature{
 		{"CLONE_INTO_CGROUP", 5, 7, "", "cgrun starts the command through a short re-exec of itself instead"},
 		{"cgroup.kill", 5, 14, "cgroup.kill", "cgrun freezes the group and kills each process instead"},
-		{"oom_group_kill", 5, 17, "", "OOM kills of the whole group are counted from oom_kill instead"},
-		{"memory.peak", 5, 19, "memory.peak", "reports and metrics have no peak"},
+		{"oom_group_kill", 5, 17, "", "OOM kills are counted as the smaller of oom and oom_kill instead"},
+		{"memory.peak", 5, 19, "memory.peak", "cgrun samples memory.current instead: its peaks are a floor"},
 	} {
 		ok := k.atLeast(f.major, f.minor)
 		how := fmt.Sprintf("Linux %d.%d", f.major, f.minor)

@@ -13,9 +13,15 @@ import (
 // These run `cgrun check` against the real kernel (scripts/test runs them in its guests: Debian's
 // 6.1 UML kernel without PSI, and scripts/uml-kernel's with PSI, where CGRUN_REQUIRE_PSI=1).
 
-// TestCheckRealKernelPSI: as root on a cgroup v2 host, check says cgrun can work (exit 0), names
-// the running kernel, reads only (no group appears), and tells PSI as the kernel has it.
-func TestCheckRealKernelPSI(t *testing.T) {
+// TestCheckRealKernel: as root on a cgroup v2 host, check says cgrun can work (exit 0), names
+// the running kernel and the features it has (5.10 and 6.1 in CI), reads only (no group
+// appears), and tells PSI as the kernel has it.
+func TestCheckRealKernel(t *testing.T) { checkRealKernel(t) }
+
+// TestCheckRealKernelPSI is the same in the guest whose kernel has PSI (CGRUN_REQUIRE_PSI=1).
+func TestCheckRealKernelPSI(t *testing.T) { checkRealKernel(t) }
+
+func checkRealKernel(t *testing.T) {
 	h := requireCgroup2(t)
 	before := groupsUnder(t, h.Mount)
 	out, errs, code := cgrunCmd(t, nil, "check")
@@ -26,6 +32,19 @@ func TestCheckRealKernelPSI(t *testing.T) {
 	unix.Uname(&u)
 	if !strings.Contains(out, "ok    kernel      Linux "+unix.ByteSliceToString(u.Release[:])) {
 		t.Errorf("no kernel line naming %s:\n%s", u.Release[:], out)
+	}
+	k, _ := parseKernelVersion(unix.ByteSliceToString(u.Release[:]))
+	for _, f := range []struct {
+		name         string
+		major, minor int
+	}{{"CLONE_INTO_CGROUP", 5, 7}, {"cgroup.kill", 5, 14}, {"oom_group_kill", 5, 17}, {"memory.peak", 5, 19}} {
+		want := "warn  feature     no " + f.name + " ("
+		if k.atLeast(f.major, f.minor) {
+			want = "ok    feature     " + f.name + " ("
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("on Linux %d.%d, want %q:\n%s", k.major, k.minor, want, out)
+		}
 	}
 	_, psiErr := os.Stat("/proc/pressure/memory")
 	if os.Getenv("CGRUN_REQUIRE_PSI") == "1" && psiErr != nil {

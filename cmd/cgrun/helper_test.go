@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -96,6 +97,19 @@ func helper(args []string) int {
 		fmt.Println(rssAnon())
 		time.Sleep(time.Duration(arg(2)) * time.Millisecond)
 		b[0] = 2
+		return 0
+	case "spike": // spike MB HOLD SLEEP: touch MB, print RssAnon in KiB, hold it HOLD ms, give it back to the kernel, print "freed", sleep SLEEP ms
+		b := make([]byte, arg(1)<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		fmt.Println(rssAnon())
+		time.Sleep(time.Duration(arg(2)) * time.Millisecond)
+		b[0] = 2
+		b = nil
+		debug.FreeOSMemory()
+		fmt.Println("freed")
+		time.Sleep(time.Duration(arg(3)) * time.Millisecond)
 		return 0
 	case "spread": // spread K MB: K children hold MB each at the same time; print their RssAnon sum
 		self, _ := os.Executable()

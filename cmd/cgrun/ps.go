@@ -37,12 +37,14 @@ type sandbox struct {
 	MemoryHigh        *uint64           `json:"memory_high"` // null: max
 	MemoryMax         *uint64           `json:"memory_max"`  // null: max
 	MemoryPeak        uint64            `json:"memory_peak"`
-	OOMKills          uint64            `json:"oom_kills"`   // all generations
-	HighEvents        uint64            `json:"high_events"` // all generations
+	MemoryPeakSource  cgroup.PeakSource `json:"memory_peak_source"` // "memory.peak", or "sampled" before Linux 5.19
+	OOMKills          uint64            `json:"oom_kills"`          // all generations
+	HighEvents        uint64            `json:"high_events"`        // all generations
 	Restarts          int               `json:"restarts"`
 	RestartsByReason  map[string]int    `json:"restarts_by_reason"`
 	Limits            map[string]string `json:"limits"`
 	MetricsAddr       string            `json:"metrics_addr,omitempty"`
+	User              *launch.StateUser `json:"user,omitempty"` // --user: who the command runs as
 	// Only in status:
 	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
 	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
@@ -57,7 +59,7 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	now := time.Now()
 	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
 		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
-		Limits: s.Limits, MetricsAddr: s.MetricsAddr}
+		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User}
 	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
 		sb.UptimeSeconds = now.Sub(t).Seconds()
 	}
@@ -69,7 +71,7 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	}
 	sb.Group = h.Rel(dir)
 	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
-	sb.MemoryPeak, _ = cgroup.MemoryPeak(dir)
+	sb.MemoryPeak, sb.MemoryPeakSource = launch.LivePeak(s, dir, sb.MemoryCurrent)
 	for file, into := range map[string]**uint64{"memory.high": &sb.MemoryHigh, "memory.max": &sb.MemoryMax} {
 		if n, ok, err := cgroup.ReadUint(dir, file); err == nil && ok {
 			*into = &n
@@ -171,6 +173,9 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	// What comes from the state file is printed with control characters escaped: its writer
 	// may be another user, and root's terminal must not run their escape sequences.
 	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", escape(b.Name), b.Pid, b.UID, escape(strings.Join(b.Command, " ")))
+	if u := b.User; u != nil {
+		w("user", "%s", escape(runAs(u)))
+	}
 	w("group", "%s (generation %d, child pid %d, up %s)", escape(orNone(b.Group)), b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
 	w("started", "%s (up %s)", escape(b.Started), humanDuration(b.UptimeSeconds))
 	var lims []string
@@ -180,7 +185,11 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
-	w("memory", "current %s, peak %s, high %s, max %s", cgroup.FormatSize(b.MemoryCurrent), cgroup.FormatSize(b.MemoryPeak), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax))
+	peak := cgroup.FormatSize(b.MemoryPeak)
+	if b.MemoryPeakSource == cgroup.PeakSampled {
+		peak += " (sampled)"
+	}
+	w("memory", "current %s, peak %s, high %s, max %s", cgroup.FormatSize(b.MemoryCurrent), peak, sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax))
 	if b.MemoryStat != nil {
 		var parts []string
 		for _, k := range []string{"anon", "file", "kernel", "sock", "shmem"} {
@@ -224,6 +233,13 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		return launch.ExitFailure
+	}
+	if uid := os.Geteuid(); uid != 0 && uid != s.UID && s.User != nil && uid == int(s.User.UID) {
+		// The command's own user may not steer its supervisor: the sandboxed command runs as
+		// that user too. README's "Running the command as another user" has the sudoers line.
+		fmt.Fprintf(stderr, "cgrun: %s (pid %d) is root's cgrun running its command as you (uid %d); only root may %s it: use sudo cgrun %s %s, with a sudoers rule for your deploy user if needed\n",
+			s.Name, s.Pid, uid, verb, verb, s.Name)
 		return launch.ExitFailure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
@@ -355,4 +371,14 @@ func parenthesize(s string) string {
 		return ""
 	}
 	return " (" + s + ")"
+}
+
+// runAs describes a --user: "www-data (uid 33, gid 33, groups 33)".
+func runAs(u *launch.StateUser) string {
+	name := u.Name
+	if name == "" {
+		name = fmt.Sprint(u.UID)
+	}
+	groups := strings.Trim(fmt.Sprint(u.Groups), "[]")
+	return fmt.Sprintf("%s (uid %d, gid %d, groups %s)", name, u.UID, u.GID, strings.ReplaceAll(groups, " ", ","))
 }

@@ -114,13 +114,14 @@ func TestBaselineGate(t *testing.T) {
 		t.Fatalf("recording: exit %d, stderr %q", r.code, r.stderr)
 	}
 	var base struct {
-		Version      int    `json:"version"`
-		MemoryPeak   uint64 `json:"memory_peak"`
-		MemorySteady uint64 `json:"memory_steady"`
+		Version          int    `json:"version"`
+		MemoryPeak       uint64 `json:"memory_peak"`
+		MemorySteady     uint64 `json:"memory_steady"`
+		MemoryPeakSource string `json:"memory_peak_source"`
 	}
 	b, _ := os.ReadFile(bl)
-	if err := json.Unmarshal(b, &base); err != nil || base.Version != 1 || base.MemoryPeak < 20<<20 || base.MemorySteady == 0 {
-		t.Fatalf("baseline %s: %v", b, err)
+	if err := json.Unmarshal(b, &base); err != nil || base.Version != 1 || base.MemoryPeak < 20<<20 || base.MemorySteady == 0 || base.MemoryPeakSource != wantPeakSource(t) {
+		t.Fatalf("baseline %s: %v; want memory_peak_source %q on this kernel", b, err, wantPeakSource(t))
 	}
 	t.Run("passes within the tolerance", func(t *testing.T) {
 		report := filepath.Join(dir, "pass.json")

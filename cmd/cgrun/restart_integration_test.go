@@ -22,6 +22,7 @@ type recycleLine struct {
 	Pid        int     `json:"pid"`
 	Uptime     float64 `json:"uptime_seconds"`
 	OldPeak    uint64  `json:"old_memory_peak"`
+	OldPeakSrc string  `json:"old_memory_peak_source"`
 	ExitCode   *int    `json:"exit_code"`
 }
 
@@ -96,9 +97,9 @@ func TestRestartOnOOMUntilTheStartLimit(t *testing.T) {
 	}
 	for i, rc := range recycles {
 		if rc.Reason != "oom_kill" || rc.Generation != i+2 || rc.OldPid != exits[i].Pid || rc.NewPid != starts[i+1].Pid ||
-			rc.OldPeak < 60<<20 || rc.Uptime <= 0 {
-			t.Errorf("recycle %+v: want reason oom_kill, generation %d, pids %d -> %d, an old peak near 64M and the uptime",
-				rc, i+2, exits[i].Pid, starts[i+1].Pid)
+			rc.OldPeak < 60<<20 || rc.OldPeakSrc != wantPeakSource(t) || rc.Uptime <= 0 {
+			t.Errorf("recycle %+v: want reason oom_kill, generation %d, pids %d -> %d, an old peak near 64M (%s) and the uptime",
+				rc, i+2, exits[i].Pid, starts[i+1].Pid, wantPeakSource(t))
 		}
 	}
 	assertNothingLeft(t, h, before)

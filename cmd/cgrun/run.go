@@ -14,6 +14,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -48,6 +49,10 @@ Examples:
 
   # nest under a group you made and delegated yourself
   cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
+
+  # started by root (supervisord, PM2, a unit without User=): the app runs as www, root keeps
+  # the group and its limits
+  cgrun run --user www --memory-max 1G -- node /www/wwwroot/api/server.js
 `
 
 // runFlags are the flags of `cgrun run`, as given.
@@ -64,6 +69,9 @@ type runFlags struct {
 	restart, stopSignal, recycleAbove, recycleOnHigh string
 	recycleOnPressure                                []string
 	policy                                           launch.Policy
+
+	user          string
+	allowNewPrivs bool
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -81,6 +89,8 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
+	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
+	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
@@ -167,6 +177,12 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	var user *account.User
+	if f.user != "" {
+		if user, err = account.Lookup(f.user); err != nil {
+			return fail(fmt.Errorf("%s %q: %w", origin("user"), f.user, err))
+		}
+	}
 	events, closeEvents, err := openEvents(f.events, stdout)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))
@@ -196,6 +212,8 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		BaselineTolerance: gate.tolerance,
 		Verbose:           f.verbose,
 		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
+		User:              user,
+		AllowNewPrivs:     f.allowNewPrivs,
 		Log:               stderr,
 	})
 	if err != nil {

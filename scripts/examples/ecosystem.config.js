@@ -8,6 +8,11 @@
 // not the worker's, every 30 s. The kernel enforces --memory-max at once, children included.
 // PM2's God daemon runs in a group systemd did not delegate (pm2-root.service, or a login
 // session): cgrun then asks systemd over D-Bus for a delegated scope of its own.
+//
+// Run PM2 as root (`pm2 startup` as root, not `sudo -u www pm2 start`) and leave out uid/gid:
+// either would drop to www before cgrun starts, and cgrun as www has no group to manage (exit
+// 125). --user www makes cgrun, as root, run node as www with www's groups and HOME, in a group
+// that stays root's: node can neither raise its limit nor leave its group.
 module.exports = {
   apps: [
     {
@@ -15,7 +20,7 @@ module.exports = {
       script: '/usr/local/bin/cgrun',
       interpreter: 'none',
       args: [
-        'run', '--name', 'worker',
+        'run', '--name', 'worker', '--user', 'www',
         '--memory-max', '256M', '--restart', 'on-oom', '--max-restarts', '0',
         '--', '/usr/bin/node', '/srv/app/worker.js',
       ],

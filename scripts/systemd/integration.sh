@@ -11,8 +11,10 @@ cg=$repo/bin/cgrun
 helper=$repo/bin/test/cmd_cgrun.test
 export CGRUNTEST_HELPER=1
 passed=0 failed=0
+echo "systemd: guest kernel $(uname -r)"
 
-only=${1:-.} # integration.sh REGEX runs only the tests whose names match
+# integration.sh REGEX runs only the tests whose names match; so does CGRUN_TEST_RUN (a regex)
+only=${1:-${CGRUN_TEST_RUN:-.}}
 
 run_test() { # NAME FUNCTION
   local out rc
@@ -188,6 +190,54 @@ EOF
   wait_for 5 nothing_left "sleep 301" cgrun-svkill || nothing_left "sleep 301" cgrun-svkill
 }
 
+test_supervisord_runs_as_user() {
+  # The recommended shape: supervisord (root) runs cgrun without user=, and cgrun runs the
+  # program as www-data with --user, keeping the group root's.
+  local d=/tmp/svu
+  rm -rf "$d" && mkdir -p "$d" && chmod 1777 "$d"
+  cat >"$d/supervisord.conf" <<EOF
+[unix_http_server]
+file=$d/supervisor.sock
+[supervisord]
+logfile=$d/supervisord.log
+pidfile=$d/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$d/supervisor.sock
+[program:app]
+command=$cg run --user www-data --name svuser --memory-max 32M -- /bin/sh -c 'id -u >$d/uid; id -G >$d/groups; echo \$HOME >$d/home; touch $d/made; exec sleep 301'
+stopwaitsecs=15
+EOF
+  local sv="supervisorctl -c $d/supervisord.conf"
+  supervisord -c "$d/supervisord.conf" || fail "supervisord did not start" || return 1
+  local rc=0
+  supervised_as_user "$d" "$sv" || rc=1
+  $sv shutdown >/dev/null
+  return $rc
+}
+
+supervised_as_user() { # DIR SUPERVISORCTL: the checks of test_supervisord_runs_as_user
+  local d=$1 sv=$2 pid grp ps
+  wait_for 20 sh -c "$sv status app | grep -q RUNNING" || fail "app not RUNNING: $($sv status)" || return 1
+  wait_for 10 pgrep -u www-data -x sleep || fail "no payload running as www-data: $(ps -eo user,pid,args | grep 'sleep 301')" || return 1
+  pid=$(pgrep -u www-data -x sleep)
+  wait_for 5 test -s "$d/home" || fail "the program wrote nothing in $d" || return 1
+  [[ $(<"$d/uid") == 33 && $(<"$d/groups") == "$(id -G www-data)" && $(<"$d/home") == /var/www ]] ||
+    fail "the program ran as uid $(<"$d/uid"), groups $(<"$d/groups"), HOME $(<"$d/home"); want 33, $(id -G www-data), /var/www" || return 1
+  [[ $(stat -c %U "$d/made") == www-data ]] || fail "its file is owned by $(stat -c %U "$d/made")" || return 1
+  grp=$(grep -o '0::.*' "/proc/$pid/cgroup")
+  grp=/sys/fs/cgroup${grp#0::}
+  [[ $grp == *cgrun-svuser-*.scope/svuser-*/main ]] || fail "payload in $grp" || return 1
+  [[ $(stat -c %U "${grp%/main}" "${grp%/main}/memory.max" "$grp/cgroup.procs" | sort -u) == root ]] ||
+    fail "the group is not root's: $(stat -c '%U %n' "${grp%/main}" "${grp%/main}/memory.max" "$grp/cgroup.procs")" || return 1
+  [[ $(grep NoNewPrivs "/proc/$pid/status") == *1 ]] || fail "no no_new_privs: $(grep NoNewPrivs "/proc/$pid/status")" || return 1
+  ps=$(runuser -u www-data -- "$cg" ps 2>&1) || fail "cgrun ps as www-data failed: $ps" || return 1
+  [[ $ps == *svuser* ]] || fail "cgrun ps as www-data does not show svuser: $ps" || return 1
+  $sv stop app >/dev/null
+  nothing_left "^sleep 301" cgrun-svuser
+}
+
 test_pm2_stop_leaves_nothing() {
   export PM2_HOME=/tmp/pm2
   rm -rf "$PM2_HOME"
@@ -278,6 +328,7 @@ run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
 run_test "SystemdScopeDescriptionIsUTF8" test_scope_description_is_utf8
 run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
 run_test "SupervisordKillTimeoutLeavesNoOrphan" test_supervisord_kill_timeout_leaves_no_orphan
+run_test "SupervisordRunsAsUser" test_supervisord_runs_as_user
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// whoami is the payload of the --user tests: it prints who it runs as, makes a file, and tries
+// what a sandboxed command must not do — raise its limits, leave its group, make groups of its
+// own — printing one key=value line each.
+const whoami = `
+echo "uid=$(id -u)"
+echo "gid=$(id -g)"
+echo "groups=$(id -G)"
+echo "home=$HOME"
+echo "user=$USER"
+echo "logname=$LOGNAME"
+echo "shell=$SHELL"
+echo "nnp=$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status)"
+touch "$1/made" && echo "made=$(stat -c %u:%g "$1/made")"
+leaf=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
+echo "leaf=$leaf"
+try() { if (eval "$2") 2>/dev/null; then echo "$1=allowed"; else echo "$1=refused"; fi; }
+try leaf_memory_max 'echo max >"$leaf/memory.max"'
+try memory_max 'echo max >"${leaf%/main}/memory.max"'
+try memory_high 'echo max >"${leaf%/main}/memory.high"'
+try pids_max 'echo max >"${leaf%/main}/pids.max"'
+try root_procs 'echo $$ >/sys/fs/cgroup/cgroup.procs'
+try mkdir 'mkdir "$leaf/escape"'
+`
+
+// userFacts parses whoami's lines.
+func userFacts(stdout string) map[string]string {
+	m := map[string]string{}
+	for _, line := range strings.Split(stdout, "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// runWith runs `PREFIX... cgrun ARGS...` with env added, and waits up to a minute.
+func runWith(t *testing.T, prefix, env []string, args ...string) result {
+	t.Helper()
+	argv := append(append(append([]string{}, prefix...), cgrunBin(t)), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var hung []byte
+	timer := time.AfterFunc(time.Minute, func() {
+		// Say where everything hangs before ending it.
+		hung, _ = exec.Command("ps", "-eLo", "pid,lwp,ppid,uid,stat,wchan:32,args").CombinedOutput()
+		cmd.Process.Kill()
+	})
+	defer timer.Stop()
+	err := cmd.Wait()
+	if hung != nil {
+		t.Fatalf("%v did not finish in a minute; stdout %q, stderr %q; processes:\n%s", argv, out.String(), errb.String(), hung)
+	}
+	var ee *exec.ExitError
+	code := 0
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%v: %v", argv, err)
+	}
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+// withAccounts returns a prefix that runs cgrun in a mount namespace of its own where
+// /etc/passwd and /etc/group have the lines added: a user with supplementary groups that the
+// host does not have, seen by nothing outside that namespace.
+func withAccounts(t *testing.T, passwd, group string) []string {
+	t.Helper()
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Fatalf("unshare (util-linux) is needed: %v", err)
+	}
+	dir := t.TempDir()
+	var binds []string
+	for file, extra := range map[string]string{"/etc/passwd": passwd, "/etc/group": group} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fixture := filepath.Join(dir, filepath.Base(file))
+		if err := os.WriteFile(fixture, append(b, extra...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		binds = append(binds, fmt.Sprintf("mount --bind %s %s", fixture, file))
+	}
+	return []string{"unshare", "--mount", "--propagation", "private", "sh", "-c", strings.Join(binds, " && ") + ` && exec "$@"`, "sh"}
+}
+
+// sharedDir is a temporary directory that any user may write in (t.TempDir's parent is 0700).
+func sharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cgrun-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// sameSet reports whether two space-separated id lists hold the same ids.
+func sameSet(a, b string) bool {
+	x, y := strings.Fields(a), strings.Fields(b)
+	slices.Sort(x)
+	slices.Sort(y)
+	return slices.Equal(slices.Compact(x), slices.Compact(y))
+}
+
+// TestUserRunsCommandAsUser: with --user the command runs as that user, with its groups and
+// environment, from its first instruction in its group, on the clone3 path and the stub path
+// alike; it can neither raise its limits nor leave its group; root keeps the group.
+func TestUserRunsCommandAsUser(t *testing.T) {
+	h := requireCgroup2(t)
+	wwwGroups, err := exec.Command("id", "-G", "www-data").Output()
+	if err != nil {
+		t.Fatalf("id -G www-data: %v (the test needs Debian's www-data user)", err)
+	}
+	fixture := withAccounts(t, "cgrunu:x:4242:4242:cgrun test:/home/cgrunu:/bin/bash\n",
+		"cgrunu:x:4242:\ncgrunx:x:4300:cgrunu\ncgruny:x:4301:someone,cgrunu\n")
+	for _, tc := range []struct {
+		name      string
+		prefix    []string
+		spec      string
+		flags     []string
+		uid, gid  string
+		groups    string
+		home      string
+		user      string // USER and LOGNAME
+		shell     string
+		nnp       string
+		noClone3  bool
+		wantGroup string // the file's owner uid:gid
+	}{
+		{"www-data", nil, "www-data", nil, "33", "33", string(wwwGroups), "/var/www", "www-data", "/usr/sbin/nologin", "1", false, "33:33"},
+		{"www-data, stub", nil, "www-data", nil, "33", "33", string(wwwGroups), "/var/www", "www-data", "/usr/sbin/nologin", "1", true, "33:33"},
+		{"numbers without an entry", nil, "4343:4343", nil, "4343", "4343", "4343", "/", "", "", "1", false, "4343:4343"},
+		{"numbers without an entry, stub", nil, "4343:4343", nil, "4343", "4343", "4343", "/", "", "", "1", true, "4343:4343"},
+		{"supplementary groups", fixture, "cgrunu", nil, "4242", "4242", "4242 4300 4301", "/home/cgrunu", "cgrunu", "/bin/bash", "1", false, "4242:4242"},
+		{"supplementary groups, stub", fixture, "cgrunu", nil, "4242", "4242", "4242 4300 4301", "/home/cgrunu", "cgrunu", "/bin/bash", "1", true, "4242:4242"},
+		{"another primary group", fixture, "cgrunu:cgruny", nil, "4242", "4301", "4301 4300", "/home/cgrunu", "cgrunu", "/bin/bash", "1", false, "4242:4301"},
+		{"allow new privs", nil, "www-data", []string{"--allow-new-privs"}, "33", "33", string(wwwGroups), "/var/www", "www-data", "/usr/sbin/nologin", "0", false, "33:33"},
+		{"allow new privs, stub", nil, "www-data", []string{"--allow-new-privs"}, "33", "33", string(wwwGroups), "/var/www", "www-data", "/usr/sbin/nologin", "0", true, "33:33"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := sharedDir(t)
+			var env []string
+			if tc.noClone3 {
+				env = []string{"CGRUN_NO_CLONE3=1"}
+			}
+			before := groupsUnder(t, h.SelfDir())
+			args := append(append([]string{"run", "--name", "asuser", "--memory-max", "64M", "--user", tc.spec}, tc.flags...), "--", "/bin/sh", "-c", whoami, "sh", dir)
+			r := runWith(t, tc.prefix, append(env, "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/zsh"), args...)
+			if r.code != 0 {
+				t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
+			}
+			f := userFacts(r.stdout)
+			for _, c := range []struct{ key, want string }{
+				{"uid", tc.uid}, {"gid", tc.gid}, {"home", tc.home}, {"user", tc.user}, {"logname", tc.user},
+				{"shell", tc.shell}, {"nnp", tc.nnp}, {"made", tc.wantGroup},
+				{"leaf_memory_max", "refused"}, {"memory_max", "refused"}, {"memory_high", "refused"},
+				{"pids_max", "refused"}, {"root_procs", "refused"}, {"mkdir", "refused"},
+			} {
+				if f[c.key] != c.want {
+					t.Errorf("%s = %q, want %q", c.key, f[c.key], c.want)
+				}
+			}
+			if !sameSet(f["groups"], tc.groups) {
+				t.Errorf("id -G = %q, want %q", f["groups"], strings.TrimSpace(tc.groups))
+			}
+			if !strings.HasPrefix(filepath.Base(filepath.Dir(f["leaf"])), "asuser-") || filepath.Base(f["leaf"]) != "main" {
+				t.Errorf("ran in %q, want its generation's leaf asuser-PID.1/main", f["leaf"])
+			}
+			if r.stderr != "" {
+				t.Errorf("stderr %q, want nothing", r.stderr)
+			}
+			assertNothingLeft(t, h, before)
+		})
+	}
+}
+
+// TestUserHealthProbeRunsAsUser: health-check commands run as the --user too, on both paths.
+func TestUserHealthProbeRunsAsUser(t *testing.T) {
+	requireCgroup2(t)
+	for _, tc := range []struct {
+		name string
+		env  []string
+	}{{"clone3", nil}, {"stub", []string{"CGRUN_NO_CLONE3=1"}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := sharedDir(t)
+			probe := filepath.Join(dir, "probe")
+			r := runWith(t, nil, tc.env, "run", "--name", "probeuser", "--user", "www-data",
+				"--health-cmd", fmt.Sprintf(`echo "$(id -u):$(id -g):$HOME" > %s`, probe), "--health-interval", "100ms",
+				"--", "/bin/sleep", "1")
+			if r.code != 0 {
+				t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+			}
+			b, err := os.ReadFile(probe)
+			if err != nil {
+				t.Fatalf("the probe did not run: %v", err)
+			}
+			if got := strings.TrimSpace(string(b)); got != "33:33:/var/www" {
+				t.Errorf("the probe ran as %q, want 33:33:/var/www", got)
+			}
+			if fi, err := os.Stat(probe); err == nil {
+				if st := fi.Sys().(*syscall.Stat_t); st.Uid != 33 {
+					t.Errorf("the probe's file is owned by uid %d, want 33", st.Uid)
+				}
+			}
+		})
+	}
+}
+
+// TestUserBadInputCreatesNothing: an unknown user or group, or a cgrun that cannot switch
+// users, is one line, exit 125, and no group.
+func TestUserBadInputCreatesNothing(t *testing.T) {
+	h := requireCgroup2(t)
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Fatalf("setpriv (util-linux) is needed: %v", err)
+	}
+	nobody := []string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"}
+	noSetuid := []string{"setpriv", "--inh-caps=-setuid,-setgid", "--bounding-set=-setuid,-setgid", "--"}
+	for _, tc := range []struct {
+		name   string
+		prefix []string
+		args   []string
+		env    []string
+		want   string
+	}{
+		{"unknown user", nil, []string{"--user", "no-such-user"}, nil, `--user "no-such-user": no user "no-such-user" in /etc/passwd; create it (useradd --system --no-create-home no-such-user) or give numbers (--user UID:GID)`},
+		{"unknown user in env", nil, nil, []string{"CGRUN_USER=no-such-user"}, `CGRUN_USER "no-such-user": no user "no-such-user" in /etc/passwd`},
+		{"unknown group", nil, []string{"--user", "www-data:no-such-group"}, nil, `no group "no-such-group" in /etc/group`},
+		{"uid without entry or group", nil, []string{"--user", "4343"}, nil, "give one (--user 4343:4343)"},
+		{"bad syntax", nil, []string{"--user", "a:b:c"}, nil, "want USER or USER:GROUP"},
+		{"not root", nobody, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as uid 65534 and cannot switch users; start cgrun as root"},
+		{"root without CAP_SETUID", noSetuid, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as root without CAP_SETUID and CAP_SETGID and cannot switch users"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := groupsUnder(t, h.SelfDir())
+			args := append(append([]string{"run", "--name", "baduser"}, tc.args...), "--", "/bin/true")
+			r := runWith(t, tc.prefix, tc.env, args...)
+			if r.code != 125 {
+				t.Errorf("exit %d, want 125", r.code)
+			}
+			if strings.Count(r.stderr, "\n") != 1 || !strings.HasPrefix(r.stderr, "cgrun: ") || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("stderr %q: want one line starting with \"cgrun: \" containing %q", r.stderr, tc.want)
+			}
+			assertNothingLeft(t, h, before)
+		})
+	}
+}
+
+// TestUserSeesItsSandbox: `cgrun ps` and `status`, run as the --user, show the sandbox and who
+// it runs as; that user may not stop or recycle root's cgrun, and is told how.
+func TestUserSeesItsSandbox(t *testing.T) {
+	requireCgroup2(t)
+	cmd, rep := startSandbox(t, "ps-asuser", []string{"--user", "www-data", "--memory-max", "64M"}, "sleep", "30")
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); waitCode(t, cmd) }()
+	www := &syscall.Credential{Uid: 33, Gid: 33, Groups: []uint32{33}}
+	out, errs, code := cgrunCmd(t, www, "ps", "--json")
+	if code != 0 {
+		t.Fatalf("cgrun ps --json as www-data: exit %d, %s", code, errs)
+	}
+	var boxes []sandbox
+	if err := json.Unmarshal([]byte(out), &boxes); err != nil {
+		t.Fatalf("cgrun ps --json printed %q: %v", out, err)
+	}
+	b := find(boxes, "ps-asuser")
+	switch {
+	case b == nil:
+		t.Fatalf("cgrun ps as www-data does not show ps-asuser: %s", out)
+	case b.UID != 0 || b.User == nil || b.User.UID != 33 || b.User.GID != 33 || b.User.Name != "www-data" || b.ChildPid != rep.Pid:
+		t.Errorf("ps-asuser: uid %d, user %+v, child %d; want uid 0 (root's cgrun), user www-data 33:33, child %d", b.UID, b.User, b.ChildPid, rep.Pid)
+	}
+	out, errs, code = cgrunCmd(t, www, "status", "ps-asuser")
+	if code != 0 || !strings.Contains(out, "  user         www-data (uid 33, gid 33, groups 33)\n") {
+		t.Errorf("cgrun status as www-data: exit %d, stdout %q, stderr %q; want a user line", code, out, errs)
+	}
+	for _, verb := range []string{"recycle", "stop"} {
+		_, errs, code = cgrunCmd(t, www, verb, "ps-asuser")
+		if code != 125 || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "only root may "+verb+" it: use sudo cgrun "+verb+" ps-asuser") {
+			t.Errorf("cgrun %s as www-data: exit %d, stderr %q; want 125 and one line saying only root may", verb, code, errs)
+		}
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", rep.Pid)); err != nil {
+		t.Errorf("the command is gone after www-data's refused stop: %v", err)
+	}
+}

@@ -1,0 +1,45 @@
+package launch
+
+import (
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// The stub learns the user to become from its command line: what Start writes, Enter reads.
+func TestCredRoundTrip(t *testing.T) {
+	for _, c := range []*syscall.Credential{
+		{Uid: 33, Gid: 33, Groups: []uint32{33}},
+		{Uid: 1001, Gid: 998, Groups: []uint32{998, 103, 1500}},
+		{Uid: 4242, Gid: 4242, Groups: []uint32{}},
+		{Uid: 4294967294, Gid: 0, Groups: []uint32{0}},
+	} {
+		s := formatCred(c)
+		have, err := parseCred(s)
+		if err != nil {
+			t.Fatalf("parseCred(%q): %v", s, err)
+		}
+		if !reflect.DeepEqual(have, c) {
+			t.Errorf("%q: have %+v, want %+v", s, have, c)
+		}
+	}
+}
+
+func TestEnterRefusesBadArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cred=33:33", "/bin/true", "--", "true"}, "want UID:GID:GROUPS"},
+		{[]string{"--cred=33:x:33", "/bin/true", "--", "true"}, `"x" is not an id`},
+		{[]string{"--cred=-1:33:33", "/bin/true", "--", "true"}, `"-1" is not an id`},
+		{[]string{"--cred=33:33:33", "/bin/true", "true"}, "want [--cred=UID:GID:GROUPS] PATH -- ARGV"},
+		{nil, "want [--cred=UID:GID:GROUPS] PATH -- ARGV"},
+	} {
+		err := Enter(tc.args)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Enter(%q) = %v, want an error containing %q", tc.args, err, tc.want)
+		}
+	}
+}

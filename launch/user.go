@@ -1,0 +1,60 @@
+package launch
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/cgrun/cgrun/launch/account"
+	"golang.org/x/sys/unix"
+)
+
+// canSwitchTo checks, before any group is made, that cgrun may run its command as u: it needs
+// CAP_SETUID and CAP_SETGID (root has them) to change user and groups, and it must stay the
+// group's owner itself, so a user cannot hand its own group to another.
+func canSwitchTo(u *account.User) error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	err := unix.Capget(&hdr, &data[0])
+	has := func(c int) bool { return err == nil && data[c/32].Effective&(1<<(c%32)) != 0 }
+	if has(unix.CAP_SETUID) && has(unix.CAP_SETGID) {
+		return nil
+	}
+	who := fmt.Sprintf("uid %d", os.Geteuid())
+	if os.Geteuid() == 0 {
+		who = "root without CAP_SETUID and CAP_SETGID"
+	}
+	return fmt.Errorf("--user %s: cgrun runs as %s and cannot switch users; start cgrun as root (sudo, or a systemd unit or process manager without User=/user=) so that root owns the group and %s runs the command, or drop --user to run it as yourself",
+		u.Spec, who, u.String())
+}
+
+// credential is u as the kernel takes it in clone-and-exec.
+func credential(u *account.User) *syscall.Credential {
+	if u == nil {
+		return nil
+	}
+	return &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: u.Groups}
+}
+
+// child is how every process of a generation starts — the command and its health probes:
+// in dir, with the command's environment, as the --user.
+func (r *runner) child(dir string) Child {
+	cfg := r.cfg
+	return Child{Env: cfg.Env, GroupDir: dir, NoClone3: cfg.NoClone3,
+		Cred: credential(cfg.User), NoNewPrivs: cfg.User != nil && !cfg.AllowNewPrivs}
+}
+
+// StateUser is the --user in the state `cgrun ps` and `status` read.
+type StateUser struct {
+	Name   string   `json:"name,omitempty"` // absent for a uid without a passwd entry
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups"`
+}
+
+func stateUser(u *account.User) *StateUser {
+	if u == nil {
+		return nil
+	}
+	return &StateUser{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups}
+}
