@@ -38,8 +38,25 @@ func (l Limits) Controllers() []string {
 	return ctrls
 }
 
-// Validate checks the limits against each other.
+// MinMemory is the smallest memory.max and memory.high cgrun accepts. The kernel charges a new
+// group's own structures (per CPU) and the command's first pages to the group: below a few
+// hundred KiB it refuses to enable controllers in it (ENOMEM) or to exec the command, and a
+// memory.high that low throttles even /bin/true for minutes. 1M starts a small command on the
+// kernels cgrun is tested on, with room for many CPUs.
+const MinMemory = 1 << 20
+
+// Validate checks the limits against each other, and memory.max and memory.high against
+// MinMemory.
 func (l Limits) Validate() error {
+	for _, m := range []struct {
+		flag  string
+		limit Limit
+	}{{"--memory-max", l.MemoryMax}, {"--memory-high", l.MemoryHigh}} {
+		if m.limit.Set && !m.limit.Max && m.limit.Value < MinMemory {
+			return fmt.Errorf("%s %s is too small to start anything (the kernel charges the group's own set-up and the command's first pages to it); the smallest value that works is %s",
+				m.flag, m.limit.Human(), FormatSize(MinMemory))
+		}
+	}
 	if l.MemoryHigh.Above(l.MemoryMax) {
 		return fmt.Errorf("--memory-high %s is above --memory-max %s: memory.high must not exceed memory.max", l.MemoryHigh.Human(), l.MemoryMax.Human())
 	}

@@ -2,6 +2,7 @@ package launch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -79,15 +80,15 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	// manager) can then make its own groups in the payload group, inside these limits.
 	g.leaf = Leaf(g.dir)
 	if err := cgroup.Create(g.leaf); err != nil {
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	if _, err := cgroup.EnableControllers(g.dir, cfg.Limits.Controllers()...); err != nil {
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	// The leaf carries a copy of the limits: runtimes size themselves from the group they are
 	// in (Node's heap, Go's GOMAXPROCS), and read nothing above it.
 	if err := cfg.Limits.Mirror(g.leaf); err != nil {
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	g.peak = cgroup.NewPeakMeter(g.dir, g.leaf)
 	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
@@ -121,7 +122,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	g.pid, err = Start(child)
 	if err != nil {
 		stopWatching()
-		return out, err
+		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
 	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = cfg.Command }))
@@ -399,6 +400,7 @@ func (g *generation) finish(out *outcome) {
 		for k, v := range counters {
 			s.Totals[k] += v
 		}
+		s.counted = s.Group
 		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
@@ -447,6 +449,17 @@ func (g *generation) teardown() error {
 
 // Leaf is the group the command starts in: a child of its generation's payload group dir.
 func Leaf(dir string) string { return filepath.Join(dir, "main") }
+
+// tooSmall names --memory-max when the kernel could not charge the group's own set-up or the
+// command's exec to it (ENOMEM; E2BIG when exec cannot copy the arguments): cgroup.MinMemory
+// was not enough on this machine (its per-CPU structures grow with the number of CPUs).
+func tooSmall(l cgroup.Limits, err error) error {
+	if !l.MemoryMax.Set || l.MemoryMax.Max || !errors.Is(err, unix.ENOMEM) && !errors.Is(err, unix.E2BIG) {
+		return err
+	}
+	return fmt.Errorf("--memory-max %s is too small to start anything on this machine (%w); give it more, e.g. %s",
+		l.MemoryMax.Human(), err, cgroup.FormatSize(4*l.MemoryMax.Value))
+}
 
 // groupName is the payload group of generation n of the cgrun with pid: node-4821.1.
 func groupName(name string, n int) string { return fmt.Sprintf("%s-%d.%d", name, os.Getpid(), n) }

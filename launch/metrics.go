@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,10 +19,21 @@ import (
 
 // metricsCollector serves the sandbox's figures to Prometheus. It reads the current
 // generation's files at scrape time, so nothing is sampled between scrapes.
+//
+// Every series stays present once it has been seen: between two generations (a restart gap)
+// the group is gone, and Prometheus treats a series that comes and goes as stale, so that
+// dashboards would show holes exactly when something happens. In the gap memory.current and
+// pids.current are 0 (no process holds anything), the limits are as configured, and the other
+// gauges keep the last generation's values; cgrun_generation_running says which is which. A
+// file the kernel lacks (memory.pressure without PSI) is never seen, so never served; before
+// 5.19 the peak is the one cgrun sampled.
 type metricsCollector struct {
 	snapshot func() State
 
-	current, peak, max, high, pids, generation, pressure, events, restarts *prometheus.Desc
+	mu   sync.Mutex
+	last map[string]float64 // by file (and PSI line), as last read from a generation's group
+
+	current, peak, max, high, pids, generation, running, pressure, events, restarts *prometheus.Desc
 }
 
 func newMetricsCollector(snapshot func() State) *metricsCollector {
@@ -30,12 +42,14 @@ func newMetricsCollector(snapshot func() State) *metricsCollector {
 	}
 	return &metricsCollector{
 		snapshot:   snapshot,
-		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group."),
-		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19); before 5.19 the highest memory.current cgrun sampled."),
+		last:       map[string]float64{},
+		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group; 0 between generations."),
+		peak:       d("cgrun_memory_peak_bytes", "memory.peak of the current generation's group (Linux 5.19); before 5.19 the highest memory.current cgrun sampled; the last generation's between generations."),
 		max:        d("cgrun_memory_max_bytes", "memory.max of the group; +Inf when unlimited."),
 		high:       d("cgrun_memory_high_bytes", "memory.high of the group; +Inf when unlimited."),
-		pids:       d("cgrun_pids_current", "pids.current: processes and threads in the group."),
+		pids:       d("cgrun_pids_current", "pids.current: processes and threads in the group; 0 between generations."),
 		generation: d("cgrun_generation", "The current generation: 1 for the first run, +1 for each restart."),
+		running:    d("cgrun_generation_running", "1 while a generation runs, 0 between generations (a restart gap)."),
 		pressure:   d("cgrun_memory_pressure_avg10_percent", "memory.pressure avg10 of the group, where the kernel has PSI.", "kind"),
 		events:     d("cgrun_memory_events_total", "memory.events counters, summed over all generations.", "event"),
 		restarts:   d("cgrun_restarts_total", "Restarts of the command, by reason.", "reason"),
@@ -43,7 +57,7 @@ func newMetricsCollector(snapshot func() State) *metricsCollector {
 }
 
 func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.pressure, c.events, c.restarts} {
+	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts} {
 		ch <- d
 	}
 }
@@ -51,40 +65,75 @@ func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
 	dir := s.Dir()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{s.Name}, labels...)...)
 	}
-	if n, err := cgroup.MemoryCurrent(dir); err == nil {
-		gauge(c.current, float64(n))
-	}
-	cur, _ := cgroup.MemoryCurrent(dir)
-	if n, src := LivePeak(s, dir, cur); src != "" {
-		gauge(c.peak, float64(n))
-	}
-	for d, file := range map[*prometheus.Desc]string{c.max: "memory.max", c.high: "memory.high"} {
-		if n, ok, err := cgroup.ReadUint(dir, file); err == nil {
-			v := math.Inf(1)
-			if ok {
-				v = float64(n)
-			}
-			gauge(d, v)
+	// read is a gauge from the group, or in a gap: 0 for what processes hold, the configured
+	// value for a limit not read yet, the last value otherwise (none, where never read).
+	read := func(d *prometheus.Desc, key string, v float64, err error, labels ...string) {
+		last, seen := c.last[key]
+		switch {
+		case err == nil:
+			c.last[key] = v
+			gauge(d, v, labels...)
+		case key == "memory.current" || key == "pids.current":
+			gauge(d, 0, labels...)
+		case seen:
+			gauge(d, last, labels...)
+		case key == "memory.max" || key == "memory.high":
+			gauge(d, configured(s.Limits[key]), labels...)
 		}
 	}
-	if n, _, err := cgroup.ReadUint(dir, "pids.current"); err == nil {
-		gauge(c.pids, float64(n))
+	cur, err := cgroup.MemoryCurrent(dir)
+	running := 0.0
+	if err == nil {
+		running = 1
 	}
+	read(c.current, "memory.current", float64(cur), err)
+	// The peak: memory.peak, or before 5.19 the sampled one (LivePeak); in a gap the last one.
+	if n, src := LivePeak(s, dir, cur); src != "" {
+		read(c.peak, "memory.peak", float64(n), nil)
+	} else {
+		read(c.peak, "memory.peak", 0, os.ErrNotExist)
+	}
+	for d, file := range map[*prometheus.Desc]string{c.max: "memory.max", c.high: "memory.high"} {
+		n, ok, err := cgroup.ReadUint(dir, file)
+		v := math.Inf(1)
+		if ok {
+			v = float64(n)
+		}
+		read(d, file, v, err)
+	}
+	n, _, err := cgroup.ReadUint(dir, "pids.current")
+	read(c.pids, "pids.current", float64(n), err)
 	gauge(c.generation, float64(s.Generation))
-	if p, err := oomwatch.ReadPressure(dir); err == nil {
-		gauge(c.pressure, p.SomeAvg10, "some")
-		gauge(c.pressure, p.FullAvg10, "full")
+	gauge(c.running, running)
+	p, err := oomwatch.ReadPressure(dir)
+	read(c.pressure, "memory.pressure some", p.SomeAvg10, err, "some")
+	read(c.pressure, "memory.pressure full", p.FullAvg10, err, "full")
+	var live map[string]uint64
+	if s.counted != s.Group {
+		// Once a generation ended its counters are in Totals, while its group may still be
+		// there: adding them again would count them twice, then drop (a counter reset).
+		live, _ = cgroup.MemoryEvents(dir, Leaf(dir))
 	}
-	live, _ := cgroup.MemoryEvents(dir, Leaf(dir))
 	for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
 	}
 	for _, reason := range restartReasons() {
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[reason]), s.Name, reason)
 	}
+}
+
+// configured is a limit as State.Limits records it: bytes, or "max" (or unset) for +Inf.
+func configured(v string) float64 {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return math.Inf(1)
+	}
+	return float64(n)
 }
 
 // restartReasons are the values of the reason label, all present from the start.

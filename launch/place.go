@@ -25,16 +25,15 @@ import (
 //     cgrun's own group (Nest).
 func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.Hierarchy, error) {
 	ctrls := cfg.Limits.Controllers()
-	if cfg.Parent != "" {
+	own := h.SelfDir()
+	switch plan := Plan(h, cfg.Parent, cgroup.SystemdRunning()); plan.Kind {
+	case PlaceParent:
 		s, err := cgroup.Under(h, cfg.Parent, ctrls...)
 		return s, h, err
-	}
-	own := h.SelfDir()
-	if cgroup.SystemdRunning() && !cgroup.Delegated(own) {
-		if up := filepath.Dir(own); own != h.Mount && cgroup.Delegated(up) {
-			s, err := cgroup.Adopt(up, ctrls...)
-			return s, h, err
-		}
+	case PlaceAdopt:
+		s, err := cgroup.Adopt(plan.Dir, ctrls...)
+		return s, h, err
+	case PlaceScope:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		unit := fmt.Sprintf("cgrun-%s-%d.scope", unitName(name), os.Getpid())
@@ -49,7 +48,7 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 		}
 	}
 	s, err := cgroup.Nest(h, fmt.Sprintf("cgrun-%d", os.Getpid()), ctrls...)
-	if errors.Is(err, cgroup.ErrGroupBusy) && nestable(h, ctrls) {
+	if errors.Is(err, cgroup.ErrGroupBusy) && Nestable(h, ctrls) {
 		// cgrun shares its group with other processes — a shell or a process manager that
 		// another cgrun runs — whose parent is ready for groups and whose own group sets no
 		// limits that a sibling group would escape: make generations beside that group.
@@ -58,12 +57,12 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 	return s, h, err
 }
 
-// nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
+// Nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
 // parent has the controllers on for its children, and each limit of the own group — memory,
 // swap, pids, cpu or io — is either none or the parent's own (the copy that an outer cgrun's
 // leaf carries, cgroup.Limits.Mirror), so that a sibling group escapes nothing. A limit file that
 // is missing belongs to a controller that is off for the own group, which then limits nothing.
-func nestable(h cgroup.Hierarchy, ctrls []string) bool {
+func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 	own := h.SelfDir()
 	if own == h.Mount {
 		return false
@@ -102,6 +101,41 @@ func nestable(h cgroup.Hierarchy, ctrls []string) bool {
 		}
 	}
 	return true
+}
+
+// PlaceKind is one of the ways place readies a site; see place.
+type PlaceKind string
+
+const (
+	PlaceParent PlaceKind = "parent" // under --parent
+	PlaceAdopt  PlaceKind = "adopt"  // the delegated unit group above cgrun's own (DelegateSubgroup=)
+	PlaceScope  PlaceKind = "scope"  // a transient scope with Delegate=yes asked of systemd, then nested there
+	PlaceNest   PlaceKind = "nest"   // nested in cgrun's own group
+)
+
+// Placement is where place will put the payload groups, decided before anything is written.
+type Placement struct {
+	Kind PlaceKind
+	Dir  string // the site; for PlaceScope the group cgrun leaves for its scope
+}
+
+// Plan is place's decision, without I/O beyond reading the delegation marks: `cgrun check`
+// shows it. systemd says whether systemd is the init system (cgroup.SystemdRunning).
+func Plan(h cgroup.Hierarchy, parent string, systemd bool) Placement {
+	own := h.SelfDir()
+	switch {
+	case parent != "":
+		dir, err := cgroup.ParentDir(h, parent)
+		if err != nil {
+			dir = parent
+		}
+		return Placement{Kind: PlaceParent, Dir: dir}
+	case !systemd || cgroup.Delegated(own):
+		return Placement{Kind: PlaceNest, Dir: own}
+	case own != h.Mount && cgroup.Delegated(filepath.Dir(own)):
+		return Placement{Kind: PlaceAdopt, Dir: filepath.Dir(own)}
+	}
+	return Placement{Kind: PlaceScope, Dir: own}
 }
 
 // unitName makes name fit in a systemd unit name: letters, digits, ":", "_", "." and "-".

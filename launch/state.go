@@ -55,6 +55,8 @@ type State struct {
 	Totals      map[string]uint64 `json:"totals"`
 	Recent      []StateEvent      `json:"recent"`
 	MetricsAddr string            `json:"metrics_addr,omitempty"`
+
+	counted string // the ended generation's Group, whose memory.events Totals already hold
 }
 
 // StateEvent is one of the recent things shown by `cgrun status`.

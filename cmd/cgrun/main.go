@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
@@ -20,6 +21,7 @@ var version = ""
 const usage = `cgrun gives one command its own cgroup v2 memory space.
 
 Usage:
+  cgrun check [--json]                    can cgrun run work on this host? what is missing?
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
   cgrun ps [--json]                       list the running cgruns with their memory figures
   cgrun status NAME|PID [--json]          one running cgrun in detail
@@ -60,6 +62,12 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		err := launch.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return launch.Code(err)
+	case "__man": // hidden: the release script makes cgrun(1) with it
+		return manCommand(stdout)
+	case "__completion": // hidden: bash, zsh and fish completions, for the packages
+		return completionCommand(args[1:], stdout, stderr)
+	case "check":
+		return checkCommand(args[1:], stdout, stderr)
 	case launch.GuardCommand:
 		if err := launch.Guard(args[1:]); err != nil {
 			fmt.Fprintf(stderr, "cgrun: %v\n", err)
@@ -90,7 +98,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 
 func versionString() string {
 	if version != "" {
-		return version
+		return version + " " + runtime.Version()
 	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

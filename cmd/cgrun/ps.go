@@ -99,11 +99,29 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	return sb
 }
 
-// psCommand is `cgrun ps [--json]`: every running cgrun, one line each.
-func psCommand(args []string, stdout, stderr io.Writer) int {
+// The flag sets of ps, status, stop and recycle; the man page and the completions read them too.
+
+func newPsFlagSet() (*pflag.FlagSet, *bool) {
 	fs := pflag.NewFlagSet("cgrun ps", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print a JSON array instead of the table")
+	return fs, fs.Bool("json", false, "print a JSON array instead of the table")
+}
+
+func newStatusFlagSet() (*pflag.FlagSet, *bool) {
+	fs := pflag.NewFlagSet("cgrun status", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs, fs.Bool("json", false, "print a JSON object")
+}
+
+func newSignalFlagSet(verb string) (*pflag.FlagSet, *time.Duration) {
+	fs := pflag.NewFlagSet("cgrun "+verb, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs, fs.Duration("timeout", 30*time.Second, "how long `stop` waits for cgrun to exit")
+}
+
+// psCommand is `cgrun ps [--json]`: every running cgrun, one line each.
+func psCommand(args []string, stdout, stderr io.Writer) int {
+	fs, asJSON := newPsFlagSet()
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "cgrun: usage: cgrun ps [--json]")
 		return launch.ExitFailure
@@ -134,9 +152,7 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 
 // statusCommand is `cgrun status NAME|PID [--json]`: one sandbox in detail.
 func statusCommand(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("cgrun status", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	asJSON := fs.Bool("json", false, "print a JSON object")
+	fs, asJSON := newStatusFlagSet()
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "cgrun: usage: cgrun status NAME|PID [--json]")
 		return launch.ExitFailure
@@ -209,9 +225,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 // `cgrun recycle NAME|PID` (SIGALRM: a graceful recycle). Only root or the user who started the
 // cgrun may do either.
 func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("cgrun "+verb, pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	timeout := fs.Duration("timeout", 30*time.Second, "how long `stop` waits for cgrun to exit")
+	fs, timeout := newSignalFlagSet(verb)
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "cgrun: usage: cgrun %s NAME|PID\n", verb)
 		return launch.ExitFailure

@@ -27,10 +27,12 @@ forwards signals to it, and removes the group and all that is left in it when CO
 cgrun exits with COMMAND's exit code, 128+N when it died of signal N, 125 when cgrun itself
 failed, 126 when COMMAND cannot be executed and 127 when it is not found.
 
-Sizes are bytes or a number with K, M, G or T (base 1024; 1.5G works), a percentage of the
-machine's memory (75%), or max / infinity for no limit. Every flag can also be given as an
-environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP, and so
-on; a flag on the command line wins over the environment.
+SIZE is bytes or a number with K, M, G, T, P or E (base 1024; KB, KiB and lower case work
+too; 1.5G works), a percentage of the machine's memory (75%), or max / infinity for no limit;
+--memory-max and --memory-high take at least 1M. N is a whole number (pids: or max). DUR is a
+duration such as 500ms, 30s, 5m or 1h30m, or a number of seconds. Every flag can also be given
+as an environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP,
+and so on; a flag on the command line wins over the environment.
 
 Flags:
 %s
@@ -38,8 +40,9 @@ Examples:
   # a queue worker that may never take more than 512M; the kernel throttles it at 400M
   cgrun run --memory-max 512M --memory-high 400M -- node dist/worker.js
 
-  # what does the test suite really peak at, children included? (no limit, just a group)
-  cgrun run --name tests -- npm test
+  # what does the test suite really peak at, children included? (no limit, just a group;
+  # --verbose prints the peak when it exits)
+  cgrun run --verbose --name tests -- npm test
 
   # the same limits from the environment, as in a PM2 or supervisord env block
   CGRUN_MEMORY_MAX=1G CGRUN_PIDS_MAX=256 cgrun run -- php-fpm8.2 -F
@@ -74,52 +77,52 @@ type runFlags struct {
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
-	fs.StringVar(&f.memoryMax, "memory-max", "", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
-	fs.StringVar(&f.memoryHigh, "memory-high", "", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
-	fs.StringVar(&f.memoryLow, "memory-low", "", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
-	fs.StringVar(&f.memorySwapMax, "memory-swap-max", "", "swap limit (memory.swap.max); 0 keeps the group out of swap")
-	fs.StringVar(&f.pidsMax, "pids-max", "", "most processes and threads at once (pids.max): a number or max")
-	fs.StringVar(&f.name, "name", "", "name of the group and of cgrun's messages (default: the command's base name)")
-	fs.StringVar(&f.parent, "parent", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
+	textVar(fs, &f.memoryMax, "memory-max", "SIZE", "", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
+	textVar(fs, &f.memoryHigh, "memory-high", "SIZE", "", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
+	textVar(fs, &f.memoryLow, "memory-low", "SIZE", "", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
+	textVar(fs, &f.memorySwapMax, "memory-swap-max", "SIZE", "", "swap limit (memory.swap.max); 0 keeps the group out of swap")
+	textVar(fs, &f.pidsMax, "pids-max", "N", "", "most processes and threads at once (pids.max): a number or max")
+	textVar(fs, &f.name, "name", "NAME", "", "name of the group and of cgrun's messages (default: the command's base name)")
+	textVar(fs, &f.parent, "parent", "GROUP", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
 	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
-	fs.StringVar(&f.events, "events", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
-	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI trigger fires, e.g. 'some 150ms/1s' (repeatable)")
+	textVar(fs, &f.events, "events", "TARGET", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
+	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
-	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
-	fs.StringVar(&f.user, "user", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
+	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
+	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
-	fs.StringVar(&f.resources, "resources", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
-	fs.StringVar(&f.cpuMax, "cpu-max", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
-	fs.StringVar(&f.cpuWeight, "cpu-weight", "", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
-	fs.StringVar(&f.report, "report", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
-	fs.StringVar(&f.recordBaseline, "record-baseline", "", "record the run's memory peak and steady state as a baseline in FILE")
-	fs.StringVar(&f.baseline, "baseline", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
-	fs.StringVar(&f.tolerance, "baseline-tolerance", "5%", "how far over the baseline's peak a run may go")
+	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
+	textVar(fs, &f.cpuMax, "cpu-max", "PERCENT", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
+	textVar(fs, &f.cpuWeight, "cpu-weight", "N", "", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
+	textVar(fs, &f.report, "report", "FILE", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
+	textVar(fs, &f.recordBaseline, "record-baseline", "FILE", "", "record the run's memory peak and steady state as a baseline in FILE")
+	textVar(fs, &f.baseline, "baseline", "FILE", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
+	textVar(fs, &f.tolerance, "baseline-tolerance", "PERCENT", "5%", "how far over the baseline's peak a run may go")
 
 	p := &f.policy
 	*p = launch.DefaultPolicy()
-	fs.StringVar(&f.restart, "restart", string(p.Restart), "when a generation that ended gets a new one: never, on-oom, on-failure or always")
-	fs.StringVar(&f.stopSignal, "stop-signal", "SIGTERM", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
+	textVar(fs, &f.restart, "restart", "WHEN", string(p.Restart), "when a generation that ended gets a new one: never, on-oom, on-failure or always")
+	textVar(fs, &f.stopSignal, "stop-signal", "SIGNAL", "SIGTERM", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
 	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
 	durationVar(fs, &p.MaxLifetime, "max-lifetime", "recycle each generation after this long (0: never)")
 	durationVar(fs, &p.LifetimeJitter, "lifetime-jitter", "add a random part of this to each --max-lifetime, so a fleet does not recycle at once")
-	fs.StringVar(&f.recycleAbove, "recycle-above", "", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
+	textVar(fs, &f.recycleAbove, "recycle-above", "SIZE", "", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
 	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
-	fs.StringVar(&f.recycleOnHigh, "recycle-on-high", "", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
+	textVar(fs, &f.recycleOnHigh, "recycle-on-high", "N[/DUR]", "", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
 	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
-	fs.StringArrayVar(&f.recycleOnPressure, "recycle-on-pressure", nil, "recycle when this PSI trigger fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
-	fs.StringVar(&p.Health.Cmd, "health-cmd", "", "health probe: a shell command run in the group; exit 0 is healthy")
-	fs.StringVar(&p.Health.URL, "health-http", "", "health probe: GET this URL; 2xx or 3xx is healthy")
+	fs.StringArrayVar(&f.recycleOnPressure, "recycle-on-pressure", nil, "recycle when this PSI `TRIGGER` fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
+	textVar(fs, &p.Health.Cmd, "health-cmd", "COMMAND", "", "health probe: a shell command run in the group; exit 0 is healthy")
+	textVar(fs, &p.Health.URL, "health-http", "URL", "", "health probe: GET this URL; 2xx or 3xx is healthy")
 	durationVar(fs, &p.Health.Interval, "health-interval", "time between health probes")
 	durationVar(fs, &p.Health.Timeout, "health-timeout", "a probe that takes longer has failed")
-	fs.IntVar(&p.Health.Retries, "health-retries", p.Health.Retries, "failed probes in a row that recycle the generation")
+	countVar(fs, &p.Health.Retries, "health-retries", "failed probes in a row that recycle the generation")
 	durationVar(fs, &p.Health.StartPeriod, "health-start-period", "probe failures in a generation's first this-long do not count")
 	durationVar(fs, &p.RestartDelay, "restart-delay", "wait this long before a restart; doubles after each generation shorter than --min-uptime")
 	durationVar(fs, &p.RestartDelayMax, "restart-delay-max", "the longest restart delay")
 	durationVar(fs, &p.MinUptime, "min-uptime", "a generation that ran this long resets the restart delay")
-	fs.IntVar(&p.MaxRestarts, "max-restarts", p.MaxRestarts, "give up (exit 122) after this many restarts within --restart-window; 0: never give up")
+	countVar(fs, &p.MaxRestarts, "max-restarts", "give up (exit 122) after this many restarts within --restart-window; 0: never give up")
 	durationVar(fs, &p.RestartWindow, "restart-window", "the window --max-restarts counts in")
 	return fs
 }
@@ -463,7 +466,7 @@ func (d *durationValue) Set(s string) error {
 }
 
 func (d *durationValue) String() string { return time.Duration(*d).String() }
-func (d *durationValue) Type() string   { return "duration" }
+func (d *durationValue) Type() string   { return "DUR" }
 
 func parseDuration(s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 || errors.Is(err, strconv.ErrRange) && n > 0 {
