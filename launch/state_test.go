@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,14 +12,22 @@ import (
 	"time"
 )
 
-// ownState is a state of this test process, which is alive: it is listed, not stale.
+// ownState is a state of a live process of this user, a child the test starts: it is listed,
+// not stale. Not the test's own pid: under qemu-user (the arm64 run) /proc/self/stat is
+// emulated, and its start time differs from one emulated thread to the next.
 func ownState(t *testing.T, name string) State {
 	t.Helper()
-	ticks, err := startTicks(os.Getpid())
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	ticks, err := startTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return State{Name: name, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(), Started: time.Now().Format(time.RFC3339Nano)}
+	return State{Name: name, Pid: pid, StartTicks: ticks, UID: os.Geteuid(), Started: time.Now().Format(time.RFC3339Nano)}
 }
 
 func writeState(t *testing.T, dir string, s State) string {
