@@ -9,7 +9,6 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/oomwatch"
-	"golang.org/x/sys/unix"
 )
 
 // Kinds of records cgrun adds to the kernel's events in the JSON Lines stream.
@@ -244,14 +243,6 @@ func humanLine(r record, lim cgroup.Limits) string {
 		return fmt.Sprintf("memory pressure: stalled %v so far; some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", p.Stalled(), p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
 	}
 	return ""
-}
-
-// signalName is "SIGKILL" for 9.
-func signalName(s unix.Signal) string {
-	if n := unix.SignalName(s); n != "" {
-		return n
-	}
-	return fmt.Sprintf("signal %d", int(s))
 }
 
 func times(n uint64) string {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -119,7 +120,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.started = time.Now()
 	child := g.run.child(g.leaf)
 	child.Path, child.Argv = g.run.path, cfg.Command
-	g.pid, err = Start(child)
+	g.pid, err = proc.Start(child)
 	if err != nil {
 		stopWatching()
 		return out, tooSmall(cfg.Limits, err)
@@ -131,7 +132,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	}
 	out.status = g.supervise(events, out.started)
 	out.uptime = time.Since(out.started)
-	reclaimForeground()
+	proc.ReclaimForeground()
 	stopWatching()
 	out.recycled, out.stopAsked, out.stopSignal = g.recycled, g.stopAsked != 0, g.stopAsked
 	g.finish(&out)
@@ -239,7 +240,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case r := <-probeResults:
 			g.probed(r)
 		case <-stopKill:
-			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
+			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, proc.SignalName(p.StopSignal))
 			// Not Kill: the supervisor must not block; the child's death comes back as SIGCHLD,
 			// and teardown then kills whatever a fork slipped past this pass.
 			if err := cgroup.KillNow(g.dir); err != nil {
@@ -257,19 +258,19 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case unix.SIGCHLD:
 		var ws unix.WaitStatus
 		done := false
-		for _, e := range reapAll() {
+		for _, e := range proc.ReapAll() {
 			switch {
-			case e.pid == g.pid:
-				ws, done = e.status, true
+			case e.Pid == g.pid:
+				ws, done = e.Status, true
 			case g.health != nil:
-				if r, ok := g.health.exited(e.pid, e.status); ok {
+				if r, ok := g.health.exited(e.Pid, e.Status); ok {
 					g.probed(r)
 				}
 			}
 		}
 		return ws, done
 	case recycleSignal:
-		g.recycle("request", "recycle requested with "+signalName(recycleSignal))
+		g.recycle("request", "recycle requested with "+proc.SignalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.stopAsked = sig
 		g.liftThrottle()
@@ -301,7 +302,7 @@ func (g *generation) recycle(reason, why string) {
 	g.run.updateState(func(s *State) { s.note("recycle", reason+": "+why) })
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
-		g.run.name, g.number, why, signalName(p.StopSignal), p.StopTimeout)
+		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
 	g.liftThrottle()
 	_ = unix.Kill(g.pid, p.StopSignal)
 	g.armStopTimer()
@@ -394,7 +395,7 @@ func (g *generation) finish(out *outcome) {
 	// No last sample here: after the child's exit memory.current says nothing of its peak, and a
 	// command that ended before the first sample has no sampled peak (not a tiny one).
 	out.peak, out.peakSource = g.peak.Peak()
-	code := StatusCode(out.status)
+	code := proc.StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
 	g.run.noteState(func(s *State) {
 		for k, v := range counters {
@@ -412,7 +413,7 @@ func (g *generation) finish(out *outcome) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
-			r.Signal = signalName(out.status.Signal())
+			r.Signal = proc.SignalName(out.status.Signal())
 		}
 	}))
 	max := "max"
@@ -440,7 +441,7 @@ func (g *generation) teardown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
 	kerr := cgroup.Kill(ctx, g.dir)
-	reapAll()
+	proc.ReapAll()
 	if kerr != nil {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,7 +75,7 @@ func newProber(h HealthCheck) *prober {
 // start begins a probe, unless one is still running; a command probe starts as c says (its
 // group, environment and user). A command probe that cannot start (no room under pids.max, say)
 // is a failed probe: its result is returned, with true.
-func (p *prober) start(c Child) (probeResult, bool) {
+func (p *prober) start(c proc.Child) (probeResult, bool) {
 	if p.pid != 0 || p.cancel != nil {
 		return probeResult{}, false
 	}
@@ -99,7 +100,7 @@ func (p *prober) start(c Child) (probeResult, bool) {
 // what the probe's shell started dies with it; it reports the failure when reaped.
 func (p *prober) timedOut() bool {
 	if p.pid != 0 && time.Since(p.started) > p.h.Timeout {
-		// The probe leads a process group of its own (Start sets Setpgid), and it is not reaped
+		// The probe leads a process group of its own (proc.Start sets Setpgid), and it is not reaped
 		// yet, so the group's id cannot have been reused.
 		_ = unix.Kill(-p.pid, unix.SIGKILL)
 		return true
@@ -120,7 +121,7 @@ func (p *prober) exited(pid int, ws unix.WaitStatus) (probeResult, bool) {
 	case ws.Exited() && ws.ExitStatus() == 0:
 		return probeResult{ok: true}, true
 	case ws.Signaled():
-		return probeResult{why: "killed by " + signalName(ws.Signal())}, true
+		return probeResult{why: "killed by " + proc.SignalName(ws.Signal())}, true
 	}
 	return probeResult{why: fmt.Sprintf("exit status %d", ws.ExitStatus())}, true
 }
@@ -170,7 +171,7 @@ func httpProbe(ctx context.Context, u string) probeResult {
 
 // startProbe starts a command probe as c says, with /dev/null as its stdio, the way the command
 // itself is started (clone3 into the group, or the re-exec stub; as the --user).
-func startProbe(cmd string, c Child) (int, error) {
+func startProbe(cmd string, c proc.Child) (int, error) {
 	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
@@ -178,5 +179,5 @@ func startProbe(cmd string, c Child) (int, error) {
 	defer unix.Close(null)
 	fd := uintptr(null)
 	c.Path, c.Argv, c.Stdio = "/bin/sh", []string{"sh", "-c", cmd}, []uintptr{fd, fd, fd}
-	return Start(c)
+	return proc.Start(c)
 }

@@ -2,7 +2,6 @@ package launch
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -97,22 +96,6 @@ func (p Policy) Validate(l cgroup.Limits) error {
 			p.RecycleAbove.Human(), l.MemoryHigh.Human())
 	}
 	return p.Health.Validate()
-}
-
-// ParseSignal reads a signal name or number: TERM, SIGTERM, 15.
-func ParseSignal(s string) (unix.Signal, error) {
-	name := strings.ToUpper(strings.TrimSpace(s))
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	var n int
-	if _, err := fmt.Sscanf(s, "%d", &n); err == nil && n > 0 && n < 65 && fmt.Sprint(n) == strings.TrimSpace(s) {
-		return unix.Signal(n), nil
-	}
-	return 0, fmt.Errorf("%q is not a signal name or number (e.g. SIGTERM, INT, 15)", s)
 }
 
 // restarts decides what follows a generation: the backoff and the start limit.

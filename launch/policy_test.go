@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,12 +139,12 @@ func TestPolicyValidate(t *testing.T) {
 
 func TestParseSignalAndRestart(t *testing.T) {
 	for in, want := range map[string]unix.Signal{"TERM": unix.SIGTERM, "SIGQUIT": unix.SIGQUIT, "int": unix.SIGINT, "15": unix.SIGTERM, "SIGUSR2": unix.SIGUSR2} {
-		if have, err := ParseSignal(in); err != nil || have != want {
+		if have, err := proc.ParseSignal(in); err != nil || have != want {
 			t.Errorf("ParseSignal(%q) = %v, %v; want %v", in, have, err, want)
 		}
 	}
 	for _, in := range []string{"", "SIGNOPE", "0", "99", "15x"} {
-		if _, err := ParseSignal(in); err == nil {
+		if _, err := proc.ParseSignal(in); err == nil {
 			t.Errorf("ParseSignal(%q) accepted", in)
 		}
 	}
@@ -172,7 +173,7 @@ func TestNames(t *testing.T) {
 
 func TestStatusCode(t *testing.T) {
 	for ws, want := range map[unix.WaitStatus]int{exitedWith(0): 0, exitedWith(1): 1, exitedWith(255): 255, killedBy(unix.SIGKILL): 137, killedBy(unix.SIGTERM): 143} {
-		if have := StatusCode(ws); have != want {
+		if have := proc.StatusCode(ws); have != want {
 			t.Errorf("StatusCode(%#x) = %d, want %d", ws, have, want)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/proc"
 )
 
 // Report is the --report document: what a whole `cgrun run` did, all generations together.
@@ -104,7 +105,7 @@ type ReportGeneration struct {
 
 // measure reads what the report needs from a generation's group before it is removed.
 func measure(dir string, out outcome, group string, number int, counters map[string]uint64) ReportGeneration {
-	gr := ReportGeneration{Generation: number, Pid: out.pid, Group: group, ExitCode: StatusCode(out.status),
+	gr := ReportGeneration{Generation: number, Pid: out.pid, Group: group, ExitCode: proc.StatusCode(out.status),
 		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(),
 		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
 	if out.peakSource != "" {
@@ -112,7 +113,7 @@ func measure(dir string, out outcome, group string, number int, counters map[str
 		gr.MemoryPeak, gr.MemoryPeakSource = &peak, out.peakSource
 	}
 	if out.status.Signaled() {
-		gr.Signal = signalName(out.status.Signal())
+		gr.Signal = proc.SignalName(out.status.Signal())
 	}
 	if st, err := cgroup.ReadCPUStat(dir); err == nil {
 		gr.CPUUserSeconds, gr.CPUSystemSeconds = float64(st.UserUsec)/1e6, float64(st.SystemUsec)/1e6
@@ -135,9 +136,9 @@ func (rep *Report) build(started time.Time, last outcome, limits cgroup.Limits, 
 	ended := time.Now()
 	rep.Started, rep.Ended = started.Format(timeFormat), ended.Format(timeFormat)
 	rep.WallSeconds = ended.Sub(started).Seconds()
-	rep.ExitCode = StatusCode(last.status)
+	rep.ExitCode = proc.StatusCode(last.status)
 	if last.status.Signaled() {
-		rep.Signal = signalName(last.status.Signal())
+		rep.Signal = proc.SignalName(last.status.Signal())
 	}
 	if rep.Recycles == nil {
 		rep.Recycles = []ReportRecycle{}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -79,7 +80,7 @@ type runner struct {
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
 // policy says (each generation in a fresh group, never two at once), removes every trace of it,
 // and returns the exit code a shell would show for the last generation. An error means cgrun
-// itself failed; Code(err) is the exit code for it.
+// itself failed; proc.Code(err) is the exit code for it.
 func Run(cfg Config) (int, error) {
 	code, raise, err := run(cfg)
 	if raise != 0 {
@@ -101,49 +102,49 @@ func dieOf(sig unix.Signal) {
 // of it too or none was running.
 func run(cfg Config) (int, unix.Signal, error) {
 	if len(cfg.Command) == 0 {
-		return ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
+		return proc.ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name}
 	if r.name == "" {
 		r.name = DefaultName(cfg.Command[0])
 	}
 	if err := ValidName(r.name); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
 		// cgrun hears that memory rose from memory.high events; see Policy.Validate.
 		cfg.Limits.MemoryHigh = cfg.Policy.RecycleAbove
 	}
 	if err := cfg.Limits.Validate(); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	if cfg.User != nil {
 		if err := canSwitchTo(cfg.User); err != nil {
-			return ExitFailure, 0, err
+			return proc.ExitFailure, 0, err
 		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	var err error
-	if r.path, err = LookPath(cfg.Command[0]); err != nil {
-		return Code(err), 0, err
+	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {
+		return proc.Code(err), 0, err
 	}
 	if r.h, err = cgroup.Detect(); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
 	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	defer func() {
 		if rerr := r.site.Release(); rerr != nil {
 			fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", rerr)
 		}
 	}()
-	if err := setSubreaper(); err != nil {
-		return ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
+	if err := proc.SetSubreaper(); err != nil {
+		return proc.ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
 	defer func() {
 		if r.guard != nil {
@@ -161,7 +162,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	r.notify = newNotifier(cfg.NotifyReady, cfg.Policy.Health.Enabled())
 	defer r.notify.stopping()
 	if err := r.initState(); err != nil {
-		return ExitFailure, 0, err
+		return proc.ExitFailure, 0, err
 	}
 	defer func() {
 		if r.stateDir != "" {
@@ -188,7 +189,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	case cfg.Baseline == nil:
 	case peak == nil: // never pass a gate on a figure cgrun does not have
 		if err == nil && code == 0 {
-			code, err = ExitFailure, &Error{Code: ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
+			code, err = proc.ExitFailure, &proc.Error{Code: proc.ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
 		} else {
 			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, errNoPeak)
 		}
@@ -196,7 +197,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		c := cfg.Baseline.check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
 		if c.Exceeded && err == nil && code == 0 {
-			code, err = ExitBaseline, &Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, *peak))}
+			code, err = ExitBaseline, &proc.Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, *peak))}
 		} else if c.Exceeded {
 			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, *peak))
 		}
@@ -216,7 +217,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		default:
 			if berr := writeBaseline(cfg.RecordBaseline, r.report); berr != nil {
 				fmt.Fprintf(cfg.Log, "cgrun: --record-baseline %s: %v\n", cfg.RecordBaseline, berr)
-				return ExitFailure, nil
+				return proc.ExitFailure, nil
 			}
 		}
 	}
@@ -263,9 +264,9 @@ func (r *runner) loop() (*outcome, int, error) {
 			if n > 1 {
 				err = fmt.Errorf("restart as generation %d: %w", n, err)
 			}
-			return prev, Code(err), err
+			return prev, proc.Code(err), err
 		}
-		code := StatusCode(out.status)
+		code := proc.StatusCode(out.status)
 		why = rs.reasonToRestart(out, out.recycled)
 		if out.stopAsked {
 			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
@@ -279,7 +280,7 @@ func (r *runner) loop() (*outcome, int, error) {
 		delay, ok := rs.next(time.Now(), out.uptime)
 		if !ok {
 			p := r.cfg.Policy
-			return &out, ExitStartLimit, &Error{Code: ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
+			return &out, proc.ExitStartLimit, &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
 		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
@@ -319,7 +320,7 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 		case sig := <-r.sigs.stop:
 			return sig.(unix.Signal)
 		case <-r.sigs.child:
-			reapAll()
+			proc.ReapAll()
 		case sig := <-r.sigs.other:
 			if sig == recycleSignal {
 				return 0
@@ -339,7 +340,7 @@ func (r *runner) summarize(out outcome, restarts int) {
 // describe says how a child ended: "exited with status 3", "was killed by SIGKILL".
 func describe(ws unix.WaitStatus) string {
 	if ws.Signaled() {
-		return "was killed by " + signalName(ws.Signal())
+		return "was killed by " + proc.SignalName(ws.Signal())
 	}
 	return fmt.Sprintf("exited with status %d", ws.ExitStatus())
 }

@@ -17,7 +17,7 @@ const recycleSignal = unix.SIGALRM
 // would leave cgrun running until SIGKILL.
 type signals struct {
 	stop  <-chan os.Signal // SIGTERM, SIGINT
-	child <-chan os.Signal // SIGCHLD: one pending is enough, reapAll collects every exited child
+	child <-chan os.Signal // SIGCHLD: one pending is enough, proc.ReapAll collects every exited child
 	other <-chan os.Signal // the other forwarded signals and the recycle signal
 }
 
@@ -42,5 +42,3 @@ func notifySignals() (signals, func()) {
 		}
 	}
 }
-
-func signalIgnoreTTOU() { signal.Ignore(unix.SIGTTOU) }

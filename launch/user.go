@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -38,9 +39,9 @@ func credential(u *account.User) *syscall.Credential {
 
 // child is how every process of a generation starts — the command and its health probes:
 // in dir, with the command's environment, as the --user.
-func (r *runner) child(dir string) Child {
+func (r *runner) child(dir string) proc.Child {
 	cfg := r.cfg
-	return Child{Env: cfg.Env, GroupDir: dir, NoClone3: cfg.NoClone3,
+	return proc.Child{Env: cfg.Env, GroupDir: dir, NoClone3: cfg.NoClone3,
 		Cred: credential(cfg.User), NoNewPrivs: cfg.User != nil && !cfg.AllowNewPrivs}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/proc"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -34,7 +35,7 @@ Flags:
 const (
 	checkWorks    = 0
 	checkCannot   = 1
-	checkBadUsage = launch.ExitFailure
+	checkBadUsage = proc.ExitFailure
 )
 
 // Status of one check item.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,13 +56,13 @@ func openStdio() {
 func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	switch args[0] {
-	case launch.EnterCommand:
-		err := launch.Enter(args[1:])
+	case proc.EnterCommand:
+		err := proc.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.Code(err)
+		return proc.Code(err)
 	case "__man": // hidden: the release script makes cgrun(1) with it
 		return manCommand(stdout)
 	case "__completion": // hidden: bash, zsh and fish completions, for the packages
@@ -71,7 +72,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case launch.GuardCommand:
 		if err := launch.Guard(args[1:]); err != nil {
 			fmt.Fprintf(stderr, "cgrun: %v\n", err)
-			return launch.ExitFailure
+			return proc.ExitFailure
 		}
 		return 0
 	case "run":
@@ -93,7 +94,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "cgrun: unknown command %q; try 'cgrun help'\n", args[0])
-	return launch.ExitFailure
+	return proc.ExitFailure
 }
 
 func versionString() string {

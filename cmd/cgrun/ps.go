@@ -15,6 +15,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -124,12 +125,12 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 	fs, asJSON := newPsFlagSet()
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "cgrun: usage: cgrun ps [--json]")
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	states, err := launch.ListStates(launch.StateDirs())
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	h, _ := cgroup.Detect()
 	boxes := make([]sandbox, 0, len(states))
@@ -155,12 +156,12 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	fs, asJSON := newStatusFlagSet()
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintln(stderr, "cgrun: usage: cgrun status NAME|PID [--json]")
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	h, _ := cgroup.Detect()
 	b := describeSandbox(h, s, true)
@@ -228,23 +229,23 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	fs, timeout := newSignalFlagSet(verb)
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "cgrun: usage: cgrun %s NAME|PID\n", verb)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID && s.User != nil && uid == int(s.User.UID) {
 		// The command's own user may not steer its supervisor: the sandboxed command runs as
 		// that user too. README's "Running the command as another user" has the sudoers line.
 		fmt.Fprintf(stderr, "cgrun: %s (pid %d) is root's cgrun running its command as you (uid %d); only root may %s it: use sudo cgrun %s %s, with a sudoers rule for your deploy user if needed\n",
 			s.Name, s.Pid, uid, verb, verb, s.Name)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
 		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", escape(s.Name), s.Pid, s.UID, verb)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	sig := unix.SIGTERM
 	if verb == "recycle" {
@@ -257,7 +258,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %s %s (pid %d): %v\n", verb, s.Name, s.Pid, err)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	defer unix.Close(pfd)
 	if verb == "recycle" {
@@ -273,7 +274,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 		}
 		if n == 0 || err != nil {
 			fmt.Fprintf(stderr, "cgrun: %s (pid %d) is still running %v after SIGTERM\n", s.Name, s.Pid, *timeout)
-			return launch.ExitFailure
+			return proc.ExitFailure
 		}
 		fmt.Fprintf(stdout, "cgrun: stopped %s (pid %d)\n", s.Name, s.Pid)
 		return 0
@@ -292,7 +293,7 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.ExitFailure
+		return proc.ExitFailure
 	}
 	fmt.Fprintf(stdout, "%s\n", escapeJSON(b))
 	return 0

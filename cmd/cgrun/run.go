@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -134,7 +135,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	help := fs.BoolP("help", "h", false, "show this help")
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return launch.Code(err)
+		return proc.Code(err)
 	}
 	if err := fs.Parse(args); err != nil {
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
@@ -419,7 +420,7 @@ func (f *runFlags) parsePolicy(origin func(string) string) (launch.Policy, error
 	if p.Restart, err = launch.ParseRestart(f.restart); err != nil {
 		return p, err
 	}
-	if p.StopSignal, err = launch.ParseSignal(f.stopSignal); err != nil {
+	if p.StopSignal, err = proc.ParseSignal(f.stopSignal); err != nil {
 		return p, fmt.Errorf("%s: %w", origin("stop-signal"), err)
 	}
 	if f.recycleAbove != "" {

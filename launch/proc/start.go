@@ -1,9 +1,10 @@
-package launch
+package proc
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"strings"
@@ -214,12 +215,12 @@ func foreground() bool {
 	return err == nil && pgrp == unix.Getpgrp()
 }
 
-// reclaimForeground gives the terminal back to cgrun's process group after the child's ended.
-func reclaimForeground() {
+// ReclaimForeground gives the terminal back to cgrun's process group after the child's ended.
+func ReclaimForeground() {
 	if _, err := unix.IoctlGetInt(0, unix.TIOCGPGRP); err != nil {
 		return
 	}
 	// tcsetpgrp from a background group raises SIGTTOU; ignore it for this one call.
-	signalIgnoreTTOU()
+	signal.Ignore(unix.SIGTTOU)
 	_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
 }

@@ -1,6 +1,6 @@
 //go:build linux && (386 || arm)
 
-package launch
+package proc
 
 import "golang.org/x/sys/unix"
 

@@ -1,6 +1,4 @@
-// Package launch starts a command inside its own cgroup, forwards signals to it, reaps what it
-// leaves behind and tears its group down on every path.
-package launch
+package proc
 
 import (
 	"errors"
