@@ -1,5 +1,11 @@
 package cgroup
 
+// MemoryEventNames are the keys of memory.events, in the kernel's order
+// (Documentation/admin-guide/cgroup-v2.rst): every list of them in cgrun is this one.
+func MemoryEventNames() []string {
+	return []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"}
+}
+
 // MemoryEvents reads the group's memory.events counters (hierarchical: the group's own events
 // and those of every group below it) as people count them when mirror, a child of dir that
 // carries a copy of the group's limits (Limits.Mirror), is given.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/oomwatch"
 )
 
@@ -41,7 +42,7 @@ type record struct {
 	// MemoryEvents is the group's memory.events as the child left it.
 	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`
 	// recycle
-	Reason        string            `json:"reason,omitempty"`
+	Reason        policy.Reason     `json:"reason,omitempty"`
 	OldPid        int               `json:"old_pid,omitempty"`
 	NewPid        int               `json:"new_pid,omitempty"`
 	OldPeak       uint64            `json:"old_memory_peak,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
@@ -26,10 +27,10 @@ type generation struct {
 	pid     int
 	started time.Time // when the child started
 
-	recycled    string      // why cgrun ended this generation, or ""
-	stopAsked   unix.Signal // SIGTERM or SIGINT reached cgrun: no restart after this one
+	recycled    policy.Reason // why cgrun ended this generation, or ""
+	stopAsked   unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
 	stopTimer   *time.Timer
-	triggers    *triggers
+	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
 	health      *prober
 	peak        *cgroup.PeakMeter
@@ -56,7 +57,7 @@ type outcome struct {
 	peak       uint64            // the group's memory peak; 0 when nothing could be measured
 	peakSource cgroup.PeakSource // how peak was measured; "" when it is unknown
 	oomKill    uint64
-	recycled   string // why cgrun ended it, or ""
+	recycled   policy.Reason // why cgrun ended it, or ""
 	stopAsked  bool
 	stopSignal unix.Signal // the signal that asked cgrun to stop
 }
@@ -143,7 +144,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.started = started
-	g.triggers = newTriggers(p, g.run.cfg.Limits)
+	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
 	var lifetime, stopKill, aboveTick, probeTick, sampleTick, peakTick <-chan time.Time
 	var peakTimer *time.Timer
 	if !g.peak.Kernel() {
@@ -157,7 +158,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		defer t.Stop()
 		sampleTick = t.C
 	}
-	if d := g.triggers.lifetime(); d > 0 {
+	if d := g.triggers.Lifetime(); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		lifetime = t.C
@@ -177,7 +178,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.aboveTimer.Stop()
 		}
 	}()
-	var probeResults chan probeResult
+	var probeResults chan policy.Probe
 	if g.health != nil {
 		probeResults = g.health.results
 	}
@@ -199,7 +200,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case ev := <-events:
 			g.event(ev)
-			reason, say, arm := g.triggers.observe(ev)
+			reason, say, arm := g.triggers.Observe(ev)
 			switch {
 			case reason != "":
 				g.recycle(reason, say)
@@ -211,16 +212,16 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 				g.aboveTimer = time.NewTicker(time.Second)
 			}
 		case <-lifetime:
-			g.recycle("lifetime", fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
+			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-aboveTick:
 			cur, _, _ := g.peak.Sample()
-			recycle, keep := g.triggers.checkAbove(now, cur)
+			recycle, keep := g.triggers.CheckAbove(now, cur)
 			if !keep {
 				g.aboveTimer.Stop()
 				g.aboveTimer, aboveTick = nil, nil
 			}
 			if recycle {
-				g.recycle("memory_above", fmt.Sprintf("memory at %s held at or above %s for %v",
+				g.recycle(policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
 					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
 			}
 		case <-sampleTick:
@@ -270,7 +271,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 		}
 		return ws, done
 	case recycleSignal:
-		g.recycle("request", "recycle requested with "+proc.SignalName(recycleSignal))
+		g.recycle(policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.stopAsked = sig
 		g.liftThrottle()
@@ -283,23 +284,23 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 }
 
 // probed handles the result of one health probe.
-func (g *generation) probed(r probeResult) {
-	if r.ok {
+func (g *generation) probed(r policy.Probe) {
+	if r.OK {
 		g.run.notify.healthy()
 	}
 	if g.health.record(r, time.Since(g.started)) {
-		g.recycle("health", fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.fails, r.why))
+		g.recycle(policy.Health, fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.count.Fails(), r.Why))
 	}
 }
 
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop
 // timeout. The run loop then starts the next generation.
-func (g *generation) recycle(reason, why string) {
+func (g *generation) recycle(reason policy.Reason, why string) {
 	if g.recycled != "" || g.stopAsked != 0 {
 		return
 	}
 	g.recycled = reason
-	g.run.updateState(func(s *State) { s.note("recycle", reason+": "+why) })
+	g.run.updateState(func(s *State) { s.note("recycle", string(reason)+": "+why) })
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
 		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
@@ -422,7 +423,7 @@ func (g *generation) finish(out *outcome) {
 	}
 	peak := peakText(out.peak, out.peakSource)
 	if out.oomKill == 0 {
-		if aborted(out.status) {
+		if policy.Aborted(out.status) {
 			fmt.Fprintf(log, "cgrun: %s aborted (SIGABRT) with no OOM kill (memory.max %s, peak %s): a runtime at its own memory limit ends so — Node's \"JavaScript heap out of memory\" (its heap is sized from memory.max); --restart on-oom restarts it\n",
 				g.run.name, max, peak)
 		}

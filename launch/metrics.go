@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -119,11 +120,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		// there: adding them again would count them twice, then drop (a counter reset).
 		live, _ = cgroup.MemoryEvents(dir, Leaf(dir))
 	}
-	for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
+	for _, k := range cgroup.MemoryEventNames() {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
 	}
-	for _, reason := range restartReasons() {
-		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[reason]), s.Name, reason)
+	for _, reason := range policy.Reasons() { // the reason label's values, all present from the start
+		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[string(reason)]), s.Name, string(reason))
 	}
 }
 
@@ -134,11 +135,6 @@ func configured(v string) float64 {
 		return math.Inf(1)
 	}
 	return float64(n)
-}
-
-// restartReasons are the values of the reason label, all present from the start.
-func restartReasons() []string {
-	return []string{"oom_kill", "abort", "failure", "exit", "lifetime", "memory_above", "memory_high", "stall", "pressure", "health", "request"}
 }
 
 // serveMetrics listens on addr (a missing host means loopback) and serves /metrics until the

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 )
 
@@ -78,9 +79,9 @@ func (rep *Report) recycled(r ReportRecycle) {
 
 // ReportRecycle is one restart: which generation it started and why.
 type ReportRecycle struct {
-	Generation int    `json:"generation"`
-	Reason     string `json:"reason"`
-	Time       string `json:"time"`
+	Generation int           `json:"generation"`
+	Reason     policy.Reason `json:"reason"`
+	Time       string        `json:"time"`
 }
 
 // ReportGeneration is one generation's share of the report.
@@ -90,7 +91,7 @@ type ReportGeneration struct {
 	Group            string            `json:"group"`
 	ExitCode         int               `json:"exit_code"`
 	Signal           string            `json:"signal,omitempty"`
-	Reason           string            `json:"reason,omitempty"`
+	Reason           policy.Reason     `json:"reason,omitempty"`
 	UptimeSeconds    float64           `json:"uptime_seconds"`
 	MemoryPeak       *uint64           `json:"memory_peak"`
 	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source"`

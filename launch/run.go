@@ -14,6 +14,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
@@ -25,7 +26,7 @@ type Config struct {
 	Env      []string // the command's environment
 	Name     string   // names the payload group and cgrun's messages; default: the command's base name
 	Limits   cgroup.Limits
-	Policy   Policy             // when to recycle and restart; DefaultPolicy() runs once
+	Policy   policy.Policy      // when to recycle and restart; policy.DefaultPolicy() runs once
 	Parent   string             // --parent: nest under this group instead of cgrun's own
 	Pressure []oomwatch.Trigger // PSI triggers on the payload group, reported as events
 	Events   io.Writer          // --events: JSON Lines of every event; nil for none
@@ -112,7 +113,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, err
 	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
-		// cgrun hears that memory rose from memory.high events; see Policy.Validate.
+		// cgrun hears that memory rose from memory.high events; see policy.Policy.Validate.
 		cfg.Limits.MemoryHigh = cfg.Policy.RecycleAbove
 	}
 	if err := cfg.Limits.Validate(); err != nil {
@@ -227,9 +228,9 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 // loop runs generations until the policy says stop. It returns the last generation's outcome
 // (nil when none ran) and the exit code for the run.
 func (r *runner) loop() (*outcome, int, error) {
-	rs := newRestarts(r.cfg.Policy)
+	rs := policy.NewRestarts(r.cfg.Policy)
 	var prev *outcome
-	var why string // why prev was followed by a new generation
+	var why policy.Reason // why prev was followed by a new generation
 	for n := 1; ; n++ {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
@@ -243,7 +244,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
 				if prev != nil {
 					s.Restarts++
-					s.RestartsByReason[why]++
+					s.RestartsByReason[string(why)]++
 					s.note("restart", fmt.Sprintf("generation %d (pid %d) after %s", n, pid, why))
 				}
 			})
@@ -267,7 +268,7 @@ func (r *runner) loop() (*outcome, int, error) {
 			return prev, proc.Code(err), err
 		}
 		code := proc.StatusCode(out.status)
-		why = rs.reasonToRestart(out, out.recycled)
+		why = rs.Why(out.status, out.oomKill, out.recycled)
 		if out.stopAsked {
 			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
 				r.raise = out.stopSignal
@@ -277,7 +278,7 @@ func (r *runner) loop() (*outcome, int, error) {
 		if why == "" {
 			return &out, code, nil
 		}
-		delay, ok := rs.next(time.Now(), out.uptime)
+		delay, ok := rs.Next(time.Now(), out.uptime)
 		if !ok {
 			p := r.cfg.Policy
 			return &out, proc.ExitStartLimit, &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",

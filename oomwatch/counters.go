@@ -25,7 +25,7 @@ type counterFile struct {
 // counterFiles are the files oomwatch watches, in the order it reads them on a wake-up.
 func counterFiles() []*counterFile {
 	return []*counterFile{
-		{name: "memory.events", order: []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"},
+		{name: "memory.events", order: cgroup.MemoryEventNames(),
 			kinds: map[string]Kind{"low": Low, "high": High, "max": Max, "oom": OOM, "oom_kill": OOMKill, "oom_group_kill": OOMGroupKill}},
 		{name: "memory.swap.events", order: []string{"high", "max", "fail"},
 			kinds: map[string]Kind{"high": SwapHigh, "max": SwapMax, "fail": SwapFail}},

@@ -83,7 +83,7 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	sb.HighEvents = s.Totals["high"] + live["high"]
 	if detail {
 		sb.Events = map[string]uint64{}
-		for _, k := range []string{"low", "high", "max", "oom", "oom_kill", "oom_group_kill"} {
+		for _, k := range cgroup.MemoryEventNames() {
 			sb.Events[k] = s.Totals[k] + live[k]
 		}
 		if st, err := cgroup.ReadKeyed(dir, "memory.stat"); err == nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
@@ -69,7 +70,7 @@ type runFlags struct {
 	report, recordBaseline, baseline, tolerance      string
 	restart, stopSignal, recycleAbove, recycleOnHigh string
 	recycleOnPressure                                []string
-	policy                                           launch.Policy
+	policy                                           policy.Policy
 
 	user          string
 	allowNewPrivs bool
@@ -103,7 +104,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.tolerance, "baseline-tolerance", "PERCENT", "5%", "how far over the baseline's peak a run may go")
 
 	p := &f.policy
-	*p = launch.DefaultPolicy()
+	*p = policy.DefaultPolicy()
 	textVar(fs, &f.restart, "restart", "WHEN", string(p.Restart), "when a generation that ended gets a new one: never, on-oom, on-failure or always")
 	textVar(fs, &f.stopSignal, "stop-signal", "SIGNAL", "SIGTERM", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
 	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
@@ -414,10 +415,10 @@ func (l *lateFile) close() {
 }
 
 // parsePolicy reads the recycle flags that are not plain durations and numbers.
-func (f *runFlags) parsePolicy(origin func(string) string) (launch.Policy, error) {
+func (f *runFlags) parsePolicy(origin func(string) string) (policy.Policy, error) {
 	p := f.policy
 	var err error
-	if p.Restart, err = launch.ParseRestart(f.restart); err != nil {
+	if p.Restart, err = policy.ParseRestart(f.restart); err != nil {
 		return p, err
 	}
 	if p.StopSignal, err = proc.ParseSignal(f.stopSignal); err != nil {

@@ -1,11 +1,10 @@
-package launch
+package policy
 
 import (
 	"testing"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
-	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -13,17 +12,21 @@ func exitedWith(code int) unix.WaitStatus      { return unix.WaitStatus(code << 
 func killedBy(sig unix.Signal) unix.WaitStatus { return unix.WaitStatus(sig) }
 
 func TestReasonToRestart(t *testing.T) {
-	oom := outcome{status: killedBy(unix.SIGKILL), oomKill: 1}
-	clean := outcome{status: exitedWith(0)}
-	failed := outcome{status: exitedWith(3)}
-	term := outcome{status: killedBy(unix.SIGTERM)}
-	abort := outcome{status: killedBy(unix.SIGABRT)}
-	shellAbort := outcome{status: exitedWith(134)}
+	type outcome struct {
+		status  unix.WaitStatus
+		oomKill uint64
+	}
+	oom := outcome{killedBy(unix.SIGKILL), 1}
+	clean := outcome{exitedWith(0), 0}
+	failed := outcome{exitedWith(3), 0}
+	term := outcome{killedBy(unix.SIGTERM), 0}
+	abort := outcome{killedBy(unix.SIGABRT), 0}
+	shellAbort := outcome{exitedWith(134), 0}
 	for _, tc := range []struct {
 		policy   Restart
 		out      outcome
-		recycled string
-		want     string
+		recycled Reason
+		want     Reason
 	}{
 		{RestartNever, oom, "", ""},
 		{RestartNever, clean, "lifetime", "lifetime"},
@@ -46,7 +49,7 @@ func TestReasonToRestart(t *testing.T) {
 	} {
 		p := DefaultPolicy()
 		p.Restart = tc.policy
-		if have := newRestarts(p).reasonToRestart(tc.out, tc.recycled); have != tc.want {
+		if have := NewRestarts(p).Why(tc.out.status, tc.out.oomKill, tc.recycled); have != tc.want {
 			t.Errorf("%s, status %#x, recycled %q: %q, want %q", tc.policy, tc.out.status, tc.recycled, have, tc.want)
 		}
 	}
@@ -56,24 +59,24 @@ func TestRestartsBackoffAndLimit(t *testing.T) {
 	p := DefaultPolicy()
 	p.RestartDelay, p.RestartDelayMax, p.MinUptime = 100*time.Millisecond, 500*time.Millisecond, 10*time.Second
 	p.MaxRestarts, p.RestartWindow = 6, time.Minute
-	r := newRestarts(p)
+	r := NewRestarts(p)
 	now := time.Unix(1000, 0)
 	want := []time.Duration{100, 200, 400, 500, 500}
 	for i, w := range want {
-		d, ok := r.next(now.Add(time.Duration(i)*time.Second), time.Second)
+		d, ok := r.Next(now.Add(time.Duration(i)*time.Second), time.Second)
 		if !ok || d != w*time.Millisecond {
 			t.Errorf("restart %d: delay %v ok %v, want %v", i+1, d, ok, w*time.Millisecond)
 		}
 	}
 	// A long-lived generation resets the delay.
-	if d, ok := r.next(now.Add(5*time.Second), time.Minute); !ok || d != 100*time.Millisecond {
+	if d, ok := r.Next(now.Add(5*time.Second), time.Minute); !ok || d != 100*time.Millisecond {
 		t.Errorf("after a long run: delay %v ok %v, want 100ms", d, ok)
 	}
 	// The seventh restart within the minute hits the limit; once the window has moved on it is allowed.
-	if _, ok := r.next(now.Add(6*time.Second), time.Second); ok {
+	if _, ok := r.Next(now.Add(6*time.Second), time.Second); ok {
 		t.Error("restart 7 within the window was allowed")
 	}
-	if _, ok := r.next(now.Add(62*time.Second), time.Second); !ok {
+	if _, ok := r.Next(now.Add(62*time.Second), time.Second); !ok {
 		t.Error("a restart after the window moved on was refused")
 	}
 }
@@ -81,9 +84,9 @@ func TestRestartsBackoffAndLimit(t *testing.T) {
 func TestRestartsNoLimit(t *testing.T) {
 	p := DefaultPolicy()
 	p.MaxRestarts = 0
-	r := newRestarts(p)
+	r := NewRestarts(p)
 	for i := 0; i < 1000; i++ {
-		if _, ok := r.next(time.Unix(0, 0), 0); !ok {
+		if _, ok := r.Next(time.Unix(0, 0), 0); !ok {
 			t.Fatalf("restart %d refused with --max-restarts 0", i)
 		}
 	}
@@ -137,17 +140,7 @@ func TestPolicyValidate(t *testing.T) {
 	}
 }
 
-func TestParseSignalAndRestart(t *testing.T) {
-	for in, want := range map[string]unix.Signal{"TERM": unix.SIGTERM, "SIGQUIT": unix.SIGQUIT, "int": unix.SIGINT, "15": unix.SIGTERM, "SIGUSR2": unix.SIGUSR2} {
-		if have, err := proc.ParseSignal(in); err != nil || have != want {
-			t.Errorf("ParseSignal(%q) = %v, %v; want %v", in, have, err, want)
-		}
-	}
-	for _, in := range []string{"", "SIGNOPE", "0", "99", "15x"} {
-		if _, err := proc.ParseSignal(in); err == nil {
-			t.Errorf("ParseSignal(%q) accepted", in)
-		}
-	}
+func TestParseRestart(t *testing.T) {
 	for _, in := range []string{"never", "no", "on-oom", "on-failure", "always"} {
 		if _, err := ParseRestart(in); err != nil {
 			t.Errorf("ParseRestart(%q): %v", in, err)
@@ -155,26 +148,5 @@ func TestParseSignalAndRestart(t *testing.T) {
 	}
 	if _, err := ParseRestart("sometimes"); err == nil {
 		t.Error("ParseRestart(sometimes) accepted")
-	}
-}
-
-func TestNames(t *testing.T) {
-	for in, want := range map[string]string{"node": "node", "/usr/bin/php-fpm8.2": "php-fpm8.2", "./my app": "my_app", ".hidden": "_.hidden", "-x": "_-x"} {
-		if have := DefaultName(in); have != want || ValidName(have) != nil {
-			t.Errorf("DefaultName(%q) = %q (valid: %v), want %q", in, have, ValidName(have), want)
-		}
-	}
-	for _, bad := range []string{"", "a/b", "..", ".x", "-x", "cgroup.procs", "sp ace", string(make([]byte, 65))} {
-		if ValidName(bad) == nil {
-			t.Errorf("ValidName(%q) accepted", bad)
-		}
-	}
-}
-
-func TestStatusCode(t *testing.T) {
-	for ws, want := range map[unix.WaitStatus]int{exitedWith(0): 0, exitedWith(1): 1, exitedWith(255): 255, killedBy(unix.SIGKILL): 137, killedBy(unix.SIGTERM): 143} {
-		if have := proc.StatusCode(ws); have != want {
-			t.Errorf("StatusCode(%#x) = %d, want %d", ws, have, want)
-		}
 	}
 }

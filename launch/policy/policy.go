@@ -1,4 +1,6 @@
-package launch
+// Package policy decides, from what the kernel and the probes report, when a generation is
+// recycled and whether and when the next one starts; it is pure logic, with no process or group.
+package policy
 
 import (
 	"fmt"
@@ -29,6 +31,37 @@ func ParseRestart(s string) (Restart, error) {
 		return RestartNever, nil
 	}
 	return "", fmt.Errorf("--restart %q: want never, on-oom, on-failure or always", s)
+}
+
+// Reason is why a generation ended and the next one started: README's list of restart and
+// recycle reasons, the label of cgrun_restarts_total, the "reason" of a recycle record.
+type Reason string
+
+// The reasons. The first four are the policy's, after the command ended by itself; the others
+// are cgrun's own recycles.
+const (
+	OOMKill     Reason = "oom_kill"     // the OOM killer took the child or its group
+	Abort       Reason = "abort"        // SIGABRT or exit 134: a runtime at its own memory limit
+	Failure     Reason = "failure"      // a non-zero exit or a death by signal
+	Exit        Reason = "exit"         // a clean exit, under --restart always
+	Lifetime    Reason = "lifetime"     // --max-lifetime
+	MemoryAbove Reason = "memory_above" // --recycle-above held for --recycle-after
+	MemoryHigh  Reason = "memory_high"  // --recycle-on-high memory.high events within --high-window
+	Stall       Reason = "stall"        // --recycle-on-stall
+	Pressure    Reason = "pressure"     // a --recycle-pressure PSI trigger fired
+	Health      Reason = "health"       // --health-retries failed probes in a row
+	Request     Reason = "request"      // cgrun recycle, or SIGALRM
+)
+
+// Reasons lists every reason, in README's order.
+func Reasons() []Reason {
+	return []Reason{OOMKill, Abort, Failure, Exit, Lifetime, MemoryAbove, MemoryHigh, Stall, Pressure, Health, Request}
+}
+
+// Memory reports whether the reason is about memory growing: the recycles a heap dump is worth
+// taking before.
+func (r Reason) Memory() bool {
+	return r == MemoryAbove || r == MemoryHigh || r == Stall || r == Pressure
 }
 
 // Policy is when cgrun recycles a generation, and how it restarts one.
@@ -98,53 +131,55 @@ func (p Policy) Validate(l cgroup.Limits) error {
 	return p.Health.Validate()
 }
 
-// restarts decides what follows a generation: the backoff and the start limit.
-type restarts struct {
+// Restarts decides what follows a generation: the backoff and the start limit.
+type Restarts struct {
 	p     Policy
 	delay time.Duration // the next delay
 	times []time.Time   // when recent restarts happened
 }
 
-func newRestarts(p Policy) *restarts { return &restarts{p: p, delay: p.RestartDelay} }
+// NewRestarts starts the backoff at --restart-delay.
+func NewRestarts(p Policy) *Restarts { return &Restarts{p: p, delay: p.RestartDelay} }
 
-// reasonToRestart is why an ended generation should be followed by a new one under the
-// policy, or "" when it should not. recycled is the reason cgrun itself ended it, if it did.
-func (r *restarts) reasonToRestart(out outcome, recycled string) string {
+// Why is why a generation that ended with status (and oomKills OOM kills in its group) should
+// be followed by a new one under the policy, or "" when it should not. recycled is the reason
+// cgrun itself ended it, if it did.
+func (r *Restarts) Why(status unix.WaitStatus, oomKills uint64, recycled Reason) Reason {
 	if recycled != "" {
 		return recycled // cgrun's own triggers always restart
 	}
-	oom := out.oomKill > 0 && out.status.Signaled() && out.status.Signal() == unix.SIGKILL
-	failed := oom || out.status.Signaled() || out.status.ExitStatus() != 0
+	oom := oomKills > 0 && status.Signaled() && status.Signal() == unix.SIGKILL
+	failed := oom || status.Signaled() || status.ExitStatus() != 0
 	switch {
 	case r.p.Restart == RestartNever:
 		return ""
 	case oom:
-		return "oom_kill"
-	case aborted(out.status):
-		return "abort"
+		return OOMKill
+	case Aborted(status):
+		return Abort
 	case r.p.Restart == RestartOnFailure && failed:
-		return "failure"
+		return Failure
 	case r.p.Restart == RestartAlways:
 		if failed {
-			return "failure"
+			return Failure
 		}
-		return "exit"
+		return Exit
 	}
 	return ""
 }
 
-// aborted reports whether the command died of SIGABRT, or exited 134 (128+SIGABRT, as a shell
+// Aborted reports whether the command died of SIGABRT, or exited 134 (128+SIGABRT, as a shell
 // reports a child that did). A runtime that reaches its own memory limit before the kernel's
 // ends so: V8 at its heap limit ("FATAL ERROR: ... JavaScript heap out of memory", sized from the
 // group's memory.max since Node 20.3), a JVM with -XX:+CrashOnOutOfMemoryError. --restart on-oom
 // restarts it like an OOM kill.
-func aborted(ws unix.WaitStatus) bool {
+func Aborted(ws unix.WaitStatus) bool {
 	return ws.Signaled() && ws.Signal() == unix.SIGABRT || ws.Exited() && ws.ExitStatus() == 128+int(unix.SIGABRT)
 }
 
-// next records a restart at now after a generation that ran for uptime, and returns the delay
+// Next records a restart at now after a generation that ran for uptime, and returns the delay
 // to wait before it, or ok=false when the start limit is reached.
-func (r *restarts) next(now time.Time, uptime time.Duration) (delay time.Duration, ok bool) {
+func (r *Restarts) Next(now time.Time, uptime time.Duration) (delay time.Duration, ok bool) {
 	if r.p.MaxRestarts > 0 {
 		keep := r.times[:0]
 		for _, t := range r.times {

@@ -1,4 +1,4 @@
-package launch
+package policy
 
 import (
 	"fmt"
@@ -43,8 +43,8 @@ const (
 	stallRate = 20
 )
 
-// triggers watches one generation's events for the reasons to recycle it.
-type triggers struct {
+// Triggers watches one generation's events for the reasons to recycle it.
+type Triggers struct {
 	p      Policy
 	limits cgroup.Limits
 
@@ -57,13 +57,14 @@ type triggers struct {
 	aboveSince time.Time
 }
 
-func newTriggers(p Policy, l cgroup.Limits) *triggers {
-	return &triggers{p: p, limits: l, high: window{span: p.HighWindow}, stall: window{span: stallFor},
+// NewTriggers watches a generation under p with limits l.
+func NewTriggers(p Policy, l cgroup.Limits) *Triggers {
+	return &Triggers{p: p, limits: l, high: window{span: p.HighWindow}, stall: window{span: stallFor},
 		seen: map[oomwatch.Kind]uint64{}}
 }
 
-// lifetime is how long this generation may live; 0 for no limit.
-func (t *triggers) lifetime() time.Duration {
+// Lifetime is how long this generation may live; 0 for no limit.
+func (t *Triggers) Lifetime() time.Duration {
 	if t.p.MaxLifetime == 0 {
 		return 0
 	}
@@ -74,16 +75,16 @@ func (t *triggers) lifetime() time.Duration {
 	return d
 }
 
-// observe looks at one event. It returns a reason to recycle (or ""), a line to tell people
+// Observe looks at one event. It returns a reason to recycle (or ""), a line to tell people
 // (or ""), and whether the --recycle-above mark was just reached (so the caller arms its timer).
-func (t *triggers) observe(ev oomwatch.Event) (reason, say string, armAbove bool) {
+func (t *Triggers) Observe(ev oomwatch.Event) (reason Reason, say string, armAbove bool) {
 	switch ev.Kind {
 	case oomwatch.High, oomwatch.Max:
 		t.seen[ev.Kind] = ev.Count
 	case oomwatch.Pressure:
 		for _, tr := range t.p.RecyclePressure {
 			if ev.Pressure != nil && ev.Pressure.Trigger == tr.String() {
-				return "pressure", fmt.Sprintf("memory pressure trigger %q fired", tr), false
+				return Pressure, fmt.Sprintf("memory pressure trigger %q fired", tr), false
 			}
 		}
 		return "", "", false
@@ -92,7 +93,7 @@ func (t *triggers) observe(ev oomwatch.Event) (reason, say string, armAbove bool
 	}
 	if t.p.RecycleOnHigh > 0 && ev.Kind == oomwatch.High {
 		if n, _ := t.high.add(ev.Time, ev.Count); n >= uint64(t.p.RecycleOnHigh) {
-			return "memory_high", fmt.Sprintf("%d memory.high events within %v", n, t.p.HighWindow), false
+			return MemoryHigh, fmt.Sprintf("%d memory.high events within %v", n, t.p.HighWindow), false
 		}
 	}
 	if t.p.RecycleAbove.Set && t.aboveSince.IsZero() && t.atMark(ev.MemoryCurrent) {
@@ -109,7 +110,7 @@ func (t *triggers) observe(ev oomwatch.Event) (reason, say string, armAbove bool
 		say = fmt.Sprintf("looks stalled at %s: %d events in %v with memory at %s of %s; without swap it cannot shed its memory and may never make progress",
 			which, n, covered.Round(time.Second), cgroup.FormatSize(ev.MemoryCurrent), limit.Human())
 		if t.p.RecycleStall {
-			return "stall", say, armAbove
+			return Stall, say, armAbove
 		}
 		return "", say + " (--recycle-on-stall would restart it; or raise the limit)", armAbove
 	}
@@ -118,12 +119,12 @@ func (t *triggers) observe(ev oomwatch.Event) (reason, say string, armAbove bool
 
 // atMark reports whether memory is at the --recycle-above mark; the kernel's throttling holds
 // it just under memory.high, so within 5% counts.
-func (t *triggers) atMark(current uint64) bool {
+func (t *Triggers) atMark(current uint64) bool {
 	return current >= t.p.RecycleAbove.Value-t.p.RecycleAbove.Value/20
 }
 
 // nearLimit reports whether memory is within 5% of the limit the event is about.
-func (t *triggers) nearLimit(ev oomwatch.Event) bool {
+func (t *Triggers) nearLimit(ev oomwatch.Event) bool {
 	l := t.limits.MemoryHigh
 	if ev.Kind == oomwatch.Max {
 		l = t.limits.MemoryMax
@@ -134,9 +135,9 @@ func (t *triggers) nearLimit(ev oomwatch.Event) bool {
 	return ev.MemoryCurrent >= l.Value-l.Value/20
 }
 
-// checkAbove is run by the timer while memory is at the mark: it reports whether memory has
+// CheckAbove is run by the timer while memory is at the mark: it reports whether memory has
 // been held there for RecycleAfter, or clears the mark when memory has fallen below 90% of it.
-func (t *triggers) checkAbove(now time.Time, current uint64) (recycle, keepWatching bool) {
+func (t *Triggers) CheckAbove(now time.Time, current uint64) (recycle, keepWatching bool) {
 	if current < t.p.RecycleAbove.Value-t.p.RecycleAbove.Value/10 {
 		t.aboveSince = time.Time{}
 		return false, false
