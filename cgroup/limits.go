@@ -196,3 +196,24 @@ func (l Limits) String() string {
 	}
 	return s[1:]
 }
+
+// Files are the limits as the kernel's files take them: {"memory.max": "67108864", ...}.
+func (limits Limits) Files() map[string]string {
+	m := map[string]string{}
+	for name, l := range map[string]Limit{"memory.max": limits.MemoryMax, "memory.high": limits.MemoryHigh,
+		"memory.low": limits.MemoryLow, "memory.swap.max": limits.MemorySwapMax, "pids.max": limits.PidsMax} {
+		if l.Set {
+			m[name] = l.String()
+		}
+	}
+	if limits.CPUMax != nil {
+		m["cpu.max"] = limits.CPUMax.String()
+	}
+	if limits.CPUWeight != 0 {
+		m["cpu.weight"] = fmt.Sprint(limits.CPUWeight)
+	}
+	for k, v := range limits.Unified {
+		m[k] = v
+	}
+	return m
+}

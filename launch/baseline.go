@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/atomicfile"
 )
 
 // ExitBaseline is cgrun's exit code when a run's memory peak exceeded its baseline by more than
@@ -73,7 +74,7 @@ func writeBaseline(path string, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(path, append(b, '\n'))
+	return atomicfile.Write(path, append(b, '\n'))
 }
 
 // errNoPeak is why a baseline can be neither recorded nor checked: no peak was measured (no

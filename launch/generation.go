@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -80,7 +80,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	// The command starts in a leaf, and the payload group enables the controllers for its
 	// children: a cgrun that the command runs in turn (a shell starting several, a process
 	// manager) can then make its own groups in the payload group, inside these limits.
-	g.leaf = Leaf(g.dir)
+	g.leaf = state.Leaf(g.dir)
 	if err := cgroup.Create(g.leaf); err != nil {
 		return out, tooSmall(cfg.Limits, err)
 	}
@@ -206,7 +206,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 				g.recycle(reason, say)
 			case say != "":
 				fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
-				g.run.updateState(func(s *State) { s.note("stall", say) })
+				g.run.updateState(func(s *state.State) { s.Note("stall", say) })
 			}
 			if arm && g.aboveTimer == nil {
 				g.aboveTimer = time.NewTicker(time.Second)
@@ -300,7 +300,7 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 		return
 	}
 	g.recycled = reason
-	g.run.updateState(func(s *State) { s.note("recycle", string(reason)+": "+why) })
+	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
 		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
@@ -338,7 +338,7 @@ func (g *generation) event(ev oomwatch.Event) {
 
 // notePeak puts a sampled peak into the state in memory; samplePeak writes it out.
 func (g *generation) notePeak(peak uint64, src cgroup.PeakSource) {
-	g.run.noteState(func(s *State) {
+	g.run.noteState(func(s *state.State) {
 		if peak > s.MemoryPeak {
 			s.MemoryPeak, s.MemoryPeakSource = peak, src
 			g.peakUnsaved = true
@@ -365,7 +365,7 @@ func (g *generation) samplePeak(now time.Time) {
 	}
 	if g.peakUnsaved && now.Sub(g.peakSaved) >= time.Second {
 		g.peakSaved, g.peakUnsaved = now, false
-		g.run.updateState(func(*State) {})
+		g.run.updateState(func(*state.State) {})
 	}
 }
 
@@ -398,16 +398,16 @@ func (g *generation) finish(out *outcome) {
 	out.peak, out.peakSource = g.peak.Peak()
 	code := proc.StatusCode(out.status)
 	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
-	g.run.noteState(func(s *State) {
+	g.run.noteState(func(s *state.State) {
 		for k, v := range counters {
 			s.Totals[k] += v
 		}
-		s.counted = s.Group
+		s.Counted = s.Group
 		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
 		}
-		s.note("exit", what)
+		s.Note("exit", what)
 	})
 	g.run.log.settle()
 	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *record) {
@@ -448,9 +448,6 @@ func (g *generation) teardown() error {
 	}
 	return cgroup.RemoveTree(g.dir)
 }
-
-// Leaf is the group the command starts in: a child of its generation's payload group dir.
-func Leaf(dir string) string { return filepath.Join(dir, "main") }
 
 // tooSmall names --memory-max when the kernel could not charge the group's own set-up or the
 // command's exec to it (ENOMEM; E2BIG when exec cannot copy the arguments): cgroup.MinMemory

@@ -153,28 +153,7 @@ func (rep *Report) build(started time.Time, last outcome, limits cgroup.Limits, 
 		m := s[len(s)/2]
 		rep.MemorySteady = &m
 	}
-	rep.Limits = limitFiles(limits)
-}
-
-// limitFiles is the limits as the kernel's files take them: {"memory.max": "67108864", ...}.
-func limitFiles(limits cgroup.Limits) map[string]string {
-	m := map[string]string{}
-	for name, l := range map[string]cgroup.Limit{"memory.max": limits.MemoryMax, "memory.high": limits.MemoryHigh,
-		"memory.low": limits.MemoryLow, "memory.swap.max": limits.MemorySwapMax, "pids.max": limits.PidsMax} {
-		if l.Set {
-			m[name] = l.String()
-		}
-	}
-	if limits.CPUMax != nil {
-		m["cpu.max"] = limits.CPUMax.String()
-	}
-	if limits.CPUWeight != 0 {
-		m["cpu.weight"] = fmt.Sprint(limits.CPUWeight)
-	}
-	for k, v := range limits.Unified {
-		m[k] = v
-	}
-	return m
+	rep.Limits = limits.Files()
 }
 
 func maxPtr(a, b *uint64) *uint64 {

@@ -8,7 +8,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +74,7 @@ type runner struct {
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	mu       sync.Mutex // guards state: the metrics server reads it
-	state    State
+	state    state.State
 	stateDir string // "" when there is none (not root and no XDG_RUNTIME_DIR)
 }
 
@@ -107,9 +107,9 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name}
 	if r.name == "" {
-		r.name = DefaultName(cfg.Command[0])
+		r.name = state.DefaultName(cfg.Command[0])
 	}
-	if err := ValidName(r.name); err != nil {
+	if err := state.ValidName(r.name); err != nil {
 		return proc.ExitFailure, 0, err
 	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
@@ -135,7 +135,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if r.h, err = cgroup.Detect(); err != nil {
 		return proc.ExitFailure, 0, err
 	}
-	CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
+	state.CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
 	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
 		return proc.ExitFailure, 0, err
 	}
@@ -167,7 +167,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	defer func() {
 		if r.stateDir != "" {
-			os.Remove(statePath(r.stateDir, os.Getpid()))
+			os.Remove(state.Path(r.stateDir, os.Getpid()))
 		}
 	}()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
@@ -238,14 +238,14 @@ func (r *runner) loop() (*outcome, int, error) {
 			if r.guard == nil {
 				r.startGuard()
 			}
-			r.updateState(func(s *State) {
+			r.updateState(func(s *state.State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
 				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[string(why)]++
-					s.note("restart", fmt.Sprintf("generation %d (pid %d) after %s", n, pid, why))
+					s.Note("restart", fmt.Sprintf("generation %d (pid %d) after %s", n, pid, why))
 				}
 			})
 			if prev != nil {
@@ -286,7 +286,7 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
 		if delay > 0 {
-			r.updateState(func(*State) {}) // show the ended generation while cgrun waits
+			r.updateState(func(*state.State) {}) // show the ended generation while cgrun waits
 		}
 		if sig := r.wait(delay); sig != 0 {
 			r.raise = sig // no generation runs: cgrun stops as the signal asks
@@ -368,39 +368,4 @@ func peakText(n uint64, src cgroup.PeakSource) string {
 		return cgroup.FormatSize(n) + " sampled"
 	}
 	return cgroup.FormatSize(n)
-}
-
-// ValidName checks a --name: it becomes part of a directory name in cgroupfs.
-func ValidName(name string) error {
-	ok := len(name) >= 1 && len(name) <= 64 && !strings.HasPrefix(name, "cgroup.")
-	for i := 0; ok && i < len(name); i++ {
-		ok = nameChar(name[i]) && (i > 0 || name[i] != '.' && name[i] != '-')
-	}
-	if !ok {
-		return fmt.Errorf("--name %q: use 1 to 64 letters, digits and _ . @ : + -, not starting with . or -", name)
-	}
-	return nil
-}
-
-func nameChar(c byte) bool {
-	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.@:+-", c) >= 0
-}
-
-// DefaultName derives a group name from the command: its base name, with characters cgroupfs
-// names should not carry replaced by "_".
-func DefaultName(command string) string {
-	base := filepath.Base(command)
-	b := []byte(base)
-	for i, c := range b {
-		if !nameChar(c) {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || b[0] == '.' || b[0] == '-' {
-		b = append([]byte("_"), b...)
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	return string(b)
 }

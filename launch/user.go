@@ -7,6 +7,7 @@ import (
 
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/state"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,17 +46,10 @@ func (r *runner) child(dir string) proc.Child {
 		Cred: credential(cfg.User), NoNewPrivs: cfg.User != nil && !cfg.AllowNewPrivs}
 }
 
-// StateUser is the --user in the state `cgrun ps` and `status` read.
-type StateUser struct {
-	Name   string   `json:"name,omitempty"` // absent for a uid without a passwd entry
-	UID    uint32   `json:"uid"`
-	GID    uint32   `json:"gid"`
-	Groups []uint32 `json:"groups"`
-}
-
-func stateUser(u *account.User) *StateUser {
+// stateUser is u as the state records it.
+func stateUser(u *account.User) *state.User {
 	if u == nil {
 		return nil
 	}
-	return &StateUser{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups}
+	return &state.User{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups}
 }

@@ -14,8 +14,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrun/cgrun/cgroup"
-	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -45,17 +45,17 @@ type sandbox struct {
 	RestartsByReason  map[string]int    `json:"restarts_by_reason"`
 	Limits            map[string]string `json:"limits"`
 	MetricsAddr       string            `json:"metrics_addr,omitempty"`
-	User              *launch.StateUser `json:"user,omitempty"` // --user: who the command runs as
+	User              *state.User       `json:"user,omitempty"` // --user: who the command runs as
 	// Only in status:
 	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
 	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
 	Events     map[string]uint64      `json:"memory_events,omitempty"`
-	Recent     []launch.StateEvent    `json:"recent,omitempty"`
+	Recent     []state.Event          `json:"recent,omitempty"`
 }
 
 // describeSandbox reads the figures of a state's current group. The group is found from the
 // live processes, never taken from the file: another user may have written it.
-func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
+func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	dir := s.LiveGroup(h)
 	now := time.Now()
 	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
@@ -72,13 +72,13 @@ func describeSandbox(h cgroup.Hierarchy, s launch.State, detail bool) sandbox {
 	}
 	sb.Group = h.Rel(dir)
 	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
-	sb.MemoryPeak, sb.MemoryPeakSource = launch.LivePeak(s, dir, sb.MemoryCurrent)
+	sb.MemoryPeak, sb.MemoryPeakSource = state.LivePeak(s, dir, sb.MemoryCurrent)
 	for file, into := range map[string]**uint64{"memory.high": &sb.MemoryHigh, "memory.max": &sb.MemoryMax} {
 		if n, ok, err := cgroup.ReadUint(dir, file); err == nil && ok {
 			*into = &n
 		}
 	}
-	live, _ := cgroup.MemoryEvents(dir, launch.Leaf(dir))
+	live, _ := cgroup.MemoryEvents(dir, state.Leaf(dir))
 	sb.OOMKills = cgroup.OOMKills(s.Totals) + cgroup.OOMKills(live)
 	sb.HighEvents = s.Totals["high"] + live["high"]
 	if detail {
@@ -127,7 +127,7 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "cgrun: usage: cgrun ps [--json]")
 		return proc.ExitFailure
 	}
-	states, err := launch.ListStates(launch.StateDirs())
+	states, err := state.List(state.Dirs())
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
 		return proc.ExitFailure
@@ -281,12 +281,12 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func findSandbox(nameOrPid string) (launch.State, error) {
-	states, err := launch.ListStates(launch.StateDirs())
+func findSandbox(nameOrPid string) (state.State, error) {
+	states, err := state.List(state.Dirs())
 	if err != nil {
-		return launch.State{}, err
+		return state.State{}, err
 	}
-	return launch.FindState(states, nameOrPid)
+	return state.Find(states, nameOrPid)
 }
 
 func writeJSON(stdout, stderr io.Writer, v any) int {
@@ -375,7 +375,7 @@ func parenthesize(s string) string {
 }
 
 // runAs describes a --user: "www-data (uid 33, gid 33, groups 33)".
-func runAs(u *launch.StateUser) string {
+func runAs(u *state.User) string {
 	name := u.Name
 	if name == "" {
 		name = fmt.Sprint(u.UID)

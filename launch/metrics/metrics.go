@@ -1,4 +1,5 @@
-package launch
+// Package metrics serves a running cgrun's state and its group's files as Prometheus metrics.
+package metrics
 
 import (
 	"fmt"
@@ -12,13 +13,14 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// metricsCollector serves the sandbox's figures to Prometheus. It reads the current
+// Collector serves the sandbox's figures to Prometheus. It reads the current
 // generation's files at scrape time, so nothing is sampled between scrapes.
 //
 // Every series stays present once it has been seen: between two generations (a restart gap)
@@ -28,8 +30,8 @@ import (
 // gauges keep the last generation's values; cgrun_generation_running says which is which. A
 // file the kernel lacks (memory.pressure without PSI) is never seen, so never served; before
 // 5.19 the peak is the one cgrun sampled.
-type metricsCollector struct {
-	snapshot func() State
+type Collector struct {
+	snapshot func() state.State
 
 	mu   sync.Mutex
 	last map[string]float64 // by file (and PSI line), as last read from a generation's group
@@ -37,11 +39,11 @@ type metricsCollector struct {
 	current, peak, max, high, pids, generation, running, pressure, events, restarts *prometheus.Desc
 }
 
-func newMetricsCollector(snapshot func() State) *metricsCollector {
+func NewCollector(snapshot func() state.State) *Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, append([]string{"name"}, labels...), nil)
 	}
-	return &metricsCollector{
+	return &Collector{
 		snapshot:   snapshot,
 		last:       map[string]float64{},
 		current:    d("cgrun_memory_current_bytes", "memory.current of the current generation's group; 0 between generations."),
@@ -57,13 +59,13 @@ func newMetricsCollector(snapshot func() State) *metricsCollector {
 	}
 }
 
-func (c *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts} {
 		ch <- d
 	}
 }
 
-func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.snapshot()
 	dir := s.Dir()
 	c.mu.Lock()
@@ -94,7 +96,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	read(c.current, "memory.current", float64(cur), err)
 	// The peak: memory.peak, or before 5.19 the sampled one (LivePeak); in a gap the last one.
-	if n, src := LivePeak(s, dir, cur); src != "" {
+	if n, src := state.LivePeak(s, dir, cur); src != "" {
 		read(c.peak, "memory.peak", float64(n), nil)
 	} else {
 		read(c.peak, "memory.peak", 0, os.ErrNotExist)
@@ -115,10 +117,10 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	read(c.pressure, "memory.pressure some", p.SomeAvg10, err, "some")
 	read(c.pressure, "memory.pressure full", p.FullAvg10, err, "full")
 	var live map[string]uint64
-	if s.counted != s.Group {
+	if s.Counted != s.Group {
 		// Once a generation ended its counters are in Totals, while its group may still be
 		// there: adding them again would count them twice, then drop (a counter reset).
-		live, _ = cgroup.MemoryEvents(dir, Leaf(dir))
+		live, _ = cgroup.MemoryEvents(dir, state.Leaf(dir))
 	}
 	for _, k := range cgroup.MemoryEventNames() {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
@@ -128,7 +130,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// configured is a limit as State.Limits records it: bytes, or "max" (or unset) for +Inf.
+// configured is a limit as state.State.Limits records it: bytes, or "max" (or unset) for +Inf.
 func configured(v string) float64 {
 	n, err := strconv.ParseUint(v, 10, 64)
 	if err != nil {
@@ -139,7 +141,7 @@ func configured(v string) float64 {
 
 // serveMetrics listens on addr (a missing host means loopback) and serves /metrics until the
 // process exits. It returns the address it listens on.
-func serveMetrics(addr string, c prometheus.Collector) (string, error) {
+func Serve(addr string, c prometheus.Collector) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return "", fmt.Errorf("--metrics-addr %q: want HOST:PORT or :PORT", addr)
@@ -196,17 +198,4 @@ func (c *slotConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(c.free)
 	return err
-}
-
-// LivePeak is the memory peak of a running cgrun's current generation, for ps, status and
-// metrics: memory.peak where the kernel has it, else the higher of the peak cgrun sampled (in
-// the state) and cur, a memory.current the caller just read.
-func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
-	if n, err := cgroup.MemoryPeak(dir); err == nil {
-		return n, cgroup.PeakKernel
-	}
-	if _, err := os.Stat(dir); err != nil { // between two generations: no group to read
-		return s.MemoryPeak, s.MemoryPeakSource
-	}
-	return max(s.MemoryPeak, cur), cgroup.PeakSampled
 }

@@ -1,4 +1,4 @@
-package launch
+package state
 
 import (
 	"encoding/json"
@@ -23,7 +23,7 @@ func ownState(t *testing.T, name string) State {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	pid := cmd.Process.Pid
-	ticks, err := startTicks(pid)
+	ticks, err := StartTicks(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +44,7 @@ func writeState(t *testing.T, dir string, s State) string {
 }
 
 // listWithin lists dir, and fails the test when that blocks (a FIFO opened for reading).
-func listWithin(t *testing.T, loc StateLocation) []State {
+func listWithin(t *testing.T, loc Location) []State {
 	t.Helper()
 	type res struct {
 		s   []State
@@ -79,7 +79,7 @@ func TestListStatesRefusesWhatCgrunDidNotWrite(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.setup(t, dir)
-			if got := listWithin(t, StateLocation{dir, uid}); len(got) != 1 || got[0].Name != "live" {
+			if got := listWithin(t, Location{dir, uid}); len(got) != 1 || got[0].Name != "live" {
 				t.Errorf("listed %+v, want the one live state", got)
 			}
 		})
@@ -144,7 +144,7 @@ func TestListStatesRefusesWhatCgrunDidNotWrite(t *testing.T) {
 	for _, tc := range failure {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := tc.setup(t, t.TempDir())
-			if got := listWithin(t, StateLocation{dir, uid}); len(got) != 0 {
+			if got := listWithin(t, Location{dir, uid}); len(got) != 0 {
 				t.Errorf("listed %+v, want nothing", got)
 			}
 		})
@@ -152,7 +152,7 @@ func TestListStatesRefusesWhatCgrunDidNotWrite(t *testing.T) {
 	t.Run("a directory of another uid", func(t *testing.T) {
 		dir := t.TempDir()
 		writeState(t, dir, ownState(t, "mine"))
-		if got := listWithin(t, StateLocation{dir, uid + 1}); len(got) != 0 {
+		if got := listWithin(t, Location{dir, uid + 1}); len(got) != 0 {
 			t.Errorf("listed %+v from a directory that uid %d does not own", got, uid+1)
 		}
 	})
@@ -167,7 +167,7 @@ func TestListStatesRemovesOnlyVerifiedStaleStates(t *testing.T) {
 	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	listWithin(t, StateLocation{dir, os.Geteuid()})
+	listWithin(t, Location{dir, os.Geteuid()})
 	if _, err := os.Lstat(p); !os.IsNotExist(err) {
 		t.Errorf("stale state %s is still there (%v)", p, err)
 	}
@@ -194,9 +194,9 @@ func TestFindStatePrefersOwnSandboxes(t *testing.T) {
 			if tc.name == "by pid" {
 				arg = "11"
 			}
-			s, err := FindState(tc.states, arg)
+			s, err := Find(tc.states, arg)
 			if s.Pid != tc.want || (tc.want == 0) != (err != nil) {
-				t.Errorf("FindState(%q) = pid %d, %v; want pid %d", arg, s.Pid, err, tc.want)
+				t.Errorf("Find(%q) = pid %d, %v; want pid %d", arg, s.Pid, err, tc.want)
 			}
 		})
 	}
@@ -209,35 +209,35 @@ func TestStateDirChecksXDGRuntimeDir(t *testing.T) {
 	if err := os.Symlink(own, link); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := userStateDir(uid, own); err != nil || d != filepath.Join(own, "cgrun") {
-		t.Errorf("userStateDir(%d, %s) = %q, %v", uid, own, d, err)
+	if d, err := userDir(uid, own); err != nil || d != filepath.Join(own, "cgrun") {
+		t.Errorf("userDir(%d, %s) = %q, %v", uid, own, d, err)
 	}
 	for _, tc := range []struct {
 		uid int
 		xdg string
 	}{{uid, link}, {uid + 1, own}, {uid, "/nonexistent"}, {uid, filepath.Join(own, "file")}} {
 		os.WriteFile(filepath.Join(own, "file"), nil, 0o600)
-		if d, err := userStateDir(tc.uid, tc.xdg); err == nil && strings.HasPrefix(d, tc.xdg) {
-			t.Errorf("userStateDir(%d, %s) = %q: not the caller's own directory", tc.uid, tc.xdg, d)
+		if d, err := userDir(tc.uid, tc.xdg); err == nil && strings.HasPrefix(d, tc.xdg) {
+			t.Errorf("userDir(%d, %s) = %q: not the caller's own directory", tc.uid, tc.xdg, d)
 		}
 	}
 }
 
 // FuzzParseState checks that the state reader never panics, and that whatever it accepts is a
 // state cgrun could have written: the claimed uid, a pid, a valid name.
-func FuzzParseState(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	b, _ := json.Marshal(State{Name: "worker", Command: []string{"node", "w.js"}, Pid: 42, UID: 1000, Generation: 2, ChildPid: 43})
 	f.Add(b, 1000)
 	f.Add([]byte(`{"name":"\u001b]0;x\u0007","pid":1,"uid":0}`), 0)
 	f.Add([]byte(`{"name":"a","pid":-1,"uid":0,"recent":[{"time":1}]}`), 0)
 	f.Add([]byte(`[]`), 0)
 	f.Fuzz(func(t *testing.T, b []byte, uid int) {
-		s, err := ParseState(b, uid)
+		s, err := Parse(b, uid)
 		if err != nil {
 			return
 		}
 		if s.UID != uid || s.Pid <= 0 || ValidName(s.Name) != nil {
-			t.Fatalf("ParseState(%q, %d) accepted %+v", b, uid, s)
+			t.Fatalf("Parse(%q, %d) accepted %+v", b, uid, s)
 		}
 	})
 }

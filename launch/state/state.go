@@ -1,4 +1,6 @@
-package launch
+// Package state is the file a running cgrun keeps in its runtime directory, and the finding of
+// running (and SIGKILLed) cgruns from those files: what cgrun ps, status, stop and recycle need.
+package state
 
 import (
 	"context"
@@ -6,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,7 +39,7 @@ type State struct {
 	Site string `json:"site,omitempty"`
 
 	// User is who the command runs as with --user (cgrun itself stays UID); absent without.
-	User *StateUser `json:"user,omitempty"`
+	User *User `json:"user,omitempty"`
 
 	Generation        int    `json:"generation"`
 	ChildPid          int    `json:"child_pid"`
@@ -53,14 +55,16 @@ type State struct {
 	RestartsByReason map[string]int    `json:"restarts_by_reason"`
 	// Totals are memory.events summed over the generations that ended; add the current group's.
 	Totals      map[string]uint64 `json:"totals"`
-	Recent      []StateEvent      `json:"recent"`
+	Recent      []Event           `json:"recent"`
 	MetricsAddr string            `json:"metrics_addr,omitempty"`
 
-	counted string // the ended generation's Group, whose memory.events Totals already hold
+	// Counted is the ended generation's Group, whose memory.events Totals already hold: its
+	// group may still be there, and must not be counted twice. Never written to the file.
+	Counted string `json:"-"`
 }
 
-// StateEvent is one of the recent things shown by `cgrun status`.
-type StateEvent struct {
+// Event is one of the recent things shown by `cgrun status`.
+type Event struct {
 	Time   string `json:"time"`
 	Event  string `json:"event"`
 	Detail string `json:"detail"`
@@ -69,20 +73,20 @@ type StateEvent struct {
 // maxRecent is how many recent events a state keeps.
 const maxRecent = 20
 
-// StateDir is where this process's states live: /run/cgrun for root; for others
+// Dir is where this process's states live: /run/cgrun for root; for others
 // $XDG_RUNTIME_DIR/cgrun, or /run/user/UID/cgrun when that runtime directory exists (a unit
 // with User= gets no XDG_RUNTIME_DIR). A runtime directory counts only when it is a directory
 // of the caller's own, not a symlink: another user's directory must not receive the states.
-func StateDir() (string, error) {
+func Dir() (string, error) {
 	uid := os.Geteuid()
 	if uid == 0 {
 		return "/run/cgrun", nil
 	}
-	return userStateDir(uid, os.Getenv("XDG_RUNTIME_DIR"))
+	return userDir(uid, os.Getenv("XDG_RUNTIME_DIR"))
 }
 
-// userStateDir is StateDir for a uid other than root's, with XDG_RUNTIME_DIR=x.
-func userStateDir(uid int, x string) (string, error) {
+// userDir is Dir for a uid other than root's, with XDG_RUNTIME_DIR=x.
+func userDir(uid int, x string) (string, error) {
 	var why string
 	if x != "" {
 		if fi, err := os.Lstat(x); err == nil && fi.IsDir() && ownedBy(fi, uid) {
@@ -99,27 +103,27 @@ func userStateDir(uid int, x string) (string, error) {
 	return "", fmt.Errorf("no runtime directory for uid %d (%s%s is not a directory of its own; `loginctl enable-linger` makes it)", uid, why, run)
 }
 
-// StateLocation is a directory of states and the uid that must own it and every state in it.
-type StateLocation struct {
+// Location is a directory of states and the uid that must own it and every state in it.
+type Location struct {
 	Dir string
 	UID int
 }
 
-// StateDirs are the directories `cgrun ps` reads: root's, every user's runtime directory when
+// Dirs are the directories `cgrun ps` reads: root's, every user's runtime directory when
 // the caller is root, and the caller's own.
-func StateDirs() []StateLocation {
-	dirs := []StateLocation{{"/run/cgrun", 0}}
+func Dirs() []Location {
+	dirs := []Location{{"/run/cgrun", 0}}
 	if os.Geteuid() == 0 {
 		users, _ := filepath.Glob("/run/user/*/cgrun")
 		for _, d := range users {
 			// /run/user/UID is made by systemd-logind for UID; the name says whose it is.
 			if uid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil && uid > 0 {
-				dirs = append(dirs, StateLocation{d, uid})
+				dirs = append(dirs, Location{d, uid})
 			}
 		}
 	}
-	if d, err := StateDir(); err == nil && !slices.ContainsFunc(dirs, func(l StateLocation) bool { return l.Dir == d }) {
-		dirs = append(dirs, StateLocation{d, os.Geteuid()})
+	if d, err := Dir(); err == nil && !slices.ContainsFunc(dirs, func(l Location) bool { return l.Dir == d }) {
+		dirs = append(dirs, Location{d, os.Geteuid()})
 	}
 	return dirs
 }
@@ -135,7 +139,7 @@ func (s *State) Dir() string { return filepath.Join(s.Mount, s.Group) }
 // Stale reports whether the cgrun that wrote the state is gone: its pid is dead, belongs to a
 // process that started at another time (the pid was reused), or to another user.
 func (s *State) Stale() bool {
-	ticks, err := startTicks(s.Pid)
+	ticks, err := StartTicks(s.Pid)
 	if err != nil || ticks != s.StartTicks {
 		return true
 	}
@@ -160,7 +164,7 @@ func (s *State) LiveGroup(h cgroup.Hierarchy) string {
 		return ""
 	}
 	dir := h.Dir(pc.Unified)
-	if filepath.Base(dir) == "main" { // the leaf the command starts in; the limits are on its parent
+	if dir == Leaf(filepath.Dir(dir)) { // the leaf the command starts in; the limits are on its parent
 		dir = filepath.Dir(dir)
 	}
 	if dir == h.Mount {
@@ -179,8 +183,8 @@ func parentOf(pid int) int {
 	return n
 }
 
-// save writes the state to dir/PID.json atomically.
-func (s *State) save(dir string) error {
+// Save writes the state to dir/PID.json atomically.
+func (s *State) Save(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -188,22 +192,24 @@ func (s *State) save(dir string) error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(statePath(dir, s.Pid), append(b, '\n'))
+	return atomicfile.Write(Path(dir, s.Pid), append(b, '\n'))
 }
 
-func (s *State) note(event, detail string) {
-	s.Recent = append(s.Recent, StateEvent{Time: time.Now().Format(time.RFC3339), Event: event, Detail: detail})
+// Note adds one of the recent events.
+func (s *State) Note(event, detail string) {
+	s.Recent = append(s.Recent, Event{Time: time.Now().Format(time.RFC3339), Event: event, Detail: detail})
 	if len(s.Recent) > maxRecent {
 		s.Recent = s.Recent[len(s.Recent)-maxRecent:]
 	}
 }
 
-func statePath(dir string, pid int) string { return filepath.Join(dir, strconv.Itoa(pid)+".json") }
+// Path is the state file of the cgrun with pid in dir.
+func Path(dir string, pid int) string { return filepath.Join(dir, strconv.Itoa(pid)+".json") }
 
 // maxStateSize bounds how much of a state file is read; cgrun's own are a few KiB.
 const maxStateSize = 256 << 10
 
-// ListStates reads every state in dirs, newest first. Stale states (their cgrun was SIGKILLed)
+// List reads every state in dirs, newest first. Stale states (their cgrun was SIGKILLed)
 // are removed where the caller may, and left out; for a stale state of the caller's own, the
 // groups that its cgrun left are killed and removed too.
 //
@@ -211,7 +217,7 @@ const maxStateSize = 256 << 10
 // following a symlink and must be owned by its uid; a state is opened without following a
 // symlink and without blocking (a FIFO), must be a regular file owned by that uid, is read up
 // to maxStateSize, and must claim that uid; it is removed only through the verified directory.
-func ListStates(dirs []StateLocation) ([]State, error) {
+func List(dirs []Location) ([]State, error) {
 	h, herr := cgroup.Detect()
 	var out []State
 	for _, loc := range dirs {
@@ -232,16 +238,16 @@ func ListStates(dirs []StateLocation) ([]State, error) {
 // gives a group that will not empty (a process stuck in the kernel) one second: the entry stays
 // for a later look, and the start is not held up.
 func CleanStale(h cgroup.Hierarchy) {
-	dir, err := StateDir()
+	dir, err := Dir()
 	if err != nil {
 		return
 	}
-	_, _ = listDir(StateLocation{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s, time.Second) == nil })
+	_, _ = listDir(Location{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s, time.Second) == nil })
 }
 
 // listDir reads the states of one directory; clean is asked about each stale state of the
 // caller's own, and the state is removed when it says the leftovers are gone.
-func listDir(loc StateLocation, clean func(State) bool) ([]State, error) {
+func listDir(loc Location, clean func(State) bool) ([]State, error) {
 	dfd, err := unix.Open(loc.Dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
@@ -310,16 +316,16 @@ func readState(dfd int, name string, uid int) (State, error) {
 	if len(b) > maxStateSize {
 		return State{}, fmt.Errorf("state %s: more than %d bytes", name, maxStateSize)
 	}
-	s, err := ParseState(b, uid)
+	s, err := Parse(b, uid)
 	if err == nil && name != strconv.Itoa(s.Pid)+".json" {
 		err = fmt.Errorf("state %s: claims pid %d", name, s.Pid)
 	}
 	return s, err
 }
 
-// ParseState reads a state file's content, written by (or claiming to be written by) uid, and
+// Parse reads a state file's content, written by (or claiming to be written by) uid, and
 // checks what cgrun would have written: the uid, a pid, a valid name, sane counts.
-func ParseState(b []byte, uid int) (State, error) {
+func Parse(b []byte, uid int) (State, error) {
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return State{}, fmt.Errorf("not a state: %w", err)
@@ -377,9 +383,9 @@ func removeLeftovers(h cgroup.Hierarchy, s State, wait time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// FindState picks the running cgrun named by a name or a pid. A name resolves among the
+// Find picks the running cgrun named by a name or a pid. A name resolves among the
 // caller's own cgruns first, so that another user cannot shadow it.
-func FindState(states []State, nameOrPid string) (State, error) {
+func Find(states []State, nameOrPid string) (State, error) {
 	var hits, own []State
 	for _, s := range states {
 		if s.Name == nameOrPid || strconv.Itoa(s.Pid) == nameOrPid {
@@ -405,8 +411,8 @@ func FindState(states []State, nameOrPid string) (State, error) {
 	return State{}, fmt.Errorf("%d cgruns are named %q (pids %s): name one by its pid", len(hits), nameOrPid, strings.Join(pids, ", "))
 }
 
-// startTicks is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
-func startTicks(pid int) (uint64, error) {
+// StartTicks is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+func StartTicks(pid int) (uint64, error) {
 	f, err := statFields(pid)
 	if err != nil {
 		return 0, err
@@ -434,68 +440,62 @@ func statFields(pid int) ([]string, error) {
 	return f, nil
 }
 
-// updateState changes the recorded state and saves it.
-func (r *runner) updateState(change func(*State)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	change(&r.state)
-	r.save()
-}
-
-// noteState changes the recorded state without saving it: the next updateState writes it. A
-// generation's end is noted this way, so that the file is not written twice between one
-// generation's exit and the next one's start (the restart's gap); the metrics see it at once.
-func (r *runner) noteState(change func(*State)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	change(&r.state)
-}
-
-func (r *runner) save() {
-	if r.stateDir == "" {
-		return
+// ValidName checks a --name: it becomes part of a directory name in cgroupfs.
+func ValidName(name string) error {
+	ok := len(name) >= 1 && len(name) <= 64 && !strings.HasPrefix(name, "cgroup.")
+	for i := 0; ok && i < len(name); i++ {
+		ok = nameChar(name[i]) && (i > 0 || name[i] != '.' && name[i] != '-')
 	}
-	if err := r.state.save(r.stateDir); err != nil {
-		fmt.Fprintf(r.cfg.Log, "cgrun: warning: cannot record state in %s (cgrun ps will not show it): %v\n", r.stateDir, err)
-		r.stateDir = ""
+	if !ok {
+		return fmt.Errorf("--name %q: use 1 to 64 letters, digits and _ . @ : + -, not starting with . or -", name)
 	}
-}
-
-// snapshot is a copy of the state for the metrics server.
-func (r *runner) snapshot() State {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.state
-	s.Totals = maps.Clone(s.Totals)
-	s.RestartsByReason = maps.Clone(s.RestartsByReason)
-	return s
-}
-
-// initState prepares the record `cgrun ps` and the metrics read, and saves it before anything
-// starts (generation 0), so that what a SIGKILLed cgrun leaves is always found by its state.
-func (r *runner) initState() error {
-	ticks, err := startTicks(os.Getpid())
-	if err != nil {
-		return err
-	}
-	r.state = State{Name: r.name, Command: r.cfg.Command, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(),
-		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
-		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []StateEvent{}}
-	r.state.Limits = limitFiles(r.cfg.Limits)
-	r.state.Site = r.h.Rel(r.site.Dir)
-	r.state.User = stateUser(r.cfg.User)
-	if dir, err := StateDir(); err == nil {
-		r.stateDir = dir
-	} else if r.cfg.Verbose {
-		fmt.Fprintf(r.cfg.Log, "cgrun: notice: %v; cgrun ps will not show this run\n", err)
-	}
-	if r.cfg.MetricsAddr != "" {
-		addr, err := serveMetrics(r.cfg.MetricsAddr, newMetricsCollector(r.snapshot))
-		if err != nil {
-			return err
-		}
-		r.state.MetricsAddr = addr
-	}
-	r.updateState(func(*State) {})
 	return nil
 }
+
+func nameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.@:+-", c) >= 0
+}
+
+// DefaultName derives a group name from the command: its base name, with characters cgroupfs
+// names should not carry replaced by "_".
+func DefaultName(command string) string {
+	base := filepath.Base(command)
+	b := []byte(base)
+	for i, c := range b {
+		if !nameChar(c) {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] == '.' || b[0] == '-' {
+		b = append([]byte("_"), b...)
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// User is the --user in the state `cgrun ps` and `status` read.
+type User struct {
+	Name   string   `json:"name,omitempty"` // absent for a uid without a passwd entry
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups"`
+}
+
+// LivePeak is the memory peak of a running cgrun's current generation, for ps, status and
+// metrics: memory.peak where the kernel has it, else the higher of the peak cgrun sampled (in
+// the state) and cur, a memory.current the caller just read.
+func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
+	if n, err := cgroup.MemoryPeak(dir); err == nil {
+		return n, cgroup.PeakKernel
+	}
+	if _, err := os.Stat(dir); err != nil { // between two generations: no group to read
+		return s.MemoryPeak, s.MemoryPeakSource
+	}
+	return max(s.MemoryPeak, cur), cgroup.PeakSampled
+}
+
+// Leaf is the group the command starts in: a child of its generation's payload group dir,
+// which carries a copy of the group's limits.
+func Leaf(dir string) string { return filepath.Join(dir, "main") }

@@ -1,4 +1,4 @@
-package launch
+package metrics
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrun/cgrun/launch/state"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -79,9 +80,9 @@ var gen1Files = map[string]string{
 // served between generations, when its group is gone; counters never go down.
 func TestMetricsKeepSeriesAcrossRestartGaps(t *testing.T) {
 	mount := t.TempDir()
-	state := State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1,
+	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1,
 		Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
-	c := newMetricsCollector(func() State { return state })
+	c := NewCollector(func() state.State { return st })
 	writeGroup(t, filepath.Join(mount, "w-1.1"), gen1Files)
 
 	running := gather(t, c)
@@ -101,8 +102,8 @@ func TestMetricsKeepSeriesAcrossRestartGaps(t *testing.T) {
 	}
 
 	// The generation ended: its counters went into Totals while its group is still there.
-	state.Totals = map[string]uint64{"high": 5, "max": 2, "oom": 1, "oom_kill": 1, "oom_group_kill": 1}
-	state.counted = state.Group
+	st.Totals = map[string]uint64{"high": 5, "max": 2, "oom": 1, "oom_kill": 1, "oom_group_kill": 1}
+	st.Counted = st.Group
 	if got := gather(t, c)["cgrun_memory_events_total{event=high}"]; got != 5 {
 		t.Errorf("after the generation ended, before teardown: high events %v, want 5 (not counted twice)", got)
 	}
@@ -129,7 +130,7 @@ func TestMetricsKeepSeriesAcrossRestartGaps(t *testing.T) {
 	}
 
 	// The next generation: fresh counters in a fresh group, added to Totals.
-	state.Group, state.Generation = "/w-1.2", 2
+	st.Group, st.Generation = "/w-1.2", 2
 	next := map[string]string{}
 	for k, v := range gen1Files {
 		next[k] = v
@@ -145,9 +146,9 @@ func TestMetricsKeepSeriesAcrossRestartGaps(t *testing.T) {
 // TestMetricsFirstScrapeInAGap: a scrape before any generation's group was read (the first
 // one may fall into a gap) still has the group's gauges: 0 held, the configured limits.
 func TestMetricsFirstScrapeInAGap(t *testing.T) {
-	state := State{Name: "w", Mount: t.TempDir(), Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{},
+	st := state.State{Name: "w", Mount: t.TempDir(), Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{},
 		RestartsByReason: map[string]int{}, Limits: map[string]string{"memory.max": "67108864"}}
-	got := gather(t, newMetricsCollector(func() State { return state }))
+	got := gather(t, NewCollector(func() state.State { return st }))
 	for k, v := range map[string]float64{"cgrun_memory_current_bytes": 0, "cgrun_pids_current": 0, "cgrun_memory_max_bytes": 64 << 20,
 		"cgrun_generation_running": 0} {
 		if have, ok := got[k]; !ok || have != v {
@@ -163,8 +164,8 @@ func TestMetricsFirstScrapeInAGap(t *testing.T) {
 // served, running or not; without memory.peak (before 5.19) the peak is the sampled one.
 func TestMetricsKernelWithoutAFile(t *testing.T) {
 	mount := t.TempDir()
-	state := State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
-	c := newMetricsCollector(func() State { return state })
+	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
+	c := NewCollector(func() state.State { return st })
 	files := map[string]string{}
 	for k, v := range gen1Files {
 		if k != "memory.peak" && k != "memory.pressure" {
@@ -198,10 +199,10 @@ func TestMetricsPassPromtool(t *testing.T) {
 		t.Skipf("promtool (Debian package prometheus) is not installed: %v", err)
 	}
 	mount := t.TempDir()
-	state := State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
+	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
 	writeGroup(t, filepath.Join(mount, "w-1.1"), gen1Files)
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newMetricsCollector(func() State { return state }))
+	reg.MustRegister(NewCollector(func() state.State { return st }))
 	rec := httptest.NewRecorder()
 	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	cmd := exec.Command(promtool, "check", "metrics")
@@ -215,7 +216,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 // PromQL (promtool check rules) and names only metrics the collector serves, so a renamed
 // metric breaks this test rather than a user's dashboard.
 func TestGrafanaDashboardQueries(t *testing.T) {
-	b, err := os.ReadFile("../scripts/examples/grafana-dashboard.json")
+	b, err := os.ReadFile("../../scripts/examples/grafana-dashboard.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +232,7 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 	}
 	served := map[string]bool{}
 	ch := make(chan *prometheus.Desc, 32)
-	newMetricsCollector(func() State { return State{} }).Describe(ch)
+	NewCollector(func() state.State { return state.State{} }).Describe(ch)
 	close(ch)
 	for d := range ch {
 		if m := regexp.MustCompile(`fqName: "([a-z_0-9]+)"`).FindStringSubmatch(d.String()); m != nil {
@@ -274,7 +275,7 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 // TestMetricsServerCapsConnections holds every connection slot with idle clients: a scrape then
 // waits, and gets its answer once a slot is free.
 func TestMetricsServerCapsConnections(t *testing.T) {
-	addr, err := serveMetrics("127.0.0.1:0", newMetricsCollector(func() State { return State{Name: "cap"} }))
+	addr, err := Serve("127.0.0.1:0", NewCollector(func() state.State { return state.State{Name: "cap"} }))
 	if err != nil {
 		t.Fatal(err)
 	}

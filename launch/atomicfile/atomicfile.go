@@ -1,13 +1,14 @@
-package launch
+// Package atomicfile writes a file so that a reader sees either the old one or the whole new one.
+package atomicfile
 
 import (
 	"os"
 	"path/filepath"
 )
 
-// writeAtomic writes data to path so that a reader sees either the old file or the whole new
+// Write writes data to path so that a reader sees either the old file or the whole new
 // one: a temporary file beside it, renamed over it. The file is world-readable (0644).
-func writeAtomic(path string, data []byte) error {
+func Write(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".cgrun-*")
 	if err != nil {
 		return err
