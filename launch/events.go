@@ -8,46 +8,9 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
-	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
 )
-
-// Kinds of records cgrun adds to the kernel's events in the JSON Lines stream.
-const (
-	kindStart   oomwatch.Kind = "start"   // a generation's child was started
-	kindExit    oomwatch.Kind = "exit"    // a generation's child exited
-	kindRecycle oomwatch.Kind = "recycle" // cgrun replaced a generation with a new one
-)
-
-// timeFormat is RFC 3339 with nanoseconds, always nine digits, so the lines sort as text.
-const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
-
-// record is one line of the --events stream: an oomwatch.Event plus who it concerns. Its field
-// names are a stable format, documented in README.
-type record struct {
-	oomwatch.Event
-	Time       string  `json:"time"` // shadows Event.Time with a fixed-width format
-	Name       string  `json:"name"`
-	Pid        int     `json:"pid"`
-	Generation int     `json:"generation"`
-	MemoryHigh *uint64 `json:"memory_high,omitempty"`
-	MemoryMax  *uint64 `json:"memory_max,omitempty"`
-	// start
-	Command []string `json:"command,omitempty"`
-	// exit
-	ExitCode *int    `json:"exit_code,omitempty"`
-	Signal   string  `json:"signal,omitempty"`
-	Uptime   float64 `json:"uptime_seconds,omitempty"`
-	OOMKills *uint64 `json:"oom_kills,omitempty"`
-	// MemoryEvents is the group's memory.events as the child left it.
-	MemoryEvents map[string]uint64 `json:"memory_events,omitempty"`
-	// recycle
-	Reason        policy.Reason     `json:"reason,omitempty"`
-	OldPid        int               `json:"old_pid,omitempty"`
-	NewPid        int               `json:"new_pid,omitempty"`
-	OldPeak       uint64            `json:"old_memory_peak,omitempty"`
-	OldPeakSource cgroup.PeakSource `json:"old_memory_peak_source,omitempty"`
-}
 
 // streamQueue is how many lines the --events stream may fall behind before lines are dropped.
 const streamQueue = 256
@@ -70,8 +33,8 @@ type eventLog struct {
 	wrote  chan struct{} // closed when the stream's writer has ended
 
 	mu      sync.Mutex
-	last    map[oomwatch.Kind]time.Time // when a line of this kind was last printed
-	pending map[oomwatch.Kind]record    // the newest event of a kind not yet printed
+	last    map[oomwatch.Kind]time.Time    // when a line of this kind was last printed
+	pending map[oomwatch.Kind]report.Event // the newest event of a kind not yet printed
 	flush   *time.Timer
 	totals  map[oomwatch.Kind]uint64
 	err     error  // the first failed write to the stream
@@ -81,7 +44,7 @@ type eventLog struct {
 
 func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *eventLog {
 	l := &eventLog{name: name, limits: limits, human: human, every: time.Second,
-		last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]record{}, totals: map[oomwatch.Kind]uint64{}}
+		last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]report.Event{}, totals: map[oomwatch.Kind]uint64{}}
 	if stream != nil {
 		l.queue, l.wrote = make(chan []byte, streamQueue), make(chan struct{})
 		go l.writeStream(stream)
@@ -134,11 +97,11 @@ func (l *eventLog) close() {
 }
 
 // add logs one record. It is safe for concurrent use.
-func (l *eventLog) add(r record) {
+func (l *eventLog) add(r report.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r.Time == "" {
-		r.Time = r.Event.Time.Format(timeFormat)
+		r.Time = r.Event.Time.Format(report.TimeFormat)
 	}
 	l.totals[r.Kind] += r.Delta
 	l.write(r)
@@ -159,7 +122,7 @@ func (l *eventLog) add(r record) {
 
 // write queues r for the stream, or counts it as dropped when the queue is full. It never
 // blocks. Its caller holds l.mu.
-func (l *eventLog) write(r record) {
+func (l *eventLog) write(r report.Event) {
 	if l.queue == nil || l.err != nil || l.closed {
 		return
 	}
@@ -174,7 +137,7 @@ func (l *eventLog) write(r record) {
 	}
 }
 
-func (l *eventLog) print(r record) {
+func (l *eventLog) print(r report.Event) {
 	fmt.Fprintf(l.human, "cgrun: %s: %s\n", l.name, humanLine(r, l.limits))
 	l.last[r.Kind] = time.Now()
 	delete(l.pending, r.Kind)
@@ -221,7 +184,7 @@ func (l *eventLog) total(k oomwatch.Kind) uint64 {
 
 // humanLine is the line people see for an event, or "" for events that get none (start, exit,
 // emptied; OOM kills are explained when the child exits).
-func humanLine(r record, lim cgroup.Limits) string {
+func humanLine(r report.Event, lim cgroup.Limits) string {
 	cur := cgroup.FormatSize(r.MemoryCurrent)
 	switch r.Kind {
 	case oomwatch.High:

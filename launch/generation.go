@@ -10,6 +10,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
@@ -127,7 +128,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
-	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = cfg.Command }))
+	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: report.KindStart}, func(r *report.Event) { r.Command = cfg.Command }))
 	if onStart != nil {
 		onStart(g.pid)
 	}
@@ -226,7 +227,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case <-sampleTick:
 			if cur, _, err := g.peak.Sample(); err == nil {
-				g.run.steady.add(cur)
+				g.run.steady.Add(cur)
 			}
 		case now := <-peakTick:
 			g.samplePeak(now)
@@ -370,11 +371,11 @@ func (g *generation) samplePeak(now time.Time) {
 }
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.
-func (g *generation) record(ev oomwatch.Event, more func(*record)) record {
+func (g *generation) record(ev oomwatch.Event, more func(*report.Event)) report.Event {
 	if ev.Group == "" {
 		ev.Group = g.run.h.Rel(g.dir)
 	}
-	r := record{Event: ev, Name: g.run.name, Pid: g.pid, Generation: g.number}
+	r := report.Event{Event: ev, Name: g.run.name, Pid: g.pid, Generation: g.number}
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		r.MemoryHigh = &l.Value
 	}
@@ -397,7 +398,7 @@ func (g *generation) finish(out *outcome) {
 	// command that ended before the first sample has no sampled peak (not a tiny one).
 	out.peak, out.peakSource = g.peak.Peak()
 	code := proc.StatusCode(out.status)
-	g.run.report.add(measure(g.dir, *out, g.run.h.Rel(g.dir), g.number, counters))
+	g.run.report.Add(g.measure(*out, counters))
 	g.run.noteState(func(s *state.State) {
 		for k, v := range counters {
 			s.Totals[k] += v
@@ -410,7 +411,7 @@ func (g *generation) finish(out *outcome) {
 		s.Note("exit", what)
 	})
 	g.run.log.settle()
-	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: kindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *record) {
+	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *report.Event) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
@@ -421,7 +422,7 @@ func (g *generation) finish(out *outcome) {
 	if m, err := cgroup.MemoryMax(g.dir); err == nil {
 		max = m.Human()
 	}
-	peak := peakText(out.peak, out.peakSource)
+	peak := report.PeakText(out.peak, out.peakSource)
 	if out.oomKill == 0 {
 		if policy.Aborted(out.status) {
 			fmt.Fprintf(log, "cgrun: %s aborted (SIGABRT) with no OOM kill (memory.max %s, peak %s): a runtime at its own memory limit ends so — Node's \"JavaScript heap out of memory\" (its heap is sized from memory.max); --restart on-oom restarts it\n",
@@ -434,6 +435,22 @@ func (g *generation) finish(out *outcome) {
 		return
 	}
 	fmt.Fprintf(log, "cgrun: the OOM killer killed %d time(s) in %s's group, but not %s itself (memory.max %s, peak %s)\n", out.oomKill, g.run.name, g.run.name, max, peak)
+}
+
+// measure is the generation's share of the report, read before its group is removed.
+func (g *generation) measure(out outcome, counters map[string]uint64) report.Generation {
+	gr := report.Generation{Generation: g.number, Pid: out.pid, Group: g.run.h.Rel(g.dir), ExitCode: proc.StatusCode(out.status),
+		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(),
+		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
+	if out.peakSource != "" {
+		peak := out.peak
+		gr.MemoryPeak, gr.MemoryPeakSource = &peak, out.peakSource
+	}
+	if out.status.Signaled() {
+		gr.Signal = proc.SignalName(out.status.Signal())
+	}
+	report.ReadGroup(g.dir, &gr)
+	return gr
 }
 
 // teardown kills whatever is left in the group, waits until it is empty, reaps the orphans that

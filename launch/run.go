@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
@@ -37,12 +38,12 @@ type Config struct {
 	// NotifyReady makes cgrun tell systemd READY=1 itself once the child runs (Type=notify).
 	NotifyReady bool
 
-	RecordBaseline    string    // --record-baseline: write the run's memory profile here at exit
-	Baseline          *Baseline // --baseline: fail (ExitBaseline) when the peak exceeds it ...
-	BaselineFile      string    // ... read from this file ...
-	BaselineTolerance float64   // ... by more than this many percent
-	NoClone3          bool      // start through the re-exec stub even where clone3 works
-	Log               io.Writer // where cgrun's own lines go (stderr)
+	RecordBaseline    string           // --record-baseline: write the run's memory profile here at exit
+	Baseline          *report.Baseline // --baseline: fail (report.ExitBaseline) when the peak exceeds it ...
+	BaselineFile      string           // ... read from this file ...
+	BaselineTolerance float64          // ... by more than this many percent
+	NoClone3          bool             // start through the re-exec stub even where clone3 works
+	Log               io.Writer        // where cgrun's own lines go (stderr)
 
 	// User runs the command and its health probes as this user (--user); nil runs them as
 	// cgrun's own. cgrun, as root, keeps the group: its files stay root's.
@@ -65,9 +66,9 @@ type runner struct {
 	log  *eventLog
 	sigs signals
 
-	report *Report // filled in by each generation as it ends
-	steady samples // memory.current once a second, when a baseline is recorded or checked
-	sample bool    // whether to take those samples
+	report *report.Report // filled in by each generation as it ends
+	steady report.Samples // memory.current once a second, when a baseline is recorded or checked
+	sample bool           // whether to take those samples
 
 	notify *notifier
 	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
@@ -158,7 +159,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
 	defer r.log.close()
 	defer r.log.settle()
-	r.report = &Report{Name: r.name, Command: cfg.Command, keep: cfg.Report != nil}
+	r.report = &report.Report{Name: r.name, Command: cfg.Command, Keep: cfg.Report != nil}
 	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
 	r.notify = newNotifier(cfg.NotifyReady, cfg.Policy.Health.Enabled())
 	defer r.notify.stopping()
@@ -185,29 +186,29 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	cfg := r.cfg
 	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts)
-	r.report.build(started, last, cfg.Limits, r.steady.vals)
+	r.report.Build(started, last.status, cfg.Limits, r.steady.Values())
 	switch peak := r.report.MemoryPeak; {
 	case cfg.Baseline == nil:
 	case peak == nil: // never pass a gate on a figure cgrun does not have
 		if err == nil && code == 0 {
-			code, err = proc.ExitFailure, &proc.Error{Code: proc.ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, errNoPeak)}
+			code, err = proc.ExitFailure, &proc.Error{Code: proc.ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, report.ErrNoPeak)}
 		} else {
-			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, errNoPeak)
+			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, report.ErrNoPeak)
 		}
 	default:
-		c := cfg.Baseline.check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
+		c := cfg.Baseline.Check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
 		if c.Exceeded && err == nil && code == 0 {
-			code, err = ExitBaseline, &proc.Error{Code: ExitBaseline, Err: errors.New(c.exceeded(r.name, *peak))}
+			code, err = report.ExitBaseline, &proc.Error{Code: report.ExitBaseline, Err: errors.New(c.Line(r.name, *peak))}
 		} else if c.Exceeded {
-			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.exceeded(r.name, *peak))
+			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.Line(r.name, *peak))
 		}
 	}
 	if cfg.Verbose {
-		fmt.Fprintln(cfg.Log, r.report.human())
+		fmt.Fprintln(cfg.Log, r.report.Human())
 	}
 	if cfg.Report != nil {
-		if werr := r.report.write(cfg.Report); werr != nil {
+		if werr := r.report.Write(cfg.Report); werr != nil {
 			fmt.Fprintf(cfg.Log, "cgrun: warning: --report: %v\n", werr)
 		}
 	}
@@ -216,7 +217,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		case code != 0 || err != nil:
 			fmt.Fprintf(cfg.Log, "cgrun: not recording a baseline in %s: the run failed (exit %d)\n", cfg.RecordBaseline, code)
 		default:
-			if berr := writeBaseline(cfg.RecordBaseline, r.report); berr != nil {
+			if berr := report.WriteBaseline(cfg.RecordBaseline, r.report); berr != nil {
 				fmt.Fprintf(cfg.Log, "cgrun: --record-baseline %s: %v\n", cfg.RecordBaseline, berr)
 				return proc.ExitFailure, nil
 			}
@@ -254,8 +255,8 @@ func (r *runner) loop() (*outcome, int, error) {
 				// restart's path: the child already runs.
 				go debug.FreeOSMemory()
 				now := time.Now()
-				r.report.recycled(ReportRecycle{Generation: n, Reason: why, Time: now.Format(timeFormat)})
-				r.log.add(g.record(oomwatch.Event{Time: now, Kind: kindRecycle}, func(rec *record) {
+				r.report.Recycled(report.Recycle{Generation: n, Reason: why, Time: now.Format(report.TimeFormat)})
+				r.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindRecycle}, func(rec *report.Event) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
 					rec.OldPeakSource = prev.peakSource
 				}))
@@ -348,7 +349,7 @@ func describe(ws unix.WaitStatus) string {
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
 func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64) string {
-	peak := peakText(out.peak, out.peakSource)
+	peak := report.PeakText(out.peak, out.peakSource)
 	max := "memory.max " + lim.MemoryMax.Human()
 	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
 		max = "no memory.max"
@@ -356,16 +357,4 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
 		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
-}
-
-// peakText is a peak for people: "40M", "40M sampled" where cgrun sampled it (before Linux
-// 5.19), "unknown" where nothing was measured.
-func peakText(n uint64, src cgroup.PeakSource) string {
-	switch src {
-	case "":
-		return "unknown"
-	case cgroup.PeakSampled:
-		return cgroup.FormatSize(n) + " sampled"
-	}
-	return cgroup.FormatSize(n)
 }

@@ -38,7 +38,7 @@ type helperReport struct {
 	Note   string            `json:"note,omitempty"`
 }
 
-func report(note string) {
+func reportSelf(note string) {
 	r := helperReport{Pid: os.Getpid(), Files: map[string]string{}, Note: note}
 	if h, err := cgroup.Detect(); err == nil {
 		r.Group, r.Dir = h.Self, h.SelfDir()
@@ -72,7 +72,7 @@ func helper(args []string) int {
 	}
 	switch args[0] {
 	case "report": // print the group and its settings
-		report("")
+		reportSelf("")
 		return 0
 	case "own": // print the files of the group it runs in, as a runtime reads them, and GOMAXPROCS
 		h, err := cgroup.Detect()
@@ -161,7 +161,7 @@ func helper(args []string) int {
 			// Past memory.high every further charge is throttled, reporting included: leave.
 			return 0
 		}
-		report(fmt.Sprintf("allocated %dM", pages*4096>>20))
+		reportSelf(fmt.Sprintf("allocated %dM", pages*4096>>20))
 		return 0
 	case "leak": // allocate 4 MB every 10 ms, forever
 		var keep [][]byte
@@ -200,7 +200,7 @@ func helper(args []string) int {
 			}
 		}
 	case "sleep": // report, then sleep N seconds
-		report("")
+		reportSelf("")
 		time.Sleep(time.Duration(arg(1)) * time.Second)
 		return 0
 	case "daemon": // double-fork a setsid daemon, print its pid, and exit 0 (or sleep with "stay")
@@ -216,7 +216,7 @@ func helper(args []string) int {
 			fmt.Fprintln(os.Stderr, "helper daemon:", err)
 			return 3
 		}
-		report(strings.TrimSpace(string(out)))
+		reportSelf(strings.TrimSpace(string(out)))
 		if len(args) > 1 && args[1] == "stay" {
 			time.Sleep(time.Hour)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -486,7 +487,7 @@ func parseDuration(s string) (time.Duration, error) {
 }
 
 type baselineGate struct {
-	baseline  *launch.Baseline
+	baseline  *report.Baseline
 	tolerance float64
 }
 
@@ -499,7 +500,7 @@ func (f *runFlags) baselineGate(origin func(string) string) (baselineGate, error
 	}
 	g.tolerance = tol
 	if f.baseline != "" {
-		if g.baseline, err = launch.LoadBaseline(f.baseline); err != nil {
+		if g.baseline, err = report.LoadBaseline(f.baseline); err != nil {
 			return g, fmt.Errorf("%s: %w", origin("baseline"), err)
 		}
 	}

@@ -1,4 +1,4 @@
-package launch
+package report
 
 import (
 	"encoding/json"
@@ -54,16 +54,16 @@ func LoadBaseline(path string) (*Baseline, error) {
 	return &bl, nil
 }
 
-// check compares a peak with the baseline.
-func (bl *Baseline) check(file string, peak uint64, tolerancePct float64) BaselineCheck {
+// Check compares a peak with the baseline.
+func (bl *Baseline) Check(file string, peak uint64, tolerancePct float64) BaselineCheck {
 	allowed := uint64(float64(bl.MemoryPeak) * (1 + tolerancePct/100))
 	return BaselineCheck{File: file, MemoryPeak: bl.MemoryPeak, TolerancePct: tolerancePct, Allowed: allowed, Exceeded: peak > allowed}
 }
 
-// writeBaseline records rep as a baseline at path, atomically (a temporary file renamed).
-func writeBaseline(path string, rep *Report) error {
+// WriteBaseline records rep as a baseline at path, atomically (a temporary file renamed).
+func WriteBaseline(path string, rep *Report) error {
 	if rep.MemoryPeak == nil || *rep.MemoryPeak == 0 {
-		return errors.New(errNoPeak)
+		return errors.New(ErrNoPeak)
 	}
 	bl := Baseline{Version: 1, Name: rep.Name, Command: rep.Command, Recorded: time.Now().Format(time.RFC3339),
 		MemoryPeak: *rep.MemoryPeak, MemorySteady: *rep.MemoryPeak, MemoryPeakSource: rep.MemoryPeakSource}
@@ -77,13 +77,13 @@ func writeBaseline(path string, rep *Report) error {
 	return atomicfile.Write(path, append(b, '\n'))
 }
 
-// errNoPeak is why a baseline can be neither recorded nor checked: no peak was measured (no
+// ErrNoPeak is why a baseline can be neither recorded nor checked: no peak was measured (no
 // memory.peak before Linux 5.19, and not one memory.current sample while the command ran, as
 // for a command that ends within cgrun's first sampling interval).
-const errNoPeak = "cannot record or check a baseline: no memory peak was measured (memory.peak needs Linux 5.19; before it cgrun samples memory.current every 100ms, and the command ended before the first sample)"
+const ErrNoPeak = "cannot record or check a baseline: no memory peak was measured (memory.peak needs Linux 5.19; before it cgrun samples memory.current every 100ms, and the command ended before the first sample)"
 
-// exceeded is the one line for a failed baseline check.
-func (c BaselineCheck) exceeded(name string, peak uint64) string {
+// Line is the one line for a failed baseline check.
+func (c BaselineCheck) Line(name string, peak uint64) string {
 	over := 100 * (float64(peak)/float64(c.MemoryPeak) - 1)
 	return fmt.Sprintf("%s peaked at %s, %.1f%% over the baseline %s in %s (tolerance %g%%, allowed up to %s)",
 		name, cgroup.FormatSize(peak), over, cgroup.FormatSize(c.MemoryPeak), c.File, c.TolerancePct, cgroup.FormatSize(c.Allowed))
@@ -93,16 +93,17 @@ func (c BaselineCheck) exceeded(name string, peak uint64) string {
 // hours at one a second before the first thinning.
 const maxSamples = 1 << 17
 
-// samples keeps memory.current once a second for the median, in bounded memory: when it holds
+// Samples keeps memory.current once a second for the median, in bounded memory: when it holds
 // maxSamples it keeps every other one and from then on takes one in two, so every stretch of a
 // long run weighs the same in the median.
-type samples struct {
+type Samples struct {
 	vals    []uint64
 	every   int // keep one in every this many offered
 	offered int
 }
 
-func (s *samples) add(v uint64) {
+// Add offers one sample.
+func (s *Samples) Add(v uint64) {
 	s.every = max(s.every, 1)
 	s.offered++
 	if s.offered%s.every != 0 {
@@ -118,3 +119,6 @@ func (s *samples) add(v uint64) {
 		s.every *= 2
 	}
 }
+
+// Values are the samples kept, oldest first.
+func (s *Samples) Values() []uint64 { return s.vals }

@@ -1,4 +1,4 @@
-package launch
+package report
 
 import "testing"
 
@@ -7,9 +7,9 @@ import "testing"
 // offered values weigh the same in what is kept).
 func TestSamplesStayBoundedAndEven(t *testing.T) {
 	for _, n := range []int{10, maxSamples - 1, maxSamples, 3*maxSamples + 17, 5 * maxSamples} {
-		var s samples
+		var s Samples
 		for i := range n {
-			s.add(uint64(i))
+			s.Add(uint64(i))
 		}
 		if len(s.vals) >= maxSamples || len(s.vals) == 0 {
 			t.Errorf("%d offered: %d kept, want 1 to %d", n, len(s.vals), maxSamples-1)
