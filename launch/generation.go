@@ -287,7 +287,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
 	if r.OK {
-		g.run.notify.healthy()
+		g.run.notify.Healthy()
 	}
 	if g.health.record(r, time.Since(g.started)) {
 		g.recycle(policy.Health, fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.count.Fails(), r.Why))

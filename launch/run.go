@@ -13,6 +13,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -70,7 +71,7 @@ type runner struct {
 	steady report.Samples // memory.current once a second, when a baseline is recorded or checked
 	sample bool           // whether to take those samples
 
-	notify *notifier
+	notify *notify.Notifier
 	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
@@ -160,9 +161,9 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer r.log.close()
 	defer r.log.settle()
 	r.report = &report.Report{Name: r.name, Command: cfg.Command, Keep: cfg.Report != nil}
-	cfg.Env = notifyEnv(cfg.Env, cfg.NotifyReady)
-	r.notify = newNotifier(cfg.NotifyReady, cfg.Policy.Health.Enabled())
-	defer r.notify.stopping()
+	cfg.Env = notify.Env(cfg.Env, cfg.NotifyReady)
+	r.notify = notify.New(cfg.NotifyReady, cfg.Policy.Health.Enabled())
+	defer r.notify.Stopping()
 	if err := r.initState(); err != nil {
 		return proc.ExitFailure, 0, err
 	}
@@ -235,7 +236,7 @@ func (r *runner) loop() (*outcome, int, error) {
 	for n := 1; ; n++ {
 		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
 		out, err := g.start(func(pid int) {
-			r.notify.started(n, pid)
+			r.notify.Started(n, pid)
 			if r.guard == nil {
 				r.startGuard()
 			}

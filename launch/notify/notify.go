@@ -1,4 +1,6 @@
-package launch
+// Package notify speaks sd_notify(3) for cgrun to the systemd unit it runs in: readiness,
+// status, stopping and watchdog pings.
+package notify
 
 import (
 	"strconv"
@@ -8,21 +10,22 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 )
 
-// notifier speaks sd_notify(3) to systemd for a unit with Type=notify, when cgrun is told to
+// Notifier speaks sd_notify(3) to systemd for a unit with Type=notify, when cgrun is told to
 // (--notify-ready): READY=1 once the first generation runs (or, with a health probe, once a
 // probe first passed), STATUS= at each generation,
 // STOPPING=1 at the end, and WATCHDOG=1 pings when the unit has WatchdogSec=. Without the flag
 // cgrun leaves NOTIFY_SOCKET to the command, so an app that speaks sd_notify itself does (the
 // unit then needs NotifyAccess=all, since the app is not the unit's main process).
-type notifier struct {
+type Notifier struct {
 	on          bool
 	waitHealthy bool // READY=1 only once a health probe passed
 	ready       bool
 	stop        chan struct{}
 }
 
-func newNotifier(on, waitHealthy bool) *notifier {
-	n := &notifier{on: on, waitHealthy: waitHealthy, stop: make(chan struct{})}
+// New is a Notifier that speaks when on; with waitHealthy READY=1 waits for a passing probe.
+func New(on, waitHealthy bool) *Notifier {
+	n := &Notifier{on: on, waitHealthy: waitHealthy, stop: make(chan struct{})}
 	if !on {
 		return n
 	}
@@ -32,7 +35,7 @@ func newNotifier(on, waitHealthy bool) *notifier {
 	return n
 }
 
-func (n *notifier) watchdog(every time.Duration) {
+func (n *Notifier) watchdog(every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -45,8 +48,8 @@ func (n *notifier) watchdog(every time.Duration) {
 	}
 }
 
-// started tells systemd that generation n runs as pid.
-func (n *notifier) started(gen, pid int) {
+// Started tells systemd that generation n runs as pid.
+func (n *Notifier) Started(gen, pid int) {
 	if !n.on {
 		return
 	}
@@ -58,17 +61,17 @@ func (n *notifier) started(gen, pid int) {
 	_, _ = daemon.SdNotify(false, state)
 }
 
-// healthy tells systemd READY=1 after the first passing health probe, when that is what
+// Healthy tells systemd READY=1 after the first passing health probe, when that is what
 // readiness waits for (an app that takes a while to listen, such as PHP-FPM).
-func (n *notifier) healthy() {
+func (n *Notifier) Healthy() {
 	if n.on && !n.ready {
 		n.ready = true
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
 	}
 }
 
-// stopping tells systemd that cgrun is on its way out, and ends the watchdog pings.
-func (n *notifier) stopping() {
+// Stopping tells systemd that cgrun is on its way out, and ends the watchdog pings.
+func (n *Notifier) Stopping() {
 	if !n.on {
 		return
 	}
@@ -76,10 +79,10 @@ func (n *notifier) stopping() {
 	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 }
 
-// notifyEnv is the command's environment as far as sd_notify goes: with --notify-ready the
+// Env is the command's environment as far as sd_notify goes: with --notify-ready the
 // socket is cgrun's alone; without it the command may use it, and WATCHDOG_PID (cgrun's pid)
 // is dropped so that the command's sd_watchdog_enabled() accepts WATCHDOG_USEC.
-func notifyEnv(env []string, cgrunSpeaks bool) []string {
+func Env(env []string, cgrunSpeaks bool) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
