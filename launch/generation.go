@@ -35,6 +35,7 @@ type generation struct {
 	aboveTimer  *time.Ticker
 	health      *prober
 	peak        *cgroup.PeakMeter
+	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
 	peakEvery   time.Duration // the current interval of the peak samples
 	peakSaved   time.Time     // when a sampled peak last went into the state file
 	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
@@ -142,17 +143,17 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 }
 
 // supervise runs the generation's actors until the child exits, and returns its wait status.
+// Each case of its loop hands what arrived to one method; only SIGCHLD can end the loop.
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
-	var lifetime, stopKill, aboveTick, probeTick, sampleTick, peakTick <-chan time.Time
-	var peakTimer *time.Timer
+	var lifetime, probeTick, sampleTick, peakTick <-chan time.Time
 	if !g.peak.Kernel() {
 		g.peakEvery = peakSampleEvery
-		peakTimer = time.NewTimer(g.peakEvery)
-		defer peakTimer.Stop()
-		peakTick = peakTimer.C
+		g.peakTimer = time.NewTimer(g.peakEvery)
+		defer g.peakTimer.Stop()
+		peakTick = g.peakTimer.C
 	}
 	if g.run.sample {
 		t := time.NewTicker(time.Second)
@@ -164,32 +165,17 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		defer t.Stop()
 		lifetime = t.C
 	}
+	var probeResults chan policy.Probe
 	if p.Health.Enabled() {
 		g.health = newProber(p.Health)
 		defer g.health.stop()
 		t := time.NewTicker(p.Health.Interval)
 		defer t.Stop()
 		probeTick = t.C
-	}
-	defer func() {
-		if g.stopTimer != nil {
-			g.stopTimer.Stop()
-		}
-		if g.aboveTimer != nil {
-			g.aboveTimer.Stop()
-		}
-	}()
-	var probeResults chan policy.Probe
-	if g.health != nil {
 		probeResults = g.health.results
 	}
+	defer g.stopTimers()
 	for {
-		if g.stopTimer != nil {
-			stopKill = g.stopTimer.C
-		}
-		if g.aboveTimer != nil {
-			aboveTick = g.aboveTimer.C
-		}
 		select {
 		case sig := <-g.run.sigs.stop:
 			g.signal(sig.(unix.Signal))
@@ -200,58 +186,110 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 				return ws
 			}
 		case ev := <-events:
-			g.event(ev)
-			reason, say, arm := g.triggers.Observe(ev)
-			switch {
-			case reason != "":
-				g.recycle(reason, say)
-			case say != "":
-				fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
-				g.run.updateState(func(s *state.State) { s.Note("stall", say) })
-			}
-			if arm && g.aboveTimer == nil {
-				g.aboveTimer = time.NewTicker(time.Second)
-			}
+			g.observe(ev)
 		case <-lifetime:
 			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
-		case now := <-aboveTick:
-			cur, _, _ := g.peak.Sample()
-			recycle, keep := g.triggers.CheckAbove(now, cur)
-			if !keep {
-				g.aboveTimer.Stop()
-				g.aboveTimer, aboveTick = nil, nil
-			}
-			if recycle {
-				g.recycle(policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
-					cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
-			}
+		case now := <-tickerC(g.aboveTimer):
+			g.checkAbove(now)
 		case <-sampleTick:
-			if cur, _, err := g.peak.Sample(); err == nil {
-				g.run.steady.Add(cur)
-			}
+			g.sampleSteady()
 		case now := <-peakTick:
 			g.samplePeak(now)
-			peakTimer.Reset(g.peakEvery)
 		case <-probeTick:
-			if g.health.timedOut() {
-				continue // its failure comes back through the reaper
-			}
-			if r, done := g.health.start(g.run.child(g.leaf)); done {
-				g.probed(r)
-			}
+			g.probe()
 		case r := <-probeResults:
 			g.probed(r)
-		case <-stopKill:
-			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, proc.SignalName(p.StopSignal))
-			// Not Kill: the supervisor must not block; the child's death comes back as SIGCHLD,
-			// and teardown then kills whatever a fork slipped past this pass.
-			if err := cgroup.KillNow(g.dir); err != nil {
-				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
-			}
-			g.stopTimer = nil
-			stopKill = nil
+		case <-timerC(g.stopTimer):
+			g.stopTimedOut()
 		}
 	}
+}
+
+// timerC is t's channel, or nil (a case that never fires) when there is no timer.
+func timerC(t *time.Timer) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+// tickerC is t's channel, or nil when there is no ticker.
+func tickerC(t *time.Ticker) <-chan time.Time {
+	if t == nil {
+		return nil
+	}
+	return t.C
+}
+
+func (g *generation) stopTimers() {
+	if g.stopTimer != nil {
+		g.stopTimer.Stop()
+	}
+	if g.aboveTimer != nil {
+		g.aboveTimer.Stop()
+	}
+}
+
+// observe handles one event of the watcher: it is logged, and the triggers may recycle.
+func (g *generation) observe(ev oomwatch.Event) {
+	g.event(ev)
+	reason, say, arm := g.triggers.Observe(ev)
+	switch {
+	case reason != "":
+		g.recycle(reason, say)
+	case say != "":
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
+		g.run.updateState(func(s *state.State) { s.Note("stall", say) })
+	}
+	if arm && g.aboveTimer == nil {
+		g.aboveTimer = time.NewTicker(time.Second)
+	}
+}
+
+// checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was
+// held there for --recycle-after.
+func (g *generation) checkAbove(now time.Time) {
+	p := g.run.cfg.Policy
+	cur, _, _ := g.peak.Sample()
+	recycle, keep := g.triggers.CheckAbove(now, cur)
+	if !keep {
+		g.aboveTimer.Stop()
+		g.aboveTimer = nil
+	}
+	if recycle {
+		g.recycle(policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
+			cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
+	}
+}
+
+// sampleSteady takes the once-a-second memory.current sample for a baseline's median.
+func (g *generation) sampleSteady() {
+	if cur, _, err := g.peak.Sample(); err == nil {
+		g.run.steady.Add(cur)
+	}
+}
+
+// probe starts a health probe, unless the last one is still running: one that ran past its
+// timeout is killed, and its failure comes back through the reaper.
+func (g *generation) probe() {
+	if g.health.timedOut() {
+		return
+	}
+	if r, done := g.health.start(g.run.child(g.leaf)); done {
+		g.probed(r)
+	}
+}
+
+// stopTimedOut kills the group of a child that outlived the stop timeout. Not Kill: the
+// supervisor must not block; the child's death comes back as SIGCHLD, and teardown then kills
+// whatever a fork slipped past this pass.
+func (g *generation) stopTimedOut() {
+	p := g.run.cfg.Policy
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, proc.SignalName(p.StopSignal))
+	if err := cgroup.KillNow(g.dir); err != nil {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+	}
+	g.stopTimer = nil
 }
 
 // signal handles one signal to cgrun; it reports the child's wait status once the child exited.
@@ -368,6 +406,7 @@ func (g *generation) samplePeak(now time.Time) {
 		g.peakSaved, g.peakUnsaved = now, false
 		g.run.updateState(func(*state.State) {})
 	}
+	g.peakTimer.Reset(g.peakEvery)
 }
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.
