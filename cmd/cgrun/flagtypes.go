@@ -1,9 +1,18 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 )
 
 // The flags' values keep the text as given (the run flags are parsed after the environment has
@@ -43,3 +52,204 @@ func (c *countValue) Set(s string) error {
 
 func (c *countValue) String() string { return strconv.Itoa(int(*c)) }
 func (c *countValue) Type() string   { return "N" }
+
+// The typed flags below parse straight into what cgrun uses: a bad value fails where it is
+// given — on the command line or in its CGRUN_ variable — with the line cgrun has always said:
+// "--memory-max: CAUSE" (or CGRUN_MEMORY_MAX: CAUSE), see valueError.
+
+// valueError is a typed flag's bad value. It is told as ORIGIN: CAUSE; with quote as
+// ORIGIN "VALUE": CAUSE; whole causes name the flag themselves and are told as they are.
+type valueError struct {
+	err          error
+	quote, whole bool
+}
+
+func (e *valueError) Error() string { return e.err.Error() }
+func (e *valueError) Unwrap() error { return e.err }
+
+// tell is the line for the bad value given as origin (--flag, or its variable).
+func (e *valueError) tell(origin, value string) error {
+	switch {
+	case e.whole:
+		return e.err
+	case e.quote:
+		return fmt.Errorf("%s %q: %w", origin, value, e.err)
+	}
+	return fmt.Errorf("%s: %w", origin, e.err)
+}
+
+func bad(err error) error { return &valueError{err: err} }
+
+// sizeValue is a SIZE: bytes, a unit, a percentage of phys, or max.
+type sizeValue struct {
+	into *cgroup.Limit
+	phys uint64
+	text string
+}
+
+func sizeVar(fs *pflag.FlagSet, into *cgroup.Limit, phys uint64, name, usage string) {
+	fs.Var(&sizeValue{into: into, phys: phys}, name, usage)
+}
+
+func (v *sizeValue) Set(s string) error {
+	l, err := cgroup.ParseSize(s, v.phys)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into, v.text = l, s
+	return nil
+}
+
+func (v *sizeValue) String() string { return v.text }
+func (v *sizeValue) Type() string   { return "SIZE" }
+
+// pidsValue is pids.max: a number or max.
+type pidsValue struct {
+	into *cgroup.Limit
+	text string
+}
+
+func (v *pidsValue) Set(s string) error {
+	l, err := cgroup.ParseCount(s)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into, v.text = l, s
+	return nil
+}
+
+func (v *pidsValue) String() string { return v.text }
+func (v *pidsValue) Type() string   { return "N" }
+
+// cpuMaxValue is cpu.max as systemd's CPUQuota= takes it: 150%.
+type cpuMaxValue struct {
+	into **cgroup.CPUMax
+	text string
+}
+
+func (v *cpuMaxValue) Set(s string) error {
+	m, err := cgroup.ParseCPUQuota(s)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into, v.text = &m, s
+	return nil
+}
+
+func (v *cpuMaxValue) String() string { return v.text }
+func (v *cpuMaxValue) Type() string   { return "PERCENT" }
+
+// cpuWeightValue is cpu.weight, 1 to 10000.
+type cpuWeightValue struct {
+	into *uint64
+	text string
+}
+
+func (v *cpuWeightValue) Set(s string) error {
+	w, err := cgroup.ParseCPUWeight(s)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into, v.text = w, s
+	return nil
+}
+
+func (v *cpuWeightValue) String() string { return v.text }
+func (v *cpuWeightValue) Type() string   { return "N" }
+
+// signalValue is a signal name or number.
+type signalValue struct{ into *unix.Signal }
+
+func (v signalValue) Set(s string) error {
+	sig, err := proc.ParseSignal(s)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into = sig
+	return nil
+}
+
+func (v signalValue) String() string { return proc.SignalName(*v.into) }
+func (v signalValue) Type() string   { return "SIGNAL" }
+
+// restartValue is a --restart policy.
+type restartValue struct{ into *policy.Restart }
+
+func (v restartValue) Set(s string) error {
+	r, err := policy.ParseRestart(s)
+	if err != nil {
+		return &valueError{err: err, whole: true} // it names --restart itself
+	}
+	*v.into = r
+	return nil
+}
+
+func (v restartValue) String() string { return string(*v.into) }
+func (v restartValue) Type() string   { return "WHEN" }
+
+// triggersValue is a repeatable PSI trigger: each use adds one.
+type triggersValue struct{ into *[]oomwatch.Trigger }
+
+func (v triggersValue) Set(s string) error {
+	t, err := oomwatch.ParseTrigger(s)
+	if err != nil {
+		return bad(err)
+	}
+	*v.into = append(*v.into, t)
+	return nil
+}
+
+func (v triggersValue) String() string {
+	var s []string
+	for _, t := range *v.into {
+		s = append(s, t.String())
+	}
+	return strings.Join(s, ", ")
+}
+
+func (v triggersValue) Type() string { return "TRIGGER" }
+
+// highRateValue is --recycle-on-high: N memory.high events, or N/DURATION for the window.
+type highRateValue struct {
+	n      *int
+	window *time.Duration
+	text   string
+}
+
+func (v *highRateValue) Set(s string) error {
+	ns, win, hasWin := strings.Cut(s, "/")
+	n, err := strconv.Atoi(ns)
+	if err != nil || n < 1 {
+		return &valueError{err: errors.New("want N or N/DURATION, e.g. 200 or 200/10s"), quote: true}
+	}
+	if hasWin {
+		d, err := parseDuration(win)
+		if err != nil || d <= 0 {
+			return &valueError{err: errors.New("bad window: want e.g. 200/10s"), quote: true}
+		}
+		*v.window = d
+	}
+	*v.n, v.text = n, s
+	return nil
+}
+
+func (v *highRateValue) String() string { return v.text }
+func (v *highRateValue) Type() string   { return "N[/DUR]" }
+
+// percentValue is a percentage, "5%" or "5", from 0 to 1000.
+type percentValue struct {
+	into *float64
+	text string
+}
+
+func (v *percentValue) Set(s string) error {
+	p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || p < 0 || p > 1000 {
+		return &valueError{err: errors.New("want a percentage such as 5%"), quote: true}
+	}
+	*v.into, v.text = p, s
+	return nil
+}
+
+func (v *percentValue) String() string { return v.text }
+func (v *percentValue) Type() string   { return "PERCENT" }

@@ -52,7 +52,7 @@ func TestRunTooSmallMemory(t *testing.T) {
 			if _, err := applyEnv(fs, tc.env); err != nil {
 				t.Fatal(err)
 			}
-			_, err := f.limits(func(fl string) string { return "--" + fl }, fs.Changed)
+			_, err := f.limitsOver(func(fl string) string { return "--" + fl }, fs.Changed)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)

@@ -58,20 +58,20 @@ Examples:
   cgrun run --user www --memory-max 1G -- node /www/wwwroot/api/server.js
 `
 
-// runFlags are the flags of `cgrun run`, as given.
+// runFlags are the flags of `cgrun run`, parsed into their types as they are set.
 type runFlags struct {
-	memoryMax, memoryHigh, memoryLow, memorySwapMax, pidsMax string
-	name, parent                                             string
-	oomGroup, notifyReady                                    bool
-	events                                                   string
-	pressure                                                 []string
-	verbose                                                  bool
+	limits                cgroup.Limits // the sizes, pids and CPU flags; --resources underneath
+	oomGroup, notifyReady bool
+	name, parent          string
+	events                string
+	pressure              []oomwatch.Trigger
+	verbose               bool
 
-	resources, cpuMax, cpuWeight, metricsAddr        string
-	report, recordBaseline, baseline, tolerance      string
-	restart, stopSignal, recycleAbove, recycleOnHigh string
-	recycleOnPressure                                []string
-	policy                                           policy.Policy
+	resources, metricsAddr string
+	report, recordBaseline string
+	baseline               string
+	tolerance              float64
+	policy                 policy.Policy
 
 	user          string
 	allowNewPrivs bool
@@ -80,16 +80,17 @@ type runFlags struct {
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
-	textVar(fs, &f.memoryMax, "memory-max", "SIZE", "", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
-	textVar(fs, &f.memoryHigh, "memory-high", "SIZE", "", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
-	textVar(fs, &f.memoryLow, "memory-low", "SIZE", "", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
-	textVar(fs, &f.memorySwapMax, "memory-swap-max", "SIZE", "", "swap limit (memory.swap.max); 0 keeps the group out of swap")
-	textVar(fs, &f.pidsMax, "pids-max", "N", "", "most processes and threads at once (pids.max): a number or max")
+	l, phys := &f.limits, physicalMemory()
+	sizeVar(fs, &l.MemoryMax, phys, "memory-max", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
+	sizeVar(fs, &l.MemoryHigh, phys, "memory-high", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
+	sizeVar(fs, &l.MemoryLow, phys, "memory-low", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
+	sizeVar(fs, &l.MemorySwapMax, phys, "memory-swap-max", "swap limit (memory.swap.max); 0 keeps the group out of swap")
+	fs.Var(&pidsValue{into: &l.PidsMax}, "pids-max", "most processes and threads at once (pids.max): a number or max")
 	textVar(fs, &f.name, "name", "NAME", "", "name of the group and of cgrun's messages (default: the command's base name)")
 	textVar(fs, &f.parent, "parent", "GROUP", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
 	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
 	textVar(fs, &f.events, "events", "TARGET", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
-	fs.StringArrayVar(&f.pressure, "pressure", nil, "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
+	fs.Var(triggersValue{&f.pressure}, "pressure", "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
@@ -97,25 +98,26 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
-	textVar(fs, &f.cpuMax, "cpu-max", "PERCENT", "", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
-	textVar(fs, &f.cpuWeight, "cpu-weight", "N", "", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
+	fs.Var(&cpuMaxValue{into: &l.CPUMax}, "cpu-max", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
+	fs.Var(&cpuWeightValue{into: &l.CPUWeight}, "cpu-weight", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
 	textVar(fs, &f.report, "report", "FILE", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
 	textVar(fs, &f.recordBaseline, "record-baseline", "FILE", "", "record the run's memory peak and steady state as a baseline in FILE")
 	textVar(fs, &f.baseline, "baseline", "FILE", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
-	textVar(fs, &f.tolerance, "baseline-tolerance", "PERCENT", "5%", "how far over the baseline's peak a run may go")
+	f.tolerance = 5
+	fs.Var(&percentValue{into: &f.tolerance, text: "5%"}, "baseline-tolerance", "how far over the baseline's peak a run may go")
 
 	p := &f.policy
 	*p = policy.DefaultPolicy()
-	textVar(fs, &f.restart, "restart", "WHEN", string(p.Restart), "when a generation that ended gets a new one: never, on-oom, on-failure or always")
-	textVar(fs, &f.stopSignal, "stop-signal", "SIGNAL", "SIGTERM", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
+	fs.Var(restartValue{&p.Restart}, "restart", "when a generation that ended gets a new one: never, on-oom, on-failure or always")
+	fs.Var(signalValue{&p.StopSignal}, "stop-signal", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
 	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
 	durationVar(fs, &p.MaxLifetime, "max-lifetime", "recycle each generation after this long (0: never)")
 	durationVar(fs, &p.LifetimeJitter, "lifetime-jitter", "add a random part of this to each --max-lifetime, so a fleet does not recycle at once")
-	textVar(fs, &f.recycleAbove, "recycle-above", "SIZE", "", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
+	sizeVar(fs, &p.RecycleAbove, phys, "recycle-above", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
 	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
-	textVar(fs, &f.recycleOnHigh, "recycle-on-high", "N[/DUR]", "", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
+	fs.Var(&highRateValue{n: &p.RecycleOnHigh, window: &p.HighWindow}, "recycle-on-high", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
 	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
-	fs.StringArrayVar(&f.recycleOnPressure, "recycle-on-pressure", nil, "recycle when this PSI `TRIGGER` fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
+	fs.Var(triggersValue{&p.RecyclePressure}, "recycle-on-pressure", "recycle when this PSI `TRIGGER` fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
 	textVar(fs, &p.Health.Cmd, "health-cmd", "COMMAND", "", "health probe: a shell command run in the group; exit 0 is healthy")
 	textVar(fs, &p.Health.URL, "health-http", "URL", "", "health probe: GET this URL; 2xx or 3xx is healthy")
 	durationVar(fs, &p.Health.Interval, "health-interval", "time between health probes")
@@ -140,6 +142,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return proc.Code(err)
 	}
 	if err := fs.Parse(args); err != nil {
+		if bad, ok := badValue(err, "--"); ok {
+			return fail(bad)
+		}
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
 	if *help {
@@ -160,19 +165,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		}
 		return "--" + flag
 	}
-	limits, err := f.limits(origin, fs.Changed)
-	if err != nil {
-		return fail(err)
-	}
-	var triggers []oomwatch.Trigger
-	for _, p := range f.pressure {
-		t, err := oomwatch.ParseTrigger(p)
-		if err != nil {
-			return fail(fmt.Errorf("%s: %w", origin("pressure"), err))
-		}
-		triggers = append(triggers, t)
-	}
-	policy, err := f.parsePolicy(origin)
+	limits, err := f.limitsOver(origin, fs.Changed)
 	if err != nil {
 		return fail(err)
 	}
@@ -201,18 +194,18 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Env:         childEnv(env),
 		Name:        f.name,
 		Limits:      limits,
-		Policy:      policy,
+		Policy:      f.policy,
 		Parent:      f.parent,
-		Pressure:    triggers,
+		Pressure:    f.pressure,
 		Events:      events,
 		Report:      report,
 		MetricsAddr: f.metricsAddr,
 		NotifyReady: f.notifyReady,
 
 		RecordBaseline:    f.recordBaseline,
-		Baseline:          gate.baseline,
+		Baseline:          gate,
 		BaselineFile:      f.baseline,
-		BaselineTolerance: gate.tolerance,
+		BaselineTolerance: f.tolerance,
 		Verbose:           f.verbose,
 		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
 		User:              user,
@@ -225,62 +218,52 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// limits turns the size flags into limits; origin names where a flag's value came from (the
-// flag or its environment variable) in errors.
-func (f *runFlags) limits(origin func(flag string) string, changed func(flag string) bool) (cgroup.Limits, error) {
+// badValue is the line for a typed flag's bad value, when err is one: the flag is named as
+// prefix+name ("--memory-max"), or by its variable when prefix is "CGRUN_".
+func badValue(err error, prefix string) (error, bool) {
+	var iv *pflag.InvalidValueError
+	var ve *valueError
+	if !errors.As(err, &iv) || !errors.As(err, &ve) {
+		return nil, false
+	}
+	origin := "--" + iv.GetFlag().Name
+	if prefix == "CGRUN_" {
+		origin = envName(iv.GetFlag().Name)
+	}
+	return ve.tell(origin, iv.GetValue()), true
+}
+
+// limitsOver lays the limit flags over the --resources file, if any: the flags given win.
+func (f *runFlags) limitsOver(origin func(flag string) string, changed func(flag string) bool) (cgroup.Limits, error) {
 	l := cgroup.Limits{OOMGroup: true}
-	phys := physicalMemory()
 	if f.resources != "" {
 		b, err := os.ReadFile(f.resources)
 		if err != nil {
 			return l, fmt.Errorf("%s: %w", origin("resources"), err)
 		}
-		if l, err = cgroup.ParseOCIResources(b, phys); err != nil {
+		if l, err = cgroup.ParseOCIResources(b, physicalMemory()); err != nil {
 			return l, fmt.Errorf("%s %s: %w", origin("resources"), f.resources, err)
 		}
 	}
-	// Flags override the file.
 	if changed("oom-group") {
 		l.OOMGroup = f.oomGroup
 	}
-	if f.cpuMax != "" {
-		m, err := cgroup.ParseCPUQuota(f.cpuMax)
-		if err != nil {
-			return l, fmt.Errorf("%s: %w", origin("cpu-max"), err)
-		}
-		l.CPUMax = &m
+	if f.limits.CPUMax != nil {
+		l.CPUMax = f.limits.CPUMax
 	}
-	if f.cpuWeight != "" {
-		w, err := cgroup.ParseCPUWeight(f.cpuWeight)
-		if err != nil {
-			return l, fmt.Errorf("%s: %w", origin("cpu-weight"), err)
-		}
-		l.CPUWeight = w
+	if f.limits.CPUWeight != 0 {
+		l.CPUWeight = f.limits.CPUWeight
 	}
-	for _, s := range []struct {
-		flag, value string
-		into        *cgroup.Limit
-	}{
-		{"memory-max", f.memoryMax, &l.MemoryMax},
-		{"memory-high", f.memoryHigh, &l.MemoryHigh},
-		{"memory-low", f.memoryLow, &l.MemoryLow},
-		{"memory-swap-max", f.memorySwapMax, &l.MemorySwapMax},
+	for _, s := range []struct{ flag, into *cgroup.Limit }{
+		{&f.limits.MemoryMax, &l.MemoryMax},
+		{&f.limits.MemoryHigh, &l.MemoryHigh},
+		{&f.limits.MemoryLow, &l.MemoryLow},
+		{&f.limits.MemorySwapMax, &l.MemorySwapMax},
+		{&f.limits.PidsMax, &l.PidsMax},
 	} {
-		if s.value == "" {
-			continue
+		if s.flag.Set {
+			*s.into = *s.flag
 		}
-		v, err := cgroup.ParseSize(s.value, phys)
-		if err != nil {
-			return l, fmt.Errorf("%s: %w", origin(s.flag), err)
-		}
-		*s.into = v
-	}
-	if f.pidsMax != "" {
-		v, err := cgroup.ParseCount(f.pidsMax)
-		if err != nil {
-			return l, fmt.Errorf("%s: %w", origin("pids-max"), err)
-		}
-		l.PidsMax = v
 	}
 	return l, l.Validate()
 }
@@ -313,7 +296,11 @@ func applyEnv(fs *pflag.FlagSet, env []string) (map[string]string, error) {
 			return
 		}
 		if serr := fs.Set(fl.Name, v); serr != nil {
-			err = fmt.Errorf("%s=%q: %v", envName(fl.Name), v, serr)
+			if bad, ok := badValue(serr, "CGRUN_"); ok {
+				err = bad
+			} else {
+				err = fmt.Errorf("%s=%q: %v", envName(fl.Name), v, serr)
+			}
 		}
 		used[fl.Name] = envName(fl.Name)
 	})
@@ -415,42 +402,6 @@ func (l *lateFile) close() {
 	}
 }
 
-// parsePolicy reads the recycle flags that are not plain durations and numbers.
-func (f *runFlags) parsePolicy(origin func(string) string) (policy.Policy, error) {
-	p := f.policy
-	var err error
-	if p.Restart, err = policy.ParseRestart(f.restart); err != nil {
-		return p, err
-	}
-	if p.StopSignal, err = proc.ParseSignal(f.stopSignal); err != nil {
-		return p, fmt.Errorf("%s: %w", origin("stop-signal"), err)
-	}
-	if f.recycleAbove != "" {
-		if p.RecycleAbove, err = cgroup.ParseSize(f.recycleAbove, physicalMemory()); err != nil {
-			return p, fmt.Errorf("%s: %w", origin("recycle-above"), err)
-		}
-	}
-	if f.recycleOnHigh != "" {
-		n, win, hasWin := strings.Cut(f.recycleOnHigh, "/")
-		if p.RecycleOnHigh, err = strconv.Atoi(n); err != nil || p.RecycleOnHigh < 1 {
-			return p, fmt.Errorf("%s %q: want N or N/DURATION, e.g. 200 or 200/10s", origin("recycle-on-high"), f.recycleOnHigh)
-		}
-		if hasWin {
-			if p.HighWindow, err = parseDuration(win); err != nil || p.HighWindow <= 0 {
-				return p, fmt.Errorf("%s %q: bad window: want e.g. 200/10s", origin("recycle-on-high"), f.recycleOnHigh)
-			}
-		}
-	}
-	for _, s := range f.recycleOnPressure {
-		t, err := oomwatch.ParseTrigger(s)
-		if err != nil {
-			return p, fmt.Errorf("%s: %w", origin("recycle-on-pressure"), err)
-		}
-		p.RecyclePressure = append(p.RecyclePressure, t)
-	}
-	return p, nil
-}
-
 // durationValue is a duration flag that also takes a bare number of seconds, as systemd does:
 // "10" is 10s; "1h30m" and "500ms" work as in Go.
 type durationValue time.Duration
@@ -486,30 +437,21 @@ func parseDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-type baselineGate struct {
-	baseline  *report.Baseline
-	tolerance float64
-}
-
-// baselineGate loads --baseline and reads --baseline-tolerance ("5%" or "5").
-func (f *runFlags) baselineGate(origin func(string) string) (baselineGate, error) {
-	var g baselineGate
-	tol, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(f.tolerance), "%"), 64)
-	if err != nil || tol < 0 || tol > 1000 {
-		return g, fmt.Errorf("%s %q: want a percentage such as 5%%", origin("baseline-tolerance"), f.tolerance)
-	}
-	g.tolerance = tol
+// baselineGate loads --baseline, and checks that --record-baseline's directory exists.
+func (f *runFlags) baselineGate(origin func(string) string) (*report.Baseline, error) {
+	var bl *report.Baseline
 	if f.baseline != "" {
-		if g.baseline, err = report.LoadBaseline(f.baseline); err != nil {
-			return g, fmt.Errorf("%s: %w", origin("baseline"), err)
+		var err error
+		if bl, err = report.LoadBaseline(f.baseline); err != nil {
+			return nil, fmt.Errorf("%s: %w", origin("baseline"), err)
 		}
 	}
 	if f.recordBaseline != "" {
 		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
-			return g, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
+			return nil, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
 		}
 	}
-	return g, nil
+	return bl, nil
 }
 
 // openReport opens the --report target: a file (truncated; written at exit) or "-" for stdout.

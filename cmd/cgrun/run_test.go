@@ -37,8 +37,9 @@ func TestRunFlagsFromEnvironment(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || f.memoryMax != tc.wantMax || f.oomGroup != tc.wantOOM {
-				t.Errorf("memory-max %q oom-group %v err %v; want %q %v", f.memoryMax, f.oomGroup, err, tc.wantMax, tc.wantOOM)
+			max := fs.Lookup("memory-max").Value.String()
+			if err != nil || max != tc.wantMax || f.oomGroup != tc.wantOOM || (tc.wantMax != "") != f.limits.MemoryMax.Set {
+				t.Errorf("memory-max %q (set %v) oom-group %v err %v; want %q %v", max, f.limits.MemoryMax.Set, f.oomGroup, err, tc.wantMax, tc.wantOOM)
 			}
 		})
 	}
@@ -85,6 +86,37 @@ func TestCommandLineFailures(t *testing.T) {
 		code := cgrun(tc.args, []string{"PATH=/usr/bin:/bin"}, &out, &errb)
 		if code != tc.code || !strings.Contains(errb.String(), tc.want) {
 			t.Errorf("cgrun %q = %d, stderr %q; want %d and %q", tc.args, code, errb.String(), tc.code, tc.want)
+		}
+	}
+}
+
+// TestTypedFlagErrors: a typed flag's bad value is one line naming where it came from — the
+// flag or its variable — in the words README shows.
+func TestTypedFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"--memory-high", "lots"}, nil, `cgrun: --memory-high: bad size "lots"`},
+		{nil, []string{"CGRUN_MEMORY_MAX=lots"}, `cgrun: CGRUN_MEMORY_MAX: bad size "lots"`},
+		{[]string{"--cpu-max", "fast"}, nil, "cgrun: --cpu-max: "},
+		{[]string{"--cpu-weight", "0"}, nil, "cgrun: --cpu-weight: "},
+		{[]string{"--stop-signal", "SIGNOPE"}, nil, `cgrun: --stop-signal: "SIGNOPE" is not a signal name or number`},
+		{nil, []string{"CGRUN_STOP_SIGNAL=99"}, `cgrun: CGRUN_STOP_SIGNAL: "99" is not a signal name or number`},
+		{[]string{"--restart", "sometimes"}, nil, `cgrun: --restart "sometimes": want never, on-oom, on-failure or always`},
+		{[]string{"--recycle-on-high", "x/10s"}, nil, `cgrun: --recycle-on-high "x/10s": want N or N/DURATION, e.g. 200 or 200/10s`},
+		{[]string{"--recycle-on-high", "200/never"}, nil, `cgrun: --recycle-on-high "200/never": bad window: want e.g. 200/10s`},
+		{nil, []string{"CGRUN_RECYCLE_ON_HIGH=0"}, `cgrun: CGRUN_RECYCLE_ON_HIGH "0": want N or N/DURATION`},
+		{[]string{"--baseline-tolerance", "lots"}, nil, `cgrun: --baseline-tolerance "lots": want a percentage such as 5%`},
+		{[]string{"--pressure", "some"}, nil, `cgrun: --pressure: pressure trigger "some"`},
+		{[]string{"--recycle-on-pressure", "full 1s/1ms"}, nil, `cgrun: --recycle-on-pressure: pressure trigger "full 1s/1ms"`},
+		{[]string{"--recycle-above", "lots"}, nil, `cgrun: --recycle-above: bad size "lots"`},
+	} {
+		var out, errb bytes.Buffer
+		code := cgrun(append(append([]string{"run"}, tc.args...), "--", "true"), append([]string{"PATH=/usr/bin:/bin"}, tc.env...), &out, &errb)
+		if code != 125 || !strings.HasPrefix(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("cgrun run %q with %q = %d, stderr %q; want 125 and one line starting %q", tc.args, tc.env, code, errb.String(), tc.want)
 		}
 	}
 }
