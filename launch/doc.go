@@ -1,0 +1,9 @@
+// Package launch is the supervisor of one `cgrun run`: it makes each generation's group, starts
+// the command in it, hears signals and the kernel's events, recycles and restarts by policy, and
+// kills and removes every group it made on every path out.
+//
+// What it uses lives in the packages below it, which know nothing of the supervisor: proc
+// (starting, reaping, exit codes), policy (when to recycle and restart), state (the file cgrun ps
+// reads), report (the stable output formats), metrics (Prometheus), notify (sd_notify), account
+// (--user) and atomicfile.
+package launch
