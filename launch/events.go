@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -47,6 +48,8 @@ type record struct {
 	NewPid        int               `json:"new_pid,omitempty"`
 	OldPeak       uint64            `json:"old_memory_peak,omitempty"`
 	OldPeakSource cgroup.PeakSource `json:"old_memory_peak_source,omitempty"`
+	// recycle (the dump taken before it) and diagnose
+	Diagnosis *diagnose.Dump `json:"diagnosis,omitempty"`
 }
 
 // streamQueue is how many lines the --events stream may fall behind before lines are dropped.

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,6 +56,14 @@ type State struct {
 	Totals      map[string]uint64 `json:"totals"`
 	Recent      []StateEvent      `json:"recent"`
 	MetricsAddr string            `json:"metrics_addr,omitempty"`
+
+	// GenerationMemoryStart is memory.current when the current generation started: the leak's
+	// pace is measured from it.
+	GenerationMemoryStart uint64 `json:"generation_memory_start"`
+	// Past are the last generations that ended: how long each lived, its peak, why it ended.
+	Past []diagnose.Past `json:"past_generations,omitempty"`
+	// Dumps are the diagnostic dumps cgrun asked for and keeps (--diagnose-keep), oldest first.
+	Dumps []diagnose.Dump `json:"dumps,omitempty"`
 
 	counted string // the ended generation's Group, whose memory.events Totals already hold
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -72,6 +73,9 @@ type runFlags struct {
 
 	user          string
 	allowNewPrivs bool
+
+	diagnoseSignal, diagnoseHeadroom, diagnoseAbove string
+	diagnose                                        diagnose.Config
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -124,6 +128,17 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.MinUptime, "min-uptime", "a generation that ran this long resets the restart delay")
 	countVar(fs, &p.MaxRestarts, "max-restarts", "give up (exit 122) after this many restarts within --restart-window; 0: never give up")
 	durationVar(fs, &p.RestartWindow, "restart-window", "the window --max-restarts counts in")
+
+	d := &f.diagnose
+	d.Timeout, d.Keep, d.Interval = diagnose.DefaultTimeout, diagnose.DefaultKeep, diagnose.DefaultInterval
+	textVar(fs, &f.diagnoseSignal, "diagnose-signal", "SIGNAL", "", "before a recycle for memory, send SIGNAL to the command to make it dump (SIGUSR2 for node --heapsnapshot-signal=SIGUSR2)")
+	textVar(fs, &d.Cmd, "diagnose-cmd", "COMMAND", "", "before a recycle for memory, run this shell command in the group to take a dump ($CGRUN_CHILD_PID, $CGRUN_DUMP_DIR)")
+	textVar(fs, &d.Dir, "diagnose-dir", "DIR", "", "where the dump lands; cgrun waits until the files written there are complete before the stop")
+	durationVar(fs, &d.Timeout, "diagnose-timeout", "the longest wait for a dump; the generation is stopped then anyway")
+	textVar(fs, &f.diagnoseHeadroom, "diagnose-headroom", "SIZE", "", "raise memory.max by at most SIZE for the dump (never above what the parent group allows)")
+	countVar(fs, &d.Keep, "diagnose-keep", "keep the newest N dumps cgrun asked for, remove older ones; 0 keeps all")
+	textVar(fs, &f.diagnoseAbove, "diagnose-above", "SIZE", "", "dump once per generation, without recycling, when memory first crosses SIZE or PERCENT")
+	durationVar(fs, &d.Interval, "diagnose-interval", "at most one --diagnose-above dump per this long, across generations")
 	return fs
 }
 
@@ -177,6 +192,10 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	diag, err := f.diagnoseConfig(origin)
+	if err != nil {
+		return fail(err)
+	}
 	var user *account.User
 	if f.user != "" {
 		if user, err = account.Lookup(f.user); err != nil {
@@ -214,6 +233,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
 		User:              user,
 		AllowNewPrivs:     f.allowNewPrivs,
+		Diagnose:          diag,
 		Log:               stderr,
 	})
 	if err != nil {
@@ -479,6 +499,31 @@ func parseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h30m, or a number of seconds)", s)
+	}
+	return d, nil
+}
+
+// diagnoseConfig reads the --diagnose-* flags that are not plain durations and numbers.
+func (f *runFlags) diagnoseConfig(origin func(string) string) (diagnose.Config, error) {
+	d := f.diagnose
+	var err error
+	if f.diagnoseSignal != "" {
+		if d.Signal, err = launch.ParseSignal(f.diagnoseSignal); err != nil {
+			return d, fmt.Errorf("%s: %w", origin("diagnose-signal"), err)
+		}
+	}
+	for _, s := range []struct {
+		flag, value string
+		into        *uint64
+	}{{"diagnose-headroom", f.diagnoseHeadroom, &d.Headroom}, {"diagnose-above", f.diagnoseAbove, &d.Above}} {
+		if s.value == "" {
+			continue
+		}
+		l, err := cgroup.ParseSize(s.value, physicalMemory())
+		if err != nil || l.Max {
+			return d, fmt.Errorf("%s %q: want a size such as 64M", origin(s.flag), s.value)
+		}
+		*s.into = l.Value
 	}
 	return d, nil
 }
