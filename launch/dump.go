@@ -74,8 +74,12 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		w.Close()
 		return warn(err)
 	}
-	fmt.Fprintf(cfg.Log, "cgrun: %s: generation %d: taking a diagnostic dump (%s) into %s, waiting at most %v%s\n",
-		g.run.name, g.number, how, c.Dir, c.Timeout, parenthesized(d.d.Note))
+	when := "before the recycle for " + reason
+	if reason == "above" {
+		when = "memory crossed --diagnose-above " + cgroup.FormatSize(c.Above)
+	}
+	fmt.Fprintf(cfg.Log, "cgrun: %s: generation %d: %s: taking a diagnostic dump (%s) into %s, waiting at most %v%s\n",
+		g.run.name, g.number, when, how, c.Dir, c.Timeout, parenthesized(d.d.Note))
 	go func() {
 		files, complete := w.Wait(d.started.Add(c.Timeout), diagnose.Quiet)
 		d.done <- dumpResult{files, complete}
