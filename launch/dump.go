@@ -176,7 +176,7 @@ func pastGeneration(n int, out outcome) diagnose.Past {
 	p := diagnose.Past{Generation: n, Seconds: out.uptime.Seconds(), Peak: out.peak, Reason: out.recycled}
 	switch {
 	case out.oomKill > 0:
-		p.Reason = "oom"
+		p.Reason = "oom_kill"
 	case out.recycled != "":
 	case out.status.Signaled():
 		p.Reason = "signal " + signalName(out.status.Signal())

@@ -177,9 +177,9 @@ func TestMeasure(t *testing.T) {
 
 func TestSummary(t *testing.T) {
 	h := []diagnose.Past{
-		{Generation: 1, Seconds: 40 * 60, Peak: 512 << 20, Reason: "oom"},
+		{Generation: 1, Seconds: 40 * 60, Peak: 512 << 20, Reason: "oom_kill"},
 		{Generation: 2, Seconds: 10, Reason: "exit 1"},
-		{Generation: 3, Seconds: 42 * 60, Peak: 500 << 20, Reason: "oom"},
+		{Generation: 3, Seconds: 42 * 60, Peak: 500 << 20, Reason: "oom_kill"},
 	}
 	if got, want := diagnose.Summary(h), "OOM-killed every ~41 min (peak 512M), 2 of the last 3 generations"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)

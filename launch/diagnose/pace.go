@@ -64,7 +64,7 @@ type Past struct {
 	Generation int     `json:"generation"`
 	Seconds    float64 `json:"lifetime_seconds"`
 	Peak       uint64  `json:"memory_peak"`
-	Reason     string  `json:"reason"` // "oom", a recycle's reason, "exit N" or "signal SIG"
+	Reason     string  `json:"reason"` // "oom_kill", a recycle's reason, "exit N" or "signal SIG"
 }
 
 // MaxPast is how many ended generations the history keeps.
@@ -96,7 +96,7 @@ func Summary(h []Past) string {
 	}
 	what := "ended (" + reason + ")"
 	switch reason {
-	case "oom":
+	case "oom_kill":
 		what = "OOM-killed"
 	case "memory_above", "memory_high", "stall", "pressure", "lifetime", "health", "request":
 		what = "recycled (" + reason + ")"
