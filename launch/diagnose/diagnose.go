@@ -4,6 +4,7 @@
 package diagnose
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -40,13 +41,13 @@ func (c Config) Enabled() bool { return c.Signal != 0 || c.Cmd != "" }
 func (c Config) Validate() error {
 	switch {
 	case c.Signal != 0 && c.Cmd != "":
-		return fmt.Errorf("--diagnose-signal and --diagnose-cmd: give one of them")
+		return errors.New("--diagnose-signal and --diagnose-cmd: give one of them")
 	case !c.Enabled() && (c.Dir != "" || c.Headroom != 0 || c.Above != 0):
-		return fmt.Errorf("--diagnose-dir, --diagnose-headroom and --diagnose-above need --diagnose-signal or --diagnose-cmd to take the dump")
+		return errors.New("--diagnose-dir, --diagnose-headroom and --diagnose-above need --diagnose-signal or --diagnose-cmd to take the dump")
 	case !c.Enabled():
 		return nil
 	case c.Dir == "":
-		return fmt.Errorf("--diagnose-signal and --diagnose-cmd need --diagnose-dir DIR: where the dump lands, and where cgrun waits for it")
+		return errors.New("--diagnose-signal and --diagnose-cmd need --diagnose-dir DIR: where the dump lands, and where cgrun waits for it")
 	case c.Timeout <= 0:
 		return fmt.Errorf("--diagnose-timeout %v: want a duration above 0, e.g. 60s", c.Timeout)
 	case c.Keep < 0:
