@@ -14,6 +14,9 @@ import (
 // kindDiagnose is the record of a diagnostic dump that cgrun asked for.
 const kindDiagnose oomwatch.Kind = "diagnose"
 
+// maxStateDumps is how many dumps the state file lists, the newest.
+const maxStateDumps = 10
+
 // dumping is a diagnostic dump in progress: cgrun waits for its files before it goes on.
 type dumping struct {
 	d       diagnose.Dump
@@ -35,6 +38,11 @@ type dumpResult struct {
 func (g *generation) startDump(reason string, room bool, then func()) bool {
 	cfg := g.run.cfg
 	c := cfg.Diagnose
+	if c.Enabled() && g.dumping != nil && then != nil && g.dumping.then == nil {
+		g.dumping.then = then // a --diagnose-above dump in progress serves the recycle too
+		g.liftThrottle()
+		return true
+	}
 	if !c.Enabled() || g.dumping != nil {
 		return false
 	}
@@ -120,7 +128,11 @@ func (g *generation) dumpEnded(res dumpResult) {
 	for _, err := range errs {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: --diagnose-keep: %v\n", err)
 	}
-	dumps := append([]diagnose.Dump(nil), g.run.dumps...)
+	if g.run.cfg.Diagnose.Keep == 0 && len(g.run.dumps) > maxStateDumps {
+		g.run.dumps = g.run.dumps[len(g.run.dumps)-maxStateDumps:] // nothing to remove: forget the oldest
+	}
+	// The state shows the newest few: its size is bounded (see maxStateSize).
+	dumps := append([]diagnose.Dump(nil), g.run.dumps[max(0, len(g.run.dumps)-maxStateDumps):]...)
 	g.run.updateState(func(s *State) {
 		s.Dumps = dumps
 		s.note("dump", what)
