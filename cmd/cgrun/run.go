@@ -48,11 +48,6 @@ Examples:
   # the same limits from the environment, as in a PM2 or supervisord env block
   CGRUN_MEMORY_MAX=1G CGRUN_PIDS_MAX=256 cgrun run -- php-fpm8.2 -F
 
-  # a leaking Node worker recycled at 400M, with a heap snapshot in /var/tmp/heap first
-  cgrun run --memory-max 512M --recycle-above 400M --diagnose-signal SIGUSR2 \
-    --diagnose-dir /var/tmp/heap --diagnose-headroom 384M \
-    -- node --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/var/tmp/heap worker.js
-
   # nest under a group you made and delegated yourself
   cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
 
