@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -39,6 +40,9 @@ type generation struct {
 	peakEvery   time.Duration // the current interval of the peak samples
 	peakSaved   time.Time     // when a sampled peak last went into the state file
 	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
+
+	dumping *dumping       // a diagnostic dump in progress; nil for none
+	dumped  *diagnose.Dump // the dump taken before this generation's recycle
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
@@ -61,7 +65,8 @@ type outcome struct {
 	oomKill    uint64
 	recycled   policy.Reason // why cgrun ended it, or ""
 	stopAsked  bool
-	stopSignal unix.Signal // the signal that asked cgrun to stop
+	stopSignal unix.Signal    // the signal that asked cgrun to stop
+	dump       *diagnose.Dump // the dump taken before the recycle; nil for none
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
@@ -137,7 +142,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.uptime = time.Since(out.started)
 	proc.ReclaimForeground()
 	stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal = g.recycled, g.stopAsked != 0, g.stopAsked
+	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0, g.stopAsked, g.dumped
 	g.finish(&out)
 	return out, nil
 }
@@ -148,7 +153,12 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
-	var lifetime, probeTick, sampleTick, peakTick <-chan time.Time
+	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick <-chan time.Time
+	defer g.endDump()
+	if t := g.diagnoseAboveTick(); t != nil {
+		defer t.Stop()
+		dumpAboveTick = t.C
+	}
 	if !g.peak.Kernel() {
 		g.peakEvery = peakSampleEvery
 		g.peakTimer = time.NewTimer(g.peakEvery)
@@ -199,6 +209,12 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.probe()
 		case r := <-probeResults:
 			g.probed(r)
+		case r := <-g.dumpDone():
+			g.dumpEnded(r)
+		case now := <-dumpAboveTick:
+			if !g.checkDiagnoseAbove(now) {
+				dumpAboveTick = nil
+			}
 		case <-timerC(g.stopTimer):
 			g.stopTimedOut()
 		}
@@ -340,6 +356,17 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 	}
 	g.recycled = reason
 	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
+	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
+		return // the stop follows the dump
+	}
+	g.stop(why)
+}
+
+// stop sends the stop signal for a recycle, and arms the timer that kills the group.
+func (g *generation) stop(why string) {
+	if g.stopAsked != 0 {
+		return
+	}
 	p := g.run.cfg.Policy
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
 		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
@@ -355,6 +382,7 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 func (g *generation) liftThrottle() {
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		_ = cgroup.WriteFile(g.dir, "memory.high", "max")
+		_ = cgroup.WriteFile(g.leaf, "memory.high", "max") // its copy of the limits throttles too
 	}
 }
 
@@ -443,6 +471,7 @@ func (g *generation) finish(out *outcome) {
 			s.Totals[k] += v
 		}
 		s.Counted = s.Group
+		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.number, *out))
 		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -52,6 +53,8 @@ type Config struct {
 	// AllowNewPrivs leaves no_new_privs off for a --user command, so that setuid binaries
 	// (sudo, su) and file capabilities work in it.
 	AllowNewPrivs bool
+
+	Diagnose diagnose.Config // --diagnose-*: a dump before a recycle for memory
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -72,8 +75,11 @@ type runner struct {
 	sample bool           // whether to take those samples
 
 	notify *notify.Notifier
-	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
-	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
+
+	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
+	aboveDumps diagnose.Limiter // --diagnose-interval
+	guard      *guard           // kills the generations if cgrun is SIGKILLed; nil until the first one runs
+	raise      unix.Signal      // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    state.State
@@ -107,7 +113,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if len(cfg.Command) == 0 {
 		return proc.ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name}
+	r := &runner{cfg: &cfg, name: cfg.Name, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	if r.name == "" {
 		r.name = state.DefaultName(cfg.Command[0])
 	}
@@ -123,6 +129,12 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
 		return proc.ExitFailure, 0, err
+	}
+	if err := cfg.Diagnose.Validate(); err != nil {
+		return proc.ExitFailure, 0, err
+	}
+	if cfg.Diagnose.Headroom != 0 && (!cfg.Limits.MemoryMax.Set || cfg.Limits.MemoryMax.Max) {
+		return proc.ExitFailure, 0, errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
 	}
 	if cfg.User != nil {
 		if err := canSwitchTo(cfg.User); err != nil {
@@ -243,7 +255,8 @@ func (r *runner) loop() (*outcome, int, error) {
 			r.updateState(func(s *state.State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
-				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
+				s.MemoryPeak, s.MemoryPeakSource = 0, ""                 // the new generation's, once sampled
+				s.GenerationMemoryStart, _ = cgroup.MemoryCurrent(g.dir) // for the leak's pace
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[string(why)]++
@@ -259,7 +272,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.report.Recycled(report.Recycle{Generation: n, Reason: why, Time: now.Format(report.TimeFormat)})
 				r.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindRecycle}, func(rec *report.Event) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
-					rec.OldPeakSource = prev.peakSource
+					rec.OldPeakSource, rec.Diagnosis = prev.peakSource, prev.dump
 				}))
 			}
 		})

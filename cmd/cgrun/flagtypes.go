@@ -253,3 +253,34 @@ func (v *percentValue) Set(s string) error {
 
 func (v *percentValue) String() string { return v.text }
 func (v *percentValue) Type() string   { return "PERCENT" }
+
+// optSignalValue is a signal that may be left unset (0).
+type optSignalValue struct{ into *unix.Signal }
+
+func (v optSignalValue) Set(s string) error { return signalValue(v).Set(s) }
+func (v optSignalValue) Type() string       { return "SIGNAL" }
+func (v optSignalValue) String() string {
+	if *v.into == 0 {
+		return ""
+	}
+	return proc.SignalName(*v.into)
+}
+
+// amountValue is a SIZE that must be an amount, not max: a headroom, a mark.
+type amountValue struct {
+	into *uint64
+	phys uint64
+	text string
+}
+
+func (v *amountValue) Set(s string) error {
+	l, err := cgroup.ParseSize(s, v.phys)
+	if err != nil || l.Max {
+		return &valueError{err: errors.New("want a size such as 64M"), quote: true}
+	}
+	*v.into, v.text = l.Value, s
+	return nil
+}
+
+func (v *amountValue) String() string { return v.text }
+func (v *amountValue) Type() string   { return "SIZE" }

@@ -173,6 +173,16 @@ func helper(args []string) int {
 			keep = append(keep, b)
 			time.Sleep(10 * time.Millisecond)
 		}
+	case "drip": // drip MB MS: print "ready", then touch MB more every MS milliseconds, forever
+		fmt.Println("ready")
+		var keep [][]byte
+		for t := time.NewTicker(time.Duration(arg(2)) * time.Millisecond); ; <-t.C {
+			b := make([]byte, arg(1)<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			keep = append(keep, b)
+		}
 	case "hog": // hog MB: touch up to MB (throttled or not), and exit 0 on SIGTERM
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM)

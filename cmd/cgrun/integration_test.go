@@ -497,6 +497,9 @@ func TestRunBadInputCreatesNothing(t *testing.T) {
 		{"unified pids.max 0", []string{"run", "--resources", writeTemp(t, dir, `{"unified":{"pids.max":"0"}}`), "--", "true"}, nil, 125, "0 leaves no room"},
 		{"size that overflows", []string{"run", "--memory-max", "15.99999999999999999E", "--", "true"}, nil, 125, "--memory-max: bad size \"15.99999999999999999E\": too large"},
 		{"negative size", []string{"run", "--memory-max", "-5M", "--", "true"}, nil, 125, "--memory-max: bad size \"-5M\": sizes cannot be negative"},
+		// Issue 17: a dump needs a way to take it and a place for it.
+		{"diagnose without dir", []string{"run", "--diagnose-signal", "USR2", "--", "true"}, nil, 125, "need --diagnose-dir DIR"},
+		{"diagnose headroom without memory-max", []string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", dir, "--diagnose-headroom", "64M", "--", "true"}, nil, 125, "give --memory-max too"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := groupsUnder(t, h.SelfDir())

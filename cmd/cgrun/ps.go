@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -46,11 +47,16 @@ type sandbox struct {
 	Limits            map[string]string `json:"limits"`
 	MetricsAddr       string            `json:"metrics_addr,omitempty"`
 	User              *state.User       `json:"user,omitempty"` // --user: who the command runs as
+	// The leak's pace in the current generation, and how the last generations ended.
+	Pace            *diagnose.Pace  `json:"pace,omitempty"`
+	Ends            string          `json:"ends,omitempty"`
+	PastGenerations []diagnose.Past `json:"past_generations,omitempty"`
 	// Only in status:
 	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
 	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
 	Events     map[string]uint64      `json:"memory_events,omitempty"`
 	Recent     []state.Event          `json:"recent,omitempty"`
+	Dumps      []diagnose.Dump        `json:"dumps,omitempty"` // the diagnostic dumps cgrun keeps
 }
 
 // describeSandbox reads the figures of a state's current group. The group is found from the
@@ -60,7 +66,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	now := time.Now()
 	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
 		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
-		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User}
+		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User, PastGenerations: s.Past, Ends: diagnose.Summary(s.Past)}
 	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
 		sb.UptimeSeconds = now.Sub(t).Seconds()
 	}
@@ -78,6 +84,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 			*into = &n
 		}
 	}
+	sb.Pace = diagnose.Measure(s.GenerationMemoryStart, sb.MemoryCurrent, time.Duration(sb.GenerationSeconds*float64(time.Second)), sb.MemoryHigh, sb.MemoryMax)
 	live, _ := cgroup.MemoryEvents(dir, state.Leaf(dir))
 	sb.OOMKills = cgroup.OOMKills(s.Totals) + cgroup.OOMKills(live)
 	sb.HighEvents = s.Totals["high"] + live["high"]
@@ -95,7 +102,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		if p, err := oomwatch.ReadPressure(dir); err == nil {
 			sb.Pressure = &p
 		}
-		sb.Recent = s.Recent
+		sb.Recent, sb.Dumps = s.Recent, s.Dumps
 	}
 	return sb
 }
@@ -202,6 +209,23 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		w("pressure", "some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% avg60=%.2f%%; stalled %v in this generation", p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.FullAvg60, p.Stalled())
 	} else {
 		w("pressure", "n/a (this kernel has no PSI)")
+	}
+	if b.Pace != nil {
+		w("pace", "%s", b.Pace)
+	}
+	if b.Ends != "" {
+		w("ends", "%s", escape(b.Ends))
+	}
+	for _, d := range b.Dumps {
+		var files []string
+		for _, f := range d.Files {
+			files = append(files, fmt.Sprintf("%s (%s)", escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
+		}
+		state := "complete"
+		if !d.Complete {
+			state = "not complete"
+		}
+		w("dump", "generation %d, %s, %s after %.1fs: %s", d.Generation, escape(d.Reason), state, d.Seconds, orNone(strings.Join(files, ", ")))
 	}
 	w("events", "oom_kill %d, oom_group_kill %d, oom %d, max %d, high %d, low %d (all generations)",
 		b.Events["oom_kill"], b.Events["oom_group_kill"], b.Events["oom"], b.Events["max"], b.Events["high"], b.Events["low"])

@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -75,6 +76,8 @@ type runFlags struct {
 
 	user          string
 	allowNewPrivs bool
+
+	diagnose diagnose.Config
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -129,6 +132,17 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.MinUptime, "min-uptime", "a generation that ran this long resets the restart delay")
 	countVar(fs, &p.MaxRestarts, "max-restarts", "give up (exit 122) after this many restarts within --restart-window; 0: never give up")
 	durationVar(fs, &p.RestartWindow, "restart-window", "the window --max-restarts counts in")
+
+	d := &f.diagnose
+	d.Timeout, d.Keep, d.Interval = diagnose.DefaultTimeout, diagnose.DefaultKeep, diagnose.DefaultInterval
+	fs.Var(optSignalValue{&d.Signal}, "diagnose-signal", "before a recycle for memory, send SIGNAL to the command to make it dump (SIGUSR2 for node --heapsnapshot-signal=SIGUSR2)")
+	textVar(fs, &d.Cmd, "diagnose-cmd", "COMMAND", "", "before a recycle for memory, run this shell command in the group to take a dump ($CGRUN_CHILD_PID, $CGRUN_DUMP_DIR)")
+	textVar(fs, &d.Dir, "diagnose-dir", "DIR", "", "where the dump lands; cgrun waits until the files written there are complete before the stop")
+	durationVar(fs, &d.Timeout, "diagnose-timeout", "the longest wait for a dump; the generation is stopped then anyway")
+	fs.Var(&amountValue{into: &d.Headroom, phys: phys}, "diagnose-headroom", "raise memory.max by at most SIZE for the dump (never above what the parent group allows)")
+	countVar(fs, &d.Keep, "diagnose-keep", "keep the newest N dumps cgrun asked for, remove older ones; 0 keeps all")
+	fs.Var(&amountValue{into: &d.Above, phys: phys}, "diagnose-above", "dump once per generation, without recycling, when memory first crosses SIZE or PERCENT")
+	durationVar(fs, &d.Interval, "diagnose-interval", "at most one --diagnose-above dump per this long, across generations")
 	return fs
 }
 
@@ -210,6 +224,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
 		User:              user,
 		AllowNewPrivs:     f.allowNewPrivs,
+		Diagnose:          f.diagnose,
 		Log:               stderr,
 	})
 	if err != nil {

@@ -81,6 +81,13 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"run", "--memory-high", "2G", "--memory-max", "1G", "--", "true"}, 125, "--memory-high 2G is above --memory-max 1G"},
 		{[]string{"run", "--name", "../x", "--", "true"}, 125, "--name"},
 		{[]string{"run", "--", "no-such-command-xyz"}, 127, "command not found"},
+		{[]string{"run", "--diagnose-dir", "/tmp", "--", "true"}, 125, "need --diagnose-signal or --diagnose-cmd"},
+		{[]string{"run", "--diagnose-signal", "USR2", "--", "true"}, 125, "need --diagnose-dir DIR"},
+		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-cmd", "x", "--diagnose-dir", "/tmp", "--", "true"}, 125, "give one of them"},
+		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/no/such/dir", "--", "true"}, 125, "--diagnose-dir /no/such/dir: not a directory"},
+		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/tmp", "--diagnose-headroom", "64M", "--", "true"}, 125, "give --memory-max too"},
+		{[]string{"run", "--diagnose-signal", "SIGFOO", "--diagnose-dir", "/tmp", "--", "true"}, 125, `--diagnose-signal: "SIGFOO" is not a signal`},
+		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/tmp", "--diagnose-above", "lots", "--", "true"}, 125, `--diagnose-above "lots": want a size`},
 	} {
 		var out, errb bytes.Buffer
 		code := cgrun(tc.args, []string{"PATH=/usr/bin:/bin"}, &out, &errb)

@@ -64,6 +64,16 @@ func (r Reason) Memory() bool {
 	return r == MemoryAbove || r == MemoryHigh || r == Stall || r == Pressure
 }
 
+// Recycle reports whether the reason is one of cgrun's own recycles, not an end of the
+// command's own.
+func (r Reason) Recycle() bool {
+	switch r {
+	case Lifetime, MemoryAbove, MemoryHigh, Stall, Pressure, Health, Request:
+		return true
+	}
+	return false
+}
+
 // Policy is when cgrun recycles a generation, and how it restarts one.
 type Policy struct {
 	Restart Restart

@@ -141,8 +141,11 @@ func TestLifetimeJitter(t *testing.T) {
 
 func TestReasons(t *testing.T) {
 	seen := map[Reason]bool{}
-	var memory []Reason
+	var memory, recycles []Reason
 	for _, r := range Reasons() {
+		if r.Recycle() {
+			recycles = append(recycles, r)
+		}
 		if seen[r] {
 			t.Errorf("%q listed twice", r)
 		}
@@ -150,6 +153,9 @@ func TestReasons(t *testing.T) {
 		if r.Memory() {
 			memory = append(memory, r)
 		}
+	}
+	if len(recycles) != 7 {
+		t.Errorf("%d recycles (%v), want 7: all but the four ends of the command's own", len(recycles), recycles)
 	}
 	if len(seen) != 11 || len(memory) != 4 {
 		t.Errorf("%d reasons, %d about memory (%v); want 11 and 4", len(seen), len(memory), memory)

@@ -2,15 +2,17 @@ package report
 
 import (
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/oomwatch"
 )
 
 // Kinds of records cgrun adds to the kernel's events in the JSON Lines stream.
 const (
-	KindStart   oomwatch.Kind = "start"   // a generation's child was started
-	KindExit    oomwatch.Kind = "exit"    // a generation's child exited
-	KindRecycle oomwatch.Kind = "recycle" // cgrun replaced a generation with a new one
+	KindStart    oomwatch.Kind = "start"    // a generation's child was started
+	KindExit     oomwatch.Kind = "exit"     // a generation's child exited
+	KindRecycle  oomwatch.Kind = "recycle"  // cgrun replaced a generation with a new one
+	KindDiagnose oomwatch.Kind = "diagnose" // a diagnostic dump that cgrun asked for
 )
 
 // TimeFormat is RFC 3339 with nanoseconds, always nine digits, so the lines sort as text.
@@ -41,4 +43,6 @@ type Event struct {
 	NewPid        int               `json:"new_pid,omitempty"`
 	OldPeak       uint64            `json:"old_memory_peak,omitempty"`
 	OldPeakSource cgroup.PeakSource `json:"old_memory_peak_source,omitempty"`
+	// recycle (the dump taken before it) and diagnose
+	Diagnosis *diagnose.Dump `json:"diagnosis,omitempty"`
 }

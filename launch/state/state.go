@@ -19,6 +19,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/atomicfile"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"golang.org/x/sys/unix"
 )
 
@@ -57,6 +58,14 @@ type State struct {
 	Totals      map[string]uint64 `json:"totals"`
 	Recent      []Event           `json:"recent"`
 	MetricsAddr string            `json:"metrics_addr,omitempty"`
+
+	// GenerationMemoryStart is memory.current when the current generation started: the leak's
+	// pace is measured from it.
+	GenerationMemoryStart uint64 `json:"generation_memory_start"`
+	// Past are the last generations that ended: how long each lived, its peak, why it ended.
+	Past []diagnose.Past `json:"past_generations,omitempty"`
+	// Dumps are the diagnostic dumps cgrun asked for and keeps (--diagnose-keep), oldest first.
+	Dumps []diagnose.Dump `json:"dumps,omitempty"`
 
 	// Counted is the ended generation's Group, whose memory.events Totals already hold: its
 	// group may still be there, and must not be counted twice. Never written to the file.

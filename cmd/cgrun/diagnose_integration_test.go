@@ -1,0 +1,325 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/launch/diagnose"
+)
+
+// A dump before a recycle for memory (--diagnose-*), and the leak's pace in status.
+
+// leakJS keeps PER instances of Leak (8 KiB of JS array each) every 100 ms, forever or, with a
+// second argument, until that many seconds passed (then it exits 3). It prints "leaking" first.
+const leakJS = `
+class Leak { constructor(i) { this.i = i; this.data = new Array(1024).fill(i + 0.5); } }
+const keep = [];
+const [per, seconds] = process.argv.slice(2).map(Number);
+let n = 0;
+setInterval(() => { for (let i = 0; i < per; i++) keep.push(new Leak(n++)); }, 100);
+if (seconds) setTimeout(() => process.exit(3), seconds * 1000);
+console.log("leaking");
+`
+
+// diagnoseLine is the part of a record with a diagnosis that these tests read.
+type diagnoseLine struct {
+	Time       string         `json:"time"`
+	Event      string         `json:"event"`
+	Generation int            `json:"generation"`
+	Pid        int            `json:"pid"`
+	Reason     string         `json:"reason"`
+	ExitCode   *int           `json:"exit_code"`
+	Signal     string         `json:"signal"`
+	Diagnosis  *diagnose.Dump `json:"diagnosis"`
+}
+
+func readDiagnoseLines(t *testing.T, path string) []diagnoseLine {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []diagnoseLine
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r diagnoseLine
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// byEvent picks the records of one kind.
+func byEvent(recs []diagnoseLine, event string) []diagnoseLine {
+	var out []diagnoseLine
+	for _, r := range recs {
+		if r.Event == event {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// watchMemoryMax reads the memory.max of the running cgrun named name (through cgrun ps --json)
+// every 200 ms until stop is closed, and returns the highest seen.
+func watchMemoryMax(t *testing.T, name string, stop <-chan struct{}) func() uint64 {
+	var mu sync.Mutex
+	var highest uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			out, err := exec.Command(cgrunBin(t), "ps", "--json").Output()
+			if err != nil {
+				continue
+			}
+			var boxes []sandbox
+			if json.Unmarshal(out, &boxes) != nil {
+				continue
+			}
+			for _, b := range boxes {
+				if b.Name == name && b.MemoryMax != nil {
+					mu.Lock()
+					highest = max(highest, *b.MemoryMax)
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() uint64 {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return highest
+	}
+}
+
+// TestDiagnoseNodeHeapSnapshotBeforeRecycle: a Node worker that leaks JS objects is recycled
+// above 120M; before each stop, cgrun gives it room (memory.max + 64M) and sends SIGUSR2, Node
+// writes a .heapsnapshot, and only once it is complete is the generation stopped. The snapshot
+// is a V8 heap snapshot (JSON with its nodes and edges), the recycle event names it, and with
+// --diagnose-keep 1 only the newest is left.
+func TestDiagnoseNodeHeapSnapshotBeforeRecycle(t *testing.T) {
+	requireCgroup2(t)
+	node := nodeOrFail(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	events, script := filepath.Join(tmp, "events.jsonl"), writeLeakJS(t, tmp)
+	const limit, headroom = 192 << 20, 64 << 20
+	stop := make(chan struct{})
+	highest := watchMemoryMax(t, "leak", stop)
+	r := runCgrunArgs(t, []string{"--name", "leak", "--memory-max", "192M", "--recycle-above", "120M", "--recycle-after", "1s",
+		"--diagnose-signal", "SIGUSR2", "--diagnose-dir", dir, "--diagnose-headroom", "64M", "--diagnose-keep", "1",
+		"--restart-delay", "0", "--max-restarts", "1", "--restart-window", "600s", "--events", events,
+		"--", node, "--max-old-space-size=512", "--heapsnapshot-signal=SIGUSR2", "--diagnostic-dir=" + dir, script, "128"})
+	close(stop)
+	if r.code != 122 {
+		t.Fatalf("exit %d, want 122 (two generations recycled, then gave up); stderr %q", r.code, r.stderr)
+	}
+	t.Logf("stderr:\n%s", r.stderr)
+	recs := readDiagnoseLines(t, events)
+	dumps, exits, recycles, starts := byEvent(recs, "diagnose"), byEvent(recs, "exit"), byEvent(recs, "recycle"), byEvent(recs, "start")
+	if len(dumps) != 2 || len(exits) != 2 || len(recycles) != 1 || len(starts) != 2 {
+		t.Fatalf("%d dumps, %d exits, %d recycles, %d starts; want 2, 2, 1, 2", len(dumps), len(exits), len(recycles), len(starts))
+	}
+	for i, d := range dumps {
+		dg := d.Diagnosis
+		if dg == nil || !dg.Complete || dg.Reason != "memory_above" || len(dg.Files) != 1 || !strings.HasSuffix(dg.Files[0].Path, ".heapsnapshot") {
+			t.Fatalf("dump %d: %+v; want one complete .heapsnapshot for memory_above", i+1, dg)
+		}
+		if dg.MemoryMax != limit+headroom || !strings.Contains(dg.Note, "memory.max raised from 192M to 256M") {
+			t.Errorf("dump %d: memory.max raised to %d (%q), want %d", i+1, dg.MemoryMax, dg.Note, limit+headroom)
+		}
+		// Asked for before the stop, complete before the generation's exit.
+		asked, ended := parseTime(t, dg.Time), parseTime(t, exits[i].Time)
+		if done := asked.Add(time.Duration(dg.Seconds * float64(time.Second))); !done.Before(ended) {
+			t.Errorf("dump %d complete at %v, generation ended at %v: want the dump first", i+1, done, ended)
+		}
+		if exits[i].Reason != "memory_above" {
+			t.Errorf("generation %d ended for %q, want memory_above", i+1, exits[i].Reason)
+		}
+		t.Logf("dump %d: %s, %d bytes, in %.1fs", i+1, filepath.Base(dg.Files[0].Path), dg.Files[0].Size, dg.Seconds)
+	}
+	// The recycle event names the first generation's dump; the second generation starts after it.
+	first := dumps[0].Diagnosis
+	if rd := recycles[0].Diagnosis; rd == nil || len(rd.Files) != 1 || rd.Files[0].Path != first.Files[0].Path {
+		t.Errorf("recycle event's diagnosis %+v; want the first dump, %s", rd, first.Files[0].Path)
+	}
+	if !parseTime(t, starts[1].Time).After(parseTime(t, dumps[0].Time)) {
+		t.Errorf("generation 2 started at %s, before the dump at %s", starts[1].Time, dumps[0].Time)
+	}
+	// --diagnose-keep 1: the first snapshot is gone, the second is a heap snapshot.
+	if _, err := os.Stat(first.Files[0].Path); !os.IsNotExist(err) {
+		t.Errorf("first snapshot %s: %v; want it removed by --diagnose-keep 1", first.Files[0].Path, err)
+	}
+	b, err := os.ReadFile(dumps[1].Diagnosis.Files[0].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap struct {
+		Snapshot json.RawMessage `json:"snapshot"`
+		Nodes    []int64         `json:"nodes"`
+		Edges    []int64         `json:"edges"`
+		Strings  []string        `json:"strings"`
+	}
+	if err := json.Unmarshal(b, &snap); err != nil {
+		t.Fatalf("snapshot is not JSON: %v", err)
+	}
+	if len(snap.Snapshot) == 0 || len(snap.Nodes) == 0 || len(snap.Edges) == 0 || !containsString(snap.Strings, "Leak") {
+		t.Errorf("snapshot: %d nodes, %d edges, Leak named %v; want a V8 heap snapshot holding the Leak class",
+			len(snap.Nodes), len(snap.Edges), containsString(snap.Strings, "Leak"))
+	}
+	if h := highest(); h > limit+headroom || h <= limit {
+		t.Errorf("memory.max seen up to %d; want above the limit (%d) during the dump, never above limit + headroom (%d)", h, limit, limit+headroom)
+	}
+}
+
+func writeLeakJS(t *testing.T, dir string) string {
+	t.Helper()
+	p := filepath.Join(dir, "leak.js")
+	if err := os.WriteFile(p, []byte(leakJS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// TestDiagnoseCmd: --diagnose-cmd runs in the group with the child's pid and the directory in
+// its environment, and the generation is stopped once its file is complete; a dump that never
+// completes (a file left open) holds the recycle until --diagnose-timeout, no longer.
+func TestDiagnoseCmd(t *testing.T) {
+	requireCgroup2(t)
+	for _, tc := range []struct {
+		name     string
+		cmd      string
+		complete bool
+		min, max float64 // how long cgrun waits for it, in seconds
+	}{
+		{"writes the child's pid", `echo $CGRUN_CHILD_PID > "$CGRUN_DUMP_DIR/pid.txt"`, true, 0.9, 2.5},
+		{"never completes", `exec 3>"$CGRUN_DUMP_DIR/partial"; echo x >&3; sleep 60`, false, 3, 4.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			events := filepath.Join(t.TempDir(), "events.jsonl")
+			// A recycle always restarts: --max-restarts 1 ends the run after the second.
+			r := runCgrun(t, nil, []string{"--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
+				"--max-restarts", "1", "--restart-window", "600s", "--diagnose-keep", "0",
+				"--diagnose-cmd", tc.cmd, "--diagnose-dir", dir, "--diagnose-timeout", "3s", "--events", events}, "hog", "40")
+			if r.code != 122 {
+				t.Fatalf("exit %d, want 122 (two generations recycled); stderr %q", r.code, r.stderr)
+			}
+			recs := readDiagnoseLines(t, events)
+			dumps, exits, starts := byEvent(recs, "diagnose"), byEvent(recs, "exit"), byEvent(recs, "start")
+			if len(dumps) != 2 || len(exits) != 2 || dumps[0].Diagnosis == nil {
+				t.Fatalf("%d dumps, %d exits; want 2 each; stderr %q", len(dumps), len(exits), r.stderr)
+			}
+			d := dumps[0].Diagnosis
+			if d.Complete != tc.complete || d.Seconds < tc.min || d.Seconds > tc.max || len(d.Files) != 1 {
+				t.Errorf("dump %+v; want complete %v after %.1f-%.1fs, one file", d, tc.complete, tc.min, tc.max)
+			}
+			if ended := parseTime(t, exits[0].Time); ended.Before(parseTime(t, d.Time).Add(time.Duration(d.Seconds * float64(time.Second)))) {
+				t.Errorf("generation ended at %v, before the wait for its dump did", ended)
+			}
+			if tc.complete && len(d.Files) == 1 {
+				b, _ := os.ReadFile(d.Files[0].Path)
+				var pid int
+				if err := json.Unmarshal(b, &pid); err != nil || len(starts) != 2 || pid != starts[1].Pid {
+					t.Errorf("pid.txt %q; want the last child's pid, from its start record", b)
+				}
+			}
+		})
+	}
+}
+
+// TestDiagnoseAboveWithoutRecycle: --diagnose-above dumps once when memory first crosses the
+// mark and the worker keeps running; the next generation crosses it within --diagnose-interval
+// and gets no dump.
+func TestDiagnoseAboveWithoutRecycle(t *testing.T) {
+	requireCgroup2(t)
+	node := nodeOrFail(t)
+	dir, tmp := t.TempDir(), t.TempDir()
+	events, script := filepath.Join(tmp, "events.jsonl"), writeLeakJS(t, tmp)
+	// Each generation leaks ~5M/s for 15 s, then exits 3: on-failure restarts it once.
+	r := runCgrunArgs(t, []string{"--name", "above", "--diagnose-above", "80M", "--diagnose-signal", "SIGUSR2", "--diagnose-dir", dir,
+		"--restart", "on-failure", "--restart-delay", "0", "--max-restarts", "1", "--restart-window", "600s", "--events", events,
+		"--", node, "--heapsnapshot-signal=SIGUSR2", "--diagnostic-dir=" + dir, script, "64", "15"})
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != 122 {
+		t.Fatalf("exit %d, want 122 (two generations exited 3, then cgrun gave up)", r.code)
+	}
+	recs := readDiagnoseLines(t, events)
+	dumps, exits := byEvent(recs, "diagnose"), byEvent(recs, "exit")
+	if len(dumps) != 1 || len(exits) != 2 {
+		t.Fatalf("%d dumps, %d exits; want 1 dump (the second crossing is within --diagnose-interval) and 2 exits", len(dumps), len(exits))
+	}
+	d := dumps[0].Diagnosis
+	if d == nil || !d.Complete || d.Reason != "above" || d.Generation != 1 || len(d.Files) != 1 || !strings.HasSuffix(d.Files[0].Path, ".heapsnapshot") {
+		t.Errorf("dump %+v; want generation 1's complete .heapsnapshot for above", d)
+	}
+	for _, e := range exits {
+		if e.ExitCode == nil || *e.ExitCode != 3 || e.Reason != "" {
+			t.Errorf("generation %d: exit %v, reason %q; want it to run on to its own exit 3", e.Generation, e.ExitCode, e.Reason)
+		}
+	}
+	if !strings.Contains(r.stderr, "generation 2: memory at") || !strings.Contains(r.stderr, "no dump: the last was less than --diagnose-interval 1h0m0s ago") {
+		t.Errorf("stderr does not say why generation 2 got no dump")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("%d files in the dump directory, want 1", len(entries))
+	}
+}
+
+// TestDiagnosePaceInStatus: `cgrun status` of a worker that leaks 1M every 100 ms (600M a
+// minute) shows a growth figure within 25% of that, and ps --json the same figure.
+func TestDiagnosePaceInStatus(t *testing.T) {
+	requireCgroup2(t)
+	cmd, out, errb := startCgrun(t, []string{"--name", "drip"}, "drip", "1", "100")
+	if !out.Scan() || out.Text() != "ready" {
+		t.Fatalf("no ready line; stderr %q", errb.String())
+	}
+	time.Sleep(6 * time.Second)
+	stdout, stderr, code := cgrunCmd(t, nil, "status", "drip", "--json")
+	if code != 0 {
+		t.Fatalf("status: exit %d, %q", code, stderr)
+	}
+	var b sandbox
+	if err := json.Unmarshal([]byte(stdout), &b); err != nil || b.Pace == nil {
+		t.Fatalf("status --json %q: %v; want a pace", stdout, err)
+	}
+	const real = 600 << 20 // bytes a minute
+	if got := b.Pace.BytesPerMinute; got < real*0.75 || got > real*1.25 {
+		t.Errorf("pace %.1f MiB/min over %.1fs, want within 25%% of %d MiB/min", got/(1<<20), b.Pace.Seconds, real>>20)
+	}
+	t.Logf("pace %.1f MiB/min over %.1fs (real: %d MiB/min)", b.Pace.BytesPerMinute/(1<<20), b.Pace.Seconds, real>>20)
+	text, _, _ := cgrunCmd(t, nil, "status", "drip")
+	if !strings.Contains(text, "  pace         grows ~") {
+		t.Errorf("status text has no pace line:\n%s", text)
+	}
+	psOut, _, _ := cgrunCmd(t, nil, "ps", "--json")
+	var boxes []sandbox
+	if err := json.Unmarshal([]byte(psOut), &boxes); err != nil || len(boxes) == 0 || boxes[0].Pace == nil {
+		t.Errorf("ps --json %q: %v; want a pace", psOut, err)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	waitCode(t, cmd)
+}

@@ -1,0 +1,215 @@
+package launch
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/report"
+	"github.com/cgrun/cgrun/launch/state"
+	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
+)
+
+// maxStateDumps is how many dumps the state file lists, the newest.
+const maxStateDumps = 10
+
+// dumping is a diagnostic dump in progress: cgrun waits for its files before it goes on.
+type dumping struct {
+	d       diagnose.Dump
+	started time.Time
+	w       *diagnose.Watcher
+	done    chan dumpResult // Wait's answer, once
+	then    func()          // what follows the dump: the recycle's stop; nil for none
+}
+
+type dumpResult struct {
+	files    []diagnose.File
+	complete bool
+}
+
+// startDump asks for a dump (--diagnose-signal or --diagnose-cmd) and starts waiting for its
+// files; then runs once they are complete or --diagnose-timeout passed. With room, it first
+// lifts memory.high and, with --diagnose-headroom, raises memory.max. It reports false when no
+// dump was asked for: none is configured, one is in progress, or it could not be started.
+func (g *generation) startDump(reason string, room bool, then func()) bool {
+	cfg := g.run.cfg
+	c := cfg.Diagnose
+	if c.Enabled() && g.dumping != nil && then != nil && g.dumping.then == nil {
+		g.dumping.then = then // a --diagnose-above dump in progress serves the recycle too
+		g.liftThrottle()
+		return true
+	}
+	if !c.Enabled() || g.dumping != nil {
+		return false
+	}
+	warn := func(err error) bool {
+		fmt.Fprintf(cfg.Log, "cgrun: warning: %s: no diagnostic dump: %v\n", g.run.name, err)
+		return false
+	}
+	w, err := diagnose.Watch(c.Dir)
+	if err != nil {
+		return warn(err)
+	}
+	d := &dumping{started: time.Now(), w: w, done: make(chan dumpResult, 1), then: then,
+		d: diagnose.Dump{Generation: g.number, Reason: reason}}
+	d.d.Time = d.started.Format(time.RFC3339Nano)
+	if room {
+		var high, max uint64
+		if l := cfg.Limits.MemoryHigh; l.Set && !l.Max {
+			high = l.Value
+		}
+		if l := cfg.Limits.MemoryMax; l.Set && !l.Max {
+			max = l.Value
+		}
+		if d.d.MemoryMax, d.d.Note, err = diagnose.Room(g.dir, g.leaf, g.run.h.Mount, high, max, c.Headroom); err != nil {
+			fmt.Fprintf(cfg.Log, "cgrun: warning: %s: room for the dump: %v\n", g.run.name, err)
+		}
+	}
+	how := proc.SignalName(c.Signal)
+	if c.Signal != 0 {
+		err = unix.Kill(g.pid, c.Signal)
+	} else {
+		how = "--diagnose-cmd"
+		child := g.run.child(g.leaf)
+		child.Env = append(child.Env, fmt.Sprintf("CGRUN_CHILD_PID=%d", g.pid), "CGRUN_DUMP_DIR="+c.Dir)
+		_, err = startProbe(c.Cmd, child) // reaped with the probes: its files say when it is done
+	}
+	if err != nil {
+		w.Close()
+		return warn(err)
+	}
+	when := "before the recycle for " + reason
+	if reason == "above" {
+		when = "memory crossed --diagnose-above " + cgroup.FormatSize(c.Above)
+	}
+	fmt.Fprintf(cfg.Log, "cgrun: %s: generation %d: %s: taking a diagnostic dump (%s) into %s, waiting at most %v%s\n",
+		g.run.name, g.number, when, how, c.Dir, c.Timeout, parenthesized(d.d.Note))
+	go func() {
+		files, complete := w.Wait(d.started.Add(c.Timeout), diagnose.Quiet)
+		d.done <- dumpResult{files, complete}
+	}()
+	g.dumping = d
+	return true
+}
+
+// dumpDone is the channel that says the dump in progress ended; nil when there is none.
+func (g *generation) dumpDone() <-chan dumpResult {
+	if g.dumping == nil {
+		return nil
+	}
+	return g.dumping.done
+}
+
+// dumpEnded records a dump whose wait ended, keeps the newest --diagnose-keep, and goes on with
+// what was waiting for it.
+func (g *generation) dumpEnded(res dumpResult) {
+	d := g.dumping
+	g.dumping = nil
+	d.w.Close()
+	d.d.Files, d.d.Complete, d.d.Seconds = res.files, res.complete, time.Since(d.started).Seconds()
+	var names []string
+	for _, f := range d.d.Files {
+		names = append(names, fmt.Sprintf("%s (%s)", f.Path, cgroup.FormatSize(uint64(f.Size))))
+	}
+	what := fmt.Sprintf("dump complete after %.1fs: %s", d.d.Seconds, strings.Join(names, ", "))
+	if !d.d.Complete {
+		what = fmt.Sprintf("dump not complete after %.1fs (--diagnose-timeout %v, or the child ended): %s",
+			d.d.Seconds, g.run.cfg.Diagnose.Timeout, orNothing(strings.Join(names, ", ")))
+	}
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s\n", g.run.name, g.number, what)
+	g.dumped = &d.d
+	g.run.dumps = append(g.run.dumps, d.d)
+	var errs []error
+	g.run.dumps, errs = diagnose.Prune(g.run.dumps, g.run.cfg.Diagnose.Keep)
+	for _, err := range errs {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: --diagnose-keep: %v\n", err)
+	}
+	if g.run.cfg.Diagnose.Keep == 0 && len(g.run.dumps) > maxStateDumps {
+		g.run.dumps = g.run.dumps[len(g.run.dumps)-maxStateDumps:] // nothing to remove: forget the oldest
+	}
+	// The state shows the newest few: its size is bounded (see maxStateSize).
+	dumps := append([]diagnose.Dump(nil), g.run.dumps[max(0, len(g.run.dumps)-maxStateDumps):]...)
+	g.run.updateState(func(s *state.State) {
+		s.Dumps = dumps
+		s.Note("dump", what)
+	})
+	cur, _ := cgroup.MemoryCurrent(g.dir)
+	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindDiagnose, MemoryCurrent: cur}, func(r *report.Event) {
+		// the recycle reason it came before, or "above" for --diagnose-above (README)
+		r.Reason, r.Diagnosis = policy.Reason(d.d.Reason), &d.d
+	}))
+	if d.then != nil {
+		d.then()
+	}
+}
+
+// endDump ends a dump still in progress when the child exited: nothing follows it.
+func (g *generation) endDump() {
+	if g.dumping == nil {
+		return
+	}
+	g.dumping.then = nil
+	g.dumping.w.Close()
+	g.dumpEnded(<-g.dumping.done)
+}
+
+// diagnoseAboveTick is the ticker that looks for --diagnose-above's mark once a second; nil
+// without it.
+func (g *generation) diagnoseAboveTick() *time.Ticker {
+	if c := g.run.cfg.Diagnose; !c.Enabled() || c.Above == 0 {
+		return nil
+	}
+	return time.NewTicker(time.Second)
+}
+
+// checkDiagnoseAbove takes the generation's one --diagnose-above dump when memory first crosses
+// the mark, unless one was taken less than --diagnose-interval ago. It reports whether to keep
+// looking.
+func (g *generation) checkDiagnoseAbove(now time.Time) bool {
+	c := g.run.cfg.Diagnose
+	cur, err := cgroup.MemoryCurrent(g.dir)
+	if err != nil || cur < c.Above || g.dumping != nil || g.recycled != "" || g.stopAsked != 0 {
+		return g.recycled == "" && g.stopAsked == 0
+	}
+	if !g.run.aboveDumps.Allow(now) {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: memory at %s crossed --diagnose-above %s; no dump: the last was less than --diagnose-interval %v ago\n",
+			g.run.name, g.number, cgroup.FormatSize(cur), cgroup.FormatSize(c.Above), c.Interval)
+		return false
+	}
+	g.startDump("above", false, nil)
+	return false
+}
+
+// pastGeneration is how an ended generation shows in the pace's history.
+func pastGeneration(n int, out outcome) diagnose.Past {
+	p := diagnose.Past{Generation: n, Seconds: out.uptime.Seconds(), Peak: out.peak, Reason: string(out.recycled)}
+	switch {
+	case out.oomKill > 0:
+		p.Reason = "oom_kill"
+	case out.recycled != "":
+	case out.status.Signaled():
+		p.Reason = "signal " + proc.SignalName(out.status.Signal())
+	default:
+		p.Reason = fmt.Sprintf("exit %d", out.status.ExitStatus())
+	}
+	return p
+}
+
+func parenthesized(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
+
+func orNothing(s string) string {
+	if s == "" {
+		return "nothing written"
+	}
+	return s
+}
