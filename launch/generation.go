@@ -119,6 +119,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.started = time.Now()
 	child := g.run.child(g.leaf)
 	child.Path, child.Argv = g.run.path, cfg.Command
+	child.Listen, child.Env = g.run.sockets.Files(), g.run.sockets.Env(child.Env)
 	g.pid, err = Start(child)
 	if err != nil {
 		stopWatching()

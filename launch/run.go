@@ -14,6 +14,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,9 @@ type Config struct {
 	// AllowNewPrivs leaves no_new_privs off for a --user command, so that setuid binaries
 	// (sudo, su) and file capabilities work in it.
 	AllowNewPrivs bool
+	// Listen are the sockets cgrun binds before the first generation and hands to every one
+	// (--listen); see package listen.
+	Listen []listen.Addr
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -70,6 +74,8 @@ type runner struct {
 	notify *notifier
 	guard  *guard      // kills the generations if cgrun is SIGKILLed; nil until the first one runs
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
+
+	sockets *listen.Set // the --listen sockets, open for the whole run
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    State
@@ -130,6 +136,10 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if r.path, err = LookPath(cfg.Command[0]); err != nil {
 		return Code(err), 0, err
 	}
+	if r.sockets, err = bindListen(cfg); err != nil {
+		return ExitFailure, 0, err
+	}
+	defer r.sockets.Close()
 	if r.h, err = cgroup.Detect(); err != nil {
 		return ExitFailure, 0, err
 	}

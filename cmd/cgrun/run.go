@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -72,6 +73,7 @@ type runFlags struct {
 
 	user          string
 	allowNewPrivs bool
+	listen        []string
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -91,6 +93,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
+	fs.StringArrayVar(&f.listen, "listen", nil, "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation as fd 3, 4, ... with LISTEN_FDS and FPM_SOCKETS, so no connection is refused while one is replaced (repeatable)")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
@@ -183,6 +186,14 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 			return fail(fmt.Errorf("%s %q: %w", origin("user"), f.user, err))
 		}
 	}
+	var sockets []listen.Addr
+	for _, a := range f.listen {
+		addr, err := listen.Parse(a)
+		if err != nil {
+			return fail(err)
+		}
+		sockets = append(sockets, addr)
+	}
 	events, closeEvents, err := openEvents(f.events, stdout)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))
@@ -214,6 +225,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		NoClone3:          envValue(env, "CGRUN_NO_CLONE3") == "1",
 		User:              user,
 		AllowNewPrivs:     f.allowNewPrivs,
+		Listen:            sockets,
 		Log:               stderr,
 	})
 	if err != nil {
