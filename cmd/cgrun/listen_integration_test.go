@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The --listen tests (issue 18): cgrun holds the sockets, so recycles refuse no connection.
+
+// nodeServerJS is an HTTP server that answers its pid. It takes fd 3 when LISTEN_FDS is set (the
+// one line an app changes for --listen) — after checking LISTEN_PID as socket-activation
+// libraries do — and binds 127.0.0.1:PORT itself otherwise. On SIGTERM it stops accepting and
+// exits once its requests are answered, as a well-behaved server does. GET /oom allocates until
+// the kernel kills it.
+const nodeServerJS = `
+const http = require('http');
+const fds = process.env.LISTEN_FDS;
+if (fds && process.env.LISTEN_PID !== String(process.pid)) {
+  console.error('LISTEN_PID ' + process.env.LISTEN_PID + ' is not my pid ' + process.pid);
+  process.exit(3);
+}
+const keep = [];
+const server = http.createServer((req, res) => {
+  if (req.url === '/oom') { for (;;) keep.push(Buffer.alloc(1 << 20, 1)); }
+  res.end(String(process.pid));
+});
+server.listen(fds ? {fd: 3} : {port: +process.argv[2], host: '127.0.0.1'});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+`
+
+// freePort is a TCP port on 127.0.0.1 that nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on loopback (is lo up in the guest?): %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// loadStats is what a load client saw.
+type loadStats struct {
+	mu      sync.Mutex
+	ok      int
+	refused int
+	failed  int // any other error
+	errs    []string
+	pids    map[string]int // answers by the pid that gave them
+	last    string         // the pid of the latest answer
+	wait    func()         // returns once every client has stopped
+}
+
+func (s *loadStats) add(pid string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case err == nil:
+		s.ok++
+		s.pids[pid]++
+		s.last = pid
+	case errors.Is(err, syscall.ECONNREFUSED):
+		s.refused++
+	default:
+		s.failed++
+		if len(s.errs) < 5 {
+			s.errs = append(s.errs, err.Error())
+		}
+	}
+}
+
+func (s *loadStats) lastPid() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// load sends requests to url from workers clients, each on a new connection, until ctx ends.
+func load(ctx context.Context, url string, workers int) *loadStats {
+	s := &loadStats{pids: map[string]int{}}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				resp, err := client.Get(url)
+				var body []byte
+				if err == nil {
+					body, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				if ctx.Err() != nil && err != nil {
+					return
+				}
+				s.add(string(body), err)
+				if err != nil {
+					time.Sleep(time.Millisecond) // a refused connect returns at once: do not spin
+				}
+			}
+		}()
+	}
+	s.wait = wg.Wait
+	return s
+}
+
+// recycleNode runs a Node server under cgrun with flags, recycles it n times under load (each
+// recycle once the previous generation answers), stops it, and returns what the client saw.
+func recycleNode(t *testing.T, node string, flags []string, port, n int) *loadStats {
+	t.Helper()
+	js := filepath.Join(t.TempDir(), "server.js")
+	if err := os.WriteFile(js, []byte(nodeServerJS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string{"run", "--max-restarts", "0", "--restart-delay", "0", "--stop-timeout", "10s"}, flags...), "--", node, js, strconv.Itoa(port))
+	cmd := exec.Command(cgrunBin(t), args...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	// The first generation answers before the load starts: refusals before it are no recycle's.
+	if !eventually(30*time.Second, func() bool {
+		r, err := http.Get(url)
+		ok := err == nil
+		if ok {
+			r.Body.Close()
+		}
+		return ok
+	}) {
+		t.Fatalf("the server never answered on %s; cgrun said:\n%s", url, errb.String())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stats := load(ctx, url, 4)
+	for i := 0; i < n; i++ {
+		before := ""
+		if !eventually(30*time.Second, func() bool { before = stats.lastPid(); return before != "" }) {
+			break
+		}
+		cmd.Process.Signal(syscall.SIGALRM)
+		if !eventually(30*time.Second, func() bool { p := stats.lastPid(); return p != "" && p != before }) {
+			cancel()
+			t.Fatalf("recycle %d: no new generation answered within 30 s; cgrun said:\n%s", i+1, errb.String())
+		}
+	}
+	cancel()
+	stats.wait()
+	cmd.Process.Signal(syscall.SIGTERM)
+	if code := waitCode(t, cmd); code != 0 && code != 128+int(syscall.SIGTERM) {
+		t.Errorf("cgrun exited %d; it said:\n%s", code, errb.String())
+	}
+	if got := len(stats.pids); got < n+1 {
+		t.Errorf("answers came from %d generations, want %d: %v", got, n+1, stats.pids)
+	}
+	return stats
+}
+
+func TestListenNodeRecyclesRefuseNothing(t *testing.T) {
+	requireCgroup2(t)
+	node := nodeOrFail(t)
+	const recycles = 10
+	// The control: Node binds the port itself, so each recycle closes it for a while.
+	port := freePort(t)
+	control := recycleNode(t, node, nil, port, recycles)
+	t.Logf("without --listen: %d answered, %d refused, %d failed", control.ok, control.refused, control.failed)
+	if control.refused == 0 {
+		t.Errorf("without --listen no connection was refused over %d recycles: the test cannot tell --listen's effect", recycles)
+	}
+	port = freePort(t)
+	held := recycleNode(t, node, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port)}, port, recycles)
+	t.Logf("with --listen: %d answered, %d refused, %d failed %v", held.ok, held.refused, held.failed, held.errs)
+	if held.refused != 0 || held.failed != 0 {
+		t.Errorf("with --listen over %d recycles: %d refused, %d failed (%v); want none", recycles, held.refused, held.failed, held.errs)
+	}
+}
+
+// TestListenEnvironment: the command gets the sockets as fds 3 and 4, and LISTEN_PID is its own
+// pid, on both start paths and as a --user; nothing else of cgrun's reaches it.
+func TestListenEnvironment(t *testing.T) {
+	requireCgroup2(t)
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	os.Chmod(filepath.Dir(sock), 0o755) // the --user stats the socket's file
+	os.Chmod(filepath.Dir(filepath.Dir(sock)), 0o755)
+	port := freePort(t)
+	script := `echo "pid=$$ LISTEN_PID=$LISTEN_PID LISTEN_FDS=$LISTEN_FDS LISTEN_FDNAMES=$LISTEN_FDNAMES FPM_SOCKETS=$FPM_SOCKETS"; ` +
+		`ls -l /proc/$$/fd | sed -n 's/.* \([0-9]*\) -> /fd \1 /p'; stat -c 'owner=%u:%g mode=%a' ` + sock
+	for _, tc := range []struct {
+		name  string
+		env   []string
+		flags []string
+		owner string
+	}{
+		{"clone3", nil, nil, "0:0"},
+		{"re-exec stub", []string{"CGRUN_NO_CLONE3=1"}, nil, "0:0"},
+		{"as a user", nil, []string{"--user", "65534:65534"}, "65534:65534"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"run", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--listen", "unix:" + sock}, tc.flags...)
+			args = append(args, "--", "/bin/sh", "-c", script)
+			cmd := exec.Command(cgrunBin(t), args...)
+			cmd.Env = append(append(os.Environ(), "LISTEN_FDS=7", "LISTEN_PID=1"), tc.env...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("cgrun: %v\n%s", err, out)
+			}
+			var pid string
+			fds := map[string]string{}
+			for _, line := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "fd" {
+					fds[f[1]] = f[2]
+				} else if len(f) > 0 && strings.HasPrefix(f[0], "pid=") {
+					pid = strings.TrimPrefix(f[0], "pid=")
+				}
+			}
+			want := fmt.Sprintf("pid=%s LISTEN_PID=%s LISTEN_FDS=2 LISTEN_FDNAMES=127.0.0.1_%d:unix_%s FPM_SOCKETS=127.0.0.1:%d=3,%s=4",
+				pid, pid, port, sock, port, sock)
+			if pid == "" || !strings.Contains(string(out), want) {
+				t.Errorf("output:\n%s\nwant the line %q", out, want)
+			}
+			if !strings.HasPrefix(fds["3"], "socket:") || !strings.HasPrefix(fds["4"], "socket:") {
+				t.Errorf("fds 3 and 4 are %q and %q, want the two sockets", fds["3"], fds["4"])
+			}
+			for fd, what := range fds {
+				if n, _ := strconv.Atoi(fd); n > 4 && !strings.Contains(what, "/proc/") {
+					t.Errorf("fd %s (%s) reached the command: only 0-4 should", fd, what)
+				}
+			}
+			if !strings.Contains(string(out), "owner="+tc.owner+" mode=660") {
+				t.Errorf("socket file: want owner %s, mode 660 in:\n%s", tc.owner, out)
+			}
+			if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("cgrun left %s: %v", sock, err)
+			}
+		})
+	}
+}
+
+// TestListenBadInputCreatesNothing: a bad address or a busy one is one line, exit 125, and no
+// group, socket or process is left.
+func TestListenBadInputCreatesNothing(t *testing.T) {
+	h := requireCgroup2(t)
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyUnix := filepath.Join(dir, "busy.sock")
+	bl, err := net.Listen("unix", busyUnix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bl.Close()
+	first := filepath.Join(dir, "first.sock")
+	for _, tc := range []struct {
+		name, addr, want string
+	}{
+		{"no port", "127.0.0.1", `--listen "127.0.0.1": want :PORT`},
+		{"port 0", ":0", `port "0" is not a number from 1 to 65535`},
+		{"host name", "localhost:3000", `"localhost" is not an IP address`},
+		{"relative path", "unix:app.sock", "the socket's path must be absolute"},
+		{"port in use", busy.Addr().String(), "address already in use: another process listens there"},
+		{"socket in use", "unix:" + busyUnix, "another process listens on " + busyUnix},
+		{"no directory", "unix:" + filepath.Join(dir, "none", "a.sock"), "no such file or directory"},
+		{"address not here", "192.0.2.1:3000", "cannot assign requested address"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := groupsUnder(t, h.SelfDir())
+			cmd := exec.Command(cgrunBin(t), "run", "--listen", "unix:"+first, "--listen", tc.addr, "--", "/bin/sleep", "30")
+			var errb bytes.Buffer
+			cmd.Stderr = &errb
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != 125 {
+				t.Errorf("exit %d, want 125", code)
+			}
+			msg := errb.String()
+			if strings.Count(msg, "\n") != 1 || !strings.HasPrefix(msg, "cgrun: ") || !strings.Contains(msg, tc.want) {
+				t.Errorf("stderr %q: want one line starting with \"cgrun: \" containing %q", msg, tc.want)
+			}
+			if _, err := os.Lstat(first); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the first --listen's socket file is left: %v", err)
+			}
+			assertNothingLeft(t, h, before)
+		})
+	}
+}
+
+// TestListenFdsNeverReachProbes: a health probe gets neither the sockets nor LISTEN_*.
+func TestListenFdsNeverReachProbes(t *testing.T) {
+	requireCgroup2(t)
+	seen := filepath.Join(t.TempDir(), "probe")
+	probe := `{ env | grep -E '^(LISTEN_|FPM_SOCKETS)'; for f in /proc/$$/fd/*; do echo "fd ${f##*/} $(readlink $f)"; done; } > ` + seen + `.tmp; mv ` + seen + `.tmp ` + seen
+	port := freePort(t)
+	r := runCgrunTerm(t, 3*time.Second, nil, []string{"--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--health-cmd", probe, "--health-interval", "200ms"}, "linger", "20000", "0")
+	b, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatalf("the probe never ran: %v; cgrun said:\n%s", err, r.stderr)
+	}
+	if strings.Contains(string(b), "socket:") || strings.Contains(string(b), "LISTEN_") || strings.Contains(string(b), "FPM_SOCKETS") {
+		t.Errorf("the probe saw the sockets:\n%s", b)
+	}
+	if !strings.Contains(string(b), "fd 0 ") {
+		t.Errorf("the probe's fd list is empty:\n%s", b)
+	}
+}
+
+// TestListenSocketSurvivesOOMKill: a generation killed by the OOM killer does not close the
+// socket: requests sent while the next generation starts wait and are answered by it.
+func TestListenSocketSurvivesOOMKill(t *testing.T) {
+	requireCgroup2(t)
+	node := nodeOrFail(t)
+	js := filepath.Join(t.TempDir(), "server.js")
+	if err := os.WriteFile(js, []byte(nodeServerJS), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	cmd := exec.Command(cgrunBin(t), "run", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--memory-max", "128M",
+		"--restart", "on-oom", "--restart-delay", "0", "--", node, js)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(path string) (string, error) {
+		resp, err := client.Get(url + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return string(b), err
+	}
+	var first string
+	var err error
+	if !eventually(30*time.Second, func() bool { first, err = get(""); return err == nil }) {
+		t.Fatalf("first request: %v; cgrun said:\n%s", err, errb.String())
+	}
+	if _, err := get("oom"); err == nil {
+		t.Fatal("GET /oom was answered: the generation was not OOM-killed")
+	}
+	for i := range 20 { // sent while the killed generation is torn down and the next starts
+		pid, err := get("")
+		if err != nil {
+			t.Fatalf("request %d after the OOM kill: %v; cgrun said:\n%s", i, err, errb.String())
+		}
+		if pid == first {
+			t.Fatalf("request %d answered by the OOM-killed generation's pid %s", i, pid)
+		}
+	}
+	if !strings.Contains(errb.String(), "killed by the OOM killer") {
+		t.Errorf("cgrun did not report the OOM kill:\n%s", errb.String())
+	}
+}
