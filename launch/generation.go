@@ -120,6 +120,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	child := g.run.child(g.leaf)
 	child.Path, child.Argv = g.run.path, cfg.Command
 	child.Listen, child.Env = g.run.sockets.Files(), g.run.sockets.Env(child.Env)
+	if os.Geteuid() == 0 {
+		child.Keep = g.run.sockets.Paths()
+	}
 	g.pid, err = Start(child)
 	if err != nil {
 		stopWatching()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cgrun/cgrun/launch/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,6 +37,9 @@ type Child struct {
 	// through the re-exec stub, which sets LISTEN_PID to its own pid — the command's, after
 	// exec — as no code can run between Go's fork and exec.
 	Listen []uintptr
+	// Keep are the unix sockets' files the command may not remove (see listen.Guard); cgrun
+	// sets them when it runs as root.
+	Keep []string
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -112,6 +116,9 @@ func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr)
 		return 0, fmt.Errorf("find cgrun's own binary for the re-exec stub: %w", err)
 	}
 	argv := []string{"cgrun", EnterCommand, listenFlag + strconv.Itoa(len(c.Listen))}
+	for _, p := range c.Keep {
+		argv = append(argv, keepFlag+p)
+	}
 	if c.Cred != nil {
 		argv = append(argv, credFlag+formatCred(c.Cred))
 	}
@@ -161,6 +168,9 @@ func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs boo
 // listenFlag tells the stub how many sockets precede the group's fd: --listen=N.
 const listenFlag = "--listen="
 
+// keepFlag names a socket's file the stub keeps in place: --keep=PATH, repeatable.
+const keepFlag = "--keep="
+
 // credFlag passes the stub the user to become: --cred=UID:GID:GROUP,GROUP...
 const credFlag = "--cred="
 
@@ -189,9 +199,10 @@ func parseCred(s string) (*syscall.Credential, error) {
 }
 
 // Enter is the re-exec stub: args are what follows EnterCommand
-// ([--listen=N] [--cred=...] PATH -- ARGV...). It moves the process into the group open on fd
-// 3+N (N sockets before it, 0 without --listen), sets LISTEN_PID to its own pid when it has
-// sockets, becomes the --cred user, and execs the command; it returns only on failure.
+// ([--listen=N] [--keep=PATH...] [--cred=...] PATH -- ARGV...). It moves the process into the
+// group open on fd 3+N (N sockets before it, 0 without --listen), keeps the --keep files in
+// place (listen.Guard), sets LISTEN_PID to its own pid when it has sockets, becomes the --cred
+// user, and execs the command; it returns only on failure.
 func Enter(args []string) error {
 	var cred *syscall.Credential
 	sockets := -1 // no --listen: no LISTEN_PID
@@ -202,6 +213,10 @@ func Enter(args []string) error {
 		}
 		sockets, args = n, args[1:]
 	}
+	var keep []string
+	for len(args) > 0 && strings.HasPrefix(args[0], keepFlag) {
+		keep, args = append(keep, strings.TrimPrefix(args[0], keepFlag)), args[1:]
+	}
 	if len(args) > 0 && strings.HasPrefix(args[0], credFlag) {
 		var err error
 		if cred, err = parseCred(strings.TrimPrefix(args[0], credFlag)); err != nil {
@@ -210,7 +225,7 @@ func Enter(args []string) error {
 		args = args[1:]
 	}
 	if len(args) < 3 || args[1] != "--" {
-		return errors.New(EnterCommand + ": want [--listen=N] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
+		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
 	}
 	path, argv := args[0], args[2:]
 	group := 3 + max(sockets, 0)
@@ -223,6 +238,9 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(group)
+	if err := listen.Guard(keep); err != nil {
+		return err
+	}
 	if cred != nil {
 		if err := becomeUser(cred); err != nil {
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -374,5 +375,121 @@ func TestListenSocketSurvivesOOMKill(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "killed by the OOM killer") {
 		t.Errorf("cgrun did not report the OOM kill:\n%s", errb.String())
+	}
+}
+
+// fpmOrFail returns php-fpm 8.2 and cgi-fcgi, failing where the harness requires them.
+func fpmOrFail(t *testing.T) (fpm, cgiFcgi string) {
+	t.Helper()
+	fpm, err := exec.LookPath("php-fpm8.2")
+	if err != nil {
+		fpm, err = exec.LookPath("/usr/sbin/php-fpm8.2")
+	}
+	if err == nil {
+		cgiFcgi, err = exec.LookPath("cgi-fcgi")
+	}
+	if err != nil {
+		if os.Getenv("CGRUN_REQUIRE_CGROUP2") == "1" {
+			t.Fatalf("this test needs php-fpm8.2 and cgi-fcgi (scripts/demo.d/install puts them in): %v", err)
+		}
+		t.Skipf("needs php-fpm8.2 and cgi-fcgi: %v", err)
+	}
+	return fpm, cgiFcgi
+}
+
+// TestListenPHPFPMRecyclesFailNothing: php-fpm takes cgrun's unix socket through FPM_SOCKETS
+// (its pool's listen = names it; nothing else changes) and is recycled while cgi-fcgi requests
+// run: none fails, and the socket's file outlives every php-fpm, which unlinks it when it exits.
+func TestListenPHPFPMRecyclesFailNothing(t *testing.T) {
+	requireCgroup2(t)
+	fpm, cgiFcgi := fpmOrFail(t)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755) // the pool's user reads the script
+	os.Chmod(filepath.Dir(dir), 0o755)
+	sock, script, conf := filepath.Join(dir, "fpm.sock"), filepath.Join(dir, "pid.php"), filepath.Join(dir, "fpm.conf")
+	os.WriteFile(script, []byte("<?php usleep(20000); echo 'ok ', getmypid(), \"\\n\";\n"), 0o644)
+	os.WriteFile(conf, []byte("[global]\nerror_log = /proc/self/fd/2\ndaemonize = no\n[www]\nuser = nobody\ngroup = nogroup\nlisten = "+sock+
+		"\npm = static\npm.max_children = 3\n"), 0o644)
+	cmd := exec.Command(cgrunBin(t), "run", "--listen", "unix:"+sock, "--stop-signal", "SIGQUIT", "--restart-delay", "0",
+		"--max-restarts", "0", "--", fpm, "-F", "-y", conf)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	request := func() (string, error) {
+		c := exec.Command(cgiFcgi, "-bind", "-connect", sock)
+		c.Env = []string{"SCRIPT_FILENAME=" + script, "SCRIPT_NAME=/pid.php", "REQUEST_METHOD=GET"}
+		out, err := c.CombinedOutput()
+		i := strings.Index(string(out), "ok ")
+		if err != nil || i < 0 {
+			return "", fmt.Errorf("cgi-fcgi: %v: %q", err, out)
+		}
+		return strings.TrimSpace(string(out[i+3:])), nil
+	}
+	var err error
+	if !eventually(30*time.Second, func() bool { _, err = request(); return err == nil }) {
+		t.Fatalf("php-fpm never answered: %v; cgrun said:\n%s", err, errb.String())
+	}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var ok, failed int
+	var fails []string
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				pid, err := request()
+				mu.Lock()
+				if err != nil {
+					failed++
+					fails = append(fails, err.Error())
+				} else {
+					ok++
+					seen[pid] = true
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	const recycles = 5
+	for i := range recycles {
+		mu.Lock()
+		before := maps.Clone(seen)
+		mu.Unlock()
+		cmd.Process.Signal(syscall.SIGALRM)
+		fresh := func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			for p := range seen {
+				if !before[p] {
+					return true
+				}
+			}
+			return false
+		}
+		if !eventually(30*time.Second, fresh) {
+			cancel()
+			wg.Wait()
+			t.Fatalf("recycle %d: no new worker answered within 30 s; cgrun said:\n%s", i+1, errb.String())
+		}
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("%d requests answered, %d failed over %d recycles", ok, failed, recycles)
+	if failed > 0 {
+		t.Errorf("%d requests failed: %q", failed, fails[:min(len(fails), 5)])
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Errorf("the socket's file after the recycles: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	if !strings.Contains(errb.String(), "using inherited socket") {
+		t.Errorf("php-fpm did not say it used the inherited socket:\n%s", errb.String())
 	}
 }
