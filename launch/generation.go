@@ -35,6 +35,16 @@ type generation struct {
 	peakEvery   time.Duration // the current interval of the peak samples
 	peakSaved   time.Time     // when a sampled peak last went into the state file
 	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
+
+	created      bool                  // the group exists: end removes it
+	begun        outcome               // what begin knew
+	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
+	stopWatching func()
+	closeWatch   func()
+	next         *handover        // --overlap: the next generation, started beside this one
+	nextFailed   bool             // the overlap was given up: recycle as without --overlap
+	notifySocket string           // --overlap: the NOTIFY_SOCKET it says READY=1 on
+	exited       *unix.WaitStatus // the child's, reaped while the previous generation drained
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
@@ -58,20 +68,43 @@ type outcome struct {
 	recycled   string // why cgrun ended it, or ""
 	stopAsked  bool
 	stopSignal unix.Signal // the signal that asked cgrun to stop
+	next       *generation // --overlap: the next generation, already running and ready
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
 // group with all that is left in it. onStart runs once the child runs (for the recycle record).
+// A generation that an --overlap recycle already started (begin) is only supervised.
 func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
+	if g.pid == 0 {
+		if out, err = g.begin(); err != nil {
+			g.end()
+			return out, err
+		}
+	} else {
+		out = g.begun
+	}
+	defer g.end()
+	if onStart != nil {
+		onStart(g.pid)
+	}
+	out.status = g.supervise(g.events, out.started)
+	out.uptime = time.Since(out.started)
+	reclaimForeground()
+	g.stopWatching()
+	out.recycled, out.stopAsked, out.stopSignal = g.recycled, g.stopAsked != 0, g.stopAsked
+	out.next = g.handedTo()
+	g.finish(&out)
+	return out, nil
+}
+
+// begin makes the group, starts the watcher and the child in it; end undoes it.
+func (g *generation) begin() (out outcome, err error) {
 	cfg := g.run.cfg
 	if err := cgroup.Create(g.dir); err != nil {
 		return out, err
 	}
-	defer func() {
-		if terr := g.teardown(); terr != nil {
-			fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", terr)
-		}
-	}()
+	g.created = true
+	g.run.last = max(g.run.last, g.number)
 	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
 		return out, err
 	}
@@ -99,7 +132,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}
-	defer w.Close()
+	g.closeWatch = func() { w.Close() }
 	if n := w.Notice(); n != nil && g.number == 1 {
 		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
 	}
@@ -109,7 +142,8 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 		defer close(events)
 		_ = w.Run(ctx, func(ev oomwatch.Event) { events <- ev })
 	}()
-	stopWatching := func() {
+	g.events = events
+	g.stopWatching = func() {
 		cancel() // the watcher reads every counter once more, then closes events
 		for ev := range events {
 			g.event(ev)
@@ -123,23 +157,32 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if os.Geteuid() == 0 {
 		child.Keep = g.run.sockets.Paths()
 	}
+	if g.notifySocket != "" {
+		child.Env = append(notifyEnv(child.Env, true), "NOTIFY_SOCKET="+g.notifySocket)
+	}
 	g.pid, err = Start(child)
 	if err != nil {
-		stopWatching()
+		g.stopWatching()
 		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
 	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: kindStart}, func(r *record) { r.Command = cfg.Command }))
-	if onStart != nil {
-		onStart(g.pid)
-	}
-	out.status = g.supervise(events, out.started)
-	out.uptime = time.Since(out.started)
-	reclaimForeground()
-	stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal = g.recycled, g.stopAsked != 0, g.stopAsked
-	g.finish(&out)
+	g.begun = out
 	return out, nil
+}
+
+// end closes the watcher, and kills and removes what is left of the group.
+func (g *generation) end() {
+	if !g.created {
+		return
+	}
+	if g.closeWatch != nil {
+		g.closeWatch()
+	}
+	if terr := g.teardown(); terr != nil {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: %v\n", terr)
+	}
+	g.created = false
 }
 
 // supervise runs the generation's actors until the child exits, and returns its wait status.
@@ -184,6 +227,13 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	if g.health != nil {
 		probeResults = g.health.results
 	}
+	for _, e := range g.run.takeEarly() { // the rest are orphans and probes of the generations before
+		if e.pid == g.pid { // --overlap: it ended while the one before it drained
+			return e.status
+		}
+	}
+
+	defer g.dropUnready()
 	for {
 		if g.stopTimer != nil {
 			stopKill = g.stopTimer.C
@@ -242,6 +292,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case r := <-probeResults:
 			g.probed(r)
+		case <-g.next.tick():
+			g.probeNext()
+		case r := <-g.next.results():
+			g.nextProbed(r)
+		case <-g.next.readyC():
+			g.nextReady()
+		case <-g.next.timeout():
+			g.nextNotReady()
 		case <-stopKill:
 			fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, signalName(p.StopSignal))
 			// Not Kill: the supervisor must not block; the child's death comes back as SIGCHLD,
@@ -261,10 +319,11 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case unix.SIGCHLD:
 		var ws unix.WaitStatus
 		done := false
-		for _, e := range reapAll() {
+		for _, e := range append(g.run.takeEarly(), reapAll()...) {
 			switch {
 			case e.pid == g.pid:
 				ws, done = e.status, true
+			case g.next != nil && g.nextReaped(e.pid, e.status):
 			case g.health != nil:
 				if r, ok := g.health.exited(e.pid, e.status); ok {
 					g.probed(r)
@@ -275,6 +334,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case recycleSignal:
 		g.recycle("request", "recycle requested with "+signalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
+		g.abandonNext("cgrun is stopping")
 		g.stopAsked = sig
 		g.liftThrottle()
 		_ = unix.Kill(g.pid, sig)
@@ -298,7 +358,7 @@ func (g *generation) probed(r probeResult) {
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop
 // timeout. The run loop then starts the next generation.
 func (g *generation) recycle(reason, why string) {
-	if g.recycled != "" || g.stopAsked != 0 {
+	if g.recycled != "" || g.stopAsked != 0 || g.overlap(reason, why) {
 		return
 	}
 	g.recycled = reason
@@ -444,7 +504,9 @@ func (g *generation) teardown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
 	kerr := cgroup.Kill(ctx, g.dir)
-	reapAll()
+	for _, e := range reapAll() { // a generation beside this one (--overlap) may have ended too
+		g.run.early[e.pid] = e.status
+	}
 	if kerr != nil {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}

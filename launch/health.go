@@ -140,8 +140,11 @@ func (p *prober) record(r probeResult, uptime time.Duration) bool {
 	return p.fails >= p.h.Retries
 }
 
-// stop ends a running HTTP probe; a command probe dies with the group.
+// stop ends a running HTTP probe; a command probe dies with the group. nil is fine.
 func (p *prober) stop() {
+	if p == nil {
+		return
+	}
 	if p.cancel != nil {
 		p.cancel()
 		p.cancel = nil

@@ -56,8 +56,13 @@ type Policy struct {
 	RestartDelay    time.Duration // wait before a restart; doubles after short-lived generations
 	RestartDelayMax time.Duration // up to this
 	MinUptime       time.Duration // a generation that ran this long resets the delay
-	MaxRestarts     int           // give up after this many restarts ...
-	RestartWindow   time.Duration // ... within this long; 0 restarts: no limit
+	// Overlap starts the next generation before the current one stops, for a recycle of one
+	// that still serves, and stops the current one once the next said READY=1 (sd_notify) or
+	// passed the --health-cmd, or recycles without overlap after ReadyTimeout.
+	Overlap       bool
+	ReadyTimeout  time.Duration
+	MaxRestarts   int           // give up after this many restarts ...
+	RestartWindow time.Duration // ... within this long; 0 restarts: no limit
 }
 
 // DefaultPolicy is what `cgrun run` uses for flags not given.
@@ -72,6 +77,7 @@ func DefaultPolicy() Policy {
 		RestartDelay:    100 * time.Millisecond,
 		RestartDelayMax: 30 * time.Second,
 		MinUptime:       10 * time.Second,
+		ReadyTimeout:    30 * time.Second,
 		MaxRestarts:     5,
 		RestartWindow:   10 * time.Second,
 	}
@@ -88,6 +94,8 @@ func (p Policy) Validate(l cgroup.Limits) error {
 		return fmt.Errorf("--restart-delay-max %v is below --restart-delay %v", p.RestartDelayMax, p.RestartDelay)
 	case p.MaxRestarts < 0:
 		return fmt.Errorf("--max-restarts must not be negative")
+	case p.Overlap && p.ReadyTimeout <= 0:
+		return fmt.Errorf("--ready-timeout must be above 0")
 	case p.RecycleAbove.Set && p.RecycleAbove.Max:
 		return fmt.Errorf("--recycle-above needs a size, not max")
 	case p.RecycleAbove.Set && l.MemoryMax.Set && !l.MemoryMax.Max && p.RecycleAbove.Value > l.MemoryMax.Value:

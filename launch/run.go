@@ -76,6 +76,10 @@ type runner struct {
 	raise  unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
+	// early are children reaped outside their generation's supervisor, by pid: a teardown
+	// reaps everything, a generation running beside it (--overlap) included.
+	early map[int]unix.WaitStatus
+	last  int // the highest generation number begun
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    State
@@ -109,7 +113,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if len(cfg.Command) == 0 {
 		return ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name}
+	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}}
 	if r.name == "" {
 		r.name = DefaultName(cfg.Command[0])
 	}
@@ -240,7 +244,13 @@ func (r *runner) loop() (*outcome, int, error) {
 	var prev *outcome
 	var why string // why prev was followed by a new generation
 	for n := 1; ; n++ {
-		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
+		if n <= r.last && (prev == nil || prev.next == nil) {
+			n = r.last + 1 // an --overlap recycle gave up a generation that took this number
+		}
+		g := &generation{number: n, dir: r.groupDir(n), run: r}
+		if prev != nil && prev.next != nil {
+			g = prev.next // --overlap: started beside the one before, and ready
+		}
 		out, err := g.start(func(pid int) {
 			r.notify.started(n, pid)
 			if r.guard == nil {
@@ -250,6 +260,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
 				s.MemoryPeak, s.MemoryPeakSource = 0, "" // the new generation's, once sampled
+				s.Next = nil
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[why]++
@@ -277,6 +288,9 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		code := StatusCode(out.status)
 		why = rs.reasonToRestart(out, out.recycled)
+		if out.stopAsked || why == "" {
+			out.next.drop() // started by an --overlap recycle; not needed now
+		}
 		if out.stopAsked {
 			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
 				r.raise = out.stopSignal
@@ -287,18 +301,27 @@ func (r *runner) loop() (*outcome, int, error) {
 			return &out, code, nil
 		}
 		delay, ok := rs.next(time.Now(), out.uptime)
+		if out.next != nil {
+			delay, ok = 0, true // it already runs, and is ready
+		}
 		if !ok {
 			p := r.cfg.Policy
 			return &out, ExitStartLimit, &Error{Code: ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
-		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
+		if out.next != nil {
+			fmt.Fprintf(r.cfg.Log, "cgrun: %s: generation %d (pid %d) took over (%s)\n", r.name, n+1, out.next.pid, why)
+		} else {
+			fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, max(n, r.last)+1, delay)
+		}
 		if delay > 0 {
 			r.updateState(func(*State) {}) // show the ended generation while cgrun waits
 		}
-		if sig := r.wait(delay); sig != 0 {
-			r.raise = sig // no generation runs: cgrun stops as the signal asks
-			return &out, code, nil
+		if out.next == nil { // the next one already runs: its exit, if it came, waits in r.early
+			if sig := r.wait(delay); sig != 0 {
+				r.raise = sig // no generation runs: cgrun stops as the signal asks
+				return &out, code, nil
+			}
 		}
 		prev = &out
 	}

@@ -47,6 +47,8 @@ type State struct {
 	// memory.peak (before 5.19); readers take the higher of it and memory.current.
 	MemoryPeak       uint64            `json:"memory_peak,omitempty"`
 	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
+	// Next is the generation started beside this one by an --overlap recycle; absent without.
+	Next *StateNext `json:"next,omitempty"`
 
 	Limits           map[string]string `json:"limits"`
 	Restarts         int               `json:"restarts"`

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,7 +81,7 @@ func (s *loadStats) add(pid string, err error) {
 	default:
 		s.failed++
 		if len(s.errs) < 5 {
-			s.errs = append(s.errs, err.Error())
+			s.errs = append(s.errs, fmt.Sprintf("%d: %v", time.Now().UnixNano(), err))
 		}
 	}
 }
@@ -491,5 +493,200 @@ func TestListenPHPFPMRecyclesFailNothing(t *testing.T) {
 	waitCode(t, cmd)
 	if !strings.Contains(errb.String(), "using inherited socket") {
 		t.Errorf("php-fpm did not say it used the inherited socket:\n%s", errb.String())
+	}
+}
+
+// serve is the helper of the --overlap tests: an HTTP server on the --listen socket (fd 3) that
+// answers its pid, says READY=1 on NOTIFY_SOCKET after delayMs when ready is true (never
+// otherwise), and stops serving and exits 0 on SIGTERM. It appends "start", "ready" and "term"
+// lines with its pid and the time in nanoseconds to the file log.
+func serve(delayMs int, ready bool, log string) int {
+	note := func(what string) {
+		f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, "%s %d %d\n", what, os.Getpid(), time.Now().UnixNano())
+			f.Close()
+		}
+	}
+	note("start")
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") != "1" {
+		fmt.Fprintln(os.Stderr, "helper serve: no --listen socket")
+		return 3
+	}
+	l, err := net.FileListener(os.NewFile(3, "listen"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper serve:", err)
+		return 3
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, os.Getpid())
+	})}
+	time.Sleep(time.Duration(delayMs) * time.Millisecond)
+	served := make(chan struct{})
+	go func() { srv.Serve(l); close(served) }()
+	if sock := os.Getenv("NOTIFY_SOCKET"); ready && sock != "" {
+		note("ready") // before: cgrun may stop the old generation at once
+		if c, err := net.Dial("unixgram", sock); err == nil {
+			c.Write([]byte("READY=1"))
+			c.Close()
+		}
+	}
+	<-term
+	note("term")
+	// Stop accepting first and let Serve return, so that every connection it accepted is one
+	// Shutdown waits for (Shutdown alone may miss one accepted at that moment).
+	l.Close()
+	<-served
+	srv.Shutdown(context.Background())
+	return 0
+}
+
+// serveLog reads serve's lines: what -> pid -> time.
+func serveLog(t *testing.T, path string) map[string]map[string]int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]int64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		if out[f[0]] == nil {
+			out[f[0]] = map[string]int64{}
+		}
+		out[f[0]][f[1]], _ = strconv.ParseInt(f[2], 10, 64)
+	}
+	return out
+}
+
+// startServe runs serve under cgrun with --listen and flags, and waits until it answers.
+func startServe(t *testing.T, flags []string, serveArgs ...string) (cmd *exec.Cmd, url string, errb *bytes.Buffer) {
+	t.Helper()
+	port := freePort(t)
+	url = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	args := append([]string{"run", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--restart-delay", "0"}, flags...)
+	cmd = exec.Command(cgrunBin(t), append(append(args, "--", helperPath(t), "serve"), serveArgs...)...)
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+	errb = &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = errb, errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if !eventually(30*time.Second, func() bool {
+		r, err := http.Get(url)
+		ok := err == nil
+		if ok {
+			r.Body.Close()
+		}
+		return ok
+	}) {
+		t.Fatalf("the server never answered on %s; cgrun said:\n%s", url, errb.String())
+	}
+	return cmd, url, errb
+}
+
+// TestOverlapOldStopsOnlyWhenNewIsReady: with --overlap a recycle starts the next generation
+// first; the old one gets its stop signal only after the new one said READY=1; meanwhile
+// cgrun ps shows both; no request fails.
+func TestOverlapOldStopsOnlyWhenNewIsReady(t *testing.T) {
+	requireCgroup2(t)
+	log := filepath.Join(t.TempDir(), "serve.log")
+	cmd, url, errb := startServe(t, []string{"--overlap", "--ready-timeout", "30s", "--name", "overlap-ready"}, "1500", "ready", log)
+	ctx, cancel := context.WithCancel(context.Background())
+	stats := load(ctx, url, 2)
+	first := ""
+	eventually(10*time.Second, func() bool { first = stats.lastPid(); return first != "" })
+	cmd.Process.Signal(syscall.SIGALRM)
+	var ps []struct {
+		Generation int `json:"generation"`
+		Next       *struct {
+			Generation int    `json:"generation"`
+			Group      string `json:"group"`
+		} `json:"next"`
+	}
+	both := eventually(10*time.Second, func() bool {
+		out, err := exec.Command(cgrunBin(t), "ps", "--json").Output()
+		if err != nil || json.Unmarshal(out, &ps) != nil {
+			return false
+		}
+		for _, b := range ps {
+			if b.Next != nil && b.Generation == 1 && b.Next.Generation == 2 && b.Next.Group != "" {
+				return true
+			}
+		}
+		return false
+	})
+	if !both {
+		t.Errorf("cgrun ps never showed generation 2 beside generation 1: %+v", ps)
+	}
+	if !eventually(30*time.Second, func() bool { p := stats.lastPid(); return p != first && p != "" && strings.Contains(errb.String(), "took over") }) {
+		t.Fatalf("the new generation never answered and took over; cgrun said:\n%s", errb.String())
+	}
+	cancel()
+	stats.wait()
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	l := serveLog(t, log)
+	second := stats.lastPid()
+	if l["ready"][second] == 0 || l["term"][first] == 0 || l["start"][second] == 0 {
+		t.Fatalf("serve log %v: want generation 1 (pid %s) stopped and generation 2 (pid %s) started and ready; cgrun said:\n%s", l, first, second, errb.String())
+	}
+	if l["start"][second] > l["term"][first] || l["ready"][second] > l["term"][first] {
+		t.Errorf("generation 1 was stopped %v after generation 2 started and %v after it was ready: want both after",
+			time.Duration(l["term"][first]-l["start"][second]), time.Duration(l["term"][first]-l["ready"][second]))
+	}
+	if stats.refused+stats.failed != 0 {
+		t.Errorf("%d refused and %d failed requests across the overlapped recycle: %v; serve log %v", stats.refused, stats.failed, stats.errs, l)
+	}
+	if !strings.Contains(errb.String(), "generation 2 is ready after") || !strings.Contains(errb.String(), "generation 2 (pid "+second+") took over (request)") {
+		t.Errorf("cgrun did not say generation 2 became ready and took over:\n%s", errb.String())
+	}
+}
+
+// TestOverlapNeverReadyFallsBack: a next generation that never says READY=1 is removed at
+// --ready-timeout, and the recycle goes on as without --overlap.
+func TestOverlapNeverReadyFallsBack(t *testing.T) {
+	requireCgroup2(t)
+	log := filepath.Join(t.TempDir(), "serve.log")
+	cmd, url, errb := startServe(t, []string{"--overlap", "--ready-timeout", "1s"}, "0", "never", log)
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	first := string(b)
+	sent := time.Now()
+	cmd.Process.Signal(syscall.SIGALRM)
+	var third string
+	if !eventually(30*time.Second, func() bool {
+		r, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(r.Body)
+		r.Body.Close()
+		third = string(b)
+		return third != first && strings.Contains(errb.String(), "restarting (request) as generation 3 in")
+	}) {
+		t.Fatalf("no new generation after the fallback; cgrun said:\n%s", errb.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	if !strings.Contains(errb.String(), "giving up the overlap with generation 2: not ready after --ready-timeout 1s") {
+		t.Errorf("cgrun did not say it gave up the overlap:\n%s", errb.String())
+	}
+	l := serveLog(t, log)
+	if len(l["start"]) != 3 {
+		t.Errorf("serve started %d times, want 3 (generations 1, 2 removed at the timeout, 3): %v", len(l["start"]), l["start"])
+	}
+	if term := l["term"][first]; term == 0 || time.Duration(term-sent.UnixNano()) < time.Second {
+		t.Errorf("generation 1 was stopped %v after the recycle was asked, want at least the --ready-timeout of 1s", time.Duration(term-sent.UnixNano()))
 	}
 }
