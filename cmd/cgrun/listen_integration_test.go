@@ -625,7 +625,10 @@ func TestOverlapOldStopsOnlyWhenNewIsReady(t *testing.T) {
 	if !both {
 		t.Errorf("cgrun ps never showed generation 2 beside generation 1: %+v", ps)
 	}
-	if !eventually(30*time.Second, func() bool { p := stats.lastPid(); return p != first && p != "" && strings.Contains(errb.String(), "took over") }) {
+	if !eventually(30*time.Second, func() bool {
+		p := stats.lastPid()
+		return p != first && p != "" && strings.Contains(errb.String(), "took over")
+	}) {
 		t.Fatalf("the new generation never answered and took over; cgrun said:\n%s", errb.String())
 	}
 	cancel()
