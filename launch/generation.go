@@ -41,10 +41,9 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
-	next         *handover        // --overlap: the next generation, started beside this one
-	nextFailed   bool             // the overlap was given up: recycle as without --overlap
-	notifySocket string           // --overlap: the NOTIFY_SOCKET it says READY=1 on
-	exited       *unix.WaitStatus // the child's, reaped while the previous generation drained
+	next         *handover // --overlap: the next generation, started beside this one
+	nextFailed   bool      // the overlap was given up: recycle as without --overlap
+	notifySocket string    // --overlap: the NOTIFY_SOCKET it says READY=1 on
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every

@@ -249,7 +249,7 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		g := &generation{number: n, dir: r.groupDir(n), run: r}
 		if prev != nil && prev.next != nil {
-			g = prev.next // --overlap: started beside the one before, and ready
+			g, n = prev.next, prev.next.number // --overlap: started beside the one before, and ready
 		}
 		out, err := g.start(func(pid int) {
 			r.notify.started(n, pid)

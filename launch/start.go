@@ -239,7 +239,9 @@ func Enter(args []string) error {
 	unix.Close(procs)
 	unix.Close(group)
 	if err := listen.Guard(keep); err != nil {
-		return err
+		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
+		// the command still runs; only an app that removes its socket's file takes it away.
+		fmt.Fprintf(os.Stderr, "cgrun: warning: %v; the command could remove the socket's file\n", err)
 	}
 	if cred != nil {
 		if err := becomeUser(cred); err != nil {
