@@ -508,10 +508,10 @@ func TestListenPHPFPMRecyclesFailNothing(t *testing.T) {
 }
 
 // serve is the helper of the --overlap tests: an HTTP server on the --listen socket (fd 3) that
-// answers its pid, says READY=1 on NOTIFY_SOCKET after delayMs when ready is true (never
-// otherwise), and stops serving and exits 0 on SIGTERM. It appends "start", "ready" and "term"
+// answers its pid; after delayMs it says READY=1 on NOTIFY_SOCKET (how "ready"), or makes the
+// file LOG.ready.PID (how "file"), or neither (how "never"); it stops serving and exits 0 on SIGTERM. It appends "start", "ready" and "term"
 // lines with its pid and the time in nanoseconds to the file log.
-func serve(delayMs int, ready bool, log string) int {
+func serve(delayMs int, how, log string) int {
 	note := func(what string) {
 		f, err := os.OpenFile(log, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 		if err == nil {
@@ -545,7 +545,11 @@ func serve(delayMs int, ready bool, log string) int {
 	time.Sleep(time.Duration(delayMs) * time.Millisecond)
 	served := make(chan struct{})
 	go func() { srv.Serve(l); close(served) }()
-	if sock := os.Getenv("NOTIFY_SOCKET"); ready && sock != "" {
+	if how == "file" { // for a --health-cmd: LOG.ready.PID
+		note("ready")
+		os.WriteFile(fmt.Sprintf("%s.ready.%d", log, os.Getpid()), nil, 0o644)
+	}
+	if sock := os.Getenv("NOTIFY_SOCKET"); how == "ready" && sock != "" {
 		note("ready") // before: cgrun may stop the old generation at once
 		if c, err := net.Dial("unixgram", sock); err == nil {
 			c.Write([]byte("READY=1"))
@@ -715,5 +719,47 @@ func TestOverlapNeverReadyFallsBack(t *testing.T) {
 	}
 	if term := l["term"][first]; term == 0 || time.Duration(term-sent.UnixNano()) < time.Second {
 		t.Errorf("generation 1 was stopped %v after the recycle was asked, want at least the --ready-timeout of 1s", time.Duration(term-sent.UnixNano()))
+	}
+}
+
+// TestOverlapReadyByHealthCmd: without sd_notify, a --health-cmd run in the new generation's
+// group tells cgrun it is ready; the old one stops only after that.
+func TestOverlapReadyByHealthCmd(t *testing.T) {
+	requireCgroup2(t)
+	log := filepath.Join(t.TempDir(), "serve.log")
+	// The probe runs in the generation's leaf: ready when a process there made its file.
+	probe := `for p in $(cat "/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/cgroup.procs"); do [ -e ` + log + `.ready.$p ] && exit 0; done; exit 1`
+	cmd, url, errb := startServe(t, []string{"--overlap", "--health-cmd", probe, "--health-interval", "1s"}, "1500", "file", log)
+	first := ""
+	eventually(10*time.Second, func() bool {
+		r, err := oneShot.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(r.Body)
+			r.Body.Close()
+			first = string(b)
+		}
+		return first != ""
+	})
+	cmd.Process.Signal(syscall.SIGALRM)
+	if !eventually(30*time.Second, func() bool { return strings.Contains(errb.String(), "took over") }) {
+		t.Fatalf("the next generation never took over; cgrun said:\n%s", errb.String())
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	l := serveLog(t, log)
+	var second string
+	for pid := range l["start"] {
+		if pid != first {
+			second = pid
+		}
+	}
+	if l["ready"][second] == 0 || l["term"][first] == 0 {
+		t.Fatalf("serve log %v: want generation 1 (pid %s) stopped and generation 2 (pid %s) ready; cgrun said:\n%s", l, first, second, errb.String())
+	}
+	if l["term"][first] < l["ready"][second] {
+		t.Errorf("generation 1 was stopped %v before generation 2 was ready", time.Duration(l["ready"][second]-l["term"][first]))
+	}
+	if !strings.Contains(errb.String(), "generation 2 is ready after") {
+		t.Errorf("cgrun did not say generation 2 became ready:\n%s", errb.String())
 	}
 }
