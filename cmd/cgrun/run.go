@@ -122,7 +122,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.Health.Timeout, "health-timeout", "a probe that takes longer has failed")
 	countVar(fs, &p.Health.Retries, "health-retries", "failed probes in a row that recycle the generation")
 	durationVar(fs, &p.Health.StartPeriod, "health-start-period", "probe failures in a generation's first this-long do not count")
-	fs.BoolVar(&p.Overlap, "overlap", false, "for a recycle of a generation that still serves (lifetime, memory mark, memory.high rate, pressure, request), start the next one first and stop the old one once the next passed its health probe")
+	fs.BoolVar(&p.Overlap, "overlap", false, "for a recycle of a generation that still serves (lifetime, memory mark, memory.high rate, pressure, request), start the next one first and stop the old one once the next says READY=1 (sd_notify) or passes --health-cmd")
 	durationVar(fs, &p.ReadyTimeout, "ready-timeout", "with --overlap, give up the overlap and recycle as without it when the next generation's probe has not passed after this long")
 	durationVar(fs, &p.RestartDelay, "restart-delay", "wait this long before a restart; doubles after each generation shorter than --min-uptime")
 	durationVar(fs, &p.RestartDelayMax, "restart-delay-max", "the longest restart delay")
