@@ -64,10 +64,16 @@ func (h *handover) timeout() <-chan time.Time {
 	return h.deadline.C
 }
 
-// overlapReasons are the recycles of a generation that still serves: the ones --overlap
-// applies to. A failed health check or a stall means the old one serves no more; a death
-// (an OOM kill, a crash) leaves nothing to overlap with.
-var overlapReasons = map[string]bool{"lifetime": true, "memory_above": true, "memory_high": true, "pressure": true, "request": true}
+// overlapReason reports whether a recycle's reason is one of a generation that still serves:
+// the ones --overlap applies to. A failed health check or a stall means the old one serves no
+// more; a death (an OOM kill, a crash) leaves nothing to overlap with.
+func overlapReason(reason string) bool {
+	switch reason {
+	case "lifetime", "memory_above", "memory_high", "pressure", "request":
+		return true
+	}
+	return false
+}
 
 // overlap starts the next generation for a recycle, when --overlap applies; it reports whether
 // the recycle waits for it (true) or goes ahead now (false).
@@ -76,7 +82,7 @@ func (g *generation) overlap(reason, why string) bool {
 	switch {
 	case g.next != nil:
 		return !g.next.ready // one recycle at a time; once ready, the old one stops
-	case !p.Overlap || g.nextFailed || !overlapReasons[reason]:
+	case !p.Overlap || g.nextFailed || !overlapReason(reason):
 		return false
 	}
 	notify, err := ready.Listen(os.TempDir())
