@@ -66,7 +66,7 @@ func listenBench(c *config) error {
 		return err
 	}
 	const workers = 4
-	fmt.Printf("Recycling a Node HTTP server %d times under load (%d clients on loopback, one connection per request)\n", c.recycles, workers)
+	fmt.Printf("Recycling a Node HTTP server %d times under load (%d clients on loopback, one connection per request)\n", c.cycles, workers)
 	fmt.Println("  requests that overlap a recycle: sent between the recycle signal and the next generation's first answer")
 	cols := []struct {
 		name     string
@@ -74,9 +74,9 @@ func listenBench(c *config) error {
 		recycles int
 	}{
 		{"--listen, no recycle", []string{"--listen"}, 0},
-		{"(a) no --listen", nil, c.recycles},
-		{"(b) --listen", []string{"--listen"}, c.recycles},
-		{"(c) --listen --overlap", []string{"--listen", "--overlap", "--ready-timeout", "30s"}, c.recycles},
+		{"(a) no --listen", nil, c.cycles},
+		{"(b) --listen", []string{"--listen"}, c.cycles},
+		{"(c) --listen --overlap", []string{"--listen", "--overlap", "--ready-timeout", "30s"}, c.cycles},
 	}
 	var base time.Duration
 	fmt.Printf("  %-24s %9s %8s %7s %9s %12s %12s %12s\n", "", "requests", "refused", "failed", "overlap", "p50 overlap", "p99 overlap", "p99 all")

@@ -59,24 +59,24 @@ func main() {
 
 // config is the bench's flags.
 type config struct {
-	cgrun    string // the cgrun binary
-	self     string // this binary, the payload
-	parent   string // --parent for cgrun, where the bench's own group cannot be nested in
-	n        int    // start-latency runs per column
-	warmup   int
-	idle     time.Duration
-	m        int    // OOM runs
-	oomMax   string // --memory-max for the OOM runs
-	gaps     int    // recycle gaps per column
-	soak     int    // generations of the soak
-	recycles int    // recycles per column of the listen bench
-	host     string // what the wrapper says about the host machine
-	uml      bool   // the wrapper ran us under scripts/uml-run
-	guest    string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
-	verbose  bool   // per-run details
-	only     map[string]bool
-	nullFd   int
-	baseEnv  []string // the environment without CGRUN_ variables
+	cgrun   string // the cgrun binary
+	self    string // this binary, the payload
+	parent  string // --parent for cgrun, where the bench's own group cannot be nested in
+	n       int    // start-latency runs per column
+	warmup  int
+	idle    time.Duration
+	m       int    // OOM runs
+	oomMax  string // --memory-max for the OOM runs
+	gaps    int    // recycle gaps per column
+	soak    int    // generations of the soak
+	cycles  int    // recycles per column of the listen bench
+	host    string // what the wrapper says about the host machine
+	uml     bool   // the wrapper ran us under scripts/uml-run
+	guest   string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
+	verbose bool   // per-run details
+	only    map[string]bool
+	nullFd  int
+	baseEnv []string // the environment without CGRUN_ variables
 }
 
 func bench(args []string) int {
@@ -92,7 +92,7 @@ func bench(args []string) int {
 	fs.StringVar(&c.oomMax, "oom-max", "32M", "--memory-max of the OOM-latency runs")
 	fs.IntVar(&c.gaps, "gaps", 200, "recycle gaps per column")
 	fs.IntVar(&c.soak, "soak", 1000, "generations of the soak (sampled every 100)")
-	fs.IntVar(&c.recycles, "recycles", 20, "recycles per column of the listen bench")
+	fs.IntVar(&c.cycles, "recycles", 20, "recycles per column of the listen bench")
 	fs.StringVar(&c.host, "host", "", "description of the host machine, for the table")
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
