@@ -56,13 +56,14 @@ type Policy struct {
 	RestartDelay    time.Duration // wait before a restart; doubles after short-lived generations
 	RestartDelayMax time.Duration // up to this
 	MinUptime       time.Duration // a generation that ran this long resets the delay
+	MaxRestarts     int           // give up after this many restarts ...
+	RestartWindow   time.Duration // ... within this long; 0 restarts: no limit
+
 	// Overlap starts the next generation before the current one stops, for a recycle of one
 	// that still serves, and stops the current one once the next said READY=1 (sd_notify) or
 	// passed the --health-cmd, or recycles without overlap after ReadyTimeout.
-	Overlap       bool
-	ReadyTimeout  time.Duration
-	MaxRestarts   int           // give up after this many restarts ...
-	RestartWindow time.Duration // ... within this long; 0 restarts: no limit
+	Overlap      bool
+	ReadyTimeout time.Duration
 }
 
 // DefaultPolicy is what `cgrun run` uses for flags not given.
