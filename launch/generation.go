@@ -9,6 +9,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -41,8 +42,16 @@ type generation struct {
 	peakSaved   time.Time     // when a sampled peak last went into the state file
 	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
 
-	dumping *dumping       // a diagnostic dump in progress; nil for none
-	dumped  *diagnose.Dump // the dump taken before this generation's recycle
+	dumping      *dumping              // a diagnostic dump in progress; nil for none
+	dumped       *diagnose.Dump        // the dump taken before this generation's recycle
+	created      bool                  // the group exists: end removes it
+	begun        outcome               // what begin knew
+	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
+	stopWatching func()
+	closeWatch   func()
+	next         *handover // --overlap: the next generation, started beside this one
+	nextFailed   bool      // the overlap was given up: recycle as without --overlap
+	notifySocket string    // --overlap: the NOTIFY_SOCKET it says READY=1 on
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
@@ -67,20 +76,43 @@ type outcome struct {
 	stopAsked  bool
 	stopSignal unix.Signal    // the signal that asked cgrun to stop
 	dump       *diagnose.Dump // the dump taken before the recycle; nil for none
+	next       *generation    // --overlap: the next generation, already running and ready
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
 // group with all that is left in it. onStart runs once the child runs (for the recycle record).
+// A generation that an --overlap recycle already started (begin) is only supervised.
 func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
+	if g.pid == 0 {
+		if out, err = g.begin(); err != nil {
+			g.end()
+			return out, err
+		}
+	} else {
+		out = g.begun
+	}
+	defer g.end()
+	if onStart != nil {
+		onStart(g.pid)
+	}
+	out.status = g.supervise(g.events, out.started)
+	out.uptime = time.Since(out.started)
+	proc.ReclaimForeground()
+	g.stopWatching()
+	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0, g.stopAsked, g.dumped
+	out.next = g.handedTo()
+	g.finish(&out)
+	return out, nil
+}
+
+// begin makes the group, starts the watcher and the child in it; end undoes it.
+func (g *generation) begin() (out outcome, err error) {
 	cfg := g.run.cfg
 	if err := cgroup.Create(g.dir); err != nil {
 		return out, err
 	}
-	defer func() {
-		if terr := g.teardown(); terr != nil {
-			fmt.Fprintf(cfg.Log, "cgrun: warning: %v\n", terr)
-		}
-	}()
+	g.created = true
+	g.run.last = max(g.run.last, g.number)
 	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
 		return out, err
 	}
@@ -108,7 +140,7 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}
-	defer w.Close()
+	g.closeWatch = func() { w.Close() }
 	if n := w.Notice(); n != nil && g.number == 1 {
 		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
 	}
@@ -118,7 +150,8 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 		defer close(events)
 		_ = w.Run(ctx, func(ev oomwatch.Event) { events <- ev })
 	}()
-	stopWatching := func() {
+	g.events = events
+	g.stopWatching = func() {
 		cancel() // the watcher reads every counter once more, then closes events
 		for ev := range events {
 			g.event(ev)
@@ -128,23 +161,36 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.started = time.Now()
 	child := g.run.child(g.leaf)
 	child.Path, child.Argv = g.run.path, cfg.Command
+	child.Listen, child.Env = g.run.sockets.Files(), g.run.sockets.Env(child.Env)
+	if os.Geteuid() == 0 {
+		child.Keep = g.run.sockets.Paths()
+	}
+	if g.notifySocket != "" {
+		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notifySocket)
+	}
 	g.pid, err = proc.Start(child)
 	if err != nil {
-		stopWatching()
+		g.stopWatching()
 		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
 	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: report.KindStart}, func(r *report.Event) { r.Command = cfg.Command }))
-	if onStart != nil {
-		onStart(g.pid)
-	}
-	out.status = g.supervise(events, out.started)
-	out.uptime = time.Since(out.started)
-	proc.ReclaimForeground()
-	stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0, g.stopAsked, g.dumped
-	g.finish(&out)
+	g.begun = out
 	return out, nil
+}
+
+// end closes the watcher, and kills and removes what is left of the group.
+func (g *generation) end() {
+	if !g.created {
+		return
+	}
+	if g.closeWatch != nil {
+		g.closeWatch()
+	}
+	if terr := g.teardown(); terr != nil {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: %v\n", terr)
+	}
+	g.created = false
 }
 
 // supervise runs the generation's actors until the child exits, and returns its wait status.
@@ -184,6 +230,13 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		probeTick = t.C
 		probeResults = g.health.results
 	}
+	for _, e := range g.run.takeEarly() { // the rest are orphans and probes of the generations before
+		if e.Pid == g.pid { // --overlap: it ended while the one before it drained
+			return e.Status
+		}
+	}
+
+	defer g.dropUnready()
 	defer g.stopTimers()
 	for {
 		select {
@@ -215,6 +268,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			if !g.checkDiagnoseAbove(now) {
 				dumpAboveTick = nil
 			}
+		case <-g.next.tick():
+			g.probeNext()
+		case r := <-g.next.results():
+			g.nextProbed(r)
+		case <-g.next.readyC():
+			g.nextReady()
+		case <-g.next.timeout():
+			g.nextNotReady()
 		case <-timerC(g.stopTimer):
 			g.stopTimedOut()
 		}
@@ -314,10 +375,11 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case unix.SIGCHLD:
 		var ws unix.WaitStatus
 		done := false
-		for _, e := range proc.ReapAll() {
+		for _, e := range append(g.run.takeEarly(), proc.ReapAll()...) {
 			switch {
 			case e.Pid == g.pid:
 				ws, done = e.Status, true
+			case g.next != nil && g.nextReaped(e.Pid, e.Status):
 			case g.health != nil:
 				if r, ok := g.health.exited(e.Pid, e.Status); ok {
 					g.probed(r)
@@ -328,6 +390,7 @@ func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
 	case recycleSignal:
 		g.recycle(policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
+		g.abandonNext("cgrun is stopping")
 		g.stopAsked = sig
 		g.liftThrottle()
 		_ = unix.Kill(g.pid, sig)
@@ -351,7 +414,7 @@ func (g *generation) probed(r policy.Probe) {
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop
 // timeout. The run loop then starts the next generation.
 func (g *generation) recycle(reason policy.Reason, why string) {
-	if g.recycled != "" || g.stopAsked != 0 {
+	if g.recycled != "" || g.stopAsked != 0 || g.overlap(reason, why) {
 		return
 	}
 	g.recycled = reason
@@ -527,7 +590,9 @@ func (g *generation) teardown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), teardownTimeout)
 	defer cancel()
 	kerr := cgroup.Kill(ctx, g.dir)
-	proc.ReapAll()
+	for _, e := range proc.ReapAll() { // a generation beside this one (--overlap) may have ended too
+		g.run.early[e.Pid] = e.Status
+	}
 	if kerr != nil {
 		return fmt.Errorf("kill what is left in %s: %w", g.dir, kerr)
 	}

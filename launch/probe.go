@@ -85,8 +85,11 @@ func (p *prober) record(r policy.Probe, uptime time.Duration) bool {
 	return p.count.Record(r, uptime)
 }
 
-// stop ends a running HTTP probe; a command probe dies with the group.
+// stop ends a running HTTP probe; a command probe dies with the group. nil is fine.
 func (p *prober) stop() {
+	if p == nil {
+		return
+	}
 	if p.cancel != nil {
 		p.cancel()
 		p.cancel = nil

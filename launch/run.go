@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -55,6 +55,9 @@ type Config struct {
 	AllowNewPrivs bool
 
 	Diagnose diagnose.Config // --diagnose-*: a dump before a recycle for memory
+	// Listen are the sockets cgrun binds before the first generation and hands to every one
+	// (--listen); see package listen.
+	Listen []listen.Addr
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -80,6 +83,12 @@ type runner struct {
 	aboveDumps diagnose.Limiter // --diagnose-interval
 	guard      *guard           // kills the generations if cgrun is SIGKILLed; nil until the first one runs
 	raise      unix.Signal      // the signal that stopped cgrun, to die of at the end; 0 for none
+
+	sockets *listen.Set // the --listen sockets, open for the whole run
+	// early are children reaped outside their generation's supervisor, by pid: a teardown
+	// reaps everything, a generation running beside it (--overlap) included.
+	early map[int]unix.WaitStatus
+	last  int // the highest generation number begun
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    state.State
@@ -113,7 +122,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if len(cfg.Command) == 0 {
 		return proc.ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
+	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	if r.name == "" {
 		r.name = state.DefaultName(cfg.Command[0])
 	}
@@ -146,6 +155,10 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {
 		return proc.Code(err), 0, err
 	}
+	if r.sockets, err = bindListen(cfg); err != nil {
+		return proc.ExitFailure, 0, err
+	}
+	defer r.sockets.Close()
 	if r.h, err = cgroup.Detect(); err != nil {
 		return proc.ExitFailure, 0, err
 	}
@@ -246,7 +259,13 @@ func (r *runner) loop() (*outcome, int, error) {
 	var prev *outcome
 	var why policy.Reason // why prev was followed by a new generation
 	for n := 1; ; n++ {
-		g := &generation{number: n, dir: filepath.Join(r.site.Dir, groupName(r.name, n)), run: r}
+		if n <= r.last && (prev == nil || prev.next == nil) {
+			n = r.last + 1 // an --overlap recycle gave up a generation that took this number
+		}
+		g := &generation{number: n, dir: r.groupDir(n), run: r}
+		if prev != nil && prev.next != nil {
+			g, n = prev.next, prev.next.number // --overlap: started beside the one before, and ready
+		}
 		out, err := g.start(func(pid int) {
 			r.notify.Started(n, pid)
 			if r.guard == nil {
@@ -257,6 +276,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				s.GenerationStarted = time.Now().Format(time.RFC3339Nano)
 				s.MemoryPeak, s.MemoryPeakSource = 0, ""                 // the new generation's, once sampled
 				s.GenerationMemoryStart, _ = cgroup.MemoryCurrent(g.dir) // for the leak's pace
+				s.Next = nil
 				if prev != nil {
 					s.Restarts++
 					s.RestartsByReason[string(why)]++
@@ -284,6 +304,9 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		code := proc.StatusCode(out.status)
 		why = rs.Why(out.status, out.oomKill, out.recycled)
+		if out.stopAsked || why == "" {
+			out.next.drop() // started by an --overlap recycle; not needed now
+		}
 		if out.stopAsked {
 			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
 				r.raise = out.stopSignal
@@ -294,18 +317,27 @@ func (r *runner) loop() (*outcome, int, error) {
 			return &out, code, nil
 		}
 		delay, ok := rs.Next(time.Now(), out.uptime)
+		if out.next != nil {
+			delay, ok = 0, true // it already runs, and is ready
+		}
 		if !ok {
 			p := r.cfg.Policy
 			return &out, proc.ExitStartLimit, &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
-		fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, n+1, delay)
+		if out.next != nil {
+			fmt.Fprintf(r.cfg.Log, "cgrun: %s: generation %d (pid %d) took over (%s)\n", r.name, n+1, out.next.pid, why)
+		} else {
+			fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, max(n, r.last)+1, delay)
+		}
 		if delay > 0 {
 			r.updateState(func(*state.State) {}) // show the ended generation while cgrun waits
 		}
-		if sig := r.wait(delay); sig != 0 {
-			r.raise = sig // no generation runs: cgrun stops as the signal asks
-			return &out, code, nil
+		if out.next == nil { // the next one already runs: its exit, if it came, waits in r.early
+			if sig := r.wait(delay); sig != 0 {
+				r.raise = sig // no generation runs: cgrun stops as the signal asks
+				return &out, code, nil
+			}
 		}
 		prev = &out
 	}

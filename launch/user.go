@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
 	"golang.org/x/sys/unix"
@@ -52,4 +53,16 @@ func stateUser(u *account.User) *state.User {
 		return nil
 	}
 	return &state.User{Name: u.Name, UID: u.UID, GID: u.GID, Groups: u.Groups}
+}
+
+// bindListen binds the --listen sockets, a unix socket's file owned by the --user.
+func bindListen(cfg Config) (*listen.Set, error) {
+	if len(cfg.Listen) == 0 {
+		return nil, nil
+	}
+	var owner *listen.Owner
+	if u := cfg.User; u != nil {
+		owner = &listen.Owner{UID: u.UID, GID: u.GID}
+	}
+	return listen.Bind(cfg.Listen, owner)
 }

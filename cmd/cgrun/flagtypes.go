@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -284,3 +285,25 @@ func (v *amountValue) Set(s string) error {
 
 func (v *amountValue) String() string { return v.text }
 func (v *amountValue) Type() string   { return "SIZE" }
+
+// listenValue is a repeatable --listen address: each use adds one.
+type listenValue struct{ into *[]listen.Addr }
+
+func (v listenValue) Set(s string) error {
+	a, err := listen.Parse(s)
+	if err != nil {
+		return &valueError{err: err, whole: true} // it names --listen and the value itself
+	}
+	*v.into = append(*v.into, a)
+	return nil
+}
+
+func (v listenValue) String() string {
+	var s []string
+	for _, a := range *v.into {
+		s = append(s, a.Spec)
+	}
+	return strings.Join(s, ", ")
+}
+
+func (v listenValue) Type() string { return "ADDR" }

@@ -248,6 +248,8 @@ func helper(args []string) int {
 			c.Wait()
 		}
 		return 0
+	case "serve": // serve DELAY_MS ready|file|never LOG: see serve
+		return serve(arg(1), args[2], args[3])
 	}
 	fmt.Fprintln(os.Stderr, "helper: unknown mode", args[0])
 	return 2

@@ -47,6 +47,7 @@ type sandbox struct {
 	Limits            map[string]string `json:"limits"`
 	MetricsAddr       string            `json:"metrics_addr,omitempty"`
 	User              *state.User       `json:"user,omitempty"` // --user: who the command runs as
+	Next              *sandboxNext      `json:"next,omitempty"` // --overlap: the generation starting beside the current one
 	// The leak's pace in the current generation, and how the last generations ended.
 	Pace            *diagnose.Pace  `json:"pace,omitempty"`
 	Ends            string          `json:"ends,omitempty"`
@@ -57,6 +58,32 @@ type sandbox struct {
 	Events     map[string]uint64      `json:"memory_events,omitempty"`
 	Recent     []state.Event          `json:"recent,omitempty"`
 	Dumps      []diagnose.Dump        `json:"dumps,omitempty"` // the diagnostic dumps cgrun keeps
+}
+
+// sandboxNext is the generation an --overlap recycle started beside the current one, until it
+// is ready and the current one has stopped.
+type sandboxNext struct {
+	Generation    int    `json:"generation"`
+	ChildPid      int    `json:"child_pid"`
+	Group         string `json:"group"`
+	MemoryCurrent uint64 `json:"memory_current"`
+}
+
+// describeNext reads the next generation's group, found from its live process as the current
+// one's is.
+func describeNext(h cgroup.Hierarchy, s state.State) *sandboxNext {
+	if s.Next == nil {
+		return nil
+	}
+	live := s
+	live.ChildPid = s.Next.ChildPid
+	dir := live.LiveGroup(h)
+	if dir == "" {
+		return nil
+	}
+	n := &sandboxNext{Generation: s.Next.Generation, ChildPid: s.Next.ChildPid, Group: h.Rel(dir)}
+	n.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
+	return n
 }
 
 // describeSandbox reads the figures of a state's current group. The group is found from the
@@ -73,6 +100,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	if t, err := time.Parse(time.RFC3339Nano, s.GenerationStarted); err == nil {
 		sb.GenerationSeconds = now.Sub(t).Seconds()
 	}
+	sb.Next = describeNext(h, s)
 	if dir == "" {
 		return sb // between generations: no group to read
 	}
@@ -153,6 +181,10 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(escape(b.Name), 18), b.Pid, b.Generation,
 			humanDuration(b.UptimeSeconds), cgroup.FormatSize(b.MemoryCurrent), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax),
 			cgroup.FormatSize(b.MemoryPeak), b.OOMKills, b.HighEvents, b.Restarts)
+		if n := b.Next; n != nil {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", "(next, starting)", b.Pid, n.Generation,
+				"-", cgroup.FormatSize(n.MemoryCurrent), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax), "-", "-", "-", "-")
+		}
 	}
 	tw.Flush()
 	return 0
@@ -185,6 +217,9 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		w("user", "%s", escape(runAs(u)))
 	}
 	w("group", "%s (generation %d, child pid %d, up %s)", escape(orNone(b.Group)), b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
+	if n := b.Next; n != nil {
+		w("next", "%s (generation %d, child pid %d, starting beside the current one: --overlap; %s)", escape(n.Group), n.Generation, n.ChildPid, cgroup.FormatSize(n.MemoryCurrent))
+	}
 	w("started", "%s (up %s)", escape(b.Started), humanDuration(b.UptimeSeconds))
 	var lims []string
 	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {

@@ -16,6 +16,7 @@ import (
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -76,8 +77,8 @@ type runFlags struct {
 
 	user          string
 	allowNewPrivs bool
-
-	diagnose diagnose.Config
+	diagnose      diagnose.Config
+	listen        []listen.Addr
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -98,6 +99,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
+	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation as fd 3, 4, ... with LISTEN_FDS and FPM_SOCKETS, so no connection is refused while one is replaced (repeatable)")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
@@ -127,6 +129,8 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.Health.Timeout, "health-timeout", "a probe that takes longer has failed")
 	countVar(fs, &p.Health.Retries, "health-retries", "failed probes in a row that recycle the generation")
 	durationVar(fs, &p.Health.StartPeriod, "health-start-period", "probe failures in a generation's first this-long do not count")
+	fs.BoolVar(&p.Overlap, "overlap", false, "for a recycle of a generation that still serves (lifetime, memory mark, memory.high rate, pressure, request), start the next one first and stop the old one once the next says READY=1 (sd_notify) or passes --health-cmd")
+	durationVar(fs, &p.ReadyTimeout, "ready-timeout", "with --overlap, give up the overlap and recycle as without it when the next generation's probe has not passed after this long")
 	durationVar(fs, &p.RestartDelay, "restart-delay", "wait this long before a restart; doubles after each generation shorter than --min-uptime")
 	durationVar(fs, &p.RestartDelayMax, "restart-delay-max", "the longest restart delay")
 	durationVar(fs, &p.MinUptime, "min-uptime", "a generation that ran this long resets the restart delay")
@@ -225,6 +229,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		User:              user,
 		AllowNewPrivs:     f.allowNewPrivs,
 		Diagnose:          f.diagnose,
+		Listen:            f.listen,
 		Log:               stderr,
 	})
 	if err != nil {

@@ -1,5 +1,5 @@
-// Package notify speaks sd_notify(3) for cgrun to the systemd unit it runs in: readiness,
-// status, stopping and watchdog pings.
+// Package notify is sd_notify(3) both ways: cgrun telling the systemd unit it runs in of its
+// readiness, status, stopping and watchdog pings, and hearing a generation say READY=1.
 package notify
 
 import (

@@ -64,6 +64,17 @@ func (r Reason) Memory() bool {
 	return r == MemoryAbove || r == MemoryHigh || r == Stall || r == Pressure
 }
 
+// Overlap reports whether the reason is a recycle of a generation that still serves: the ones
+// --overlap applies to. A failed health check or a stall means the old one serves no more; a
+// death (an OOM kill, a crash) leaves nothing to overlap with.
+func (r Reason) Overlap() bool {
+	switch r {
+	case Lifetime, MemoryAbove, MemoryHigh, Pressure, Request:
+		return true
+	}
+	return false
+}
+
 // Recycle reports whether the reason is one of cgrun's own recycles, not an end of the
 // command's own.
 func (r Reason) Recycle() bool {
@@ -100,6 +111,12 @@ type Policy struct {
 	MinUptime       time.Duration // a generation that ran this long resets the delay
 	MaxRestarts     int           // give up after this many restarts ...
 	RestartWindow   time.Duration // ... within this long; 0 restarts: no limit
+
+	// Overlap starts the next generation before the current one stops, for a recycle of one
+	// that still serves, and stops the current one once the next said READY=1 (sd_notify) or
+	// passed the --health-cmd, or recycles without overlap after ReadyTimeout.
+	Overlap      bool
+	ReadyTimeout time.Duration
 }
 
 // DefaultPolicy is what `cgrun run` uses for flags not given.
@@ -114,6 +131,7 @@ func DefaultPolicy() Policy {
 		RestartDelay:    100 * time.Millisecond,
 		RestartDelayMax: 30 * time.Second,
 		MinUptime:       10 * time.Second,
+		ReadyTimeout:    30 * time.Second,
 		MaxRestarts:     5,
 		RestartWindow:   10 * time.Second,
 	}
@@ -130,6 +148,8 @@ func (p Policy) Validate(l cgroup.Limits) error {
 		return fmt.Errorf("--restart-delay-max %v is below --restart-delay %v", p.RestartDelayMax, p.RestartDelay)
 	case p.MaxRestarts < 0:
 		return fmt.Errorf("--max-restarts must not be negative")
+	case p.Overlap && p.ReadyTimeout <= 0:
+		return fmt.Errorf("--ready-timeout must be above 0")
 	case p.RecycleAbove.Set && p.RecycleAbove.Max:
 		return fmt.Errorf("--recycle-above needs a size, not max")
 	case p.RecycleAbove.Set && l.MemoryMax.Set && !l.MemoryMax.Max && p.RecycleAbove.Value > l.MemoryMax.Value:

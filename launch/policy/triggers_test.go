@@ -161,3 +161,19 @@ func TestReasons(t *testing.T) {
 		t.Errorf("%d reasons, %d about memory (%v); want 11 and 4", len(seen), len(memory), memory)
 	}
 }
+
+func TestOverlapReasons(t *testing.T) {
+	for _, tc := range []struct {
+		reason Reason
+		want   bool
+	}{
+		// a generation that still serves
+		{Lifetime, true}, {MemoryAbove, true}, {MemoryHigh, true}, {Pressure, true}, {Request, true},
+		// one that no longer does, or is gone
+		{Health, false}, {Stall, false}, {OOMKill, false}, {Abort, false}, {Failure, false}, {Exit, false}, {"", false},
+	} {
+		if have := tc.reason.Overlap(); have != tc.want {
+			t.Errorf("%q.Overlap() = %v, want %v", tc.reason, have, tc.want)
+		}
+	}
+}

@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 
+	"github.com/cgrun/cgrun/launch/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -32,6 +34,13 @@ type Child struct {
 	// NoNewPrivs sets no_new_privs on the child, so that no setuid or file-capability
 	// binary it runs gains privileges (set with Cred unless --allow-new-privs).
 	NoNewPrivs bool
+	// Listen are sockets the command gets as fds 3, 4, ... (--listen). It then always starts
+	// through the re-exec stub, which sets LISTEN_PID to its own pid — the command's, after
+	// exec — as no code can run between Go's fork and exec.
+	Listen []uintptr
+	// Keep are the unix sockets' files the command may not remove (see listen.Guard); cgrun
+	// sets them when it runs as root.
+	Keep []string
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -67,6 +76,9 @@ func Start(c Child) (pid int, err error) {
 			sys.Foreground, sys.Ctty = true, 0
 		}
 	}
+	if len(c.Listen) > 0 {
+		return startListening(c, gfd, stdio, sys)
+	}
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = true, gfd, c.Cred
 		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c.NoNewPrivs)
@@ -90,6 +102,38 @@ func Start(c Child) (pid int, err error) {
 	}
 	argv = append(append(argv, c.Path, "--"), c.Argv...)
 	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c.NoNewPrivs)
+	if err != nil {
+		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
+	}
+	return pid, nil
+}
+
+// startListening starts the stub with the sockets as fds 3, 4, ... and the group after them:
+// by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
+// fallback does. The stub, not the kernel, becomes the --user, so that it may still join.
+func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("find cgrun's own binary for the re-exec stub: %w", err)
+	}
+	argv := []string{"cgrun", EnterCommand, listenFlag + strconv.Itoa(len(c.Listen))}
+	for _, p := range c.Keep {
+		argv = append(argv, keepFlag+p)
+	}
+	if c.Cred != nil {
+		argv = append(argv, credFlag+formatCred(c.Cred))
+	}
+	argv = append(append(argv, c.Path, "--"), c.Argv...)
+	files := append(append(stdio[:3:3], c.Listen...), uintptr(gfd))
+	if !c.NoClone3 {
+		sys.UseCgroupFD, sys.CgroupFD = true, gfd
+		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
+		if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+			return pid, err
+		}
+		sys.UseCgroupFD, sys.CgroupFD = false, 0
+	}
+	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
@@ -122,6 +166,12 @@ func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs boo
 	return r.pid, r.err
 }
 
+// listenFlag tells the stub how many sockets precede the group's fd: --listen=N.
+const listenFlag = "--listen="
+
+// keepFlag names a socket's file the stub keeps in place: --keep=PATH, repeatable.
+const keepFlag = "--keep="
+
 // credFlag passes the stub the user to become: --cred=UID:GID:GROUP,GROUP...
 const credFlag = "--cred="
 
@@ -149,11 +199,25 @@ func parseCred(s string) (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: ids[0], Gid: ids[1], Groups: ids[2:]}, nil
 }
 
-// Enter is the re-exec stub: args are what follows EnterCommand ([--cred=...] PATH -- ARGV...).
-// It moves the process into the group open on fd 3, becomes the --cred user, and execs the
-// command; it returns only on failure.
+// Enter is the re-exec stub: args are what follows EnterCommand
+// ([--listen=N] [--keep=PATH...] [--cred=...] PATH -- ARGV...). It moves the process into the
+// group open on fd 3+N (N sockets before it, 0 without --listen), keeps the --keep files in
+// place (listen.Guard), sets LISTEN_PID to its own pid when it has sockets, becomes the --cred
+// user, and execs the command; it returns only on failure.
 func Enter(args []string) error {
 	var cred *syscall.Credential
+	sockets := -1 // no --listen: no LISTEN_PID
+	if len(args) > 0 && strings.HasPrefix(args[0], listenFlag) {
+		n, err := strconv.Atoi(strings.TrimPrefix(args[0], listenFlag))
+		if err != nil || n < 1 {
+			return fmt.Errorf("%s: %q is not a number of sockets", EnterCommand, args[0])
+		}
+		sockets, args = n, args[1:]
+	}
+	var keep []string
+	for len(args) > 0 && strings.HasPrefix(args[0], keepFlag) {
+		keep, args = append(keep, strings.TrimPrefix(args[0], keepFlag)), args[1:]
+	}
 	if len(args) > 0 && strings.HasPrefix(args[0], credFlag) {
 		var err error
 		if cred, err = parseCred(strings.TrimPrefix(args[0], credFlag)); err != nil {
@@ -162,10 +226,11 @@ func Enter(args []string) error {
 		args = args[1:]
 	}
 	if len(args) < 3 || args[1] != "--" {
-		return errors.New(EnterCommand + ": want [--cred=UID:GID:GROUPS] PATH -- ARGV...")
+		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
 	}
 	path, argv := args[0], args[2:]
-	procs, err := unix.Openat(3, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	group := 3 + max(sockets, 0)
+	procs, err := unix.Openat(group, "cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open cgroup.procs of the payload group: %w", err)
 	}
@@ -173,13 +238,23 @@ func Enter(args []string) error {
 		return fmt.Errorf("move into the payload group: write 0 to cgroup.procs: %w", err)
 	}
 	unix.Close(procs)
-	unix.Close(3)
+	unix.Close(group)
+	if err := listen.Guard(keep); err != nil {
+		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
+		// the command still runs; only an app that removes its socket's file takes it away.
+		fmt.Fprintf(os.Stderr, "cgrun: warning: %v; the command could remove the socket's file\n", err)
+	}
 	if cred != nil {
 		if err := becomeUser(cred); err != nil {
 			return err
 		}
 	}
-	return execError(path, unix.Exec(path, argv, os.Environ()))
+	env := os.Environ()
+	if sockets > 0 {
+		env = append(slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "LISTEN_PID=") }),
+			"LISTEN_PID="+strconv.Itoa(os.Getpid()))
+	}
+	return execError(path, unix.Exec(path, argv, env))
 }
 
 // becomeUser drops the stub's root for good, in the order the kernel needs: the groups while it

@@ -50,6 +50,8 @@ type State struct {
 	// memory.peak (before 5.19); readers take the higher of it and memory.current.
 	MemoryPeak       uint64            `json:"memory_peak,omitempty"`
 	MemoryPeakSource cgroup.PeakSource `json:"memory_peak_source,omitempty"`
+	// Next is the generation started beside this one by an --overlap recycle; absent without.
+	Next *Next `json:"next,omitempty"`
 
 	Limits           map[string]string `json:"limits"`
 	Restarts         int               `json:"restarts"`
@@ -70,6 +72,14 @@ type State struct {
 	// Counted is the ended generation's Group, whose memory.events Totals already hold: its
 	// group may still be there, and must not be counted twice. Never written to the file.
 	Counted string `json:"-"`
+}
+
+// Next is the generation that runs beside the current one during an --overlap recycle,
+// until it is ready and the current one has stopped.
+type Next struct {
+	Generation int    `json:"generation"`
+	ChildPid   int    `json:"child_pid"`
+	Group      string `json:"group"`
 }
 
 // Event is one of the recent things shown by `cgrun status`.

@@ -2,7 +2,8 @@
 // run: start latency (start.go), cgrun's own memory and idle cost (idle.go), how late an OOM
 // kill shows up in the --events stream (oomlatency.go, kmsg.go), the gap between one generation's
 // exit and the next one's start (recycle.go), and whether cgrun's own memory, fds and goroutines
-// stay flat over many restarts (soak.go).
+// stay flat over many restarts (soak.go), and what a recycle costs the clients of a Node HTTP
+// server with and without --listen and --overlap (listen.go).
 //
 // It needs a cgroup v2 hierarchy with the memory controller and root (cgrun creates groups);
 // scripts/bench/run builds it and runs it inside a user-mode-linux guest, or here with --here.
@@ -68,6 +69,7 @@ type config struct {
 	oomMax  string // --memory-max for the OOM runs
 	gaps    int    // recycle gaps per column
 	soak    int    // generations of the soak
+	cycles  int    // recycles per column of the listen bench
 	host    string // what the wrapper says about the host machine
 	uml     bool   // the wrapper ran us under scripts/uml-run
 	guest   string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
@@ -90,11 +92,12 @@ func bench(args []string) int {
 	fs.StringVar(&c.oomMax, "oom-max", "32M", "--memory-max of the OOM-latency runs")
 	fs.IntVar(&c.gaps, "gaps", 200, "recycle gaps per column")
 	fs.IntVar(&c.soak, "soak", 1000, "generations of the soak (sampled every 100)")
+	fs.IntVar(&c.cycles, "recycles", 20, "recycles per column of the listen bench")
 	fs.StringVar(&c.host, "host", "", "description of the host machine, for the table")
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
 	fs.StringVar(&c.guest, "guest", "", "say what virtual machine this runs in, e.g. \"QEMU TCG guest (scripts/qemu-run)\"")
-	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, idle (RSS and idle cost), oom, recycle (gap), soak")
+	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, idle (RSS and idle cost), oom, recycle (gap), soak, and listen (--listen and --overlap under load; needs Node, not in the default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -133,7 +136,7 @@ func bench(args []string) int {
 	for _, s := range []struct {
 		name string
 		run  func(*config) error
-	}{{"start", startBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}} {
+	}{{"start", startBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}, {"listen", listenBench}} {
 		if !c.only[s.name] {
 			continue
 		}

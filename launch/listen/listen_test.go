@@ -1,0 +1,198 @@
+package listen_test
+
+import (
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cgrun/cgrun/launch/listen"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		spec, network, address string
+	}{
+		{":3000", "tcp", ":3000"},
+		{"127.0.0.1:3000", "tcp", "127.0.0.1:3000"},
+		{"[::1]:3000", "tcp", "[::1]:3000"},
+		{"0.0.0.0:80", "tcp", "0.0.0.0:80"},
+		{"unix:/run/app.sock", "unix", "/run/app.sock"},
+	} {
+		a, err := listen.Parse(tc.spec)
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.spec, err)
+			continue
+		}
+		if a.Network != tc.network || a.Address != tc.address || a.Spec != tc.spec {
+			t.Errorf("Parse(%q) = %+v, want %s %s", tc.spec, a, tc.network, tc.address)
+		}
+	}
+}
+
+func TestParseFailures(t *testing.T) {
+	for _, spec := range []string{
+		"", "3000", "foo", ":0", ":65536", ":http", "localhost:3000", "example.com:80",
+		"::1:3000", "[fe80::1%eth0]:80", "unix:", "unix:run/app.sock", "unix:/run/", "unix:/" + strings.Repeat("a", 120),
+	} {
+		_, err := listen.Parse(spec)
+		if err == nil {
+			t.Errorf("Parse(%q): no error", spec)
+			continue
+		}
+		if !errors.Is(err, listen.ErrAddr) || !strings.Contains(err.Error(), "--listen") {
+			t.Errorf("Parse(%q) = %v: want an error naming --listen that wraps ErrAddr", spec, err)
+		}
+	}
+}
+
+func TestEnv(t *testing.T) {
+	dir := t.TempDir()
+	var addrs []listen.Addr
+	for _, spec := range []string{"127.0.0.1:0", "unix:" + filepath.Join(dir, "app.sock")} {
+		a, err := listen.Parse(strings.Replace(spec, ":0", ":1", 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs = append(addrs, a)
+	}
+	// Bind needs a free port: take one, then describe it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	addrs[0], _ = listen.Parse("127.0.0.1:" + strconv.Itoa(port))
+	s, err := listen.Bind(addrs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.Len() != 2 || len(s.Files()) != 2 {
+		t.Fatalf("Len %d, Files %v: want 2 sockets", s.Len(), s.Files())
+	}
+	have := s.Env([]string{"PATH=/bin", "LISTEN_FDS=9", "LISTEN_PID=1", "FPM_SOCKETS=x=9"})
+	sock := filepath.Join(dir, "app.sock")
+	want := []string{"PATH=/bin", "LISTEN_FDS=2",
+		"LISTEN_FDNAMES=127.0.0.1_" + strconv.Itoa(port) + ":unix_" + sock,
+		"FPM_SOCKETS=127.0.0.1:" + strconv.Itoa(port) + "=3," + sock + "=4"}
+	if !slices.Equal(have, want) {
+		t.Errorf("Env:\nhave %q\nwant %q", have, want)
+	}
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket file %s: %v, %v: want a socket with mode 0660", sock, fi, err)
+	}
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatalf("connect to the bound socket: %v", err)
+	}
+	c.Close()
+	s.Close()
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close, %s: %v; want it removed", sock, err)
+	}
+}
+
+func TestEnvNoSockets(t *testing.T) {
+	env := []string{"PATH=/bin", "LISTEN_FDS=1"}
+	var s *listen.Set
+	if have := s.Env(env); !slices.Equal(have, env) {
+		t.Errorf("nil Set: Env = %q, want it unchanged", have)
+	}
+	if s.Files() != nil || s.Len() != 0 {
+		t.Errorf("nil Set: Files %v Len %d", s.Files(), s.Len())
+	}
+	s.Close()
+}
+
+func TestFPMKeys(t *testing.T) {
+	for _, tc := range []struct{ spec, key string }{
+		{":9000", "0.0.0.0:9000"}, // listen = 9000
+		{"127.0.0.1:9000", "127.0.0.1:9000"},
+		{"[::1]:9000", "::1:9000"},
+		{"unix:/run/php/app.sock", "/run/php/app.sock"},
+	} {
+		a, err := listen.Parse(tc.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if have := a.FPMKey(); have != tc.key {
+			t.Errorf("FPMKey(%q) = %q, want %q", tc.spec, have, tc.key)
+		}
+	}
+}
+
+func TestBindFailuresLeaveNothing(t *testing.T) {
+	dir := t.TempDir()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	busyUnix := filepath.Join(dir, "busy.sock")
+	ul, err := net.Listen("unix", busyUnix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := filepath.Join(dir, "first.sock")
+	for _, tc := range []struct {
+		name, spec string
+		inUse      bool
+	}{
+		{"tcp port in use", busy.Addr().String(), true},
+		{"unix socket served", "unix:" + busyUnix, true},
+		{"not a socket", "unix:" + plain, false},
+		{"no such directory", "unix:" + filepath.Join(dir, "none", "a.sock"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a0, _ := listen.Parse("unix:" + first)
+			a1, err := listen.Parse(tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := listen.Bind([]listen.Addr{a0, a1}, nil)
+			if err == nil {
+				s.Close()
+				t.Fatalf("Bind %s: no error", tc.spec)
+			}
+			if errors.Is(err, listen.ErrInUse) != tc.inUse || !strings.Contains(err.Error(), tc.spec) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("Bind %s: %v", tc.spec, err)
+			}
+			if _, err := os.Lstat(first); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the first socket's file is left: %v", err)
+			}
+		})
+	}
+}
+
+func TestBindReplacesStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stale.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the file stays, nothing listens: what a SIGKILLed server leaves
+	a, _ := listen.Parse("unix:" + path)
+	s, err := listen.Bind([]listen.Addr{a}, nil)
+	if err != nil {
+		t.Fatalf("Bind over a stale socket: %v", err)
+	}
+	defer s.Close()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	c.Close()
+}
