@@ -326,7 +326,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
 		}
 		if out.next != nil {
-			fmt.Fprintf(r.cfg.Log, "cgrun: %s: generation %d (pid %d) took over (%s)\n", r.name, n+1, out.next.pid, why)
+			fmt.Fprintf(r.cfg.Log, "cgrun: %s: generation %d (pid %d) took over (%s)\n", r.name, out.next.number, out.next.pid, why)
 		} else {
 			fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, max(n, r.last)+1, delay)
 		}
