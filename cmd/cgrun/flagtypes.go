@@ -81,82 +81,75 @@ func (e *valueError) tell(origin, value string) error {
 
 func bad(err error) error { return &valueError{err: err} }
 
-// sizeValue is a SIZE: bytes, a unit, a percentage of phys, or max.
-type sizeValue struct {
-	into *cgroup.Limit
-	phys uint64
-	text string
+// parsedValue is a flag that parses its text into *into as it is set, and keeps the text as
+// given for --help's defaults; parse's errors are valueErrors.
+type parsedValue[T any] struct {
+	into  *T
+	parse func(string) (T, error)
+	kind  string
+	text  string
 }
 
-func sizeVar(fs *pflag.FlagSet, into *cgroup.Limit, phys uint64, name, usage string) {
-	fs.Var(&sizeValue{into: into, phys: phys}, name, usage)
+func parsedVar[T any](fs *pflag.FlagSet, into *T, kind, text string, parse func(string) (T, error), name, usage string) {
+	fs.Var(&parsedValue[T]{into: into, parse: parse, kind: kind, text: text}, name, usage)
 }
 
-func (v *sizeValue) Set(s string) error {
-	l, err := cgroup.ParseSize(s, v.phys)
+func (v *parsedValue[T]) Set(s string) error {
+	x, err := v.parse(s)
 	if err != nil {
-		return bad(err)
+		return err
 	}
-	*v.into, v.text = l, s
+	*v.into, v.text = x, s
 	return nil
 }
 
-func (v *sizeValue) String() string { return v.text }
-func (v *sizeValue) Type() string   { return "SIZE" }
+func (v *parsedValue[T]) String() string { return v.text }
+func (v *parsedValue[T]) Type() string   { return v.kind }
 
-// pidsValue is pids.max: a number or max.
-type pidsValue struct {
-	into *cgroup.Limit
-	text string
-}
-
-func (v *pidsValue) Set(s string) error {
-	l, err := cgroup.ParseCount(s)
-	if err != nil {
-		return bad(err)
+// told makes parse's errors the plain "ORIGIN: CAUSE" kind of valueError.
+func told[T any](parse func(string) (T, error)) func(string) (T, error) {
+	return func(s string) (T, error) {
+		x, err := parse(s)
+		if err != nil {
+			return x, bad(err)
+		}
+		return x, nil
 	}
-	*v.into, v.text = l, s
-	return nil
 }
 
-func (v *pidsValue) String() string { return v.text }
-func (v *pidsValue) Type() string   { return "N" }
-
-// cpuMaxValue is cpu.max as systemd's CPUQuota= takes it: 150%.
-type cpuMaxValue struct {
-	into **cgroup.CPUMax
-	text string
+// size is a SIZE: bytes, a unit, a percentage of phys, or max.
+func size(phys uint64) func(string) (cgroup.Limit, error) {
+	return told(func(s string) (cgroup.Limit, error) { return cgroup.ParseSize(s, phys) })
 }
 
-func (v *cpuMaxValue) Set(s string) error {
+// amount is a SIZE that must be an amount, not max: a headroom, a mark.
+func amount(phys uint64) func(string) (uint64, error) {
+	return func(s string) (uint64, error) {
+		l, err := cgroup.ParseSize(s, phys)
+		if err != nil || l.Max {
+			return 0, &valueError{err: errors.New("want a size such as 64M"), quote: true}
+		}
+		return l.Value, nil
+	}
+}
+
+// cpuQuota is cpu.max as systemd's CPUQuota= takes it: 150%.
+func cpuQuota(s string) (*cgroup.CPUMax, error) {
 	m, err := cgroup.ParseCPUQuota(s)
 	if err != nil {
-		return bad(err)
+		return nil, bad(err)
 	}
-	*v.into, v.text = &m, s
-	return nil
+	return &m, nil
 }
 
-func (v *cpuMaxValue) String() string { return v.text }
-func (v *cpuMaxValue) Type() string   { return "PERCENT" }
-
-// cpuWeightValue is cpu.weight, 1 to 10000.
-type cpuWeightValue struct {
-	into *uint64
-	text string
-}
-
-func (v *cpuWeightValue) Set(s string) error {
-	w, err := cgroup.ParseCPUWeight(s)
-	if err != nil {
-		return bad(err)
+// percent is a percentage, "5%" or "5", from 0 to 1000.
+func percent(s string) (float64, error) {
+	p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil || p < 0 || p > 1000 {
+		return 0, &valueError{err: errors.New("want a percentage such as 5%"), quote: true}
 	}
-	*v.into, v.text = w, s
-	return nil
+	return p, nil
 }
-
-func (v *cpuWeightValue) String() string { return v.text }
-func (v *cpuWeightValue) Type() string   { return "N" }
 
 // signalValue is a signal name or number.
 type signalValue struct{ into *unix.Signal }
@@ -237,24 +230,6 @@ func (v *highRateValue) Set(s string) error {
 func (v *highRateValue) String() string { return v.text }
 func (v *highRateValue) Type() string   { return "N[/DUR]" }
 
-// percentValue is a percentage, "5%" or "5", from 0 to 1000.
-type percentValue struct {
-	into *float64
-	text string
-}
-
-func (v *percentValue) Set(s string) error {
-	p, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
-	if err != nil || p < 0 || p > 1000 {
-		return &valueError{err: errors.New("want a percentage such as 5%"), quote: true}
-	}
-	*v.into, v.text = p, s
-	return nil
-}
-
-func (v *percentValue) String() string { return v.text }
-func (v *percentValue) Type() string   { return "PERCENT" }
-
 // optSignalValue is a signal that may be left unset (0).
 type optSignalValue struct{ into *unix.Signal }
 
@@ -266,25 +241,6 @@ func (v optSignalValue) String() string {
 	}
 	return proc.SignalName(*v.into)
 }
-
-// amountValue is a SIZE that must be an amount, not max: a headroom, a mark.
-type amountValue struct {
-	into *uint64
-	phys uint64
-	text string
-}
-
-func (v *amountValue) Set(s string) error {
-	l, err := cgroup.ParseSize(s, v.phys)
-	if err != nil || l.Max {
-		return &valueError{err: errors.New("want a size such as 64M"), quote: true}
-	}
-	*v.into, v.text = l.Value, s
-	return nil
-}
-
-func (v *amountValue) String() string { return v.text }
-func (v *amountValue) Type() string   { return "SIZE" }
 
 // listenValue is a repeatable --listen address: each use adds one.
 type listenValue struct{ into *[]listen.Addr }

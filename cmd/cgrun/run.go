@@ -85,11 +85,11 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
 	l, phys := &f.limits, physicalMemory()
-	sizeVar(fs, &l.MemoryMax, phys, "memory-max", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
-	sizeVar(fs, &l.MemoryHigh, phys, "memory-high", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
-	sizeVar(fs, &l.MemoryLow, phys, "memory-low", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
-	sizeVar(fs, &l.MemorySwapMax, phys, "memory-swap-max", "swap limit (memory.swap.max); 0 keeps the group out of swap")
-	fs.Var(&pidsValue{into: &l.PidsMax}, "pids-max", "most processes and threads at once (pids.max): a number or max")
+	parsedVar(fs, &l.MemoryMax, "SIZE", "", size(phys), "memory-max", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
+	parsedVar(fs, &l.MemoryHigh, "SIZE", "", size(phys), "memory-high", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
+	parsedVar(fs, &l.MemoryLow, "SIZE", "", size(phys), "memory-low", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
+	parsedVar(fs, &l.MemorySwapMax, "SIZE", "", size(phys), "memory-swap-max", "swap limit (memory.swap.max); 0 keeps the group out of swap")
+	parsedVar(fs, &l.PidsMax, "N", "", told(cgroup.ParseCount), "pids-max", "most processes and threads at once (pids.max): a number or max")
 	textVar(fs, &f.name, "name", "NAME", "", "name of the group and of cgrun's messages (default: the command's base name)")
 	textVar(fs, &f.parent, "parent", "GROUP", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
 	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
@@ -103,13 +103,13 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
-	fs.Var(&cpuMaxValue{into: &l.CPUMax}, "cpu-max", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
-	fs.Var(&cpuWeightValue{into: &l.CPUWeight}, "cpu-weight", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
+	parsedVar(fs, &l.CPUMax, "PERCENT", "", cpuQuota, "cpu-max", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
+	parsedVar(fs, &l.CPUWeight, "N", "", told(cgroup.ParseCPUWeight), "cpu-weight", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
 	textVar(fs, &f.report, "report", "FILE", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
 	textVar(fs, &f.recordBaseline, "record-baseline", "FILE", "", "record the run's memory peak and steady state as a baseline in FILE")
 	textVar(fs, &f.baseline, "baseline", "FILE", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
 	f.tolerance = 5
-	fs.Var(&percentValue{into: &f.tolerance, text: "5%"}, "baseline-tolerance", "how far over the baseline's peak a run may go")
+	parsedVar(fs, &f.tolerance, "PERCENT", "5%", percent, "baseline-tolerance", "how far over the baseline's peak a run may go")
 
 	p := &f.policy
 	*p = policy.DefaultPolicy()
@@ -118,7 +118,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
 	durationVar(fs, &p.MaxLifetime, "max-lifetime", "recycle each generation after this long (0: never)")
 	durationVar(fs, &p.LifetimeJitter, "lifetime-jitter", "add a random part of this to each --max-lifetime, so a fleet does not recycle at once")
-	sizeVar(fs, &p.RecycleAbove, phys, "recycle-above", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
+	parsedVar(fs, &p.RecycleAbove, "SIZE", "", size(phys), "recycle-above", "recycle when memory stays at or above SIZE or PERCENT for --recycle-after (sets --memory-high to it when unset)")
 	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
 	fs.Var(&highRateValue{n: &p.RecycleOnHigh, window: &p.HighWindow}, "recycle-on-high", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
 	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
@@ -143,9 +143,9 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &d.Cmd, "diagnose-cmd", "COMMAND", "", "before a recycle for memory, run this shell command in the group to take a dump ($CGRUN_CHILD_PID, $CGRUN_DUMP_DIR)")
 	textVar(fs, &d.Dir, "diagnose-dir", "DIR", "", "where the dump lands; cgrun waits until the files written there are complete before the stop")
 	durationVar(fs, &d.Timeout, "diagnose-timeout", "the longest wait for a dump; the generation is stopped then anyway")
-	fs.Var(&amountValue{into: &d.Headroom, phys: phys}, "diagnose-headroom", "raise memory.max by at most SIZE for the dump (never above what the parent group allows)")
+	parsedVar(fs, &d.Headroom, "SIZE", "", amount(phys), "diagnose-headroom", "raise memory.max by at most SIZE for the dump (never above what the parent group allows)")
 	countVar(fs, &d.Keep, "diagnose-keep", "keep the newest N dumps cgrun asked for, remove older ones; 0 keeps all")
-	fs.Var(&amountValue{into: &d.Above, phys: phys}, "diagnose-above", "dump once per generation, without recycling, when memory first crosses SIZE or PERCENT")
+	parsedVar(fs, &d.Above, "SIZE", "", amount(phys), "diagnose-above", "dump once per generation, without recycling, when memory first crosses SIZE or PERCENT")
 	durationVar(fs, &d.Interval, "diagnose-interval", "at most one --diagnose-above dump per this long, across generations")
 	return fs
 }
