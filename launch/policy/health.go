@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -59,11 +60,7 @@ func (h HealthCheck) CommandResult(ws unix.WaitStatus, took time.Duration) Probe
 	case ws.Exited() && ws.ExitStatus() == 0:
 		return Probe{OK: true}
 	case ws.Signaled():
-		name := unix.SignalName(ws.Signal())
-		if name == "" {
-			name = fmt.Sprintf("signal %d", int(ws.Signal()))
-		}
-		return Probe{Why: "killed by " + name}
+		return Probe{Why: "killed by " + proc.SignalName(ws.Signal())}
 	}
 	return Probe{Why: fmt.Sprintf("exit status %d", ws.ExitStatus())}
 }
