@@ -151,16 +151,7 @@ func recycleNode(t *testing.T, node string, flags []string, port, n int) *loadSt
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	// The first generation answers before the load starts: refusals before it are no recycle's.
-	if !eventually(30*time.Second, func() bool {
-		r, err := http.Get(url)
-		ok := err == nil
-		if ok {
-			r.Body.Close()
-		}
-		return ok
-	}) {
-		t.Fatalf("the server never answered on %s; cgrun said:\n%s", url, errb.String())
-	}
+	waitAnswers(t, url, &errb)
 	ctx, cancel := context.WithCancel(context.Background())
 	stats := load(ctx, url, 4)
 	for i := 0; i < n; i++ {
@@ -590,6 +581,21 @@ func serveLog(t *testing.T, path string) map[string]map[string]int64 {
 
 // oneShot is a client that closes each connection after its answer, as the load clients do,
 // so that a server stopping gracefully is not kept waiting by an idle one.
+// waitAnswers waits up to 30 s for the server on url to answer a request, or fails the test
+// with what cgrun said.
+func waitAnswers(t *testing.T, url string, said *bytes.Buffer) {
+	t.Helper()
+	if !eventually(30*time.Second, func() bool {
+		r, err := oneShot.Get(url)
+		if err == nil {
+			r.Body.Close()
+		}
+		return err == nil
+	}) {
+		t.Fatalf("the server never answered on %s; cgrun said:\n%s", url, said.String())
+	}
+}
+
 var oneShot = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // startServe runs serve under cgrun with --listen and flags, and waits until it answers.
@@ -606,16 +612,7 @@ func startServe(t *testing.T, flags []string, serveArgs ...string) (cmd *exec.Cm
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	if !eventually(30*time.Second, func() bool {
-		r, err := oneShot.Get(url)
-		ok := err == nil
-		if ok {
-			r.Body.Close()
-		}
-		return ok
-	}) {
-		t.Fatalf("the server never answered on %s; cgrun said:\n%s", url, errb.String())
-	}
+	waitAnswers(t, url, errb)
 	return cmd, url, errb
 }
 
