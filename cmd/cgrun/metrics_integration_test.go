@@ -132,9 +132,12 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { p.Process.Kill(); p.Wait() }()
+	// Every query is evaluated at the one instant at: queries made one after the other at "now"
+	// could each see one more scrape than the last (Prometheus scrapes on meanwhile).
+	var at string
 	query := func(q string) float64 {
 		t.Helper()
-		resp, err := http.Get("http://" + web + "/api/v1/query?query=" + url.QueryEscape(q))
+		resp, err := http.Get("http://" + web + "/api/v1/query?query=" + url.QueryEscape(q) + "&time=" + at)
 		if err != nil {
 			t.Fatalf("query %s: %v\n%s", q, err, plog.String())
 		}
@@ -156,8 +159,8 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 		v, _ := strconv.ParseFloat(s, 64)
 		return v
 	}
-	// Ready, then 14 s: Prometheus applies new targets after up to 5 s, then scrapes through
-	// three or four restart gaps.
+	// Ready, then 16 s: Prometheus applies new targets after up to 5 s, then scrapes through
+	// three or four restart gaps (the queries look at the first 14 s).
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if resp, err := http.Get("http://" + web + "/-/ready"); err == nil && resp.StatusCode == 200 {
 			resp.Body.Close()
@@ -167,7 +170,9 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 			t.Fatalf("prometheus not ready after 60 s:\n%s", plog.String())
 		}
 	}
-	time.Sleep(14 * time.Second)
+	time.Sleep(16 * time.Second)
+	// 2 s back: every scrape before it is stored by now.
+	at = strconv.FormatFloat(float64(time.Now().Add(-2*time.Second).UnixMilli())/1000, 'f', 3, 64)
 	ups := query(`count_over_time(up{job="cgrun"}[1m])`)
 	reached := query(`sum_over_time(up{job="cgrun"}[1m])`)
 	current := query(`count_over_time(cgrun_memory_current_bytes[1m])`)
