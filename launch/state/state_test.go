@@ -223,7 +223,7 @@ func TestStateDirChecksXDGRuntimeDir(t *testing.T) {
 	}
 }
 
-// FuzzParseState checks that the state reader never panics, and that whatever it accepts is a
+// FuzzParse checks that the state reader never panics, and that whatever it accepts is a
 // state cgrun could have written: the claimed uid, a pid, a valid name.
 func FuzzParse(f *testing.F) {
 	b, _ := json.Marshal(State{Name: "worker", Command: []string{"node", "w.js"}, Pid: 42, UID: 1000, Generation: 2, ChildPid: 43})
