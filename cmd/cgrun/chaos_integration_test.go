@@ -131,12 +131,25 @@ func TestChaosSoak(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
+		// Until cgrun has exited, never more than one generation's command at once: looked at in
+		// /proc, not only in cgrun's own events.
 		var err error
-		select {
-		case err = <-done:
-		case <-time.After(15 * time.Second):
-			cmd.Process.Kill()
-			fail("cgrun did not exit 15 s after %s", fault)
+		most, deadline, look := 0, time.After(15*time.Second), time.NewTicker(20*time.Millisecond)
+	wait:
+		for {
+			select {
+			case err = <-done:
+				break wait
+			case <-look.C:
+				most = max(most, len(pidsOf(marker)))
+			case <-deadline:
+				cmd.Process.Kill()
+				fail("cgrun did not exit 15 s after %s", fault)
+			}
+		}
+		look.Stop()
+		if most > 1 {
+			fail("%d commands of one cgrun ran at once after %s", most, fault)
 		}
 		ef.Close()
 		for _, c := range cleanup {
@@ -166,6 +179,9 @@ func TestChaosSoak(t *testing.T) {
 				unguarded++
 			}
 		}
+		if _, err := os.Lstat(filepath.Join("/run/cgrun", strconv.Itoa(cmd.Process.Pid)+".json")); err == nil {
+			fail("the state file of cgrun %d is left after %s", cmd.Process.Pid, fault)
+		}
 		if left := pidsOf(marker); len(left) > 0 {
 			fail("processes of the command left after %s: %v", fault, left)
 		}
@@ -188,6 +204,11 @@ func TestChaosSoak(t *testing.T) {
 	}
 	if n < rounds {
 		t.Logf("stopped after %d of %d rounds: the %v budget is spent", n, rounds, budget)
+		// A round takes about a second; far fewer rounds than that means something kept hanging
+		// until a timeout, and the soak tried too little to show anything.
+		if least := int(budget / (3 * time.Second)); n < least {
+			t.Errorf("only %d rounds in %v (fewer than one in 3 s): rounds are hanging", n, budget)
+		}
 	}
 	t.Logf("%d rounds in %v; faults %v; %d commands of a SIGKILLed cgrun removed by cgrun ps rather than the guard", n, time.Since(began).Round(time.Second), faults, unguarded)
 	if unguarded > faults["SIGKILL cgrun"]/4 {
@@ -231,7 +252,7 @@ func generationsInTurn(path string) error {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var ev struct {
-			Kind       string `json:"kind"`
+			Kind       string `json:"event"`
 			Generation int    `json:"generation"`
 		}
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {
@@ -270,4 +291,24 @@ func fullTmpfs(t *testing.T, dir string) string {
 		}
 	}
 	return dir
+}
+
+// TestGenerationsInTurn checks the soak's own check on event lines as cgrun writes them.
+func TestGenerationsInTurn(t *testing.T) {
+	for _, tc := range []struct {
+		name, lines string
+		ok          bool
+	}{
+		{"in turn", `{"event":"start","generation":1}` + "\n" + `{"event":"exit","generation":1}` + "\n" + `{"event":"start","generation":2}` + "\n", true},
+		{"a start before the exit", `{"event":"start","generation":1}` + "\n" + `{"event":"start","generation":2}` + "\n", false},
+		{"not JSON", "start\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events")
+			os.WriteFile(path, []byte(tc.lines), 0o644)
+			if err := generationsInTurn(path); (err == nil) != tc.ok {
+				t.Errorf("generationsInTurn = %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
 }
