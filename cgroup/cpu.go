@@ -39,7 +39,7 @@ func ParseCPUQuota(s string) (CPUMax, error) {
 	p, ok := strings.CutSuffix(in, "%")
 	f, err := strconv.ParseFloat(p, 64)
 	if !ok || err != nil || f <= 0 || f > 100000 || strings.ContainsAny(p, "eExX_+") {
-		return CPUMax{}, fmt.Errorf("%w %q: want a percentage of one CPU such as 50%% or 150%%, or max", ErrBadSize, s)
+		return CPUMax{}, fmt.Errorf("%w %q: want a percentage of one CPU such as 50%% or 150%%, or max", ErrBadValue, s)
 	}
 	q := uint64(f * 1000) // of a 100000 µs period
 	if q < 1000 {
@@ -52,7 +52,7 @@ func ParseCPUQuota(s string) (CPUMax, error) {
 func ParseCPUWeight(s string) (uint64, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < 1 || n > 10000 {
-		return 0, fmt.Errorf("%w %q: want a CPU weight from 1 to 10000 (the default is 100)", ErrBadSize, s)
+		return 0, fmt.Errorf("%w %q: want a CPU weight from 1 to 10000 (the default is 100)", ErrBadValue, s)
 	}
 	return n, nil
 }

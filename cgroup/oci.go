@@ -79,7 +79,11 @@ func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
 	if p := r.Pids; p != nil {
 		l.PidsMax = Unlimited
 		if p.Limit != nil && *p.Limit > 0 {
-			l.PidsMax = Bytes(uint64(*p.Limit))
+			n, err := ParseCount(strconv.FormatInt(*p.Limit, 10))
+			if err != nil {
+				return Limits{}, fmt.Errorf("key \"pids.limit\": %w", err)
+			}
+			l.PidsMax = n
 		}
 	}
 	if c := r.CPU; c != nil {

@@ -48,6 +48,8 @@ func TestParseOCIResources(t *testing.T) {
 		{"unified other controller", `{"unified":{"io.weight":"100"}}`, `unified key "io.weight"`},
 		{"unified cgroup file", `{"unified":{"cgroup.procs":"1"}}`, `unified key "cgroup.procs"`},
 		{"unified bad size", `{"unified":{"memory.high":"lots"}}`, `unified key "memory.high"`},
+		{"pids past the kernel's largest", `{"pids":{"limit":4194305}}`, `key "pids.limit": bad value "4194305"`},
+		{"unified size past 8E", `{"unified":{"memory.max":"9E"}}`, "use max for no limit"},
 		{"unified bad oom.group", `{"unified":{"memory.oom.group":"yes"}}`, `unified key "memory.oom.group"`},
 		{"high above max", `{"memory":{"limit":1048576},"unified":{"memory.high":"2M"}}`, "above --memory-max"},
 		{"not json", `memory: 5`, "not a LinuxResources JSON object"},

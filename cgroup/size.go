@@ -58,13 +58,17 @@ func (l Limit) Above(m Limit) bool {
 // ErrBadSize is wrapped by every size that ParseSize refuses.
 var ErrBadSize = errors.New("bad size")
 
+// ErrBadValue is wrapped by every count, CPU share or weight that ParseCount, ParseCPUMax and
+// ParseCPUWeight refuse.
+var ErrBadValue = errors.New("bad value")
+
 // ParseSize reads a memory size the way systemd reads MemoryMax=: bytes, or a number with K, M, G,
 // T, P or E (base 1024, an optional B or iB after it, fractions allowed: 1.5G), "infinity" or
 // "max", or a percentage of physical memory ("75%"). physical is the machine's memory in bytes.
 func ParseSize(s string, physical uint64) (Limit, error) {
 	in := strings.TrimSpace(s)
 	bad := func(why string) (Limit, error) {
-		return Limit{}, fmt.Errorf("%w %q: %s (want bytes, a number with K, M, G or T, a percentage such as 75%%, or max)", ErrBadSize, s, why)
+		return Limit{}, fmt.Errorf("%w %q: %s (want bytes, a number with K, M, G, T, P or E, a percentage such as 75%%, or max)", ErrBadSize, s, why)
 	}
 	switch strings.ToLower(in) {
 	case "":
@@ -119,6 +123,11 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 		}
 		v += uint64(add)
 	}
+	// The kernel takes up to 2^63-1 bytes (a page count in a long); larger numbers would reach
+	// it as negative ones.
+	if v > math.MaxInt64 {
+		return bad("too large: the kernel takes sizes below 8E; use max for no limit")
+	}
 	return Bytes(v), nil
 }
 
@@ -165,11 +174,11 @@ func ParseCount(s string) (Limit, error) {
 	n, err := strconv.ParseUint(in, 10, 64)
 	switch {
 	case errors.Is(err, strconv.ErrRange) || err == nil && n > PidsLimit:
-		return Limit{}, fmt.Errorf("%w %q: above the kernel's largest pids.max, %d; use max for no limit", ErrBadSize, s, PidsLimit)
+		return Limit{}, fmt.Errorf("%w %q: above the kernel's largest pids.max, %d; use max for no limit", ErrBadValue, s, PidsLimit)
 	case err != nil || strings.HasPrefix(in, "+"):
-		return Limit{}, fmt.Errorf("%w %q: want a whole number or max", ErrBadSize, s)
+		return Limit{}, fmt.Errorf("%w %q: want a whole number or max", ErrBadValue, s)
 	case n == 0:
-		return Limit{}, fmt.Errorf("%w %q: 0 leaves no room for the command itself, which pids.max counts too; use 1 or more", ErrBadSize, s)
+		return Limit{}, fmt.Errorf("%w %q: 0 leaves no room for the command itself, which pids.max counts too; use 1 or more", ErrBadValue, s)
 	}
 	return Limit{Set: true, Value: n}, nil
 }

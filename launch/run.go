@@ -129,14 +129,15 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := state.ValidName(r.name); err != nil {
 		return proc.ExitFailure, 0, err
 	}
+	// The policy first: its errors name --recycle-above, which sets memory.high below.
+	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
+		return proc.ExitFailure, 0, err
+	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
 		// cgrun hears that memory rose from memory.high events; see policy.Policy.Validate.
 		cfg.Limits.MemoryHigh = cfg.Policy.RecycleAbove
 	}
 	if err := cfg.Limits.Validate(); err != nil {
-		return proc.ExitFailure, 0, err
-	}
-	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
 		return proc.ExitFailure, 0, err
 	}
 	if err := cfg.Diagnose.Validate(); err != nil {

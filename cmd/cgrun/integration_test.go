@@ -491,12 +491,14 @@ func TestRunBadInputCreatesNothing(t *testing.T) {
 		{"a directory", []string{"run", "--", dir}, nil, 126, "is a directory"},
 		{"missing parent", []string{"run", "--parent", "/no-such-parent", "--", "true"}, nil, 125, "no such group"},
 		// Issue 14: values the kernel would not get as given.
-		{"pids-max 0", []string{"run", "--pids-max", "0", "--", "true"}, nil, 125, "--pids-max: bad size \"0\": 0 leaves no room for the command itself"},
-		{"pids-max past int64", []string{"run", "--pids-max", "9223372036854775808", "--", "true"}, nil, 125, "--pids-max: bad size \"9223372036854775808\": above the kernel's largest pids.max"},
+		{"pids-max 0", []string{"run", "--pids-max", "0", "--", "true"}, nil, 125, "--pids-max: bad value \"0\": 0 leaves no room for the command itself"},
+		{"pids-max past int64", []string{"run", "--pids-max", "9223372036854775808", "--", "true"}, nil, 125, "--pids-max: bad value \"9223372036854775808\": above the kernel's largest pids.max"},
 		{"pids-max past the kernel's", []string{"run", "--pids-max", "4194305", "--", "true"}, nil, 125, "above the kernel's largest pids.max, 4194304"},
 		{"unified pids.max 0", []string{"run", "--resources", writeTemp(t, dir, `{"unified":{"pids.max":"0"}}`), "--", "true"}, nil, 125, "0 leaves no room"},
 		{"size that overflows", []string{"run", "--memory-max", "15.99999999999999999E", "--", "true"}, nil, 125, "--memory-max: bad size \"15.99999999999999999E\": too large"},
 		{"negative size", []string{"run", "--memory-max", "-5M", "--", "true"}, nil, 125, "--memory-max: bad size \"-5M\": sizes cannot be negative"},
+		{"size past 8E", []string{"run", "--memory-max", "9E", "--", "true"}, nil, 125, "--memory-max: bad size \"9E\": too large"},
+		{"memory.high past 8E", []string{"run", "--memory-high", "8E", "--", "true"}, nil, 125, "--memory-high: bad size \"8E\": too large"},
 		// Issue 17: a dump needs a way to take it and a place for it.
 		{"diagnose without dir", []string{"run", "--diagnose-signal", "USR2", "--", "true"}, nil, 125, "need --diagnose-dir DIR"},
 		{"diagnose headroom without memory-max", []string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", dir, "--diagnose-headroom", "64M", "--", "true"}, nil, 125, "give --memory-max too"},

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -451,6 +452,10 @@ func parseDuration(s string) (time.Duration, error) {
 		return time.Duration(n * float64(time.Second)), nil
 	}
 	d, err := time.ParseDuration(s)
+	if err != nil && regexp.MustCompile(`^([0-9]*(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+$`).MatchString(s) {
+		// Well formed, so time.ParseDuration refused it for its size ("9999999999h").
+		return 0, fmt.Errorf("%q is too long: at most %v", s, time.Duration(math.MaxInt64).Truncate(time.Second))
+	}
 	if err != nil || d < 0 {
 		return 0, fmt.Errorf("%q is not a duration (e.g. 30s, 5m, 1h30m, or a number of seconds)", s)
 	}

@@ -77,7 +77,10 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"run"}, 125, "no command given"},
 		{[]string{"run", "--nope", "--", "true"}, 125, "unknown flag: --nope"},
 		{[]string{"run", "--memory-max", "lots", "--", "true"}, 125, `--memory-max: bad size "lots"`},
-		{[]string{"run", "--pids-max", "-3", "--", "true"}, 125, `--pids-max: bad size "-3"`},
+		{[]string{"run", "--pids-max", "-3", "--", "true"}, 125, `--pids-max: bad value "-3"`},
+		{[]string{"run", "--memory-max", "9E", "--", "true"}, 125, `--memory-max: bad size "9E": too large: the kernel takes sizes below 8E; use max for no limit`},
+		{[]string{"run", "--cpu-weight", "0", "--", "true"}, 125, `--cpu-weight: bad value "0"`},
+		{[]string{"run", "--recycle-above", "100", "--", "true"}, 125, `--recycle-above 100 is too small`},
 		{[]string{"run", "--memory-high", "2G", "--memory-max", "1G", "--", "true"}, 125, "--memory-high 2G is above --memory-max 1G"},
 		{[]string{"run", "--name", "../x", "--", "true"}, 125, "--name"},
 		{[]string{"run", "--", "no-such-command-xyz"}, 127, "command not found"},
@@ -151,7 +154,8 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 	for in, why := range map[string]string{"1e300": "too long", "1e10": "too long", "9223372037": "too long", "1e400": "too long",
-		"-1": "not a duration", "NaN": "not a duration", "-1e300": "not a duration", "soon": "not a duration"} {
+		"9999999999h": "too long", "2562048h": "too long", "1h30": "not a duration",
+		"-1": "not a duration", "NaN": "not a duration", "-1e300": "not a duration", "soon": "not a duration", "-5s": "not a duration"} {
 		if have, err := parseDuration(in); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("parseDuration(%q) = %v, %v; want an error saying %q", in, have, err, why)
 		}

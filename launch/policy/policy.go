@@ -152,6 +152,10 @@ func (p Policy) Validate(l cgroup.Limits) error {
 		return fmt.Errorf("--ready-timeout must be above 0")
 	case p.RecycleAbove.Set && p.RecycleAbove.Max:
 		return fmt.Errorf("--recycle-above needs a size, not max")
+	case p.RecycleAbove.Set && p.RecycleAbove.Value < cgroup.MinMemory:
+		// It becomes memory.high where --memory-high is not given (launch.run).
+		return fmt.Errorf("--recycle-above %s is too small: it sets memory.high, and below %s that throttles even /bin/true; the smallest value that works is %s",
+			p.RecycleAbove.Human(), cgroup.FormatSize(cgroup.MinMemory), cgroup.FormatSize(cgroup.MinMemory))
 	case p.RecycleAbove.Set && l.MemoryMax.Set && !l.MemoryMax.Max && p.RecycleAbove.Value > l.MemoryMax.Value:
 		return fmt.Errorf("--recycle-above %s is above --memory-max %s: memory never gets there", p.RecycleAbove.Human(), l.MemoryMax.Human())
 	case p.RecycleAbove.Set && l.MemoryHigh.Set && !l.MemoryHigh.Max && p.RecycleAbove.Value < l.MemoryHigh.Value:

@@ -128,6 +128,8 @@ func TestPolicyValidate(t *testing.T) {
 		{"recycle-above above max", func(p *Policy) { p.RecycleAbove = cgroup.Bytes(65 << 20) }, max64, false},
 		{"recycle-above at max", func(p *Policy) { p.RecycleAbove = cgroup.Bytes(64 << 20) }, max64, true},
 		{"recycle-above max", func(p *Policy) { p.RecycleAbove = cgroup.Unlimited }, cgroup.Limits{}, false},
+		{"recycle-above too small", func(p *Policy) { p.RecycleAbove = cgroup.Bytes(100) }, cgroup.Limits{}, false},
+		{"recycle-above at the smallest", func(p *Policy) { p.RecycleAbove = cgroup.Bytes(cgroup.MinMemory) }, cgroup.Limits{}, true},
 		{"health both", func(p *Policy) { p.Health.Cmd, p.Health.URL = "true", "http://x/" }, cgroup.Limits{}, false},
 		{"health zero retries", func(p *Policy) { p.Health.Cmd, p.Health.Retries = "true", 0 }, cgroup.Limits{}, false},
 		{"negative max restarts", func(p *Policy) { p.MaxRestarts = -1 }, cgroup.Limits{}, false},
