@@ -161,6 +161,29 @@ func TestBrokenStdoutNeverEndsSupervision(t *testing.T) {
 	assertNothingLeft(t, h, before)
 }
 
+// Item 2, stderr: a broken stderr never ends cgrun either, not even with its last line (the
+// give-up of exit 122, written after supervision ended).
+func TestBrokenStderrNeverEndsSupervision(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	cmd := exec.Command(cgrunBin(t), "run", "--name", "brokenerr", "--restart", "always", "--restart-delay", "0",
+		"--max-restarts", "1", "--restart-window", "1m", "--", "/bin/false")
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if code := waitCode(t, cmd); code != 122 {
+		t.Errorf("exit %d with a broken stderr, want 122 (the restart limit; 141 is death by SIGPIPE)", code)
+	}
+	assertNothingLeft(t, h, before)
+}
+
 // Item 3: a probe that cannot start never blocks the supervisor.
 func TestHealthProbeThatCannotStartNeverBlocks(t *testing.T) {
 	h := requireCgroup2(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -53,6 +54,15 @@ func openStdio() {
 	}
 }
 
+// catchSIGPIPE catches SIGPIPE, and never reads it, until cgrun exits: a write to a broken
+// stdout or stderr then fails with EPIPE instead of killing cgrun (Go raises SIGPIPE for fds 1
+// and 2 unless it is caught). The supervisor catches it too (launch's notifySignals); this
+// covers cgrun run's last lines after it, the give-up line of exit 122 among them. Caught, not
+// ignored: the command would inherit an ignored SIGPIPE across exec.
+func catchSIGPIPE() {
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
+}
+
 func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -76,6 +86,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "run":
+		catchSIGPIPE()
 		return runCommand(args[1:], env, stdout, stderr)
 	case "ps":
 		return psCommand(args[1:], stdout, stderr)
