@@ -298,10 +298,9 @@ func listDir(loc Location, clean func(State) bool) ([]State, error) {
 			out = append(out, s)
 			continue
 		}
-		switch {
-		case loc.UID == euid && !clean(s):
-			// Its groups are still there: keep the state, so that the next look finds them.
-		case loc.UID == euid || euid == 0:
+		// Only the owner's cgrun cleans up after a stale state, groups first: root leaves other
+		// users' alone, since their state is all that leads that user's next look to the groups.
+		if loc.UID == euid && clean(s) {
 			_ = unix.Unlinkat(dfd, name, 0)
 		}
 	}

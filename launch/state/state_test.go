@@ -176,6 +176,29 @@ func TestListStatesRemovesOnlyVerifiedStaleStates(t *testing.T) {
 	}
 }
 
+// Root reads other users' directories but leaves their stale states alone: only the owner's
+// cgrun removes one, after its groups, and the state is what leads it to them.
+func TestListStatesLeavesOtherUsersStaleStates(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to make another user's directory and state (CI runs it as root)")
+	}
+	const other = 4242
+	dir := t.TempDir()
+	stale := ownState(t, "theirs")
+	stale.UID = other
+	stale.StartTicks++ // the writer is gone
+	p := writeState(t, dir, stale)
+	for _, f := range []string{dir, p} {
+		if err := os.Chown(f, other, other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listWithin(t, Location{dir, other})
+	if _, err := os.Lstat(p); err != nil {
+		t.Errorf("root removed uid %d's stale state %s: %v", other, p, err)
+	}
+}
+
 func TestFindStatePrefersOwnSandboxes(t *testing.T) {
 	own := State{Name: "worker", Pid: 10, UID: os.Geteuid()}
 	other := State{Name: "worker", Pid: 11, UID: os.Geteuid() + 1000}
