@@ -59,7 +59,7 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 
 // Nestable reports whether generations may go into the parent of cgrun's own (busy) group: the
 // parent has the controllers on for its children, and each limit of the own group — memory,
-// swap, pids, cpu or io — is either none or the parent's own (the copy that an outer cgrun's
+// swap, pids, cpu, io or the cpuset — is either none or the parent's own (the copy that an outer cgrun's
 // leaf carries, cgroup.Limits.Mirror), so that a sibling group escapes nothing. A limit file that
 // is missing belongs to a controller that is off for the own group, which then limits nothing.
 func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
@@ -85,8 +85,10 @@ func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 		{"memory.high", "max", true},
 		{"pids.max", "max", true},
 		{"memory.swap.max", "max", false},
-		{"cpu.max", "max", false}, // "max 100000": no quota, whatever the period
-		{"io.max", "", false},     // one line per limited device; empty when none is
+		{"cpu.max", "max", false},  // "max 100000": no quota, whatever the period
+		{"io.max", "", false},      // one line per limited device; empty when none is
+		{"cpuset.cpus", "", false}, // empty: the parent's; a sibling is bound by the parent's alone
+		{"cpuset.mems", "", false},
 	} {
 		v, err := cgroup.ReadFile(own, f.name)
 		switch {
