@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,35 @@ func TestEventsHighCountersAddUp(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "memory.high events") {
 		t.Errorf("no exit summary on stderr: %q", r.stderr)
+	}
+}
+
+// TestEventsHighCountsWhatTheLeafsReclaimEnded: page cache over memory.high is reclaimed in
+// the leaf, which carries the group's memory.high, before the kernel looks at the group; such a
+// throttling counts in the leaf alone, and cgrun's high count must include it.
+func TestEventsHighCountsWhatTheLeafsReclaimEnded(t *testing.T) {
+	requireCgroup2(t)
+	big, err := os.Executable() // the test binary: tens of MiB of a file whose page cache the kernel can drop
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	script := `for i in 1 2 3 4 5 6; do cat "$1" >/dev/null; done
+sed -n 's/^high //p' "/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.events.local"`
+	out, errs, code := cgrunCmd(t, nil, "run", "--memory-high", "8M", "--events", path, "--", "/bin/sh", "-c", script, "sh", big)
+	if code != 0 {
+		t.Fatalf("exit %d; stderr %q", code, errs)
+	}
+	leaf, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
+	if err != nil || leaf == 0 {
+		t.Fatalf("the leaf's own high count %q: want a number above 0 (the reads must go past memory.high)", out)
+	}
+	exit := byKind(readEvents(t, path), "exit")
+	if len(exit) != 1 {
+		t.Fatalf("%d exit events", len(exit))
+	}
+	if have := exit[0].MemoryEvents["high"]; have < leaf {
+		t.Errorf("cgrun counted %d high events; the leaf alone counted %d throttlings", have, leaf)
 	}
 }
 
