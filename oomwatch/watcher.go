@@ -48,8 +48,10 @@ type Watcher struct {
 	notice     error
 	// atLimit is until when memory.events is reread every pollInterval: a max or oom event was
 	// just seen, so an OOM kill may follow while the kernel holds the file's next notification
-	// back (see pollInterval).
-	atLimit time.Time
+	// back (see pollInterval). pressing is when the run of such windows, each renewed before the
+	// last ran out, began; past pollMost of it Run stops rereading until the run ends.
+	atLimit, pressing    time.Time
+	pollWindow, pollMost time.Duration
 }
 
 // While a group presses on memory.max, the kernel notifies its memory.events at most once per
@@ -59,16 +61,25 @@ type Watcher struct {
 // busy as the group's. So for atLimitWindow after each max or oom event, Run looks at
 // memory.events every pollInterval for an OOM kill instead of waiting for the held-back
 // notification (killed). It costs nothing while memory is below memory.max.
+//
+// A group can also sit at memory.max for good — a worker streaming files through its page
+// cache, which the kernel reclaims at the limit — and its max events would renew the window
+// forever: 500 reads a second. So a run of windows polls for atLimitMost at most; after that
+// the kill is heard from the (held back) notification, within ~10-20 ms, until memory.events
+// has been quiet for atLimitWindow. An OOM kill that ends a leak's run to the limit comes within
+// milliseconds of its first max event; one after a long stay at the limit costs the old delay.
 const (
 	pollInterval  = 2 * time.Millisecond
 	atLimitWindow = 25 * time.Millisecond
+	atLimitMost   = 250 * time.Millisecond
 )
 
 // New opens the watches on the group at dir (group is its path in the hierarchy, for events)
 // and reads every counter once, so that Run reports only what happens from now on. A kernel
 // without PSI is not an error: the triggers are dropped and Notice says so.
 func New(dir, group string, opts Options) (*Watcher, error) {
-	w := &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, childWDs: map[int]bool{}, triggers: map[int]Trigger{}}
+	w := &Watcher{dir: dir, group: group, epfd: -1, ino: -1, wake: -1, eventsWD: -1, childWDs: map[int]bool{}, triggers: map[int]Trigger{},
+		pollWindow: atLimitWindow, pollMost: atLimitMost}
 	if err := w.open(opts); err != nil {
 		w.Close()
 		return nil, err
@@ -176,7 +187,7 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 	buf := make([]byte, 4096)
 	for {
 		timeout := -1
-		if time.Now().Before(w.atLimit) {
+		if now := time.Now(); now.Before(w.atLimit) && now.Sub(w.pressing) < w.pollMost {
 			timeout = int(pollInterval / time.Millisecond)
 		}
 		n, err := unix.EpollWait(w.epfd, evs, timeout)
@@ -318,7 +329,10 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 	peak, src := memoryPeak(w.dir)
 	for _, ev := range evs {
 		if ev.Kind == Max || ev.Kind == OOM {
-			w.atLimit = now.Add(atLimitWindow)
+			if now.After(w.atLimit) {
+				w.pressing = now // a new run of windows
+			}
+			w.atLimit = now.Add(w.pollWindow)
 		}
 		ev.Time, ev.Group, ev.MemoryCurrent, ev.MemoryPeak, ev.MemoryPeakSource = now, w.group, cur, peak, src
 		emit(ev)

@@ -292,3 +292,75 @@ func TestParseTrigger(t *testing.T) {
 		}
 	}
 }
+
+// TestWatcherPollsForAKillAtTheLimit: while a group presses on memory.max the kernel holds
+// memory.events' next notification back, so after a max event Run rereads the file for a
+// while; not after the window, and not for longer than its cap in a row. A kill written without
+// a notification (the file replaced, so that its watch never fires) shows which: only a reread
+// finds it before the final read at stop.
+func TestWatcherPollsForAKillAtTheLimit(t *testing.T) {
+	const window, most = 300 * time.Millisecond, 500 * time.Millisecond
+	for _, tc := range []struct {
+		name      string
+		pressFor  time.Duration // max events every 20 ms for this long first
+		wait      time.Duration // then this long before the kill is written
+		heardSoon bool
+	}{
+		{"right after a max event", 0, 0, true},
+		{"after the window", 0, 2 * window, false},
+		{"after a long stay at the limit", most + 400*time.Millisecond, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newFakeGroup(t)
+			w, err := oomwatch.New(g.dir, "/watched", oomwatch.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			w.SetPolling(window, most)
+			ch := make(chan oomwatch.Event, 1024)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { w.Run(ctx, func(ev oomwatch.Event) { ch <- ev }); close(done) }()
+			n := 1
+			g.write("memory.events", "max 1\n")
+			for began := time.Now(); time.Since(began) < tc.pressFor; n++ {
+				time.Sleep(20 * time.Millisecond)
+				g.write("memory.events", fmt.Sprintf("max %d\n", n+1))
+			}
+			for ev := waitFor(t, ch, oomwatch.Max); ev.Count < uint64(n); {
+				ev = waitFor(t, ch, oomwatch.Max) // the last write read, so the kill below is not read with it
+			}
+			time.Sleep(tc.wait)
+			tmp := filepath.Join(g.dir, ".memory.events")
+			if err := os.WriteFile(tmp, []byte(fmt.Sprintf("max %d\noom 1\noom_kill 1\n", n)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(g.dir, "memory.events")); err != nil {
+				t.Fatal(err)
+			}
+			heard := false
+			for soon := time.After(window / 2); !heard; {
+				select {
+				case ev := <-ch:
+					heard = ev.Kind == oomwatch.OOMKill
+				case <-soon:
+					goto judged
+				}
+			}
+		judged:
+			if heard != tc.heardSoon {
+				t.Errorf("kill heard before the next notification: %v, want %v", heard, tc.heardSoon)
+			}
+			cancel()
+			<-done
+			close(ch)
+			for ev := range ch {
+				heard = heard || ev.Kind == oomwatch.OOMKill
+			}
+			if !heard {
+				t.Error("the kill was not reported even by the final read")
+			}
+		})
+	}
+}
