@@ -43,8 +43,9 @@ and so on; a flag on the command line wins over the environment.
 Flags:
 %s
 Examples:
-  # a queue worker that may never take more than 512M; the kernel throttles it at 400M
-  cgrun run --memory-max 512M --memory-high 400M -- node dist/worker.js
+  # a queue worker that may never take more than 512M, started again when the kernel's OOM
+  # killer or V8's own heap limit (Node sizes its heap from the 512M) ends it
+  cgrun run --memory-max 512M --restart on-oom -- node dist/worker.js
 
   # what does the test suite really peak at, children included? (no limit, just a group;
   # --verbose prints the peak when it exits)
@@ -114,7 +115,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 
 	p := &f.policy
 	*p = policy.DefaultPolicy()
-	fs.Var(restartValue{&p.Restart}, "restart", "when a generation that ended gets a new one: never, on-oom, on-failure or always")
+	fs.Var(restartValue{&p.Restart}, "restart", "when a generation that ended gets a new one: never, on-oom (an OOM kill, or a runtime's abort at its own limit: SIGABRT, exit 134), on-failure or always")
 	fs.Var(signalValue{&p.StopSignal}, "stop-signal", "signal for a graceful stop of the child (recycle, or SIGTERM/SIGINT to cgrun)")
 	durationVar(fs, &p.StopTimeout, "stop-timeout", "after the stop signal, kill the whole group after this long")
 	durationVar(fs, &p.MaxLifetime, "max-lifetime", "recycle each generation after this long (0: never)")
