@@ -146,7 +146,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
 	}
 	if cfg.User != nil {
-		if err := canSwitchTo(cfg.User); err != nil {
+		if err := CheckUser(cfg.User); err != nil {
 			return proc.ExitFailure, 0, err
 		}
 		cfg.Env = cfg.User.Env(cfg.Env)

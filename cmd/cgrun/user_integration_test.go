@@ -26,6 +26,8 @@ echo "home=$HOME"
 echo "user=$USER"
 echo "logname=$LOGNAME"
 echo "shell=$SHELL"
+echo "xdg=${XDG_RUNTIME_DIR-unset}"
+echo "dbus=${DBUS_SESSION_BUS_ADDRESS-unset}"
 echo "nnp=$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status)"
 touch "$1/made" && echo "made=$(stat -c %u:%g "$1/made")"
 leaf=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
@@ -172,14 +174,15 @@ func TestUserRunsCommandAsUser(t *testing.T) {
 			}
 			before := groupsUnder(t, h.SelfDir())
 			args := append(append([]string{"run", "--name", "asuser", "--memory-max", "64M", "--user", tc.spec}, tc.flags...), "--", "/bin/sh", "-c", whoami, "sh", dir)
-			r := runWith(t, tc.prefix, append(env, "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/zsh"), args...)
+			r := runWith(t, tc.prefix, append(env, "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/zsh",
+				"XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus"), args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 			}
 			f := userFacts(r.stdout)
 			for _, c := range []struct{ key, want string }{
 				{"uid", tc.uid}, {"gid", tc.gid}, {"home", tc.home}, {"user", tc.user}, {"logname", tc.user},
-				{"shell", tc.shell}, {"nnp", tc.nnp}, {"made", tc.wantGroup},
+				{"shell", tc.shell}, {"nnp", tc.nnp}, {"made", tc.wantGroup}, {"xdg", "unset"}, {"dbus", "unset"},
 				{"leaf_memory_max", "refused"}, {"memory_max", "refused"}, {"memory_high", "refused"},
 				{"pids_max", "refused"}, {"root_procs", "refused"}, {"mkdir", "refused"},
 			} {
@@ -256,11 +259,33 @@ func TestUserBadInputCreatesNothing(t *testing.T) {
 		{"bad syntax", nil, []string{"--user", "a:b:c"}, nil, "want USER or USER:GROUP"},
 		{"not root", nobody, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as uid 65534 and cannot switch users; start cgrun as root"},
 		{"root without CAP_SETUID", noSetuid, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as root without CAP_SETUID and CAP_SETGID and cannot switch users"},
+		// An unset ${APP_USER} must not run the command as root.
+		{"empty user", nil, []string{"--user", ""}, nil, "--user is empty: give USER[:GROUP] (e.g. www-data or 33:33), or leave it out"},
+		{"empty user in env", nil, nil, []string{"CGRUN_USER="}, "CGRUN_USER is empty: give USER[:GROUP]"},
+		{"allow-new-privs without user", nil, []string{"--allow-new-privs"}, nil, "--allow-new-privs without --user: the command runs as cgrun's own user"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The report and events files sit where even uid 65534 could write them, so that
+			// opening them before the user check would show.
+			dir := t.TempDir()
+			for _, d := range []string{filepath.Dir(dir), dir} {
+				if err := os.Chmod(d, 0o777); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep, events := filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl")
+			if err := os.WriteFile(rep, []byte("an earlier report\n"), 0o666); err != nil {
+				t.Fatal(err)
+			}
 			before := groupsUnder(t, h.SelfDir())
-			args := append(append([]string{"run", "--name", "baduser"}, tc.args...), "--", "/bin/true")
+			args := append(append([]string{"run", "--name", "baduser", "--report", rep, "--events", events}, tc.args...), "--", "/bin/true")
 			r := runWith(t, tc.prefix, tc.env, args...)
+			if b, err := os.ReadFile(rep); err != nil || string(b) != "an earlier report\n" {
+				t.Errorf("--report %s is now %q (%v), want it untouched", rep, b, err)
+			}
+			if _, err := os.Stat(events); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("--events %s was created (%v), want nothing created", events, err)
+			}
 			if r.code != 125 {
 				t.Errorf("exit %d, want 125", r.code)
 			}
