@@ -195,6 +195,11 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
+	if f.diagnose.Validate() == nil { // launch.Run reports what Validate finds
+		if err := launch.CheckDumpDir(f.diagnose, user); err != nil {
+			return fail(err)
+		}
+	}
 	events, closeEvents, err := openEvents(f.events, stdout)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))

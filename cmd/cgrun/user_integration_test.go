@@ -236,6 +236,54 @@ func TestUserHealthProbeRunsAsUser(t *testing.T) {
 	}
 }
 
+// TestUserDiagnoseCmd: with --user, --diagnose-cmd runs as the user and writes its dump into a
+// directory of that user's; cgrun, as root, waits for it and prunes the older dump
+// (--diagnose-keep 1) in the directory it opened at start.
+func TestUserDiagnoseCmd(t *testing.T) {
+	requireCgroup2(t)
+	dumps := filepath.Join(sharedDir(t), "dumps")
+	if err := os.Mkdir(dumps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dumps, 33, 33); err != nil {
+		t.Fatal(err)
+	}
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	// Each generation holds 40M in a shell variable: over --recycle-above, so it is recycled
+	// for memory, with a dump first; --max-restarts 1 ends the run after the second.
+	r := runWith(t, nil, nil, "run", "--name", "dumpuser", "--user", "www-data",
+		"--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
+		"--max-restarts", "1", "--restart-window", "600s", "--diagnose-keep", "1",
+		"--diagnose-cmd", `id -u > "$CGRUN_DUMP_DIR/who-$CGRUN_CHILD_PID"`, "--diagnose-dir", dumps,
+		"--diagnose-timeout", "5s", "--events", events,
+		"--", "/bin/sh", "-c", `x=$(head -c 40000000 /dev/zero | tr '\0' a); sleep 60`)
+	if r.code != 122 {
+		t.Fatalf("exit %d, want 122 (two generations recycled); stderr %q", r.code, r.stderr)
+	}
+	ds := byEvent(readDiagnoseLines(t, events), "diagnose")
+	if len(ds) != 2 {
+		t.Fatalf("%d dumps, want 2; stderr %q", len(ds), r.stderr)
+	}
+	for i, d := range ds {
+		if d.Diagnosis == nil || !d.Diagnosis.Complete || len(d.Diagnosis.Files) != 1 {
+			t.Errorf("dump %d: %+v, want one complete file", i+1, d.Diagnosis)
+		}
+	}
+	left, err := os.ReadDir(dumps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || ds[1].Diagnosis == nil || len(ds[1].Diagnosis.Files) != 1 || filepath.Join(dumps, left[0].Name()) != ds[1].Diagnosis.Files[0].Path {
+		t.Fatalf("%s holds %v; want only the second dump (--diagnose-keep 1)", dumps, left)
+	}
+	p := filepath.Join(dumps, left[0].Name())
+	b, err := os.ReadFile(p)
+	fi, serr := os.Stat(p)
+	if err != nil || serr != nil || strings.TrimSpace(string(b)) != "33" || fi.Sys().(*syscall.Stat_t).Uid != 33 {
+		t.Errorf("%s: %q (%v, %v); want the dump written by uid 33, as uid 33", p, b, err, serr)
+	}
+}
+
 // TestUserBadInputCreatesNothing: an unknown user or group, or a cgrun that cannot switch
 // users, is one line, exit 125, and no group.
 func TestUserBadInputCreatesNothing(t *testing.T) {
@@ -263,6 +311,8 @@ func TestUserBadInputCreatesNothing(t *testing.T) {
 		{"empty user", nil, []string{"--user", ""}, nil, "--user is empty: give USER[:GROUP] (e.g. www-data or 33:33), or leave it out"},
 		{"empty user in env", nil, nil, []string{"CGRUN_USER="}, "CGRUN_USER is empty: give USER[:GROUP]"},
 		{"allow-new-privs without user", nil, []string{"--allow-new-privs"}, nil, "--allow-new-privs without --user: the command runs as cgrun's own user"},
+		// Root's 0755 directory: www-data's dump could never land there.
+		{"dump dir the user cannot write", nil, []string{"--user", "www-data", "--diagnose-cmd", "true", "--diagnose-dir", "/"}, nil, "--diagnose-dir /: the command's user (uid 33) cannot write it (mode 0755, owner 0:0)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The report and events files sit where even uid 65534 could write them, so that
@@ -333,3 +383,4 @@ func TestUserSeesItsSandbox(t *testing.T) {
 		t.Errorf("the command is gone after www-data's refused stop: %v", err)
 	}
 }
+
