@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // whoami is the payload of the --user tests: it prints who it runs as, makes a file, and tries
@@ -384,3 +386,98 @@ func TestUserSeesItsSandbox(t *testing.T) {
 	}
 }
 
+// ttyProbe prints whether the command leads its own session and whether TIOCSTI on its stdin
+// (pushing input into the terminal, as into root's shell) works.
+const ttyProbe = `
+import fcntl, os, termios
+print("own_session=%s" % (os.getsid(0) == os.getpid()))
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b"#")
+    print("\ntiocsti=allowed")  # the pushed "#" is echoed first: keep it off this line
+except OSError as e:
+    print("\ntiocsti=refused errno %d" % e.errno)
+`
+
+// TestUserNoTerminalHijack: `cgrun run --user` in root's terminal gives the command a session of
+// its own with no controlling terminal, on both start paths, so TIOCSTI on its stdin fails; a
+// run without --user keeps the command in cgrun's session, as before.
+func TestUserNoTerminalHijack(t *testing.T) {
+	requireCgroup2(t)
+	// Debian's, readable by www-data (a python3 first in root's PATH may not be).
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("python3 is needed for the TIOCSTI probe: %v", err)
+	}
+	for _, tc := range []struct {
+		name       string
+		args, env  []string
+		session    string
+		tiocstiPfx string
+	}{
+		{"--user", []string{"--user", "www-data"}, nil, "True", "tiocsti=refused errno 1"},
+		{"--user, stub", []string{"--user", "www-data"}, []string{"CGRUN_NO_CLONE3=1"}, "True", "tiocsti=refused errno 1"},
+		{"no --user", nil, nil, "False", "tiocsti=allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			master, slave := openPty(t)
+			args := append(append([]string{"run", "--name", "ttyuser"}, tc.args...), "--", python, "-c", ttyProbe)
+			cmd := exec.Command(cgrunBin(t), args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+			// cgrun as in root's terminal: a session leader with the pty as its terminal.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			out := make(chan string, 1)
+			go func() {
+				var b bytes.Buffer
+				buf := make([]byte, 4096)
+				for {
+					n, err := master.Read(buf)
+					b.Write(buf[:n])
+					if err != nil { // EIO once every slave fd is closed
+						out <- b.String()
+						return
+					}
+				}
+			}()
+			timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+			defer timer.Stop()
+			err := cmd.Wait()
+			master.SetReadDeadline(time.Now().Add(5 * time.Second))
+			text := strings.ReplaceAll(<-out, "\r\n", "\n")
+			if err != nil {
+				t.Fatalf("cgrun: %v; terminal output %q", err, text)
+			}
+			f := userFacts(text)
+			if f["own_session"] != tc.session || !strings.HasPrefix(f["tiocsti"], strings.TrimPrefix(tc.tiocstiPfx, "tiocsti=")) {
+				t.Errorf("own_session=%q tiocsti=%q; want own_session=%s and %s (terminal output %q)", f["own_session"], f["tiocsti"], tc.session, tc.tiocstiPfx, text)
+			}
+		})
+	}
+}
+
+// openPty opens a new pseudo-terminal: its master, and its slave (not this process's terminal).
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open the pty's slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
