@@ -396,6 +396,15 @@ try:
     print("\ntiocsti=allowed")  # the pushed "#" is echoed first: keep it off this line
 except OSError as e:
     print("\ntiocsti=refused errno %d" % e.errno)
+import signal, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+print("ready", flush=True)
+end = time.time() + 20
+while not got and time.time() < end:
+    time.sleep(0.05)
+time.sleep(0.5)
+print("sigints=%d" % len(got))
 `
 
 // TestUserNoTerminalHijack: `cgrun run --user` in root's terminal gives the command a session of
@@ -430,19 +439,33 @@ func TestUserNoTerminalHijack(t *testing.T) {
 				t.Fatal(err)
 			}
 			slave.Close()
-			out := make(chan string, 1)
-			go func() {
+			out, ready := make(chan string, 1), make(chan struct{})
+			go func(said chan struct{}) {
 				var b bytes.Buffer
 				buf := make([]byte, 4096)
 				for {
 					n, err := master.Read(buf)
 					b.Write(buf[:n])
+					if said != nil && strings.Contains(b.String(), "ready") {
+						close(said)
+						said = nil
+					}
 					if err != nil { // EIO once every slave fd is closed
 						out <- b.String()
 						return
 					}
 				}
-			}()
+			}(ready)
+			// ^C on the terminal reaches the command once: from the terminal without --user,
+			// forwarded by cgrun with it.
+			select {
+			case <-ready:
+				if _, err := master.Write([]byte{3}); err != nil {
+					t.Errorf("type ^C: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("the probe never said ready")
+			}
 			timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 			defer timer.Stop()
 			err := cmd.Wait()
@@ -452,6 +475,9 @@ func TestUserNoTerminalHijack(t *testing.T) {
 				t.Fatalf("cgrun: %v; terminal output %q", err, text)
 			}
 			f := userFacts(text)
+			if f["sigints"] != "1" {
+				t.Errorf("sigints=%q, want ^C to reach the command once (terminal output %q)", f["sigints"], text)
+			}
 			if f["own_session"] != tc.session || !strings.HasPrefix(f["tiocsti"], strings.TrimPrefix(tc.tiocstiPfx, "tiocsti=")) {
 				t.Errorf("own_session=%q tiocsti=%q; want own_session=%s and %s (terminal output %q)", f["own_session"], f["tiocsti"], tc.session, tc.tiocstiPfx, text)
 			}
