@@ -2,10 +2,12 @@ package launch
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -51,7 +53,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		fmt.Fprintf(cfg.Log, "cgrun: warning: %s: no diagnostic dump: %v\n", g.run.name, err)
 		return false
 	}
-	w, err := diagnose.Watch(c.Dir)
+	w, err := diagnose.Watch(g.run.dumpDir)
 	if err != nil {
 		return warn(err)
 	}
@@ -125,7 +127,7 @@ func (g *generation) dumpEnded(res dumpResult) {
 	g.dumped = &d.d
 	g.run.dumps = append(g.run.dumps, d.d)
 	var errs []error
-	g.run.dumps, errs = diagnose.Prune(g.run.dumps, g.run.cfg.Diagnose.Keep)
+	g.run.dumps, errs = diagnose.Prune(g.run.dumpDir, g.run.dumps, g.run.cfg.Diagnose.Keep)
 	for _, err := range errs {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: --diagnose-keep: %v\n", err)
 	}
@@ -212,4 +214,33 @@ func orNothing(s string) string {
 		return "nothing written"
 	}
 	return s
+}
+
+// dumpWriter is who writes the dumps: the --user, or cgrun's own user.
+func dumpWriter(u *account.User) diagnose.Writer {
+	if u != nil {
+		return diagnose.Writer{UID: u.UID, Groups: append([]uint32{u.GID}, u.Groups...)}
+	}
+	w := diagnose.Writer{UID: uint32(os.Geteuid()), Groups: []uint32{uint32(os.Getegid())}}
+	gids, _ := os.Getgroups()
+	for _, g := range gids {
+		w.Groups = append(w.Groups, uint32(g))
+	}
+	return w
+}
+
+// openDumpDir opens --diagnose-dir for the run (nil without a dump configured): see diagnose.Dir.
+func openDumpDir(c diagnose.Config, u *account.User) (*diagnose.Dir, error) {
+	if !c.Enabled() {
+		return nil, nil
+	}
+	return diagnose.OpenDir(c.Dir, dumpWriter(u))
+}
+
+// CheckDumpDir says, before anything is opened or created, whether --diagnose-dir is a
+// directory that the command's user u (nil: cgrun's own) can write and cgrun may remove dumps in.
+func CheckDumpDir(c diagnose.Config, u *account.User) error {
+	d, err := openDumpDir(c, u)
+	d.Close()
+	return err
 }

@@ -79,6 +79,7 @@ type runner struct {
 
 	notify *notify.Notifier
 
+	dumpDir    *diagnose.Dir    // --diagnose-dir, open for the run; nil without a dump
 	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
 	aboveDumps diagnose.Limiter // --diagnose-interval
 	guard      *guard           // kills the generations if cgrun is SIGKILLed; nil until the first one runs
@@ -146,13 +147,17 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if cfg.Diagnose.Headroom != 0 && (!cfg.Limits.MemoryMax.Set || cfg.Limits.MemoryMax.Max) {
 		return proc.ExitFailure, 0, errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
 	}
+	var err error
+	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
+		return proc.ExitFailure, 0, err
+	}
+	defer r.dumpDir.Close()
 	if cfg.User != nil {
-		if err := canSwitchTo(cfg.User); err != nil {
+		if err := CheckUser(cfg.User); err != nil {
 			return proc.ExitFailure, 0, err
 		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
-	var err error
 	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {
 		return proc.Code(err), 0, err
 	}

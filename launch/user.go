@@ -12,6 +12,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// CheckUser says, before anything is opened or created, whether cgrun can run its command as u:
+// it must be allowed to switch users (canSwitchTo), and u's ids must exist in cgrun's user
+// namespace (a rootless container maps only some).
+func CheckUser(u *account.User) error {
+	if err := canSwitchTo(u); err != nil {
+		return err
+	}
+	if err := u.CheckMapped(account.UIDMapFile, account.GIDMapFile); err != nil {
+		return fmt.Errorf("--user %s: %w", u.Spec, err)
+	}
+	return nil
+}
+
 // canSwitchTo checks, before any group is made, that cgrun may run its command as u: it needs
 // CAP_SETUID and CAP_SETGID (root has them) to change user and groups, and it must stay the
 // group's owner itself, so a user cannot hand its own group to another.

@@ -193,10 +193,13 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	var user *account.User
-	if f.user != "" {
-		if user, err = account.Lookup(f.user); err != nil {
-			return fail(fmt.Errorf("%s %q: %w", origin("user"), f.user, err))
+	user, err := f.lookupUser(origin, fs.Changed)
+	if err != nil {
+		return fail(err)
+	}
+	if f.diagnose.Validate() == nil { // launch.Run reports what Validate finds
+		if err := launch.CheckDumpDir(f.diagnose, user); err != nil {
+			return fail(err)
 		}
 	}
 	events, closeEvents, err := openEvents(f.events, stdout)
@@ -238,6 +241,30 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	return code
+}
+
+// lookupUser resolves --user and checks, before anything is opened or created, that cgrun can
+// switch to it. An empty --user (an unset ${APP_USER} in a unit) is refused rather than read as
+// "no --user", which would run the command as root; --allow-new-privs only means something
+// with a --user, so it is refused without one.
+func (f *runFlags) lookupUser(origin func(flag string) string, changed func(flag string) bool) (*account.User, error) {
+	if f.user == "" {
+		if changed("user") {
+			return nil, fmt.Errorf("%s is empty: give USER[:GROUP] (e.g. www-data or 33:33), or leave it out to run the command as cgrun's own user", origin("user"))
+		}
+		if f.allowNewPrivs {
+			return nil, fmt.Errorf("%s without --user: the command runs as cgrun's own user and no_new_privs is only set with --user; drop it, or add --user USER", origin("allow-new-privs"))
+		}
+		return nil, nil
+	}
+	user, err := account.Lookup(f.user)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q: %w", origin("user"), f.user, err)
+	}
+	if err := launch.CheckUser(user); err != nil {
+		return nil, err
+	}
+	return user, nil
 }
 
 // badValue is the line for a typed flag's bad value, when err is one: the flag is named as

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // whoami is the payload of the --user tests: it prints who it runs as, makes a file, and tries
@@ -26,6 +28,8 @@ echo "home=$HOME"
 echo "user=$USER"
 echo "logname=$LOGNAME"
 echo "shell=$SHELL"
+echo "xdg=${XDG_RUNTIME_DIR-unset}"
+echo "dbus=${DBUS_SESSION_BUS_ADDRESS-unset}"
 echo "nnp=$(sed -n 's/^NoNewPrivs:[[:space:]]*//p' /proc/self/status)"
 touch "$1/made" && echo "made=$(stat -c %u:%g "$1/made")"
 leaf=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)
@@ -172,14 +176,15 @@ func TestUserRunsCommandAsUser(t *testing.T) {
 			}
 			before := groupsUnder(t, h.SelfDir())
 			args := append(append([]string{"run", "--name", "asuser", "--memory-max", "64M", "--user", tc.spec}, tc.flags...), "--", "/bin/sh", "-c", whoami, "sh", dir)
-			r := runWith(t, tc.prefix, append(env, "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/zsh"), args...)
+			r := runWith(t, tc.prefix, append(env, "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/zsh",
+				"XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus"), args...)
 			if r.code != 0 {
 				t.Fatalf("exit %d, stderr %q, stdout %q", r.code, r.stderr, r.stdout)
 			}
 			f := userFacts(r.stdout)
 			for _, c := range []struct{ key, want string }{
 				{"uid", tc.uid}, {"gid", tc.gid}, {"home", tc.home}, {"user", tc.user}, {"logname", tc.user},
-				{"shell", tc.shell}, {"nnp", tc.nnp}, {"made", tc.wantGroup},
+				{"shell", tc.shell}, {"nnp", tc.nnp}, {"made", tc.wantGroup}, {"xdg", "unset"}, {"dbus", "unset"},
 				{"leaf_memory_max", "refused"}, {"memory_max", "refused"}, {"memory_high", "refused"},
 				{"pids_max", "refused"}, {"root_procs", "refused"}, {"mkdir", "refused"},
 			} {
@@ -233,6 +238,54 @@ func TestUserHealthProbeRunsAsUser(t *testing.T) {
 	}
 }
 
+// TestUserDiagnoseCmd: with --user, --diagnose-cmd runs as the user and writes its dump into a
+// directory of that user's; cgrun, as root, waits for it and prunes the older dump
+// (--diagnose-keep 1) in the directory it opened at start.
+func TestUserDiagnoseCmd(t *testing.T) {
+	requireCgroup2(t)
+	dumps := filepath.Join(sharedDir(t), "dumps")
+	if err := os.Mkdir(dumps, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dumps, 33, 33); err != nil {
+		t.Fatal(err)
+	}
+	events := filepath.Join(t.TempDir(), "events.jsonl")
+	// Each generation holds 40M in a shell variable: over --recycle-above, so it is recycled
+	// for memory, with a dump first; --max-restarts 1 ends the run after the second.
+	r := runWith(t, nil, nil, "run", "--name", "dumpuser", "--user", "www-data",
+		"--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
+		"--max-restarts", "1", "--restart-window", "600s", "--diagnose-keep", "1",
+		"--diagnose-cmd", `id -u > "$CGRUN_DUMP_DIR/who-$CGRUN_CHILD_PID"`, "--diagnose-dir", dumps,
+		"--diagnose-timeout", "5s", "--events", events,
+		"--", "/bin/sh", "-c", `x=$(head -c 40000000 /dev/zero | tr '\0' a); sleep 60`)
+	if r.code != 122 {
+		t.Fatalf("exit %d, want 122 (two generations recycled); stderr %q", r.code, r.stderr)
+	}
+	ds := byEvent(readDiagnoseLines(t, events), "diagnose")
+	if len(ds) != 2 {
+		t.Fatalf("%d dumps, want 2; stderr %q", len(ds), r.stderr)
+	}
+	for i, d := range ds {
+		if d.Diagnosis == nil || !d.Diagnosis.Complete || len(d.Diagnosis.Files) != 1 {
+			t.Errorf("dump %d: %+v, want one complete file", i+1, d.Diagnosis)
+		}
+	}
+	left, err := os.ReadDir(dumps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || ds[1].Diagnosis == nil || len(ds[1].Diagnosis.Files) != 1 || filepath.Join(dumps, left[0].Name()) != ds[1].Diagnosis.Files[0].Path {
+		t.Fatalf("%s holds %v; want only the second dump (--diagnose-keep 1)", dumps, left)
+	}
+	p := filepath.Join(dumps, left[0].Name())
+	b, err := os.ReadFile(p)
+	fi, serr := os.Stat(p)
+	if err != nil || serr != nil || strings.TrimSpace(string(b)) != "33" || fi.Sys().(*syscall.Stat_t).Uid != 33 {
+		t.Errorf("%s: %q (%v, %v); want the dump written by uid 33, as uid 33", p, b, err, serr)
+	}
+}
+
 // TestUserBadInputCreatesNothing: an unknown user or group, or a cgrun that cannot switch
 // users, is one line, exit 125, and no group.
 func TestUserBadInputCreatesNothing(t *testing.T) {
@@ -256,11 +309,35 @@ func TestUserBadInputCreatesNothing(t *testing.T) {
 		{"bad syntax", nil, []string{"--user", "a:b:c"}, nil, "want USER or USER:GROUP"},
 		{"not root", nobody, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as uid 65534 and cannot switch users; start cgrun as root"},
 		{"root without CAP_SETUID", noSetuid, []string{"--user", "www-data"}, nil, "--user www-data: cgrun runs as root without CAP_SETUID and CAP_SETGID and cannot switch users"},
+		// An unset ${APP_USER} must not run the command as root.
+		{"empty user", nil, []string{"--user", ""}, nil, "--user is empty: give USER[:GROUP] (e.g. www-data or 33:33), or leave it out"},
+		{"empty user in env", nil, nil, []string{"CGRUN_USER="}, "CGRUN_USER is empty: give USER[:GROUP]"},
+		{"allow-new-privs without user", nil, []string{"--allow-new-privs"}, nil, "--allow-new-privs without --user: the command runs as cgrun's own user"},
+		// Root's 0755 directory: www-data's dump could never land there.
+		{"dump dir the user cannot write", nil, []string{"--user", "www-data", "--diagnose-cmd", "true", "--diagnose-dir", "/"}, nil, "--diagnose-dir /: the command's user (uid 33) cannot write it (mode 0755, owner 0:0)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The report and events files sit where even uid 65534 could write them, so that
+			// opening them before the user check would show.
+			dir := t.TempDir()
+			for _, d := range []string{filepath.Dir(dir), dir} {
+				if err := os.Chmod(d, 0o777); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rep, events := filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl")
+			if err := os.WriteFile(rep, []byte("an earlier report\n"), 0o666); err != nil {
+				t.Fatal(err)
+			}
 			before := groupsUnder(t, h.SelfDir())
-			args := append(append([]string{"run", "--name", "baduser"}, tc.args...), "--", "/bin/true")
+			args := append(append([]string{"run", "--name", "baduser", "--report", rep, "--events", events}, tc.args...), "--", "/bin/true")
 			r := runWith(t, tc.prefix, tc.env, args...)
+			if b, err := os.ReadFile(rep); err != nil || string(b) != "an earlier report\n" {
+				t.Errorf("--report %s is now %q (%v), want it untouched", rep, b, err)
+			}
+			if _, err := os.Stat(events); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("--events %s was created (%v), want nothing created", events, err)
+			}
 			if r.code != 125 {
 				t.Errorf("exit %d, want 125", r.code)
 			}
@@ -307,4 +384,126 @@ func TestUserSeesItsSandbox(t *testing.T) {
 	if _, err := os.Stat(fmt.Sprintf("/proc/%d", rep.Pid)); err != nil {
 		t.Errorf("the command is gone after www-data's refused stop: %v", err)
 	}
+}
+
+// ttyProbe prints whether the command leads its own session and whether TIOCSTI on its stdin
+// (pushing input into the terminal, as into root's shell) works.
+const ttyProbe = `
+import fcntl, os, termios
+print("own_session=%s" % (os.getsid(0) == os.getpid()))
+try:
+    fcntl.ioctl(0, termios.TIOCSTI, b"#")
+    print("\ntiocsti=allowed")  # the pushed "#" is echoed first: keep it off this line
+except OSError as e:
+    print("\ntiocsti=refused errno %d" % e.errno)
+import signal, time
+got = []
+signal.signal(signal.SIGINT, lambda *a: got.append(1))
+print("ready", flush=True)
+end = time.time() + 20
+while not got and time.time() < end:
+    time.sleep(0.05)
+time.sleep(0.5)
+print("sigints=%d" % len(got))
+`
+
+// TestUserNoTerminalHijack: `cgrun run --user` in root's terminal gives the command a session of
+// its own with no controlling terminal, on both start paths, so TIOCSTI on its stdin fails; a
+// run without --user keeps the command in cgrun's session, as before.
+func TestUserNoTerminalHijack(t *testing.T) {
+	requireCgroup2(t)
+	// Debian's, readable by www-data (a python3 first in root's PATH may not be).
+	const python = "/usr/bin/python3"
+	if _, err := os.Stat(python); err != nil {
+		t.Fatalf("python3 is needed for the TIOCSTI probe: %v", err)
+	}
+	for _, tc := range []struct {
+		name       string
+		args, env  []string
+		session    string
+		tiocstiPfx string
+	}{
+		{"--user", []string{"--user", "www-data"}, nil, "True", "tiocsti=refused errno 1"},
+		{"--user, stub", []string{"--user", "www-data"}, []string{"CGRUN_NO_CLONE3=1"}, "True", "tiocsti=refused errno 1"},
+		{"no --user", nil, nil, "False", "tiocsti=allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			master, slave := openPty(t)
+			args := append(append([]string{"run", "--name", "ttyuser"}, tc.args...), "--", python, "-c", ttyProbe)
+			cmd := exec.Command(cgrunBin(t), args...)
+			cmd.Env = append(os.Environ(), tc.env...)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+			// cgrun as in root's terminal: a session leader with the pty as its terminal.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			slave.Close()
+			out, ready := make(chan string, 1), make(chan struct{})
+			go func(said chan struct{}) {
+				var b bytes.Buffer
+				buf := make([]byte, 4096)
+				for {
+					n, err := master.Read(buf)
+					b.Write(buf[:n])
+					if said != nil && strings.Contains(b.String(), "ready") {
+						close(said)
+						said = nil
+					}
+					if err != nil { // EIO once every slave fd is closed
+						out <- b.String()
+						return
+					}
+				}
+			}(ready)
+			// ^C on the terminal reaches the command once: from the terminal without --user,
+			// forwarded by cgrun with it.
+			select {
+			case <-ready:
+				if _, err := master.Write([]byte{3}); err != nil {
+					t.Errorf("type ^C: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("the probe never said ready")
+			}
+			timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+			defer timer.Stop()
+			err := cmd.Wait()
+			master.SetReadDeadline(time.Now().Add(5 * time.Second))
+			text := strings.ReplaceAll(<-out, "\r\n", "\n")
+			if err != nil {
+				t.Fatalf("cgrun: %v; terminal output %q", err, text)
+			}
+			f := userFacts(text)
+			if f["sigints"] != "1" {
+				t.Errorf("sigints=%q, want ^C to reach the command once (terminal output %q)", f["sigints"], text)
+			}
+			if f["own_session"] != tc.session || !strings.HasPrefix(f["tiocsti"], strings.TrimPrefix(tc.tiocstiPfx, "tiocsti=")) {
+				t.Errorf("own_session=%q tiocsti=%q; want own_session=%s and %s (terminal output %q)", f["own_session"], f["tiocsti"], tc.session, tc.tiocstiPfx, text)
+			}
+		})
+	}
+}
+
+// openPty opens a new pseudo-terminal: its master, and its slave (not this process's terminal).
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open /dev/ptmx: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatalf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatalf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open the pty's slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
 }

@@ -185,7 +185,9 @@ func readEntries(path string, n int) ([][]string, error) {
 
 // Env is env with HOME, USER, LOGNAME and SHELL set for u, as `runuser -u` and
 // `setpriv --init-groups --reset-env` set them; a uid without a passwd entry gets HOME=/ and no
-// USER, LOGNAME or SHELL (as Docker's `--user UID:GID`). Everything else passes unchanged.
+// USER, LOGNAME or SHELL (as Docker's `--user UID:GID`). XDG_RUNTIME_DIR and
+// DBUS_SESSION_BUS_ADDRESS are removed: they can only name the session of whoever started cgrun
+// (/run/user/0, root's bus), which u must not reach. Everything else passes unchanged.
 func (u *User) Env(env []string) []string {
 	set := map[string]string{"HOME": u.Home}
 	if u.Name != "" {
@@ -195,7 +197,7 @@ func (u *User) Env(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "USER", "LOGNAME", "SHELL":
+		case "HOME", "USER", "LOGNAME", "SHELL", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS":
 			continue
 		}
 		out = append(out, kv)

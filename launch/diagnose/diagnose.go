@@ -78,16 +78,17 @@ type Dump struct {
 	Note      string `json:"note,omitempty"` // what cgrun did to make room, in words
 }
 
-// Prune keeps the newest keep dumps (0 keeps all) and removes the files of the older ones. It
-// returns the dumps kept, and the files it could not remove, with why.
-func Prune(dumps []Dump, keep int) ([]Dump, []error) {
+// Prune keeps the newest keep dumps (0 keeps all) and removes the files of the older ones from
+// dir (see Dir.remove: only the user's regular files, never through a symlink). It returns the
+// dumps kept, and the files it could not remove, with why.
+func Prune(dir *Dir, dumps []Dump, keep int) ([]Dump, []error) {
 	if keep <= 0 || len(dumps) <= keep {
 		return dumps, nil
 	}
 	var errs []error
 	for _, d := range dumps[:len(dumps)-keep] {
 		for _, f := range d.Files {
-			if err := os.Remove(f.Path); err != nil && !os.IsNotExist(err) {
+			if err := dir.remove(f.Path); err != nil {
 				errs = append(errs, err)
 			}
 		}

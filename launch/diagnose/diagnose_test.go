@@ -11,9 +11,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// openDir opens dir as the dump directory of a command that runs as this test's user.
+func openDir(t *testing.T, dir string) *diagnose.Dir {
+	t.Helper()
+	d, err := diagnose.OpenDir(dir, diagnose.Writer{UID: uint32(os.Geteuid()), Groups: []uint32{uint32(os.Getegid())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
 func TestWaitCompleteAfterCloseAndQuiet(t *testing.T) {
 	dir := t.TempDir()
-	w, err := diagnose.Watch(dir)
+	w, err := diagnose.Watch(openDir(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +50,7 @@ func TestWaitCompleteAfterCloseAndQuiet(t *testing.T) {
 
 func TestWaitRenamedIn(t *testing.T) {
 	dir := t.TempDir()
-	w, err := diagnose.Watch(dir)
+	w, err := diagnose.Watch(openDir(t, dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +79,7 @@ func TestWaitTimesOut(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			w, err := diagnose.Watch(dir)
+			w, err := diagnose.Watch(openDir(t, dir))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,7 +98,7 @@ func TestWaitTimesOut(t *testing.T) {
 }
 
 func TestWaitEndsOnClose(t *testing.T) {
-	w, err := diagnose.Watch(t.TempDir())
+	w, err := diagnose.Watch(openDir(t, t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +118,7 @@ func TestPrune(t *testing.T) {
 		os.WriteFile(p, []byte(n), 0o644)
 		dumps = append(dumps, diagnose.Dump{Generation: len(dumps) + 1, Files: []diagnose.File{{Path: p, Size: 1}}})
 	}
-	kept, errs := diagnose.Prune(dumps, 2)
+	kept, errs := diagnose.Prune(openDir(t, dir), dumps, 2)
 	if len(errs) != 0 || len(kept) != 2 || kept[0].Generation != 3 {
 		t.Fatalf("kept %+v errs %v", kept, errs)
 	}
@@ -116,7 +127,7 @@ func TestPrune(t *testing.T) {
 			t.Errorf("file %s: exists %v, want %v", n, err == nil, want)
 		}
 	}
-	if kept, _ := diagnose.Prune(dumps[:1], 0); len(kept) != 1 {
+	if kept, _ := diagnose.Prune(openDir(t, dir), dumps[:1], 0); len(kept) != 1 {
 		t.Errorf("keep 0 kept %d, want all", len(kept))
 	}
 }

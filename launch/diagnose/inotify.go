@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 	"unsafe"
@@ -15,22 +14,22 @@ import (
 // Watcher hears, through inotify, the files written in a dump directory. It is made before the
 // dump is asked for, so that no write is missed.
 type Watcher struct {
-	dir string
+	dir *Dir
 	f   *os.File // the inotify fd, non-blocking: Go's poller parks Wait, and Close wakes it
 }
 
-// Watch starts watching dir.
-func Watch(dir string) (*Watcher, error) {
+// Watch starts watching dir: the directory opened, through its fd, not what its path names now.
+func Watch(dir *Dir) (*Watcher, error) {
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
 	}
 	const mask = unix.IN_CREATE | unix.IN_MODIFY | unix.IN_CLOSE_WRITE | unix.IN_MOVED_TO | unix.IN_ONLYDIR
-	if _, err := unix.InotifyAddWatch(fd, dir, mask); err != nil {
+	if _, err := unix.InotifyAddWatch(fd, dir.procPath(), mask); err != nil {
 		unix.Close(fd)
-		return nil, fmt.Errorf("watch %s: %w", dir, err)
+		return nil, fmt.Errorf("watch %s: %w", dir.Path, err)
 	}
-	return &Watcher{dir: dir, f: os.NewFile(uintptr(fd), "inotify "+dir)}, nil
+	return &Watcher{dir: dir, f: os.NewFile(uintptr(fd), "inotify "+dir.Path)}, nil
 }
 
 // Close stops the watcher; a Wait in progress returns what it saw. It is safe to call twice.
@@ -90,9 +89,8 @@ func (w *Watcher) Wait(deadline time.Time, quiet time.Duration) (files []File, c
 func (w *Watcher) stat(names []string) []File {
 	var files []File
 	for _, n := range names {
-		p := filepath.Join(w.dir, n)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-			files = append(files, File{Path: p, Size: fi.Size()})
+		if f, ok := w.dir.stat(n); ok {
+			files = append(files, f)
 		}
 	}
 	return files

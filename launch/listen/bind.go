@@ -53,7 +53,7 @@ func bind(a Addr, owner *Owner) (socket, error) {
 			return socket{}, err
 		}
 	}
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), a.Network, a.Address)
+	l, err := listenWithMode(a)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return socket{}, fmt.Errorf("--listen %s: %w: another process listens there; stop it or choose another address", a.Spec, ErrInUse)
@@ -113,14 +113,30 @@ func clearStale(a Addr) error {
 	return nil
 }
 
-// own gives a unix socket's file to the command's user, readable and writable by its group.
-func own(path string, o *Owner) error {
-	if o != nil {
-		if err := os.Lchown(path, int(o.UID), int(o.GID)); err != nil {
-			return err
-		}
+// socketUmask makes bind(2) create a unix socket's file with mode 0660: bind takes its mode from
+// the umask only (fchmod on the socket's fd before bind changes the socket, not the file), so the
+// file never exists with a wider mode, and nothing chmods a path afterwards, which would follow a
+// symlink put in its place.
+const socketUmask = 0o117
+
+// listenWithMode listens on a; a unix socket's file is created with mode 0660 (socketUmask).
+// The umask is the process's, so it is set only around the bind: cgrun binds before it starts
+// anything that creates files.
+func listenWithMode(a Addr) (net.Listener, error) {
+	if a.Network == "unix" {
+		old := unix.Umask(socketUmask)
+		defer unix.Umask(old)
 	}
-	return os.Chmod(path, 0o660)
+	return (&net.ListenConfig{}).Listen(context.Background(), a.Network, a.Address)
+}
+
+// own gives a unix socket's file, made 0660 by listenWithMode, to the command's user; Lchown
+// changes the path itself, never what a symlink there points at.
+func own(path string, o *Owner) error {
+	if o == nil {
+		return nil
+	}
+	return os.Lchown(path, int(o.UID), int(o.GID))
 }
 
 // Len is the number of sockets.

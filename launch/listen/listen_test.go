@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/cgrun/cgrun/launch/listen"
+	"golang.org/x/sys/unix"
 )
 
 func TestParse(t *testing.T) {
@@ -195,4 +196,32 @@ func TestBindReplacesStaleSocket(t *testing.T) {
 		t.Fatalf("connect: %v", err)
 	}
 	c.Close()
+}
+
+// TestBindSocketMode: a unix socket's file is 0660 whatever cgrun's umask, straight from bind
+// (no chmod of the path afterwards), and cgrun's umask is back as it was.
+func TestBindSocketMode(t *testing.T) {
+	for _, mask := range []int{0, 0o022, 0o077, 0o777} {
+		t.Run(strconv.FormatInt(int64(mask), 8), func(t *testing.T) {
+			sock := filepath.Join(t.TempDir(), "app.sock")
+			a, err := listen.Parse("unix:" + sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := unix.Umask(mask)
+			defer unix.Umask(old)
+			s, err := listen.Bind([]listen.Addr{a}, nil)
+			if after := unix.Umask(mask); after != mask {
+				t.Errorf("umask after Bind %#o, want %#o back", after, mask)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			fi, err := os.Lstat(sock)
+			if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+				t.Errorf("socket file %s: %v, %v: want a socket with mode 0660", sock, fi, err)
+			}
+		})
+	}
 }

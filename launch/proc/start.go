@@ -61,6 +61,10 @@ const EnterCommand = "__cgrun_enter"
 //
 // The child leads a process group of its own; when cgrun owns the terminal's foreground, the
 // child's group takes the foreground, so ^C reaches the command once, from the terminal.
+// With a Cred the child leads a session of its own instead (setsid), with no controlling
+// terminal: a command running as another user must not stay in root's terminal session, where
+// it could push input into root's shell (TIOCSTI) or take its foreground. cgrun keeps the
+// terminal and forwards ^C (SIGINT) and the other signals to it.
 func Start(c Child) (pid int, err error) {
 	gfd, err := unix.Open(c.GroupDir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -69,10 +73,13 @@ func Start(c Child) (pid int, err error) {
 	defer unix.Close(gfd)
 
 	sys := &syscall.SysProcAttr{Setpgid: true}
+	if c.Cred != nil {
+		sys = &syscall.SysProcAttr{Setsid: true}
+	}
 	stdio := c.Stdio
 	if stdio == nil {
 		stdio = []uintptr{0, 1, 2}
-		if foreground() {
+		if c.Cred == nil && foreground() {
 			sys.Foreground, sys.Ctty = true, 0
 		}
 	}
