@@ -190,7 +190,7 @@ func checkHost(v hostView, parent string) checkResult {
 		checkFeatures(&r, v, h, ver)
 	} else {
 		checkSystemd(&r, v, "cgrun needs it for a scope once cgroup v2 works, unless it runs in a unit with Delegate=yes")
-		checkAccessUnknown(&r, v)
+		checkAccessUnknown(&r, v, "cgroup v2 works")
 		checkFeatures(&r, v, cgroup.Hierarchy{}, ver)
 	}
 	r.Works = !slices.ContainsFunc(r.Items, func(it checkItem) bool { return it.Status == statusFail })
@@ -208,13 +208,14 @@ func (v hostView) who() string {
 	return fmt.Sprintf("uid %d (not root)", v.euid)
 }
 
-// checkAccessUnknown is the access line where no cgroup v2 group can be looked at.
-func checkAccessUnknown(r *checkResult, v hostView) {
+// checkAccessUnknown is the access line where no group can be looked at until something else is
+// fixed (until: "cgroup v2 works").
+func checkAccessUnknown(r *checkResult, v hostView, until string) {
 	if v.euid == 0 {
 		r.add("access", statusOK, "running as root", "")
 		return
 	}
-	r.add("access", statusInfo, fmt.Sprintf("as %s: whether this user may make groups cannot be told until cgroup v2 works", v.who()),
+	r.add("access", statusInfo, fmt.Sprintf("as %s: whether this user may make groups cannot be told until %s", v.who(), until),
 		"then run as root, in a systemd unit with Delegate=yes, or under `systemd-run --user --scope -p Delegate=yes cgrun run ...`")
 }
 
@@ -404,7 +405,7 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 		checkSystemd(r, v, "not needed here: cgrun makes its groups itself under --parent")
 		if _, err := os.Stat(filepath.Join(site, "cgroup.procs")); err != nil {
 			r.add("parent", statusFail, fmt.Sprintf("--parent %s: no such group", show(site)), "create it first, or leave --parent out")
-			checkAccessUnknown(r, v)
+			checkAccessUnknown(r, v, "the --parent group exists")
 			return
 		}
 		r.Place = fmt.Sprintf("its groups go under --parent %s", show(site))
