@@ -177,17 +177,20 @@ func writeCheck(w io.Writer, r checkResult) {
 }
 
 // checkHost looks at the host in the order a reader would ask: which kernel, which cgroup
-// layout, who runs cgrun, where the groups would go, and what the kernel offers there.
+// layout, who runs cgrun, where the groups would go, and what the kernel offers there. Every
+// item is reported even when an earlier one fails, so that one run shows everything to fix.
 func checkHost(v hostView, parent string) checkResult {
 	var r checkResult
 	ver := checkKernel(&r, v)
-	checkGuest(&r, v)
-	h, ok := checkHierarchy(&r, v)
+	guest := checkGuest(&r, v)
+	h, ok := checkHierarchy(&r, v, guest)
 	checkSwap(&r, v, h, ok)
 	if ok {
 		checkSite(&r, v, h, parent)
 		checkFeatures(&r, v, h, ver)
 	} else {
+		checkSystemd(&r, v, "cgrun needs it for a scope once cgroup v2 works, unless it runs in a unit with Delegate=yes")
+		checkAccessUnknown(&r, v, "cgroup v2 works")
 		checkFeatures(&r, v, cgroup.Hierarchy{}, ver)
 	}
 	r.Works = !slices.ContainsFunc(r.Items, func(it checkItem) bool { return it.Status == statusFail })
@@ -195,6 +198,50 @@ func checkHost(v hostView, parent string) checkResult {
 		r.Place = ""
 	}
 	return r
+}
+
+// who names the user cgrun runs as.
+func (v hostView) who() string {
+	if v.euid == 0 {
+		return "root"
+	}
+	return fmt.Sprintf("uid %d (not root)", v.euid)
+}
+
+// checkAccessUnknown is the access line where no group can be looked at until something else is
+// fixed (until: "cgroup v2 works").
+func checkAccessUnknown(r *checkResult, v hostView, until string) {
+	if v.euid == 0 {
+		r.add("access", statusOK, "running as root", "")
+		return
+	}
+	r.add("access", statusInfo, fmt.Sprintf("as %s: whether this user may make groups cannot be told until %s", v.who(), until),
+		"then run as root, in a systemd unit with Delegate=yes, or under `systemd-run --user --scope -p Delegate=yes cgrun run ...`")
+}
+
+// checkSystemd is the systemd line where cgrun would not ask systemd for a scope (checkScope
+// covers the place where it would): whether systemd runs and answers over D-Bus; why is what
+// that means here.
+func checkSystemd(r *checkResult, v hostView, why string) {
+	if !v.systemd {
+		r.add("systemd", statusInfo, "not running (PID 1 is not systemd): cgrun makes its groups itself, without D-Bus", "")
+		return
+	}
+	user := v.euid != 0
+	bus := "system"
+	if user {
+		bus = "user"
+	}
+	if v.systemdVersion == nil {
+		r.add("systemd", statusInfo, fmt.Sprintf("running; the %s manager was not asked over D-Bus: %s", bus, why), "")
+		return
+	}
+	ver, err := v.systemdVersion(user)
+	if err != nil {
+		r.add("systemd", statusInfo, fmt.Sprintf("running, but the %s manager cannot be reached over D-Bus (%v): %s", bus, err, why), "")
+		return
+	}
+	r.add("systemd", statusOK, fmt.Sprintf("systemd %s; the %s manager answers over D-Bus (%s)", ver, bus, why), "")
 }
 
 // kernelVersion is a kernel release's major and minor number: "6.1.0-18-amd64" is {6, 1}.
@@ -235,12 +282,13 @@ func checkKernel(r *checkResult, v hostView) kernelVersion {
 	return k
 }
 
-// checkGuest names the kind of guest this is, where cgroups are not the guest's own.
-func checkGuest(r *checkResult, v hostView) {
+// checkGuest names the kind of guest this is, where cgroups are not the guest's own, and
+// returns it as the guest line says it ("" for none).
+func checkGuest(r *checkResult, v hostView) string {
 	if v.exists("/proc/vz") && !v.exists("/proc/bc") {
 		// OpenVZ and Virtuozzo containers have /proc/vz; only their host has /proc/bc.
 		r.add("guest", statusInfo, "an OpenVZ/Virtuozzo container: the host's kernel and its cgroup setup decide what cgrun can do", "")
-		return
+		return "an OpenVZ/Virtuozzo container"
 	}
 	kind := ""
 	if s, err := v.read("/run/systemd/container"); err == nil && s != "" {
@@ -258,14 +306,17 @@ func checkGuest(r *checkResult, v hostView) {
 	case kind == "" && v.exists("/run/.containerenv"):
 		kind = "podman"
 	}
-	if kind != "" {
-		r.add("guest", statusInfo, fmt.Sprintf("a %s container: cgrun nests in the group the runtime gave it", kind), "")
+	if kind == "" {
+		return ""
 	}
+	r.add("guest", statusInfo, fmt.Sprintf("a %s container: cgrun nests in the group the runtime gave it", kind), "")
+	return fmt.Sprintf("a %s container", kind)
 }
 
 // checkHierarchy finds the cgroup v2 hierarchy as cgroup.Detect does. The Hierarchy it returns
-// has the view's root in front of its mount, so that files are read from the view.
-func checkHierarchy(r *checkResult, v hostView) (cgroup.Hierarchy, bool) {
+// has the view's root in front of its mount, so that files are read from the view. In a guest
+// (checkGuest) the cgroup version is the host's choice, so the fix for cgroup v1 says so.
+func checkHierarchy(r *checkResult, v hostView, guest string) (cgroup.Hierarchy, bool) {
 	const miPath, pcPath = "/proc/self/mountinfo", "/proc/self/cgroup"
 	var h cgroup.Hierarchy
 	var err error
@@ -295,7 +346,12 @@ func checkHierarchy(r *checkResult, v hostView) (cgroup.Hierarchy, bool) {
 			if len(v1) > 0 {
 				what += fmt.Sprintf(" (on cgroup v1: %s)", strings.Join(v1, " "))
 			}
-			r.add("cgroup", statusFail, what, he.Fix)
+			fix := he.Fix
+			if guest != "" && errors.Is(err, cgroup.ErrMemoryOnV1) {
+				fix = fmt.Sprintf("this is %s: its cgroup layout is the host's, set by the host's kernel command line, which the guest cannot change; "+
+					"ask the provider to boot the host with systemd.unified_cgroup_hierarchy=1, or move to a VM (KVM) with a kernel of its own", guest)
+			}
+			r.add("cgroup", statusFail, what, fix)
 		} else {
 			r.add("cgroup", statusFail, err.Error(), "")
 		}
@@ -336,10 +392,7 @@ func detectFrom(v hostView, miPath, pcPath string) (cgroup.Hierarchy, error) {
 // there, and whether the memory and pids controllers are available there.
 func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 	show := func(dir string) string { return h.Rel(dir) }
-	who := "root"
-	if v.euid != 0 {
-		who = fmt.Sprintf("uid %d (not root)", v.euid)
-	}
+	who := v.who()
 	if mount := strings.TrimPrefix(h.Mount, v.root); v.root != "" && strings.HasPrefix(parent, mount+"/") {
 		parent = v.path(parent) // a fixture: the group lies under the view's root
 	}
@@ -349,13 +402,16 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 	switch plan.Kind {
 	case launch.PlaceParent:
 		site = plan.Dir
+		checkSystemd(r, v, "not needed here: cgrun makes its groups itself under --parent")
 		if _, err := os.Stat(filepath.Join(site, "cgroup.procs")); err != nil {
 			r.add("parent", statusFail, fmt.Sprintf("--parent %s: no such group", show(site)), "create it first, or leave --parent out")
+			checkAccessUnknown(r, v, "the --parent group exists")
 			return
 		}
 		r.Place = fmt.Sprintf("its groups go under --parent %s", show(site))
 	case launch.PlaceAdopt:
 		site = plan.Dir
+		checkSystemd(r, v, "not needed here: systemd delegated this unit's group, so cgrun makes its groups itself")
 		r.Place = fmt.Sprintf("its groups go beside this process's leaf, in the delegated unit group %s", show(site))
 	case launch.PlaceNest:
 		site = own
@@ -363,6 +419,7 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 		if v.systemd {
 			why = "this group is delegated (Delegate=yes)"
 		}
+		checkSystemd(r, v, "not needed here: systemd delegated this group, so cgrun makes its groups itself")
 		r.Place = fmt.Sprintf("its groups nest in this process's group %s (%s)", show(own), why)
 	case launch.PlaceScope:
 		checkScope(r, v, h, who)
@@ -397,9 +454,19 @@ func checkScope(r *checkResult, v hostView, h cgroup.Hierarchy, who string) {
 		}
 		r.add("systemd", statusFail, fmt.Sprintf("this group %s is systemd's and not delegated, and the systemd %s manager cannot be reached over D-Bus (%v)",
 			h.Rel(h.SelfDir()), bus, err), fix)
+		if user {
+			r.add("access", statusInfo, fmt.Sprintf("as %s: without a scope from the user manager, no group this user may write", who), "")
+		} else {
+			r.add("access", statusOK, "running as root", "")
+		}
 		return
 	}
 	r.add("systemd", statusOK, fmt.Sprintf("systemd %s; the %s manager answers over D-Bus, so cgrun can ask it for a scope with Delegate=yes", ver, bus), "")
+	if user {
+		r.add("access", statusOK, fmt.Sprintf("as %s: the scope the user manager makes is delegated to this user", who), "")
+	} else {
+		r.add("access", statusOK, "running as root", "")
+	}
 	r.Place = fmt.Sprintf("as %s, cgrun asks the systemd %s manager for a scope with Delegate=yes (this group %s is systemd's) and nests its groups there",
 		who, bus, h.Rel(h.SelfDir()))
 	// The scope gets the controllers its manager may hand out: all of them for the system
@@ -457,6 +524,8 @@ func checkControllers(r *checkResult, dir, shown string) {
 
 // checkBusy: cgroup v2 puts processes only in leaf groups; cgrun moves itself into a leaf of
 // its own group, which works when nothing else is in the group (or cgrun is a container's init).
+// Otherwise cgrun run makes its groups beside the own group where launch.Nestable allows it, and
+// fails where it does not (launch's place: cgroup.Nest answers ErrGroupBusy): a FAIL then.
 func checkBusy(r *checkResult, v hostView, h cgroup.Hierarchy, own string) {
 	procs, err := cgroup.Procs(own)
 	if err != nil || own == h.Mount {
@@ -468,7 +537,8 @@ func checkBusy(r *checkResult, v hostView, h cgroup.Hierarchy, own string) {
 	case launch.Nestable(h, []string{"memory", "pids"}):
 		r.add("group", statusInfo, fmt.Sprintf("%s holds %d other processes; cgrun makes its groups beside it, in %s", h.Rel(own), len(others), h.Rel(filepath.Dir(own))), "")
 	default:
-		r.add("group", statusWarn, fmt.Sprintf("%s holds %d other processes (this shell?); cgrun run started from here would fail", h.Rel(own), len(others)),
+		r.add("group", statusFail, fmt.Sprintf("%s holds %d other processes (this shell?), and its parent %s is not ready for groups beside it; cgrun run started from here fails",
+			h.Rel(own), len(others), h.Rel(filepath.Dir(own))),
 			"start cgrun as the only process of its group: a systemd unit with Delegate=yes, `systemd-run --scope -p Delegate=yes`, or an empty group with --parent")
 	}
 }
@@ -500,7 +570,7 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 		{"memory.peak", 5, 19, "memory.peak", "cgrun samples memory.current instead: its peaks are a floor"},
 	} {
 		ok := k.atLeast(f.major, f.minor)
-		how := fmt.Sprintf("Linux %d.%d", f.major, f.minor)
+		how := fmt.Sprintf("Linux %d.%d; judged from the kernel version only", f.major, f.minor)
 		if f.file != "" {
 			if present, known := has(f.file); known {
 				ok = present
@@ -522,9 +592,12 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 			r.add("PSI", statusWarn, "/proc/pressure/memory but no memory.pressure in groups", "boot with psi=1 and cgroup PSI enabled")
 			return
 		}
-		fallthrough
-	default:
 		r.add("PSI", statusOK, "pressure stall information (/proc/pressure/memory, memory.pressure)", "")
+	case !k.atLeast(5, 2):
+		r.add("PSI", statusWarn, "/proc/pressure/memory, but no memory.pressure in groups before Linux 5.2 (judged from the kernel version only)",
+			"a newer kernel")
+	default:
+		r.add("PSI", statusOK, "pressure stall information (/proc/pressure/memory; memory.pressure in groups judged from the kernel version only, Linux 5.2)", "")
 	}
 }
 

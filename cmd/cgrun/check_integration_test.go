@@ -1,12 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -89,5 +94,70 @@ func TestCheckAsNonRoot(t *testing.T) {
 	out, _, code = cgrunCmd(t, &syscall.Credential{Uid: 65534, Gid: 65534}, "check", "--json")
 	if code != 1 || !strings.Contains(out, `"works": false`) || !strings.Contains(out, `"status": "fail"`) {
 		t.Errorf("--json as nobody: exit %d:\n%s", code, out)
+	}
+}
+
+// TestCheckBusyGroupAgreesWithRun: started from a group that holds another process (a shell's
+// sleep), check's verdict and exit code say what `cgrun run` then does. With a limit on that
+// group a sibling group would escape, run fails (125) and check says FAIL with exit 1; without
+// one, run makes its groups beside it and check says so with exit 0.
+func TestCheckBusyGroupAgreesWithRun(t *testing.T) {
+	h := requireCgroup2(t)
+	if _, err := cgroup.EnableControllers(h.Mount, "memory", "pids"); err != nil {
+		t.Fatal(err)
+	}
+	busy := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-busy-%d", time.Now().UnixNano()))
+	if err := cgroup.Create(busy); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sleeper.Process.Kill()
+		sleeper.Wait()
+		if err := cgroup.Remove(busy); err != nil {
+			t.Errorf("remove %s: %v", busy, err)
+		}
+	})
+	if err := cgroup.Move(busy, sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	// inBusy runs cgrun ARGS as a second process of the busy group.
+	inBusy := func(args ...string) (string, string, int) {
+		cmd := exec.Command("/bin/sh", append([]string{"-c", `echo $$ >"$1/cgroup.procs" && shift && exec "$@"`, "sh", busy, cgrunBin(t)}, args...)...)
+		cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+		return runToEnd(t, cmd)
+	}
+	for _, tc := range []struct {
+		name      string
+		memoryMax string // of the busy group
+		checkCode int
+		checkLine string
+		runCode   int
+	}{
+		{"limited group: run fails", "256M", 1, "FAIL  group       " + h.Rel(busy) + " holds 1 other processes (this shell?), and its parent", 125},
+		{"unlimited group: run goes beside it", "max", 0, "info  group       " + h.Rel(busy) + " holds 1 other processes; cgrun makes its groups beside it", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := cgroup.WriteFile(busy, "memory.max", tc.memoryMax); err != nil {
+				t.Fatal(err)
+			}
+			out, errs, code := inBusy("check")
+			if code != tc.checkCode || !strings.Contains(out, tc.checkLine) {
+				t.Errorf("check: exit %d, want %d and %q:\n%s%s", code, tc.checkCode, tc.checkLine, out, errs)
+			}
+			before := groupsUnder(t, h.Mount)
+			rout, rerrs, rcode := inBusy("run", "--memory-max", "64M", "--", "true")
+			if rcode != tc.runCode {
+				t.Errorf("run from the same group: exit %d, want %d (check said exit %d):\n%s%s", rcode, tc.runCode, code, rout, rerrs)
+			}
+			for _, g := range groupsUnder(t, h.Mount) {
+				if !slices.Contains(before, g) {
+					t.Errorf("left behind: %s", g)
+				}
+			}
+		})
 	}
 }

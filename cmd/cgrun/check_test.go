@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,7 +118,7 @@ func TestCheckHost(t *testing.T) {
 			want: []string{"info  swap        on (2G)", "--memory-swap-max 0"}, wantNot: []string{"swapaccount"}},
 		{name: "5.10 without PSI", files: with(v2Files("/app", "memory pids"), "proc/pressure/memory", del, "sys/fs/cgroup/app/memory.pressure", del,
 			"sys/fs/cgroup/app/memory.peak", del), set: func(t *testing.T, v *hostView) { v.release = "5.10.0-28-amd64" }, works: true,
-			want: []string{"ok    feature     cgroup.kill (cgroup.kill, Linux 5.14)", "warn  feature     no oom_group_kill (Linux 5.17)",
+			want: []string{"ok    feature     cgroup.kill (cgroup.kill, Linux 5.14)", "warn  feature     no oom_group_kill (Linux 5.17; judged from the kernel version only)",
 				"warn  feature     no memory.peak (memory.peak, Linux 5.19)", "warn  PSI         no /proc/pressure/memory", "CONFIG_PSI=y"}},
 		{name: "OpenVZ container", files: with(v2Files("/", "memory pids"), "proc/vz/veinfo", ""), works: true,
 			want: []string{"info  guest       an OpenVZ/Virtuozzo container"}},
@@ -130,13 +131,47 @@ func TestCheckHost(t *testing.T) {
 		{name: "--parent", files: with(v2Files("/", "memory pids"), "sys/fs/cgroup/apps/cgroup.controllers", "memory pids",
 			"sys/fs/cgroup/apps/cgroup.procs", ""), parent: "/sys/fs/cgroup/apps", works: true,
 			want: []string{"its groups go under --parent /apps"}},
-		// works, with a warning
-		{name: "busy group", files: with(v2Files("/apps/shell", "memory pids"), "sys/fs/cgroup/apps/shell/cgroup.procs", "17\n4242\n"), works: true,
-			want: []string{"warn  group       /apps/shell holds 1 other processes (this shell?)"}},
 		// failure
+		// A busy group whose parent is not ready for groups beside it: launch's place gets
+		// ErrGroupBusy from cgroup.Nest, so cgrun run fails, and check says so with exit 1.
+		{name: "busy group", files: with(v2Files("/apps/shell", "memory pids"), "sys/fs/cgroup/apps/shell/cgroup.procs", "17\n4242\n"),
+			want: []string{"FAIL  group       /apps/shell holds 1 other processes (this shell?), and its parent /apps is not ready for groups beside it; cgrun run started from here fails",
+				"cgrun run cannot work here"}},
 		{name: "hybrid host with memory on cgroup v1", files: map[string]string{"proc/self/mountinfo": hybridMountinfo, "proc/self/cgroup": hybridCgroup, "proc/swaps": swapsOff},
 			want: []string{"FAIL  cgroup      this host binds the memory controller to cgroup v1", "(on cgroup v1: cpu memory pids)",
 				"systemd.unified_cgroup_hierarchy=1", "cgrun run cannot work here"}},
+		// Memory on cgroup v1: every other line is still there, and what cannot be looked at
+		// in a group is said to be judged from the kernel version.
+		{name: "cgroup v1 host: the other lines still come", files: map[string]string{"proc/self/mountinfo": hybridMountinfo, "proc/self/cgroup": hybridCgroup,
+			"proc/swaps": swapsOff, "proc/pressure/memory": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"},
+			set: func(t *testing.T, v *hostView) { v.systemd = true },
+			want: []string{"ok    access      running as root", "ok    systemd     systemd 252; the system manager answers over D-Bus",
+				"ok    feature     CLONE_INTO_CGROUP (Linux 5.7; judged from the kernel version only)",
+				"ok    feature     cgroup.kill (Linux 5.14; judged from the kernel version only)",
+				"ok    feature     memory.peak (Linux 5.19; judged from the kernel version only)",
+				"ok    PSI         pressure stall information (/proc/pressure/memory; memory.pressure in groups judged from the kernel version only, Linux 5.2)",
+				"info  swap        off"},
+			wantNot: []string{"guest", "ask the provider"}},
+		{name: "cgroup v1 host as a user, D-Bus unreachable", files: map[string]string{"proc/self/mountinfo": hybridMountinfo, "proc/self/cgroup": hybridCgroup},
+			set: func(t *testing.T, v *hostView) {
+				v.systemd, v.euid = true, 1000
+				v.systemdVersion = func(bool) (string, error) {
+					return "", errors.New("dial unix /run/user/1000/bus: no such file or directory")
+				}
+			},
+			want: []string{"info  access      as uid 1000 (not root): whether this user may make groups cannot be told until cgroup v2 works",
+				"info  systemd     running, but the user manager cannot be reached over D-Bus (dial unix /run/user/1000/bus: no such file or directory)",
+				"warn  PSI         no /proc/pressure/memory"}},
+		{name: "cgroup v1 host without systemd", files: map[string]string{"proc/self/mountinfo": hybridMountinfo, "proc/self/cgroup": hybridCgroup},
+			want: []string{"info  systemd     not running (PID 1 is not systemd)", "ok    access      running as root"}},
+		{name: "cgroup v1 in an LXC container: the host's kernel command line", files: map[string]string{"proc/self/mountinfo": hybridMountinfo,
+			"proc/self/cgroup": hybridCgroup, "run/systemd/container": "lxc\n"},
+			want: []string{"FAIL  cgroup      this host binds the memory controller to cgroup v1",
+				"fix: this is a lxc container: its cgroup layout is the host's, set by the host's kernel command line", "ask the provider to boot the host with systemd.unified_cgroup_hierarchy=1"},
+			wantNot: []string{"fix: boot with"}},
+		{name: "cgroup v1 in an OpenVZ container: the host's kernel command line", files: map[string]string{"proc/self/mountinfo": hybridMountinfo,
+			"proc/self/cgroup": hybridCgroup, "proc/vz/veinfo": ""},
+			want: []string{"fix: this is an OpenVZ/Virtuozzo container: its cgroup layout is the host's", "ask the provider"}},
 		{name: "no cgroup2 mounted", files: map[string]string{"proc/self/mountinfo": "23 1 0:21 / / rw - ext4 /dev/sda1 rw\n", "proc/self/cgroup": "0::/\n"},
 			want: []string{"FAIL  cgroup      no cgroup2 filesystem is mounted"}},
 		{name: "read-only cgroupfs", files: with(v2Files("/", "memory pids"), "proc/self/mountinfo", strings.Replace(unifiedMountinfo, "noexec,relatime", "noexec,relatime,ro", 1)),
@@ -151,9 +186,12 @@ func TestCheckHost(t *testing.T) {
 				}
 			},
 			want: []string{"FAIL  systemd     this group /user.slice/user-1000.slice/session-1.scope is systemd's and not delegated, and the systemd user manager cannot be reached",
-				"loginctl enable-linger 1000"}},
+				"loginctl enable-linger 1000", "info  access      as uid 1000 (not root): without a scope from the user manager"}},
 		{name: "--parent that does not exist", files: v2Files("/", "memory pids"), parent: "/apps",
-			want: []string{"FAIL  parent      --parent /apps: no such group; fix: create it first"}},
+			want: []string{"FAIL  parent      --parent /apps: no such group; fix: create it first", "ok    access      running as root", "info  systemd     not running"}},
+		{name: "--parent that does not exist, as a user", files: v2Files("/", "memory pids"), parent: "/apps",
+			set:  func(t *testing.T, v *hostView) { v.euid = 1000 },
+			want: []string{"info  access      as uid 1000 (not root): whether this user may make groups cannot be told until the --parent group exists"}},
 		{name: "a user's shell under its user manager", files: with(v2Files("/user.slice/user-1000.slice/user@1000.service/app.slice/x.service", "memory pids"),
 			"sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/cgroup.controllers", "cpu memory pids"),
 			set: func(t *testing.T, v *hostView) { v.systemd, v.euid = true, 1000 }, works: true,
@@ -182,6 +220,11 @@ func TestCheckHost(t *testing.T) {
 			for _, w := range tc.wantNot {
 				if strings.Contains(out.String(), w) {
 					t.Errorf("output has %q:\n%s", w, out.String())
+				}
+			}
+			for _, name := range []string{"access", "systemd", "feature", "PSI"} { // whatever else fails
+				if !slices.ContainsFunc(r.Items, func(it checkItem) bool { return it.Name == name }) {
+					t.Errorf("no %s line:\n%s", name, out.String())
 				}
 			}
 			if strings.Contains(out.String(), v.root) {

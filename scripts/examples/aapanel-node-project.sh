@@ -3,7 +3,9 @@
 #
 # aaPanel starts a Node project as its run user, www by default. cgrun started as www has no
 # group it may manage and exits 125, so:
-#   1. install cgrun as root: install -m 755 cgrun /usr/local/bin/cgrun
+#   1. install cgrun as root: dpkg -i cgrun_X.Y.Z-1_amd64.deb (it installs /usr/bin/cgrun; README
+#      "Install"); with the static binary instead, install -m 755 cgrun-vX.Y.Z-linux-amd64
+#      /usr/local/bin/cgrun and write /usr/local/bin/cgrun below
 #   2. in the project's settings set the run user to root, and the start command to the line
 #      below (or to this file, made executable: chmod 755 it); --user www runs node as www again,
 #      with www's groups and HOME, in a group that stays root's, so node can neither raise its
@@ -13,5 +15,5 @@
 # The working directory and the environment aaPanel gives the project pass through to node
 # (HOME, USER, LOGNAME and SHELL become www's). Not tested against aaPanel itself here: the
 # shape (a root process manager, cgrun --user) is tested with supervisord and PM2.
-exec /usr/local/bin/cgrun run --user www --name myapp --memory-max 512M --restart on-oom \
+exec /usr/bin/cgrun run --user www --name myapp --memory-max 512M --restart on-oom \
     --max-restarts 0 -- /usr/bin/node /www/wwwroot/myapp/app.js

@@ -4,6 +4,8 @@
 //
 //   pm2 start ecosystem.config.js && pm2 logs worker
 //
+// /usr/bin/cgrun is where the package installs it; /usr/local/bin/cgrun for the static binary.
+//
 // PM2's max_memory_restart is left out on purpose: PM2 would sample cgrun's own RSS (a few MB),
 // not the worker's, every 30 s. The kernel enforces --memory-max at once, children included.
 // PM2's God daemon runs in a group systemd did not delegate (pm2-root.service, or a login
@@ -17,7 +19,7 @@ module.exports = {
   apps: [
     {
       name: 'worker',
-      script: '/usr/local/bin/cgrun',
+      script: '/usr/bin/cgrun',
       interpreter: 'none',
       args: [
         'run', '--name', 'worker', '--user', 'www',

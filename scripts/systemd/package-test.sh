@@ -1,9 +1,9 @@
 #!/bin/bash
 # The .deb of scripts/release in a real Debian with systemd: run by scripts/test inside
 # scripts/uml-systemd with the package's path as $1 and its version as $2. It installs with
-# dpkg -i, `cgrun check` says cgrun works here (as root in a unit systemd did not delegate, and as
-# a user under its user manager: by a scope over D-Bus), the packaged example unit runs a limited
-# worker, and dpkg -r leaves nothing.
+# dpkg -i, every packaged example starts the cgrun it installed, `cgrun check` says cgrun works
+# here (as root in a unit systemd did not delegate, and as a user under its user manager: by a
+# scope over D-Bus), the packaged example unit runs a limited worker, and dpkg -r leaves nothing.
 #
 # Prints "--- PASS: NAME" or "--- FAIL: NAME" for each step, like integration.sh.
 set -u
@@ -30,6 +30,20 @@ install() {
     /usr/share/doc/cgrun/examples/example-worker.service; do
     [[ -s $f ]] || fail "missing: $f" || return 1
   done
+}
+
+# Every cgrun a packaged example starts (ExecStart= of a unit, command= of supervisord, script: of
+# PM2, exec of a shell start command) is the one the package installed: a user copies them as
+# they are. (The Dockerfile and the Kubernetes pod copy the static binary into their image.)
+example_paths() {
+  local f p n=0
+  for f in /usr/share/doc/cgrun/examples/*; do
+    while IFS= read -r p; do
+      n=$((n + 1))
+      [[ -x $p ]] || fail "${f##*/} starts $p, which the package did not install (it installs /usr/bin/cgrun)" || return 1
+    done < <(grep -hE '^(ExecStart=|command=|exec |[[:space:]]*script:)' "$f" | grep -oE "/[^ '\",]*/cgrun\b")
+  done
+  ((n >= 9)) || fail "found $n cgrun paths in the packaged examples, want the 9 of the units, supervisord, PM2 and aaPanel"
 }
 
 check() {
@@ -71,6 +85,7 @@ remove() {
 }
 
 step "dpkg -i" install
+step "examples name the installed cgrun" example_paths
 step "cgrun check" check
 step "cgrun check as a user" check_as_user
 step "example unit" example_unit
