@@ -58,7 +58,7 @@ func (p *prober) start(c proc.Child) (policy.Probe, bool) {
 // what the probe's shell started dies with it; it reports the failure when reaped.
 func (p *prober) timedOut() bool {
 	if p.pid != 0 && time.Since(p.started) > p.h.Timeout {
-		// The probe leads a process group of its own (proc.Start sets Setpgid), and it is not reaped
+		// The probe leads a process group of its own (proc.Start sets Setpgid, or Setsid with --user), and it is not reaped
 		// yet, so the group's id cannot have been reused.
 		_ = unix.Kill(-p.pid, unix.SIGKILL)
 		return true
