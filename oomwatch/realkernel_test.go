@@ -128,7 +128,12 @@ func TestRealKernelPressureTrigger(t *testing.T) {
 // too, whose memory.events the kernel notifies without the group file's hold-back. The watcher,
 // listening to both, reports the one kill exactly once. (That a child's wake-up makes the
 // watcher reread the group is tested on a fake group, TestWatcherHearsAChildAtOnce: here the
-// group's own late notification or the final read would report the kill too.)
+// group's own late notification or the final read would report the kill too.) The leaf has no
+// limits of its own here on purpose: that is the premise, and still cgrun's layout where the
+// limit hit is the group's alone (a nested cgrun's generation beside the outer leaf, or a probe's
+// memory on top of the leaf's). Where the leaf carries the limits (cgroup.Limits.Mirror) its
+// file is as busy as the group's, which the watcher's rereading at the limit covers
+// (TestWatcherPollsForAKillAtTheLimit).
 func TestRealKernelKillIsNotifiedInTheLeaf(t *testing.T) {
 	dir := realGroup(t)
 	if _, err := cgroup.EnableControllers(dir, "memory"); err != nil {

@@ -612,6 +612,37 @@ func TestRunNested(t *testing.T) {
 	assertNothingLeft(t, h, before)
 }
 
+// TestRunNestedKillAtTheOuterLimitCountsOnce: an inner cgrun with no limit of its own, beside a
+// shell in the outer's leaf, so that its group goes beside that leaf, under the outer generation
+// group and its limits alone. Its command allocating past the outer --memory-max is killed there:
+// one OOM kill, counted once in the outer's stream and exit event.
+func TestRunNestedKillAtTheOuterLimitCountsOnce(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	script := `"$0" run --name inner --oom-group=false -- "$1" alloc 200; exit $?`
+	r := runCgrunArgs(t, []string{"--name", "outer", "--memory-max", "48M", "--oom-group=false", "--events", path,
+		"--", "/bin/sh", "-c", script, cgrunBin(t), helperPath(t)})
+	if r.code != 137 {
+		t.Fatalf("exit %d, want 137 (the inner command's SIGKILL, passed on); stderr %q", r.code, r.stderr)
+	}
+	evs := readEvents(t, path)
+	var sum, count uint64
+	for _, k := range byKind(evs, "oom_kill") {
+		sum, count = sum+k.Delta, k.Count
+	}
+	if sum != 1 || count != 1 {
+		t.Errorf("oom_kill events adding up to %d (count %d), want exactly 1", sum, count)
+	}
+	if exits := byKind(evs, "exit"); len(exits) != 1 || exits[0].OOMKills == nil || *exits[0].OOMKills != 1 {
+		t.Errorf("exit events %+v, want one with oom_kills 1", exits)
+	}
+	if !strings.Contains(r.stderr, "inner") {
+		t.Errorf("stderr %q: want the inner cgrun's lines too", r.stderr)
+	}
+	assertNothingLeft(t, h, before)
+}
+
 // runCgrunArgs runs `cgrun run ARGS...` as given (flags, --, the command).
 func runCgrunArgs(t *testing.T, args []string) result {
 	t.Helper()

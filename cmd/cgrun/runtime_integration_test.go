@@ -180,7 +180,21 @@ func TestRuntimeNodeSeesItsLimit(t *testing.T) {
 		t.Errorf("heap_size_limit with --memory-max 256M is %d MiB, with no limit %d MiB: want it sized from the limit, not from the machine",
 			limited.HeapLimit>>20, unlimited.HeapLimit>>20)
 	}
-	t.Logf("heap_size_limit: %d MiB with no limit, %d MiB under --memory-max 256M", unlimited.HeapLimit>>20, limited.HeapLimit>>20)
+	// 256M is at V8's floor (259 MiB); above it the heap grows with the limit, as in a plain group.
+	larger := run("--memory-max", "768M")
+	out, errs, code = runIn(t, plainGroup(t, h, "805306368"), node, "-e", nodeSizesJS)
+	if code != 0 {
+		t.Fatalf("node in a plain group of 768M: exit %d, %q", code, errs)
+	}
+	if plain := parseNodeSizes(t, out); larger.HeapLimit != plain.HeapLimit {
+		t.Errorf("heap_size_limit under cgrun --memory-max 768M is %d MiB, in a plain group with memory.max 768M %d MiB: want the same",
+			larger.HeapLimit>>20, plain.HeapLimit>>20)
+	}
+	if larger.HeapLimit <= limited.HeapLimit || larger.HeapLimit >= unlimited.HeapLimit {
+		t.Errorf("heap_size_limit: %d MiB under 256M, %d MiB under 768M, %d MiB with no limit: want it to grow with the limit and stay below the machine's",
+			limited.HeapLimit>>20, larger.HeapLimit>>20, unlimited.HeapLimit>>20)
+	}
+	t.Logf("heap_size_limit: %d MiB with no limit, %d MiB under --memory-max 256M, %d MiB under 768M", unlimited.HeapLimit>>20, limited.HeapLimit>>20, larger.HeapLimit>>20)
 }
 
 // churnJS keeps a live set of LIVE MiB of JS objects and, for SECONDS, makes garbage that
@@ -308,6 +322,7 @@ func TestRuntimeGoMaxProcs(t *testing.T) {
 	}{
 		{nil, cpus},
 		{[]string{"--cpu-max", "50%"}, 2},
+		{[]string{"--cpu-max", "100%"}, 2}, // one CPU: Go never goes below 2 (runtime/cgroup_linux.go)
 		{[]string{"--cpu-max", "200%"}, 2},
 		{[]string{"--cpu-max", "250%"}, min(3, cpus)},
 		{[]string{"--cpu-max", fmt.Sprintf("%d%%", 100*cpus)}, cpus},
