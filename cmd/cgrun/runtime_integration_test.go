@@ -116,7 +116,7 @@ func plainGroup(t *testing.T, h cgroup.Hierarchy, memoryMax string) string {
 	if _, err := cgroup.EnableControllers(h.Mount, "memory", "pids"); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-plain-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_")))
+	dir := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-plain-%d-%s-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"), memoryMax))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
