@@ -49,7 +49,9 @@ type Watcher struct {
 	// atLimit is until when memory.events is reread every pollInterval: a max or oom event was
 	// just seen, so an OOM kill may follow while the kernel holds the file's next notification
 	// back (see pollInterval). pressing is when the run of such windows, each renewed before the
-	// last ran out, began; past pollMost of it Run stops rereading until the run ends.
+	// last ran out, began; past pollMost of it Run stops rereading. A run that begins within
+	// pollEvery × pollMost of the last one's start keeps that start, so polling fills at most
+	// 1/pollEvery of the time however a group comes and goes at its limit.
 	atLimit, pressing    time.Time
 	pollWindow, pollMost time.Duration
 }
@@ -64,14 +66,15 @@ type Watcher struct {
 //
 // A group can also sit at memory.max for good — a worker streaming files through its page
 // cache, which the kernel reclaims at the limit — and its max events would renew the window
-// forever: 500 reads a second. So a run of windows polls for atLimitMost at most; after that
-// the kill is heard from the (held back) notification, within ~10-20 ms, until memory.events
-// has been quiet for atLimitWindow. An OOM kill that ends a leak's run to the limit comes within
-// milliseconds of its first max event; one after a long stay at the limit costs the old delay.
+// forever: 500 reads a second. So polling starts at most once per pollEvery × atLimitMost (1 s)
+// and lasts atLimitMost at most; otherwise the kill is heard from the (held back) notification,
+// within ~10-20 ms. An OOM kill that ends a leak's run to the limit comes within milliseconds
+// of its first max event; one after a long or frequent stay at the limit costs the old delay.
 const (
 	pollInterval  = 2 * time.Millisecond
 	atLimitWindow = 25 * time.Millisecond
 	atLimitMost   = 250 * time.Millisecond
+	pollEvery     = 4
 )
 
 // New opens the watches on the group at dir (group is its path in the hierarchy, for events)
@@ -329,8 +332,8 @@ func (w *Watcher) scan(wds map[int]bool, emit func(Event)) {
 	peak, src := memoryPeak(w.dir)
 	for _, ev := range evs {
 		if ev.Kind == Max || ev.Kind == OOM {
-			if now.After(w.atLimit) {
-				w.pressing = now // a new run of windows
+			if now.After(w.atLimit) && now.Sub(w.pressing) >= pollEvery*w.pollMost {
+				w.pressing = now // a new run of windows, and a new allowance of polling
 			}
 			w.atLimit = now.Add(w.pollWindow)
 		}

@@ -309,6 +309,7 @@ func TestWatcherPollsForAKillAtTheLimit(t *testing.T) {
 		{"right after a max event", 0, 0, true},
 		{"after the window", 0, 2 * window, false},
 		{"after a long stay at the limit", most + 400*time.Millisecond, 0, false},
+		{"at the limit again within a second", 0, 2 * window, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newFakeGroup(t)
@@ -323,7 +324,13 @@ func TestWatcherPollsForAKillAtTheLimit(t *testing.T) {
 			done := make(chan struct{})
 			go func() { w.Run(ctx, func(ev oomwatch.Event) { ch <- ev }); close(done) }()
 			n := 1
-			g.write("memory.events", "max 1\n")
+			if tc.name == "at the limit again within a second" {
+				g.write("memory.events", "max 1\n") // a run that ends, and polling spent for a while
+				waitFor(t, ch, oomwatch.Max)
+				time.Sleep(most + 200*time.Millisecond)
+				n++
+			}
+			g.write("memory.events", fmt.Sprintf("max %d\n", n))
 			for began := time.Now(); time.Since(began) < tc.pressFor; n++ {
 				time.Sleep(20 * time.Millisecond)
 				g.write("memory.events", fmt.Sprintf("max %d\n", n+1))
