@@ -534,6 +534,9 @@ func (g *generation) finish(out *outcome) {
 			s.Totals[k] += v
 		}
 		s.Counted = s.Group
+		if out.peak > s.MemoryPeak { // what ps and status show until the next generation starts
+			s.MemoryPeak, s.MemoryPeakSource = out.peak, out.peakSource
+		}
 		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.number, *out))
 		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {

@@ -212,6 +212,35 @@ func TestPsShowsThePeakAfterASpike(t *testing.T) {
 	waitCode(t, cmd)
 }
 
+// TestPsBetweenGenerationsKeepsTheirFigures: in the gap before a restart there is no group to
+// read; ps --json still shows the ended generation's peak with its source, and the OOM kills
+// of the generations so far — never 0 for "unknown".
+func TestPsBetweenGenerationsKeepsTheirFigures(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	cmd := exec.Command(cgrunBin(t), "run", "--name", "ps-gap", "--memory-max", "32M", "--oom-group=false",
+		"--restart", "always", "--restart-delay", "5", "--", helperPath(t), "alloc", "200")
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() }) // where the test ends early; its guard then cleans up
+	var box *sandbox
+	if !eventually(10*time.Second, func() bool {
+		box = find(psJSON(t), "ps-gap")
+		return box != nil && box.Generation == 1 && box.Group == "" && box.OOMKills > 0
+	}) {
+		t.Fatalf("no gap after an OOM kill in cgrun ps --json: %+v", box)
+	}
+	if box.OOMKills != 1 || box.MemoryPeak < 30<<20 || box.MemoryPeak > 32<<20 || string(box.MemoryPeakSource) != wantPeakSource(t) {
+		t.Errorf("between generations: oom_kills %d, memory_peak %d (%q); want 1 and the ended generation's peak, about 32M (%s)",
+			box.OOMKills, box.MemoryPeak, box.MemoryPeakSource, wantPeakSource(t))
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	assertNothingLeft(t, h, before)
+}
+
 // TestBaselineNeedsAMeasuredPeak: a command that ends at once leaves no peak to record or check
 // before 5.19 (no memory.peak, and it ended before cgrun's first sample): the gate refuses with
 // one line and exit 125 rather than pass on a figure it does not have. With memory.peak both work.

@@ -101,8 +101,19 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		sb.GenerationSeconds = now.Sub(t).Seconds()
 	}
 	sb.Next = describeNext(h, s)
+	// What the ended generations add up to, and the last peak cgrun recorded: all there is to
+	// show between two generations, when there is no group to read.
+	sb.OOMKills, sb.HighEvents = cgroup.OOMKills(s.Totals), s.Totals["high"]
+	sb.MemoryPeak, sb.MemoryPeakSource = s.MemoryPeak, s.MemoryPeakSource
+	if detail {
+		sb.Recent, sb.Dumps = s.Recent, s.Dumps
+		sb.Events = map[string]uint64{}
+		for _, k := range cgroup.MemoryEventNames() {
+			sb.Events[k] = s.Totals[k]
+		}
+	}
 	if dir == "" {
-		return sb // between generations: no group to read
+		return sb
 	}
 	sb.Group = h.Rel(dir)
 	sb.MemoryCurrent, _ = cgroup.MemoryCurrent(dir)
@@ -114,12 +125,11 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	}
 	sb.Pace = diagnose.Measure(s.GenerationMemoryStart, sb.MemoryCurrent, time.Duration(sb.GenerationSeconds*float64(time.Second)), sb.MemoryHigh, sb.MemoryMax)
 	live, _ := cgroup.MemoryEvents(dir, state.Leaf(dir))
-	sb.OOMKills = cgroup.OOMKills(s.Totals) + cgroup.OOMKills(live)
-	sb.HighEvents = s.Totals["high"] + live["high"]
+	sb.OOMKills += cgroup.OOMKills(live)
+	sb.HighEvents += live["high"]
 	if detail {
-		sb.Events = map[string]uint64{}
 		for _, k := range cgroup.MemoryEventNames() {
-			sb.Events[k] = s.Totals[k] + live[k]
+			sb.Events[k] += live[k]
 		}
 		if st, err := cgroup.ReadKeyed(dir, "memory.stat"); err == nil {
 			sb.MemoryStat = map[string]uint64{}
@@ -130,7 +140,6 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		if p, err := oomwatch.ReadPressure(dir); err == nil {
 			sb.Pressure = &p
 		}
-		sb.Recent, sb.Dumps = s.Recent, s.Dumps
 	}
 	return sb
 }
