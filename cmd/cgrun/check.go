@@ -557,24 +557,43 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 		_, err := os.Stat(filepath.Join(own, file))
 		return err == nil, true
 	}
+	// A key of memory.events, as cgrun's counting looks for it (kernels with backports, such as
+	// RHEL 9's, have it before the version says so).
+	hasKey := func(key string) (bool, bool) {
+		if own == "" {
+			return false, false
+		}
+		m, err := cgroup.ReadKeyed(own, "memory.events")
+		if err != nil {
+			return false, false
+		}
+		_, ok := m[key]
+		return ok, true
+	}
 	type feature struct {
 		name         string
 		major, minor int
-		file         string
+		file, key    string // how it shows in the own group: a file, or a key of memory.events
 		without      string
 	}
 	for _, f := range []feature{
-		{"CLONE_INTO_CGROUP", 5, 7, "", "cgrun starts the command through a short re-exec of itself instead"},
-		{"cgroup.kill", 5, 14, "cgroup.kill", "cgrun freezes the group and kills each process instead"},
-		{"oom_group_kill", 5, 17, "", "OOM kills are counted as the smaller of oom and oom_kill instead"},
-		{"memory.peak", 5, 19, "memory.peak", "cgrun samples memory.current instead: its peaks are a floor"},
+		{"CLONE_INTO_CGROUP", 5, 7, "", "", "cgrun starts the command through a short re-exec of itself instead"},
+		{"cgroup.kill", 5, 14, "cgroup.kill", "", "cgrun freezes the group and kills each process instead"},
+		{"oom_group_kill", 5, 17, "", "oom_group_kill", "OOM kills are counted as the smaller of oom and oom_kill instead"},
+		{"memory.peak", 5, 19, "memory.peak", "", "cgrun samples memory.current instead: its peaks are a floor"},
 	} {
 		ok := k.atLeast(f.major, f.minor)
 		how := fmt.Sprintf("Linux %d.%d; judged from the kernel version only", f.major, f.minor)
-		if f.file != "" {
+		switch {
+		case f.file != "":
 			if present, known := has(f.file); known {
 				ok = present
 				how = fmt.Sprintf("%s, Linux %d.%d", f.file, f.major, f.minor)
+			}
+		case f.key != "":
+			if present, known := hasKey(f.key); known {
+				ok = present
+				how = fmt.Sprintf("memory.events %s, Linux %d.%d", f.key, f.major, f.minor)
 			}
 		}
 		if ok {
