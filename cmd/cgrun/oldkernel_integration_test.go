@@ -152,14 +152,25 @@ func TestOneOOMKillCountsOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		flags []string
+		three bool // the allocator beside two more processes, which memory.oom.group kills with it
 	}{
-		{"memory.oom.group", nil},
-		{"no memory.oom.group", []string{"--oom-group=false"}},
+		{"memory.oom.group", nil, false},
+		{"no memory.oom.group", []string{"--oom-group=false"}, false},
+		// Before 5.17 the kernel counts an oom_kill for each process the group kill takes.
+		{"memory.oom.group, three processes", nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			report, events := filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl")
-			r := runCgrun(t, nil, append([]string{"--name", "leaker", "--memory-max", "32M", "--report", report, "--events", events}, tc.flags...), "alloc", "200")
+			flags := append([]string{"--name", "leaker", "--memory-max", "32M", "--report", report, "--events", events}, tc.flags...)
+			var r result
+			if tc.three {
+				var args []string
+				args = append(append(append(args, "run"), flags...), "--", "/bin/sh", "-c", `sleep 60 & sleep 60 & "$0" alloc 200; exit $?`, helperPath(t))
+				r.stdout, r.stderr, r.code = cgrunCmd(t, nil, args...)
+			} else {
+				r = runCgrun(t, nil, flags, "alloc", "200")
+			}
 			if r.code != 137 {
 				t.Fatalf("exit %d, want 137; stderr %q", r.code, r.stderr)
 			}
