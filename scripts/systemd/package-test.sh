@@ -9,6 +9,7 @@
 set -u
 deb=$1 version=$2
 failed=0
+echo "package: guest kernel $(uname -r)"
 step() { # NAME COMMAND...
   local out
   if out=$("${@:2}" 2>&1); then
