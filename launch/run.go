@@ -117,45 +117,62 @@ func dieOf(sig unix.Signal) {
 	time.Sleep(100 * time.Millisecond)
 }
 
-// run is Run, with the signal cgrun should die of: the one that stopped it, when the child died
-// of it too or none was running.
-func run(cfg Config) (int, unix.Signal, error) {
+// Validate checks a Config without opening or creating anything, and fills in what follows from
+// it (the default name; memory.high from --recycle-above). Run calls it first; a caller that
+// opens files for Run (--events, --report) calls it before, so that bad input leaves nothing
+// behind. proc.Code(err) is the exit code for its error: 125, or 126/127 for the command.
+func Validate(cfg *Config) error {
 	if len(cfg.Command) == 0 {
-		return proc.ExitFailure, 0, errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
+		return errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
-	if r.name == "" {
-		r.name = state.DefaultName(cfg.Command[0])
+	if cfg.Name == "" {
+		cfg.Name = state.DefaultName(cfg.Command[0])
 	}
-	if err := state.ValidName(r.name); err != nil {
-		return proc.ExitFailure, 0, err
+	if err := state.ValidName(cfg.Name); err != nil {
+		return err
 	}
 	// The policy first: its errors name --recycle-above, which sets memory.high below.
 	if err := cfg.Policy.Validate(cfg.Limits); err != nil {
-		return proc.ExitFailure, 0, err
+		return err
 	}
 	if cfg.Policy.RecycleAbove.Set && !cfg.Limits.MemoryHigh.Set {
 		// cgrun hears that memory rose from memory.high events; see policy.Policy.Validate.
 		cfg.Limits.MemoryHigh = cfg.Policy.RecycleAbove
 	}
 	if err := cfg.Limits.Validate(); err != nil {
-		return proc.ExitFailure, 0, err
+		return err
 	}
 	if err := cfg.Diagnose.Validate(); err != nil {
-		return proc.ExitFailure, 0, err
+		return err
 	}
 	if cfg.Diagnose.Headroom != 0 && (!cfg.Limits.MemoryMax.Set || cfg.Limits.MemoryMax.Max) {
-		return proc.ExitFailure, 0, errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
+		return errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
 	}
+	if err := CheckDumpDir(cfg.Diagnose, cfg.User); err != nil {
+		return err
+	}
+	if cfg.User != nil {
+		if err := CheckUser(cfg.User); err != nil {
+			return err
+		}
+	}
+	_, err := proc.LookPath(cfg.Command[0])
+	return err
+}
+
+// run is Run, with the signal cgrun should die of: the one that stopped it, when the child died
+// of it too or none was running.
+func run(cfg Config) (int, unix.Signal, error) {
+	if err := Validate(&cfg); err != nil {
+		return proc.Code(err), 0, err
+	}
+	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
 	}
 	defer r.dumpDir.Close()
 	if cfg.User != nil {
-		if err := CheckUser(cfg.User); err != nil {
-			return proc.ExitFailure, 0, err
-		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {

@@ -506,7 +506,24 @@ func TestRunBadInputCreatesNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := groupsUnder(t, h.SelfDir())
 			cmd := exec.Command(cgrunBin(t), tc.args...)
+			// An --events file that must not be created and a --report that must not be emptied:
+			// every check that needs no group comes before they are opened. (A host's refusal,
+			// such as a missing --parent, comes after: it needs the hierarchy.)
+			files := t.TempDir()
+			events, report := filepath.Join(files, "events.jsonl"), filepath.Join(files, "report.json")
+			os.WriteFile(report, []byte("an earlier report\n"), 0o644)
 			cmd.Env = append(os.Environ(), tc.env...)
+			if tc.name != "missing parent" {
+				cmd.Env = append(cmd.Env, "CGRUN_EVENTS="+events, "CGRUN_REPORT="+report)
+			}
+			defer func() {
+				if _, err := os.Stat(events); err == nil {
+					t.Errorf("--events %s was created", events)
+				}
+				if b, _ := os.ReadFile(report); string(b) != "an earlier report\n" {
+					t.Errorf("--report %s was changed to %q", report, b)
+				}
+			}()
 			var errb bytes.Buffer
 			cmd.Stderr = &errb
 			err := cmd.Run()

@@ -197,22 +197,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if f.diagnose.Validate() == nil { // launch.Run reports what Validate finds
-		if err := launch.CheckDumpDir(f.diagnose, user); err != nil {
-			return fail(err)
-		}
-	}
-	events, closeEvents, err := openEvents(f.events, stdout)
-	if err != nil {
-		return fail(fmt.Errorf("%s: %w", origin("events"), err))
-	}
-	defer closeEvents()
-	report, closeReport, err := openReport(f.report, stdout)
-	if err != nil {
-		return fail(fmt.Errorf("%s: %w", origin("report"), err))
-	}
-	defer closeReport()
-	code, err := launch.Run(launch.Config{
+	cfg := launch.Config{
 		Command:     cmd,
 		Env:         childEnv(env),
 		Name:        f.name,
@@ -220,8 +205,6 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Policy:      f.policy,
 		Parent:      f.parent,
 		Pressure:    f.pressure,
-		Events:      events,
-		Report:      report,
 		MetricsAddr: f.metricsAddr,
 		NotifyReady: f.notifyReady,
 
@@ -236,7 +219,21 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		Diagnose:          f.diagnose,
 		Listen:            f.listen,
 		Log:               stderr,
-	})
+	}
+	// Every check that needs no group, before --events and --report are created or truncated.
+	if err := launch.Validate(&cfg); err != nil {
+		return fail(err)
+	}
+	var closeEvents, closeReport func()
+	if cfg.Events, closeEvents, err = openEvents(f.events, stdout); err != nil {
+		return fail(fmt.Errorf("%s: %w", origin("events"), err))
+	}
+	defer closeEvents()
+	if cfg.Report, closeReport, err = openReport(f.report, stdout); err != nil {
+		return fail(fmt.Errorf("%s: %w", origin("report"), err))
+	}
+	defer closeReport()
+	code, err := launch.Run(cfg)
 	if err != nil {
 		return fail(err)
 	}
