@@ -243,7 +243,9 @@ func TestPsBetweenGenerationsKeepsTheirFigures(t *testing.T) {
 	}) {
 		t.Fatalf("no gap after an OOM kill in cgrun ps --json: %+v", box)
 	}
-	if box.OOMKills != 1 || box.MemoryPeak < 30<<20 || box.MemoryPeak > 32<<20 || string(box.MemoryPeakSource) != wantPeakSource(t) {
+	// memory.peak may stand a page or so above memory.max: the kernel counts a charge before it
+	// takes it back.
+	if box.OOMKills != 1 || box.MemoryPeak < 30<<20 || box.MemoryPeak > 33<<20 || string(box.MemoryPeakSource) != wantPeakSource(t) {
 		t.Errorf("between generations: oom_kills %d, memory_peak %d (%q); want 1 and the ended generation's peak, about 32M (%s)",
 			box.OOMKills, box.MemoryPeak, box.MemoryPeakSource, wantPeakSource(t))
 	}
