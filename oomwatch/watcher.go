@@ -190,7 +190,7 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 	buf := make([]byte, 4096)
 	for {
 		timeout := -1
-		if now := time.Now(); now.Before(w.atLimit) && now.Sub(w.pressing) < w.pollMost {
+		if w.polling(time.Now()) {
 			timeout = int(pollInterval / time.Millisecond)
 		}
 		n, err := unix.EpollWait(w.epfd, evs, timeout)
@@ -200,7 +200,8 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 		if err != nil {
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
-		if n == 0 && w.killed() {
+		// Asked again: a watcher that got no CPU for a while wakes past the window.
+		if n == 0 && w.polling(time.Now()) && w.killed() {
 			w.scan(w.memoryEvents(), emit)
 		}
 		for _, ev := range evs[:n] {
@@ -218,6 +219,12 @@ func (w *Watcher) Run(ctx context.Context, emit func(Event)) error {
 			}
 		}
 	}
+}
+
+// polling reports whether Run rereads memory.events at now: inside a window after a max or
+// oom event, and within the run's allowance (see atLimitMost).
+func (w *Watcher) polling(now time.Time) bool {
+	return now.Before(w.atLimit) && now.Sub(w.pressing) < w.pollMost
 }
 
 // Wake ends Run from any goroutine.
