@@ -240,8 +240,8 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// lookupUser resolves --user and checks, before anything is opened or created, that cgrun can
-// switch to it. An empty --user (an unset ${APP_USER} in a unit) is refused rather than read as
+// lookupUser resolves --user; launch.Validate then checks, before anything is opened or
+// created, that cgrun can switch to it. An empty --user (an unset ${APP_USER} in a unit) is refused rather than read as
 // "no --user", which would run the command as root; --allow-new-privs only means something
 // with a --user, so it is refused without one.
 func (f *runFlags) lookupUser(origin func(flag string) string, changed func(flag string) bool) (*account.User, error) {
@@ -258,10 +258,7 @@ func (f *runFlags) lookupUser(origin func(flag string) string, changed func(flag
 	if err != nil {
 		return nil, fmt.Errorf("%s %q: %w", origin("user"), f.user, err)
 	}
-	if err := launch.CheckUser(user); err != nil {
-		return nil, err
-	}
-	return user, nil
+	return user, nil // whether cgrun can switch to it: launch.Validate
 }
 
 // badValue is the line for a typed flag's bad value, when err is one: the flag is named as
