@@ -173,6 +173,11 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	defer r.dumpDir.Close()
 	if cfg.User != nil {
+		// No fd of root's crosses to the user: only stdio and the --listen sockets, which every
+		// fork names, reach the command, its probes and --diagnose-cmd (README, docs/security.md).
+		if err := proc.CloseOnExecFrom(3); err != nil {
+			return proc.ExitFailure, 0, err
+		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {

@@ -246,6 +246,13 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(group)
+	if cred != nil {
+		// What the stub was handed is all it has; still, nothing past the sockets crosses to the
+		// user, whatever a future caller passes (see CloseOnExecFrom).
+		if err := CloseOnExecFrom(3 + max(sockets, 0)); err != nil {
+			return err
+		}
+	}
 	if err := listen.Guard(keep); err != nil {
 		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
 		// the command still runs; only an app that removes its socket's file takes it away.
