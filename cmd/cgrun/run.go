@@ -16,6 +16,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/atomicfile"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -397,28 +398,36 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
 		return os.NewFile(uintptr(fd), target), nop, nil
 	}
+	// Through the directory, never through a symlink or into another file's hard link
+	// (atomicfile.Dir.Append): the --user may write the directory.
 	// O_NONBLOCK: a FIFO that no one reads yet must not hold up the start. Go's poller then
 	// parks the writer goroutine (never the supervisor) on a full pipe.
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND | unix.O_CLOEXEC
-	f, err := os.OpenFile(target, flags|unix.O_NONBLOCK, 0o644)
-	if errors.Is(err, unix.ENXIO) {
-		// A FIFO without a reader: open it on the stream's first write, which happens on the
-		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
-		l := &lateFile{path: target, flags: flags}
-		return l, l.close, nil
-	}
+	dir, name, err := atomicfile.Split(target)
 	if err != nil {
 		return nil, nop, err
 	}
+	f, err := dir.Append(name)
+	if errors.Is(err, unix.ENXIO) {
+		// A FIFO without a reader: open it on the stream's first write, which happens on the
+		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
+		l := &lateFile{dir: dir, name: name}
+		return l, l.close, nil
+	}
+	if err != nil {
+		dir.Close()
+		return nil, nop, err
+	}
+	dir.Close()
 	return f, func() { f.Close() }, nil
 }
 
-// lateFile is a FIFO opened (blocking, until a reader comes) on the first write.
+// lateFile is a FIFO opened (blocking, until a reader comes) on the first write, in the
+// directory opened at the start, and only while it is still a FIFO.
 type lateFile struct {
-	path  string
-	flags int
-	mu    sync.Mutex
-	f     *os.File
+	dir  *atomicfile.Dir
+	name string
+	mu   sync.Mutex
+	f    *os.File
 }
 
 func (l *lateFile) Write(b []byte) (int, error) {
@@ -427,7 +436,7 @@ func (l *lateFile) Write(b []byte) (int, error) {
 	l.mu.Unlock()
 	if f == nil {
 		var err error
-		if f, err = os.OpenFile(l.path, l.flags, 0); err != nil {
+		if f, err = l.dir.OpenFIFO(l.name); err != nil {
 			return 0, err
 		}
 		l.mu.Lock()
@@ -443,6 +452,7 @@ func (l *lateFile) close() {
 	if l.f != nil {
 		l.f.Close()
 	}
+	l.dir.Close()
 }
 
 // durationValue is a duration flag that also takes a bare number of seconds, as systemd does:
@@ -497,11 +507,21 @@ func (f *runFlags) baselineGate(origin func(string) string) (*report.Baseline, e
 		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
 		}
+		d, name, err := atomicfile.Split(f.recordBaseline)
+		if err == nil {
+			err = d.Check(name, false)
+			d.Close()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", origin("record-baseline"), err)
+		}
 	}
 	return bl, nil
 }
 
-// openReport opens the --report target: a file (truncated; written at exit) or "-" for stdout.
+// openReport opens the --report target: a file, written at exit beside the old one and renamed
+// over it (so a run that cannot write it keeps the previous report whole), or "-" for stdout.
+// The file is checked now: a symlink, a hard link or another user's file is refused.
 func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	switch target {
 	case "":
@@ -509,9 +529,9 @@ func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	case "-":
 		return stdout, func() {}, nil
 	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	r, err := atomicfile.NewReplacer(target)
 	if err != nil {
 		return nil, func() {}, err
 	}
-	return f, func() { f.Close() }, nil
+	return r, r.Close, nil
 }
