@@ -14,6 +14,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/listen"
+	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -165,6 +166,9 @@ func Validate(cfg *Config) error {
 func run(cfg Config) (int, unix.Signal, error) {
 	if err := Validate(&cfg); err != nil {
 		return proc.Code(err), 0, err
+	}
+	if cfg.Log != nil {
+		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	var err error
