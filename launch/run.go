@@ -95,6 +95,10 @@ type runner struct {
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    state.State
 	stateDir string // "" when there is none (not root and no XDG_RUNTIME_DIR)
+	// stateFailing says the last write of the state failed; stateRetry is the pending retry;
+	// stateClosed says the file was removed at exit and is never written again.
+	stateFailing, stateClosed bool
+	stateRetry                *time.Timer
 }
 
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
@@ -224,11 +228,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := r.initState(); err != nil {
 		return proc.ExitFailure, 0, err
 	}
-	defer func() {
-		if r.stateDir != "" {
-			os.Remove(state.Path(r.stateDir, os.Getpid()))
-		}
-	}()
+	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
 	started := time.Now()
 	last, code, err := r.loop()
