@@ -48,9 +48,10 @@ const maxLinks = 40
 
 // OpenDir opens the directory path component by component without following a symlink, except
 // one that lies in a directory no other user can write (owned by cgrun's user or root, not
-// writable by group or others: /var/run -> /run is root's), whose target is then walked the same
-// way. A symlink in a directory another user can write (/tmp, a user's home) is refused: its
-// owner could point it anywhere between two runs.
+// writable by group or others: /var/run -> /run is root's), or that is root's or cgrun's user's
+// own in a sticky directory (/tmp), whose target is then walked the same way. Any other symlink
+// in a directory another user can write (/tmp, a user's home) is refused: its owner could point
+// it anywhere between two runs.
 func OpenDir(path string) (*Dir, error) {
 	if path == "" {
 		path = "."
@@ -86,7 +87,7 @@ func OpenDir(path string) (*Dir, error) {
 			unix.Close(fd)
 			return nil, fmt.Errorf("open directory %s: %w", path, err)
 		}
-		if why := othersWrite(fd); why != "" {
+		if why := othersWrite(fd); why != "" && !ownSticky(fd, c) {
 			unix.Close(fd)
 			return nil, &RefusedError{Path: path, Why: fmt.Sprintf("%s is a symlink in a directory %s", c, why)}
 		}
@@ -127,6 +128,19 @@ func othersWrite(dfd int) string {
 		return fmt.Sprintf("that others can write (mode %04o)", st.Mode&0o7777)
 	}
 	return ""
+}
+
+// ownSticky reports whether the symlink name in dfd is root's or cgrun's user's in a sticky
+// directory (/tmp): there no other user may remove or replace it.
+func ownSticky(dfd int, name string) bool {
+	var dir, link unix.Stat_t
+	if unix.Fstat(dfd, &dir) != nil || dir.Mode&unix.S_ISVTX == 0 {
+		return false
+	}
+	if unix.Fstatat(dfd, name, &link, unix.AT_SYMLINK_NOFOLLOW) != nil {
+		return false
+	}
+	return link.Uid == 0 || link.Uid == uint32(os.Geteuid())
 }
 
 // Close closes the directory; a nil Dir is fine.

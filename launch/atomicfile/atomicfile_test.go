@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 )
@@ -113,18 +114,27 @@ func TestOpenDirSymlinks(t *testing.T) {
 	base := t.TempDir()
 	real := filepath.Join(base, "real")
 	must(t, os.Mkdir(real, 0o755))
-	for _, tc := range []struct {
-		mode os.FileMode
-		ok   bool
-	}{{0o755, true}, {0o1777, false}, {0o775, false}} {
-		parent := filepath.Join(base, tc.mode.String())
+	for i, tc := range []struct {
+		mode  uint32 // raw: os.Chmod takes 0o1000 for something else than the sticky bit
+		owner int    // the symlink's
+		ok    bool
+	}{
+		{0o755, 0, true},
+		{0o1777, 0, true},      // root's own in a sticky directory: no one else may replace it
+		{0o1777, 65534, false}, // another user's in /tmp
+		{0o775, 0, false},      // group-writable, not sticky: anyone in the group may replace it
+		{0o777, 0, false},
+	} {
+		parent := filepath.Join(base, strconv.Itoa(i))
 		must(t, os.Mkdir(parent, 0o755))
-		must(t, os.Chmod(parent, tc.mode))
-		must(t, os.Symlink(real, filepath.Join(parent, "link")))
-		err := Write(filepath.Join(parent, "link", "f"), []byte("x"))
+		must(t, syscall.Chmod(parent, tc.mode))
+		link := filepath.Join(parent, "link")
+		must(t, os.Symlink(real, link))
+		must(t, os.Lchown(link, tc.owner, tc.owner))
+		err := Write(filepath.Join(link, "f"), []byte("x"))
 		var re *RefusedError
 		if tc.ok && err != nil || !tc.ok && !errors.As(err, &re) {
-			t.Errorf("a symlinked directory in a %v directory: %v, want ok=%v", tc.mode, err, tc.ok)
+			t.Errorf("a symlinked directory of uid %d in a %04o directory: %v, want ok=%v", tc.owner, tc.mode, err, tc.ok)
 		}
 	}
 }
