@@ -354,6 +354,9 @@ func TestBoundaryDumpNamesStayInBounds(t *testing.T) {
 	if d := s.Dumps[0]; len(d.Files) != 20 || d.FilesLeftOut != 681 {
 		t.Errorf("the state lists %d files and %d left out; want 20 and 681; cgrun's stderr %q", len(d.Files), d.FilesLeftOut, shortened(errb.String()))
 	}
+	if out, _, code := cgrunWithin(t, "status", "dumpnames"); code != 0 || !strings.Contains(out, "and 681 more") || strings.ContainsAny(out, "\x1b") {
+		t.Errorf("cgrun status: %d %q; want the dump's files in brief, escaped", code, shortened(out))
+	}
 	if out, _, code := cgrunWithin(t, "ps"); code != 0 || !strings.Contains(out, "dumpnames") {
 		t.Errorf("cgrun ps: %d %q; want the run listed", code, out)
 	}

@@ -266,6 +266,9 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		for _, f := range d.Files {
 			files = append(files, fmt.Sprintf("%s (%s)", escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
 		}
+		if d.FilesLeftOut > 0 { // the state lists a dump in brief (diagnose.Dump.Brief)
+			files = append(files, fmt.Sprintf("and %d more", d.FilesLeftOut))
+		}
 		state := "complete"
 		if !d.Complete {
 			state = "not complete"
