@@ -238,13 +238,17 @@ func TestBoundaryRacerNeverReachesRootsFile(t *testing.T) {
 	v := newVictim(t)
 	dir := sharedDir(t)
 	racer := exec.Command("setpriv", "--reuid=33", "--regid=33", "--clear-groups", "--", "/bin/sh", "-c", `
-d=$1 v=$2
+d=$1 v=$2 n=0
 while :; do
 	for f in "$d"/.*cgrun-*; do
 		[ -e "$f" ] && mv -f "$f" "$d/stolen" 2>/dev/null && ln -sf "$v" "$f" 2>/dev/null
 	done
-	ln -sf "$v" "$d/report.json" 2>/dev/null; ln -f "$v" "$d/events.jsonl" 2>/dev/null; ln -sf "$v" "$d/baseline.json" 2>/dev/null
-	rm -f "$d/report.json" "$d/events.jsonl" "$d/baseline.json" "$d"/.*cgrun-* "$d/stolen"
+	n=$((n+1))
+	if [ $((n % 4)) -eq 0 ]; then # links at the names now and then, so that some runs get to write
+		ln -sf "$v" "$d/report.json" 2>/dev/null; ln -f "$v" "$d/events.jsonl" 2>/dev/null; ln -sf "$v" "$d/baseline.json" 2>/dev/null
+	else
+		rm -f "$d/report.json" "$d/events.jsonl" "$d/baseline.json" "$d/stolen"
+	fi
 done`, "sh", dir, v.path)
 	if err := racer.Start(); err != nil {
 		t.Fatalf("setpriv (util-linux) is needed: %v", err)
@@ -266,8 +270,8 @@ done`, "sh", dir, v.path)
 		v.check(t, fmt.Sprintf("round %d", round))
 	}
 	t.Logf("200 rounds: %d ran, %d refused a planted link", ran, refused)
-	if ran == 0 {
-		t.Error("no round got to write its files: the racer was never raced")
+	if ran < 10 {
+		t.Errorf("only %d rounds got to write their files: the writer was hardly raced", ran)
 	}
 }
 
@@ -387,11 +391,12 @@ func TestBoundaryStateWriteIsRetried(t *testing.T) {
 	script := `set -u
 mkdir -p /run/cgrun && mount -t tmpfs -o size=16k tmpfs /run/cgrun || exit 3
 dd if=/dev/zero of=/run/cgrun/fill bs=1k 2>/dev/null
-"$1" run --name statefull -- /bin/sleep 5 2>"$2" &
+"$1" run --name statefull -- /bin/sleep 12 2>"$2" &
 sleep 1.5
 echo "full: $("$1" ps | grep -c statefull)"
 rm /run/cgrun/fill
-sleep 2.5
+n=0 # the retry comes within a second; a loaded guest gets up to 9
+while [ $n -lt 18 ] && [ "$("$1" ps | grep -c statefull)" = 0 ]; do sleep 0.5; n=$((n+1)); done
 echo "room: $("$1" ps | grep -c statefull)"
 wait $!
 echo "exit: $?"
