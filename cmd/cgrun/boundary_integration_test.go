@@ -179,7 +179,9 @@ func newVictim(t *testing.T) victim {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	v := victim{filepath.Join(dir, "victim"), "root's own\n"}
+	// A valid baseline (of 1 TiB): read through a link as --baseline, it would pass, not fail
+	// to parse, so that only the refusal of the link makes that case exit 125.
+	v := victim{filepath.Join(dir, "victim"), `{"version":1,"name":"root's own","command":["/bin/true"],"recorded":"2026-01-01T00:00:00Z","memory_peak":1099511627776,"memory_steady":1}` + "\n"}
 	if err := os.WriteFile(v.path, []byte(v.content), 0o600); err != nil {
 		t.Fatal(err)
 	}
