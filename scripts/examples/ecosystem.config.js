@@ -15,6 +15,9 @@
 // either would drop to www before cgrun starts, and cgrun as www has no group to manage (exit
 // 125). --user www makes cgrun, as root, run node as www with www's groups and HOME, in a group
 // that stays root's: node can neither raise its limit nor leave its group.
+// PM2's IPC channel (fd 3, NODE_CHANNEL_FD) does not cross --user (no fd of root's does): the
+// worker has no process.send(), so no wait_ready; without --user and --listen it is handed on
+// (docs/security.md).
 module.exports = {
   apps: [
     {
