@@ -272,7 +272,7 @@ done`, "sh", dir, v.path)
 		v.check(t, fmt.Sprintf("round %d", round))
 	}
 	t.Logf("200 rounds: %d ran, %d refused a planted link", ran, refused)
-	if ran < 10 {
+	if ran < 5 { // 89 of 200 in the 6.1 guest, 27 in the 5.10 one: the share varies with the load
 		t.Errorf("only %d rounds got to write their files: the writer was hardly raced", ran)
 	}
 }
