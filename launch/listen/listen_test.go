@@ -225,3 +225,49 @@ func TestBindSocketMode(t *testing.T) {
 		})
 	}
 }
+
+// TestBindOwnsAndCleansUp: a unix socket's file is the owner's, 0660, from the moment its path
+// exists; the private directory it was bound in is gone; Close removes the socket's file but
+// not a file someone put in its place.
+func TestBindOwnsAndCleansUp(t *testing.T) {
+	owner := listen.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if os.Getuid() == 0 {
+		owner = listen.Owner{UID: 33, GID: 33} // www-data's in Debian; any ids do
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "app.sock")
+	a, err := listen.Parse("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := listen.Bind([]listen.Addr{a}, &owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(sock, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Mode&0o777 != 0o660 || st.Uid != owner.UID || st.Gid != owner.GID {
+		t.Errorf("socket file %s: mode %#o uid %d gid %d (%v): want a socket, 0660, %d:%d", sock, st.Mode, st.Uid, st.Gid, err, owner.UID, owner.GID)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%s holds %v: want only the socket (the private directory removed)", dir, ents)
+	}
+	s.Close()
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close, %s: %v; want it removed", sock, err)
+	}
+
+	// Replaced while bound: the replacement stays.
+	if s, err = listen.Bind([]listen.Addr{a}, &owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sock, []byte("someone's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, err := os.ReadFile(sock); err != nil || string(b) != "someone's" {
+		t.Errorf("Close removed or changed the file put in the socket's place: %q, %v", b, err)
+	}
+}
