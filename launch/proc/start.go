@@ -41,6 +41,9 @@ type Child struct {
 	// Keep are the unix sockets' files the command may not remove (see listen.Guard); cgrun
 	// sets them when it runs as root.
 	Keep []string
+	// Shm gives the command a /dev/shm of its own (see PrivateShm); nil leaves it the host's.
+	// It then always starts through the re-exec stub, which mounts it.
+	Shm *Shm
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -83,8 +86,8 @@ func Start(c Child) (pid int, err error) {
 			sys.Foreground, sys.Ctty = true, 0
 		}
 	}
-	if len(c.Listen) > 0 {
-		return startListening(c, gfd, stdio, sys)
+	if len(c.Listen) > 0 || c.Shm != nil {
+		return startStub(c, gfd, stdio, sys)
 	}
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = true, gfd, c.Cred
@@ -115,17 +118,24 @@ func Start(c Child) (pid int, err error) {
 	return pid, nil
 }
 
-// startListening starts the stub with the sockets as fds 3, 4, ... and the group after them:
-// by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
-// fallback does. The stub, not the kernel, becomes the --user, so that it may still join.
-func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int, error) {
+// startStub starts the stub with the sockets (if any) as fds 3, 4, ... and the group after
+// them: by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
+// fallback does. The stub, not the kernel, mounts the private /dev/shm and becomes the --user,
+// so that it may still join and mount.
+func startStub(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find cgrun's own binary for the re-exec stub: %w", err)
 	}
-	argv := []string{"cgrun", EnterCommand, listenFlag + strconv.Itoa(len(c.Listen))}
+	argv := []string{"cgrun", EnterCommand}
+	if len(c.Listen) > 0 {
+		argv = append(argv, listenFlag+strconv.Itoa(len(c.Listen)))
+	}
 	for _, p := range c.Keep {
 		argv = append(argv, keepFlag+p)
+	}
+	if c.Shm != nil {
+		argv = append(argv, shmFlag+strconv.FormatUint(c.Shm.Size, 10))
 	}
 	if c.Cred != nil {
 		argv = append(argv, credFlag+formatCred(c.Cred))
@@ -179,6 +189,9 @@ const listenFlag = "--listen="
 // keepFlag names a socket's file the stub keeps in place: --keep=PATH, repeatable.
 const keepFlag = "--keep="
 
+// shmFlag asks the stub for a private /dev/shm of SIZE bytes (0: tmpfs's default): --shm=SIZE.
+const shmFlag = "--shm="
+
 // credFlag passes the stub the user to become: --cred=UID:GID:GROUP,GROUP...
 const credFlag = "--cred="
 
@@ -207,10 +220,11 @@ func parseCred(s string) (*syscall.Credential, error) {
 }
 
 // Enter is the re-exec stub: args are what follows EnterCommand
-// ([--listen=N] [--keep=PATH...] [--cred=...] PATH -- ARGV...). It moves the process into the
-// group open on fd 3+N (N sockets before it, 0 without --listen), keeps the --keep files in
-// place (listen.Guard), sets LISTEN_PID to its own pid when it has sockets, becomes the --cred
-// user, and execs the command; it returns only on failure.
+// ([--listen=N] [--keep=PATH...] [--shm=SIZE] [--cred=...] PATH -- ARGV...). It moves the
+// process into the group open on fd 3+N (N sockets before it, 0 without --listen), mounts a
+// private /dev/shm (--shm), keeps the --keep files in place (listen.Guard), sets LISTEN_PID to
+// its own pid when it has sockets, becomes the --cred user, and execs the command; it returns
+// only on failure.
 func Enter(args []string) error {
 	var cred *syscall.Credential
 	sockets := -1 // no --listen: no LISTEN_PID
@@ -225,6 +239,14 @@ func Enter(args []string) error {
 	for len(args) > 0 && strings.HasPrefix(args[0], keepFlag) {
 		keep, args = append(keep, strings.TrimPrefix(args[0], keepFlag)), args[1:]
 	}
+	var shm *Shm
+	if len(args) > 0 && strings.HasPrefix(args[0], shmFlag) {
+		size, err := strconv.ParseUint(strings.TrimPrefix(args[0], shmFlag), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not a size in bytes", EnterCommand, args[0])
+		}
+		shm, args = &Shm{Size: size}, args[1:]
+	}
 	if len(args) > 0 && strings.HasPrefix(args[0], credFlag) {
 		var err error
 		if cred, err = parseCred(strings.TrimPrefix(args[0], credFlag)); err != nil {
@@ -233,7 +255,7 @@ func Enter(args []string) error {
 		args = args[1:]
 	}
 	if len(args) < 3 || args[1] != "--" {
-		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
+		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--shm=SIZE] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
 	}
 	path, argv := args[0], args[2:]
 	group := 3 + max(sockets, 0)
@@ -246,6 +268,12 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(group)
+	if shm != nil {
+		if err := PrivateShm(*shm); err != nil {
+			// Not fatal, as for the sockets below: the command runs with the host's /dev/shm.
+			fmt.Fprintf(os.Stderr, "cgrun: warning: %v; the command shares the host's /dev/shm, where what it leaves outlives the generation and its memory limit\n", err)
+		}
+	}
 	if err := listen.Guard(keep); err != nil {
 		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
 		// the command still runs; only an app that removes its socket's file takes it away.
