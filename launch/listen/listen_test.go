@@ -271,3 +271,67 @@ func TestBindOwnsAndCleansUp(t *testing.T) {
 		t.Errorf("Close removed or changed the file put in the socket's place: %q, %v", b, err)
 	}
 }
+
+// TestBindChownRace: while Bind runs 2,000 times, a racer swaps the socket's path for a hard
+// link to a victim file as soon as a socket appears there; the chown to the owner never lands
+// on the victim. (The guests' TestEdgeListenChownRace runs the racer as www-data against the
+// real cgrun.) It needs root, to chown to another user.
+func TestBindChownRace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the socket to another user")
+	}
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "app.sock")
+	a, err := listen.Parse("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	swaps := make(chan int)
+	go func() {
+		n := 0
+		link := filepath.Join(dir, ".link")
+		for {
+			select {
+			case <-stop:
+				swaps <- n
+				return
+			default:
+			}
+			if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				if os.Link(victim, link) == nil && os.Rename(link, sock) == nil {
+					n++
+				}
+			}
+		}
+	}()
+	owner := &listen.Owner{UID: 33, GID: 33}
+	for i := 0; i < 2000; i++ {
+		if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket == 0 {
+			os.Remove(sock)
+		}
+		s, err := listen.Bind([]listen.Addr{a}, owner)
+		if err == nil {
+			s.Close()
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(victim, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Mode&0o777 != 0o600 {
+			close(stop)
+			<-swaps
+			t.Fatalf("round %d: the victim is uid %d mode %#o: Bind's chown or chmod landed on the hard link put in the socket's place", i, st.Uid, st.Mode&0o777)
+		}
+	}
+	close(stop)
+	n := <-swaps
+	t.Logf("the racer swapped the socket %d times in 2000 binds", n)
+	if n == 0 {
+		t.Error("the racer never swapped the socket: the test raced nothing")
+	}
+}
