@@ -165,7 +165,7 @@ func (g *generation) begin() (out outcome, err error) {
 	if os.Geteuid() == 0 {
 		child.Keep = g.run.sockets.Paths()
 	}
-	child.Shm = g.run.shm
+	child.Shm, child.ShmRefused = g.run.shm, g.run.shmRefused
 	if g.notify != nil {
 		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notify.Path())
 	}

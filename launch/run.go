@@ -91,6 +91,7 @@ type runner struct {
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
 	shm     *proc.Shm   // each generation's private /dev/shm; nil for the host's
+	shmOnce sync.Once   // says once that the private /dev/shm was refused
 	// early are children reaped outside their generation's supervisor, by pid: a teardown
 	// reaps everything, a generation running beside it (--overlap) included.
 	early map[int]unix.WaitStatus

@@ -7,6 +7,14 @@ import (
 	"github.com/cgrun/cgrun/launch/proc"
 )
 
+// shmRefused says, once per run, that a generation starts with the host's /dev/shm because the
+// kernel refused its own (root in a container without CAP_SYS_ADMIN).
+func (r *runner) shmRefused(err error) {
+	r.shmOnce.Do(func() {
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; the command shares the host's %s, where what it leaves outlives the generation and its memory limit (--shared-shm: meant so)\n", err, proc.ShmDir)
+	})
+}
+
 // privateShm is the /dev/shm each generation gets: a private tmpfs sized by --memory-max
 // (tmpfs's default, half of RAM, without one) when cgrun is root, as mounting it needs; nil,
 // the host's, with --shared-shm, where the host has no /dev/shm, or when cgrun is not root —

@@ -27,8 +27,9 @@ type Shm struct {
 
 // PrivateShm moves the calling thread into a mount namespace of its own, which still receives
 // the host's later mounts (MS_SLAVE), and mounts shm's tmpfs on /dev/shm there (mode 1777, as
-// the host's: any --user may create files; nosuid, nodev). It needs CAP_SYS_ADMIN; it locks
-// the calling goroutine to its thread for good, as exec must follow on this thread.
+// the host's: any --user may create files; nosuid, nodev). It needs CAP_SYS_ADMIN. It locks
+// the calling goroutine to its thread for good: the thread, in that namespace, must fork the
+// command and end with its goroutine (see forkExec).
 func PrivateShm(shm Shm) error {
 	runtime.LockOSThread() // never unlocked: the command replaces this program on this thread
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {

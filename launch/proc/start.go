@@ -42,8 +42,10 @@ type Child struct {
 	// sets them when it runs as root.
 	Keep []string
 	// Shm gives the command a /dev/shm of its own (see PrivateShm); nil leaves it the host's.
-	// It then always starts through the re-exec stub, which mounts it.
 	Shm *Shm
+	// ShmRefused hears why the private /dev/shm could not be made (a mount namespace refused);
+	// the command then starts with the host's.
+	ShmRefused func(error)
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -86,12 +88,12 @@ func Start(c Child) (pid int, err error) {
 			sys.Foreground, sys.Ctty = true, 0
 		}
 	}
-	if len(c.Listen) > 0 || c.Shm != nil {
-		return startStub(c, gfd, stdio, sys)
+	if len(c.Listen) > 0 {
+		return startListening(c, gfd, stdio, sys)
 	}
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = true, gfd, c.Cred
-		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c.NoNewPrivs)
+		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c)
 		if err == nil {
 			return pid, nil
 		}
@@ -111,31 +113,24 @@ func Start(c Child) (pid int, err error) {
 		argv = append(argv, credFlag+formatCred(c.Cred))
 	}
 	argv = append(append(argv, c.Path, "--"), c.Argv...)
-	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c.NoNewPrivs)
+	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
 	return pid, nil
 }
 
-// startStub starts the stub with the sockets (if any) as fds 3, 4, ... and the group after
-// them: by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
-// fallback does. The stub, not the kernel, mounts the private /dev/shm and becomes the --user,
-// so that it may still join and mount.
-func startStub(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int, error) {
+// startListening starts the stub with the sockets as fds 3, 4, ... and the group after them:
+// by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
+// fallback does. The stub, not the kernel, becomes the --user, so that it may still join.
+func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("find cgrun's own binary for the re-exec stub: %w", err)
 	}
-	argv := []string{"cgrun", EnterCommand}
-	if len(c.Listen) > 0 {
-		argv = append(argv, listenFlag+strconv.Itoa(len(c.Listen)))
-	}
+	argv := []string{"cgrun", EnterCommand, listenFlag + strconv.Itoa(len(c.Listen))}
 	for _, p := range c.Keep {
 		argv = append(argv, keepFlag+p)
-	}
-	if c.Shm != nil {
-		argv = append(argv, shmFlag+strconv.FormatUint(c.Shm.Size, 10))
 	}
 	if c.Cred != nil {
 		argv = append(argv, credFlag+formatCred(c.Cred))
@@ -144,25 +139,29 @@ func startStub(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr) (int
 	files := append(append(stdio[:3:3], c.Listen...), uintptr(gfd))
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD = true, gfd
-		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
+		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
 		if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return pid, err
 		}
 		sys.UseCgroupFD, sys.CgroupFD = false, 0
 	}
-	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
+	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
 	return pid, nil
 }
 
-// forkExec is syscall.ForkExec, from a thread with no_new_privs set when noNewPrivs: the flag
-// belongs to a thread and is copied to the children it forks. That thread is locked to a
-// goroutine that ends without unlocking it, so the Go runtime ends the thread too and no other
-// goroutine of cgrun ever runs with the flag.
-func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs bool) (int, error) {
-	if !noNewPrivs {
+// forkExec is syscall.ForkExec, from a thread prepared for c when it needs one: with
+// no_new_privs set (c.NoNewPrivs), and in a mount namespace of its own with the private
+// /dev/shm mounted (c.Shm). Both belong to a thread and are copied to the children it forks.
+// That thread is locked to a goroutine that ends without unlocking it, so the Go runtime ends
+// the thread too, no other goroutine of cgrun ever runs with the flag or in that namespace,
+// and the namespace — the tmpfs with it — lives exactly as long as the processes of the
+// generation. (No re-exec of cgrun is needed for either: Go runs no code of ours between fork
+// and exec, but the thread it forks from can be set up before.)
+func forkExec(path string, argv []string, attr *syscall.ProcAttr, c Child) (int, error) {
+	if !c.NoNewPrivs && c.Shm == nil {
 		return syscall.ForkExec(path, argv, attr)
 	}
 	type result struct {
@@ -172,9 +171,16 @@ func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs boo
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			done <- result{err: fmt.Errorf("set no_new_privs: %w", err)}
-			return
+		if c.Shm != nil {
+			if err := PrivateShm(*c.Shm); err != nil && c.ShmRefused != nil {
+				c.ShmRefused(err) // the command starts with the host's /dev/shm
+			}
+		}
+		if c.NoNewPrivs {
+			if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+				done <- result{err: fmt.Errorf("set no_new_privs: %w", err)}
+				return
+			}
 		}
 		pid, err := syscall.ForkExec(path, argv, attr)
 		done <- result{pid, err}
@@ -188,9 +194,6 @@ const listenFlag = "--listen="
 
 // keepFlag names a socket's file the stub keeps in place: --keep=PATH, repeatable.
 const keepFlag = "--keep="
-
-// shmFlag asks the stub for a private /dev/shm of SIZE bytes (0: tmpfs's default): --shm=SIZE.
-const shmFlag = "--shm="
 
 // credFlag passes the stub the user to become: --cred=UID:GID:GROUP,GROUP...
 const credFlag = "--cred="
@@ -220,11 +223,11 @@ func parseCred(s string) (*syscall.Credential, error) {
 }
 
 // Enter is the re-exec stub: args are what follows EnterCommand
-// ([--listen=N] [--keep=PATH...] [--shm=SIZE] [--cred=...] PATH -- ARGV...). It moves the
-// process into the group open on fd 3+N (N sockets before it, 0 without --listen), mounts a
-// private /dev/shm (--shm), keeps the --keep files in place (listen.Guard), sets LISTEN_PID to
-// its own pid when it has sockets, becomes the --cred user, and execs the command; it returns
-// only on failure.
+// ([--listen=N] [--keep=PATH...] [--cred=...] PATH -- ARGV...). It moves the process into the
+// group open on fd 3+N (N sockets before it, 0 without --listen), keeps the --keep files in
+// place (listen.Guard), sets LISTEN_PID to its own pid when it has sockets, becomes the --cred
+// user, and execs the command; it returns only on failure. It inherits the private /dev/shm
+// that Start made for it, if any.
 func Enter(args []string) error {
 	var cred *syscall.Credential
 	sockets := -1 // no --listen: no LISTEN_PID
@@ -239,14 +242,6 @@ func Enter(args []string) error {
 	for len(args) > 0 && strings.HasPrefix(args[0], keepFlag) {
 		keep, args = append(keep, strings.TrimPrefix(args[0], keepFlag)), args[1:]
 	}
-	var shm *Shm
-	if len(args) > 0 && strings.HasPrefix(args[0], shmFlag) {
-		size, err := strconv.ParseUint(strings.TrimPrefix(args[0], shmFlag), 10, 64)
-		if err != nil {
-			return fmt.Errorf("%s: %q is not a size in bytes", EnterCommand, args[0])
-		}
-		shm, args = &Shm{Size: size}, args[1:]
-	}
 	if len(args) > 0 && strings.HasPrefix(args[0], credFlag) {
 		var err error
 		if cred, err = parseCred(strings.TrimPrefix(args[0], credFlag)); err != nil {
@@ -255,7 +250,7 @@ func Enter(args []string) error {
 		args = args[1:]
 	}
 	if len(args) < 3 || args[1] != "--" {
-		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--shm=SIZE] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
+		return errors.New(EnterCommand + ": want [--listen=N] [--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV...")
 	}
 	path, argv := args[0], args[2:]
 	group := 3 + max(sockets, 0)
@@ -268,12 +263,6 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(group)
-	if shm != nil {
-		if err := PrivateShm(*shm); err != nil {
-			// Not fatal, as for the sockets below: the command runs with the host's /dev/shm.
-			fmt.Fprintf(os.Stderr, "cgrun: warning: %v; the command shares the host's /dev/shm, where what it leaves outlives the generation and its memory limit\n", err)
-		}
-	}
 	if err := listen.Guard(keep); err != nil {
 		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
 		// the command still runs; only an app that removes its socket's file takes it away.

@@ -35,12 +35,10 @@ func TestEnterRefusesBadArguments(t *testing.T) {
 		{[]string{"--cred=33:x:33", "/bin/true", "--", "true"}, `"x" is not an id`},
 		{[]string{"--cred=-1:33:33", "/bin/true", "--", "true"}, `"-1" is not an id`},
 		{[]string{"--cred=33:33:33", "/bin/true", "true"}, "[--cred=UID:GID:GROUPS] PATH -- ARGV"},
-		{nil, "want [--listen=N] [--keep=PATH...] [--shm=SIZE] [--cred=UID:GID:GROUPS] PATH -- ARGV"},
-		{[]string{"--shm=1M", "/bin/true", "--", "true"}, `"--shm=1M" is not a size in bytes`},
-		{[]string{"--shm=0", "/bin/true", "true"}, "[--shm=SIZE] [--cred=UID:GID:GROUPS] PATH -- ARGV"},
+		{nil, "want [--listen=N] [--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV"},
 		{[]string{"--listen=0", "/bin/true", "--", "true"}, `"--listen=0" is not a number of sockets`},
 		{[]string{"--listen=x", "/bin/true", "--", "true"}, `"--listen=x" is not a number of sockets`},
-		{[]string{"--listen=1", "--keep=/a", "/bin/true"}, "[--keep=PATH...] [--shm=SIZE] [--cred=UID:GID:GROUPS] PATH -- ARGV"},
+		{[]string{"--listen=1", "--keep=/a", "/bin/true"}, "[--keep=PATH...] [--cred=UID:GID:GROUPS] PATH -- ARGV"},
 	} {
 		err := Enter(tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
