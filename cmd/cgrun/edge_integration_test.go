@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrun/cgrun/launch/listen"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,7 +84,8 @@ while True:
 
 // TestEdgeListenChownRace: a www-data racer that swaps the fresh --listen socket for a hard link
 // to a root file, in a directory www-data owns, never gets that file chowned to it (or its
-// mode changed), over 200 runs of cgrun --user www-data.
+// mode changed): over 1,000 binds by listen.Bind, the code cgrun runs (milliseconds each), and
+// then 20 runs of the real cgrun run --user www-data --listen (a second or so each in UML).
 func TestEdgeListenChownRace(t *testing.T) {
 	requireCgroup2(t)
 	py := python3OrFail(t)
@@ -118,34 +120,53 @@ func TestEdgeListenChownRace(t *testing.T) {
 		t.Fatalf("the racer did not start: %q", lines.Text())
 	}
 	sock := filepath.Join(dir, "app.sock")
-	const rounds = 200
-	codes := map[int]int{}
-	for i := 1; i <= rounds; i++ {
+	clearLink := func() {
 		if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket == 0 {
 			os.Remove(sock) // the racer's link from the round before: cgrun refuses a non-socket
 		}
-		r := runWith(t, nil, nil, "run", "--name", "edge-race", "--user", "www-data", "--listen", "unix:"+sock, "--", "/bin/true")
-		codes[r.code]++
+	}
+	check := func(round string, said string) {
+		t.Helper()
 		var st unix.Stat_t
 		if err := unix.Stat(victim, &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.Uid != 0 || st.Gid != 0 || st.Mode&0o7777 != 0o600 {
-			t.Fatalf("round %d: the racer's hard link made cgrun change root's file %s to uid %d gid %d mode %#o (want 0 0 0600); cgrun said %q",
-				i, victim, st.Uid, st.Gid, st.Mode&0o7777, r.stderr)
+			t.Fatalf("%s: the racer's hard link made cgrun change root's file %s to uid %d gid %d mode %#o (want 0 0 0600) %s",
+				round, victim, st.Uid, st.Gid, st.Mode&0o7777, said)
 		}
+	}
+	a, err := listen.Parse("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := 0
+	for i := 1; i <= 1000; i++ {
+		clearLink()
+		if s, err := listen.Bind([]listen.Addr{a}, &listen.Owner{UID: 33, GID: 33}); err == nil {
+			bound++
+			s.Close()
+		}
+		check(fmt.Sprintf("bind %d", i), "")
+	}
+	codes := map[int]int{}
+	for i := 1; i <= 20; i++ {
+		clearLink()
+		r := runWith(t, nil, nil, "run", "--name", "edge-race", "--user", "www-data", "--listen", "unix:"+sock, "--", "/bin/true")
+		codes[r.code]++
+		check(fmt.Sprintf("cgrun run %d", i), "; cgrun said "+strconv.Quote(r.stderr))
 	}
 	racer.Process.Signal(syscall.SIGTERM)
 	swaps := -1
 	if lines.Scan() {
 		swaps, _ = strconv.Atoi(lines.Text())
 	}
-	t.Logf("%d rounds, exit codes %v; the racer swapped the socket %d times", rounds, codes, swaps)
-	if swaps <= 0 {
-		t.Errorf("the racer swapped the socket %d times in %d rounds: the test raced nothing", swaps, rounds)
+	t.Logf("1000 binds (%d bound), 20 runs of cgrun (exit codes %v); the racer swapped the socket %d times", bound, codes, swaps)
+	if swaps < 100 {
+		t.Errorf("the racer swapped the socket %d times: the test raced too little", swaps)
 	}
-	if codes[0] == 0 {
-		t.Errorf("no round of cgrun ran its command (exit codes %v)", codes)
+	if codes[0] == 0 || bound < 500 {
+		t.Errorf("%d binds of 1000 succeeded, and no run of cgrun ran its command (exit codes %v)", bound, codes)
 	}
 }
 
