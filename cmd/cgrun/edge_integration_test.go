@@ -313,7 +313,8 @@ func TestEdgeShmPosixWriter(t *testing.T) {
 			r := runWith(t, nil, nil, args...)
 			f := userFacts(strings.ReplaceAll(strings.TrimSpace(r.stdout), " ", "\n"))
 			charged, _ := strconv.ParseInt(f["shmem"], 10, 64)
-			if r.code != 0 || f["uid"] != tc.uid || f["exists"] != "True" || charged < 16<<20 {
+			// memory.stat is flushed from per-CPU counters in batches: 5.10 showed 16K short.
+			if r.code != 0 || f["uid"] != tc.uid || f["exists"] != "True" || charged < 15<<20 {
 				t.Fatalf("exit %d, stdout %q: want uid %s, the segment in its /dev/shm, and 16M of shmem in its group; cgrun said:\n%s", r.code, r.stdout, tc.uid, r.stderr)
 			}
 			if _, err := os.Stat("/dev/shm/" + seg); err == nil {
@@ -520,6 +521,9 @@ func TestEdgeMetricsIdleConnections(t *testing.T) {
 			c.Write([]byte(sent))
 			held = append(held, c)
 		}
+		// Held, not just opened: the guest's one CPU has accepted them all (and closed the
+		// oldest 48) before the scrapes come, as when a command holds them between scrapes.
+		time.Sleep(500 * time.Millisecond)
 		client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 		for i := 1; i <= 3; i++ {
 			start := time.Now()
