@@ -83,8 +83,9 @@ func TestRestartOnOOMUntilTheStartLimit(t *testing.T) {
 	h := requireCgroup2(t)
 	before := groupsUnder(t, h.SelfDir())
 	path := filepath.Join(t.TempDir(), "events.jsonl")
+	// --thrash off: this is the OOM kill's restart (TestThrash* are the thrash recycle's).
 	r := runCgrun(t, nil, []string{"--name", "worker", "--memory-max", "64M", "--restart", "on-oom", "--restart-delay", "0",
-		"--max-restarts", "3", "--restart-window", "60s", "--events", path}, "leak")
+		"--max-restarts", "3", "--restart-window", "60s", "--thrash", "off", "--events", path}, "leak")
 	if r.code != 122 {
 		t.Errorf("exit %d, want 122 (start limit); stderr %q", r.code, r.stderr)
 	}

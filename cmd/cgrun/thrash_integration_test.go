@@ -1,0 +1,403 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The thrash tests (issue 25): a slow leak is replaced soon after it reaches memory.max, before
+// the kernel's OOM kill; healthy workloads that sit at memory.max are never recycled; max and
+// high lines come at most once a second per generation. Without PSI (Debian's UML kernel, 5.10)
+// cgrun tells thrash by memory.stat's refaults; the TestThrashPSI* twins run in the PSI guest
+// (scripts/test's psi_tests), where it tells it by a memory.pressure trigger.
+
+// thrashLine is what these tests read of an --events line.
+type thrashLine struct {
+	Time       string `json:"time"`
+	Event      string `json:"event"`
+	Generation int    `json:"generation"`
+	Reason     string `json:"reason"`
+	Delta      uint64 `json:"delta"`
+	Coalesced  uint64 `json:"coalesced"`
+	Thrash     *struct {
+		Source string `json:"source"`
+		Why    string `json:"why"`
+	} `json:"thrash"`
+}
+
+func readThrashLines(t *testing.T, path string) []thrashLine {
+	t.Helper()
+	readEvents(t, path) // every line has the common fields
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []thrashLine
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var l thrashLine
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// hostfsDir is a directory on the guest's root file system: page cache that the kernel can drop,
+// unlike /tmp's tmpfs, whose pages stay charged without swap.
+func hostfsDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "cgrun-thrash-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	return dir
+}
+
+// uncachedFile writes a file of mib MiB and drops it from the page cache, so that a group that
+// reads it charges its own page cache (cached pages stay charged to the group that wrote them).
+func uncachedFile(t *testing.T, dir string, mib int) string {
+	t.Helper()
+	path := filepath.Join(dir, fmt.Sprintf("data-%dM", mib))
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte("cgrun thrash test data\n"), 1<<20/23+1)[:1<<20]
+	for range mib {
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.Chmod(path, 0o644)
+	// The whole guest's clean page cache: fadvise(DONTNEED) does nothing over hostfs.
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		t.Fatalf("drop the page cache (the tests run as root in a guest): %v", err)
+	}
+	return path
+}
+
+// maxHighRate fails the test where the stream has more than 5 max and high lines per second of
+// run, and more than one per second per kind and generation after the first.
+func maxHighRate(t *testing.T, lines []thrashLine, run time.Duration) {
+	t.Helper()
+	n := 0
+	last := map[string]time.Time{}
+	for _, l := range lines {
+		if l.Event != "max" && l.Event != "high" {
+			continue
+		}
+		n++
+		key, at := fmt.Sprintf("%s/%d", l.Event, l.Generation), parseTime(t, l.Time)
+		// 900ms: the timestamp is the newest folded event's, read a little before the line is written.
+		if prev, ok := last[key]; ok && at.Sub(prev) < 900*time.Millisecond && l.Coalesced == 0 {
+			t.Errorf("%s lines %v apart, the second not coalesced", key, at.Sub(prev))
+		}
+		last[key] = at
+	}
+	if rate := float64(n) / run.Seconds(); rate > 5 {
+		t.Errorf("%d max/high lines in %v: %.1f a second, want at most 5", n, run, rate)
+	}
+	t.Logf("%d max/high lines in %v", n, run.Round(time.Second))
+}
+
+// TestThrashSlowLeakIsReplacedSoon: a worker leaking 1 MB every 100 ms (touched) under
+// memory.max 64M and --restart on-oom is recycled for thrash, not OOM-killed, in every
+// generation of a 40 s run, its next generation started at most 1.5 s after its first max event.
+func TestThrashSlowLeakIsReplacedSoon(t *testing.T) {
+	requireCgroup2(t)
+	thrashLeak(t, "")
+}
+
+// TestThrashPSISlowLeakIsReplacedSoon is TestThrashSlowLeakIsReplacedSoon told by PSI.
+func TestThrashPSISlowLeakIsReplacedSoon(t *testing.T) {
+	requirePSI(t)
+	thrashLeak(t, "pressure")
+}
+
+func thrashLeak(t *testing.T, source string) {
+	h := requireCgroup2(t)
+	if source == "" {
+		source = "refaults"
+		if _, err := os.Stat(filepath.Join(h.SelfDir(), "memory.pressure")); err == nil {
+			source = "pressure"
+		}
+	}
+	before := groupsUnder(t, h.SelfDir())
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	const run = 40 * time.Second
+	// Each generation runs a fresh copy of the helper, on the guest's root file system: its
+	// program's page cache is then charged to its own group, and what the kernel reclaims at
+	// memory.max is the program itself, as for a worker whose code nothing else has read. (The
+	// helper's own file is in page cache charged elsewhere, by the test's earlier runs: a
+	// generation running it would have nothing to reclaim and be OOM-killed at once.)
+	dir := hostfsDir(t)
+	copyRun := `cp "$0" "$1/leak-$$" && exec "$1/leak-$$" drip 1 100`
+	cmd := exec.Command(cgrunBin(t), "run", "--name", "leak", "--memory-max", "64M", "--restart", "on-oom",
+		"--restart-delay", "0", "--max-restarts", "0", "--events", path, "--", "/bin/sh", "-c", copyRun, helperPath(t), dir)
+	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(run)
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	lines := readThrashLines(t, path)
+	firstMax, start, thrash := map[int]time.Time{}, map[int]time.Time{}, map[int]string{}
+	gens := 0
+	for _, l := range lines {
+		at := parseTime(t, l.Time)
+		switch l.Event {
+		case "max":
+			if _, ok := firstMax[l.Generation]; !ok {
+				firstMax[l.Generation] = at
+			}
+		case "start":
+			start[l.Generation], gens = at, max(gens, l.Generation)
+		case "thrash":
+			if l.Thrash == nil || l.Reason != "thrash" {
+				t.Errorf("thrash line %+v: want reason thrash and what told it", l)
+				continue
+			}
+			thrash[l.Generation] = l.Thrash.Source
+			t.Logf("generation %d: %s", l.Generation, l.Thrash.Why)
+		case "recycle":
+			if l.Reason != "thrash" {
+				t.Errorf("generation %d started for %q, want thrash", l.Generation, l.Reason)
+			}
+		case "oom_kill", "oom_group_kill":
+			t.Errorf("generation %d was OOM-killed: thrash was not found before the kernel's OOM kill", l.Generation)
+		}
+	}
+	if gens < 4 {
+		t.Fatalf("%d generations in %v, want at least 4 (64M at 10M/s, then replaced); cgrun said:\n%s", gens, run, errb.String())
+	}
+	var worst time.Duration
+	for g := 1; g < gens; g++ {
+		fm, ok := firstMax[g]
+		if !ok {
+			t.Errorf("generation %d: no max event", g)
+			continue
+		}
+		if thrash[g] != source {
+			t.Errorf("generation %d: thrash told by %q, want %q", g, thrash[g], source)
+		}
+		d := start[g+1].Sub(fm)
+		worst = max(worst, d)
+		t.Logf("generation %d: first max event -> generation %d started: %v", g, g+1, d.Round(time.Millisecond))
+		if d > 1500*time.Millisecond {
+			t.Errorf("generation %d: its next started %v after its first max event, want at most 1.5s", g, d.Round(time.Millisecond))
+		}
+	}
+	t.Logf("worst: %v over %d generations", worst.Round(time.Millisecond), gens-1)
+	maxHighRate(t, lines, run)
+	assertNothingLeft(t, h, before)
+}
+
+// A healthy workload at memory.max, run for healthySeconds under --restart on-oom: never
+// recycled.
+const healthySeconds = 20
+
+// TestThrashHealthyNeverRecycled: a reader streaming a file larger than memory.max through its
+// page cache, a Node server holding 60% of memory.max in its heap and its page cache filling the
+// rest, and php-fpm with opcache, each under load at memory.max for 20 s, side by side: none is
+// recycled.
+func TestThrashHealthyNeverRecycled(t *testing.T) {
+	requireCgroup2(t)
+	thrashHealthy(t)
+}
+
+// TestThrashPSIHealthyNeverRecycled is TestThrashHealthyNeverRecycled told by PSI.
+func TestThrashPSIHealthyNeverRecycled(t *testing.T) {
+	requirePSI(t)
+	thrashHealthy(t)
+}
+
+func thrashHealthy(t *testing.T) {
+	dir := hostfsDir(t)
+	big := uncachedFile(t, dir, 300)
+	mid := uncachedFile(t, dir, 100)
+	exec.Command("ip", "link", "set", "lo", "up").Run()
+	t.Run("reader", func(t *testing.T) {
+		t.Parallel()
+		healthy(t, "reader", "64M", nil, nil, "/bin/sh", "-c", `while :; do cat "$1" >/dev/null; done`, "sh", big)
+	})
+	t.Run("node", func(t *testing.T) {
+		t.Parallel()
+		node := nodeOrFail(t)
+		js := filepath.Join(dir, "server.js")
+		if err := os.WriteFile(js, []byte(heldHeapServerJS), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		port := freePort(t)
+		var stats *loadStats
+		healthy(t, "node", "256M", func(ctx context.Context) {
+			url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+			if !eventually(30*time.Second, func() bool { _, err := httpGet(url); return err == nil }) {
+				t.Errorf("the server never answered")
+				return
+			}
+			stats = load(ctx, url, 4)
+		}, func() {
+			if stats == nil {
+				return
+			}
+			stats.wait()
+			if stats.ok == 0 || stats.failed+stats.refused > 0 {
+				t.Errorf("the load saw %d answers, %d refused, %d failed (%v)", stats.ok, stats.refused, stats.failed, stats.errs)
+			}
+			t.Logf("%d requests answered", stats.ok)
+		}, node, js, mid, fmt.Sprint(port))
+	})
+	t.Run("php-fpm", func(t *testing.T) {
+		t.Parallel()
+		fpm, cgiFcgi := fpmOrFail(t)
+		sock, script, conf := filepath.Join(dir, "fpm.sock"), filepath.Join(dir, "read.php"), filepath.Join(dir, "fpm.conf")
+		os.WriteFile(script, []byte(phpReaderScript), 0o644)
+		os.WriteFile(conf, []byte("[global]\nerror_log = /proc/self/fd/2\ndaemonize = no\n[www]\nuser = nobody\ngroup = nogroup\nlisten = "+sock+
+			"\npm = static\npm.max_children = 4\n"), 0o644)
+		var mu sync.Mutex
+		var ok, failed int
+		var fails []string
+		var wg sync.WaitGroup
+		healthy(t, "php-fpm", "64M", func(ctx context.Context) {
+			request := func() error {
+				c := exec.Command(cgiFcgi, "-bind", "-connect", sock)
+				c.Env = []string{"SCRIPT_FILENAME=" + script, "SCRIPT_NAME=/read.php", "REQUEST_METHOD=GET", "QUERY_STRING=file=" + mid}
+				out, err := c.CombinedOutput()
+				if err != nil || !bytes.Contains(out, []byte("ok opcache=1")) {
+					return fmt.Errorf("cgi-fcgi: %v: %q", err, out)
+				}
+				return nil
+			}
+			var err error
+			if !eventually(30*time.Second, func() bool { err = request(); return err == nil }) {
+				t.Errorf("php-fpm never answered with opcache on: %v", err)
+				return
+			}
+			for range 4 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for ctx.Err() == nil {
+						err := request()
+						mu.Lock()
+						if err == nil {
+							ok++
+						} else if ctx.Err() == nil {
+							failed++
+							fails = append(fails, err.Error())
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+		}, func() {
+			wg.Wait()
+			if ok == 0 || failed > 0 {
+				t.Errorf("%d requests answered, %d failed (%v)", ok, failed, fails[:min(len(fails), 3)])
+			}
+			t.Logf("%d requests answered", ok)
+		}, fpm, "-F", "-y", conf, "-d", "opcache.enable=1", "-d", "opcache.memory_consumption=16")
+	})
+}
+
+// healthy runs command under cgrun with memory.max limit and --restart on-oom for
+// healthySeconds, with the load that started begins once cgrun runs (and ends with ctx), and
+// checks that it was at memory.max and was never recycled; done checks the load.
+func healthy(t *testing.T, name, limit string, started func(ctx context.Context), done func(), command ...string) {
+	h := requireCgroup2(t)
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	args := append([]string{"run", "--name", "healthy-" + name, "--memory-max", limit, "--restart", "on-oom", "--max-restarts", "0",
+		"--events", path, "--"}, command...)
+	cmd := exec.Command(cgrunBin(t), args...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	if started != nil {
+		started(ctx)
+	}
+	time.Sleep(time.Until(began.Add(healthySeconds * time.Second)))
+	cancel()
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitCode(t, cmd)
+	if done != nil {
+		done()
+	}
+	lines := readThrashLines(t, path)
+	var maxes uint64
+	for _, l := range lines {
+		switch l.Event {
+		case "max":
+			maxes += l.Delta
+		case "thrash", "recycle", "oom_kill", "oom_group_kill":
+			t.Errorf("%s: a healthy workload got a %s line: %+v; cgrun said:\n%s", name, l.Event, l, errb.String())
+		}
+	}
+	if maxes == 0 {
+		t.Errorf("%s never reached memory.max %s: the test's premise (cgrun said:\n%s)", name, limit, errb.String())
+	}
+	t.Logf("%s: %d max events in %v", name, maxes, time.Since(began).Round(time.Second))
+	maxHighRate(t, lines, time.Since(began))
+	_ = h
+}
+
+// httpGet is one GET's body.
+func httpGet(url string) (string, error) {
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// heldHeapServerJS holds 60% of its group's memory.max in its heap (Buffers, touched: malloc's
+// heap, outside V8's, whose own limit Node sizes below that) and answers each request with a 1M slice read from the file argv[2]: the
+// page cache of those reads takes the group to memory.max.
+const heldHeapServerJS = `
+const http = require('http'), fs = require('fs');
+const limit = +fs.readFileSync('/sys/fs/cgroup' + fs.readFileSync('/proc/self/cgroup', 'utf8').trim().split('::')[1] + '/memory.max', 'utf8');
+const held = [];
+for (let n = 0; n < 0.6 * limit; n += 1 << 20) held.push(Buffer.alloc(1 << 20, n >> 20));
+const fd = fs.openSync(process.argv[2], 'r'), size = fs.fstatSync(fd).size, buf = Buffer.alloc(1 << 20);
+http.createServer((req, res) => {
+  fs.readSync(fd, buf, 0, buf.length, Math.floor(Math.random() * (size - buf.length)));
+  res.end(String(held.length));
+}).listen(+process.argv[3], '127.0.0.1');
+`
+
+// phpReaderScript reads a 1M slice of the file in its query and says whether opcache serves it.
+const phpReaderScript = `<?php
+$f = fopen($_GET['file'], 'r');
+fseek($f, mt_rand(0, filesize($_GET['file']) - (1 << 20)));
+$s = fread($f, 1 << 20);
+$a = str_split($s, 64);
+echo 'ok opcache=', (int) (function_exists('opcache_get_status') && is_array(@opcache_get_status(false))), ' ', count($a), "\n";
+`
