@@ -24,8 +24,8 @@ import (
 // kernel, many 5.10 builds) it is memory.stat's working-set refaults (cgroup.Refaults): pages
 // the group evicted and soon needed back — its own program text, for a leaking worker — read
 // only while memory sits within 5% of memory.max, every ThrashEvery. They are a stall where
-// they come at Refaults a second or more for For, and at least at a tenth of the group's page
-// cache a second (file pages but shmem): the group reads its whole page cache back within
+// they come at Refaults a second or more for For, and at least at a twentieth of the group's
+// page cache a second (file pages but shmem): the group reads its whole page cache back within
 // seconds.
 //
 // Either is thrash only while that page cache is under a quarter of memory.max: the rest is
@@ -51,7 +51,7 @@ const ThrashEvery = 100 * time.Millisecond
 // DefaultThrash is what `cgrun run` uses without --thrash.
 func DefaultThrash() Thrash {
 	return Thrash{Pressure: oomwatch.Trigger{Full: true, Threshold: 300 * time.Millisecond, Window: time.Second},
-		Refaults: 100, For: 200 * time.Millisecond}
+		Refaults: 100, For: 100 * time.Millisecond}
 }
 
 // Enabled reports whether thrash recycles a generation under restart policy r: unless turned
@@ -64,7 +64,7 @@ func ParseThrash(s string) (Thrash, error) {
 	t := DefaultThrash()
 	t.Set = true
 	bad := func(why string) (Thrash, error) {
-		return Thrash{}, fmt.Errorf("--thrash %q: %s (want off, on, or settings such as 'pressure=full 300ms/1s,refaults=100/s,for=200ms')", s, why)
+		return Thrash{}, fmt.Errorf("--thrash %q: %s (want off, on, or settings such as 'pressure=full 300ms/1s,refaults=100/s,for=100ms')", s, why)
 	}
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
@@ -163,7 +163,7 @@ func NewThrashWatch(t Thrash, l cgroup.Limits, psi bool) *ThrashWatch {
 func (w *ThrashWatch) near(current uint64) bool { return current >= w.max-w.max/20 }
 
 // turnover is the share of its page cache a thrashing group reads back a second, at least.
-const turnover = 10
+const turnover = 20
 
 // spent reports whether the group's page cache is under a quarter of memory.max.
 func (w *ThrashWatch) spent(s RefaultSample) bool { return s.Cache < w.max/4 }
@@ -228,6 +228,6 @@ func (w *ThrashWatch) Sample(s RefaultSample) ThrashVerdict {
 	}
 	w.done = true
 	return ThrashVerdict{Thrash: true, Source: "refaults", Rate: rate,
-		Why: fmt.Sprintf("thrashing at memory.max %s: %d pages of its working set read back in over %v, %d/s, out of %s of page cache (--thrash counts %d/s and a tenth of the page cache a second)",
+		Why: fmt.Sprintf("thrashing at memory.max %s: %d pages of its working set read back in over %v, %d/s, out of %s of page cache (--thrash counts %d/s and a twentieth of the page cache a second)",
 			cgroup.FormatSize(w.max), grew, covered.Round(time.Millisecond), rate, cgroup.FormatSize(s.Cache), w.t.Refaults)}
 }

@@ -239,13 +239,17 @@ func TestThrashWatch(t *testing.T) {
 		if v := w.Event(maxEv(0, 63)); !v.Sample {
 			t.Error("no sampling from a max event at memory.max")
 		}
+		th := DefaultThrash()
+		th.For = 200 * time.Millisecond
+		w = NewThrashWatch(th, l, false)
+		w.Event(maxEv(0, 63))
 		for _, step := range []struct {
 			s    RefaultSample
 			want bool
 		}{
 			{s(0, 63, 4, 0), false},
 			{s(100, 63, 4, 50), false}, // not For yet
-			{s(200, 63, 4, 120), true}, // 600/s, over 100/s and a tenth of 4M (102/s)
+			{s(200, 63, 4, 120), true}, // 600/s, over 100/s and a twentieth of 4M (51/s)
 		} {
 			if v := w.Sample(step.s); v.Thrash != step.want || !v.Thrash && !v.Sample {
 				t.Fatalf("sample %+v: %+v, want thrash %v", step.s, v, step.want)
@@ -258,7 +262,7 @@ func TestThrashWatch(t *testing.T) {
 	t.Run("refaults: a page cache read back slowly is no thrash", func(t *testing.T) {
 		w := NewThrashWatch(DefaultThrash(), l, false)
 		w.Event(maxEv(0, 63))
-		for ms, act := 0, uint64(0); ms <= 2000; ms, act = ms+100, act+20 { // 200/s out of 15M (384/s)
+		for ms, act := 0, uint64(0); ms <= 2000; ms, act = ms+100, act+15 { // 150/s out of 15M (192/s)
 			if v := w.Sample(s(ms, 63, 15, act)); v.Thrash {
 				t.Fatalf("thrash at %dms: %s", ms, v.Why)
 			}
