@@ -39,7 +39,6 @@ type thrashLine struct {
 
 func readThrashLines(t *testing.T, path string) []thrashLine {
 	t.Helper()
-	readEvents(t, path) // every line has the common fields
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -50,6 +49,12 @@ func readThrashLines(t *testing.T, path string) []thrashLine {
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
+		var common eventLine
+		json.Unmarshal([]byte(line), &common)
+		if common.Event == "" || common.Pid == 0 || common.Group == "" || common.Generation == 0 || common.MemoryCurrent == nil {
+			t.Errorf("line %q lacks event, pid, group, generation or memory_current", line)
+		}
+		parseTime(t, l.Time)
 		out = append(out, l)
 	}
 	return out
@@ -70,9 +75,9 @@ func hostfsDir(t *testing.T) string {
 
 // uncachedFile writes a file of mib MiB and drops it from the page cache, so that a group that
 // reads it charges its own page cache (cached pages stay charged to the group that wrote them).
-func uncachedFile(t *testing.T, dir string, mib int) string {
+func uncachedFile(t *testing.T, dir, name string, mib int) string {
 	t.Helper()
-	path := filepath.Join(dir, fmt.Sprintf("data-%dM", mib))
+	path := filepath.Join(dir, name)
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +240,11 @@ func TestThrashPSIHealthyNeverRecycled(t *testing.T) {
 
 func thrashHealthy(t *testing.T) {
 	dir := hostfsDir(t)
-	big := uncachedFile(t, dir, 300)
-	mid := uncachedFile(t, dir, 100)
+	// A file for each: pages one workload read are charged to its group, and another reading
+	// them would not charge its own.
+	big := uncachedFile(t, dir, "reader", 300)
+	mid := uncachedFile(t, dir, "node", 100)
+	php := uncachedFile(t, dir, "php", 100)
 	exec.Command("ip", "link", "set", "lo", "up").Run()
 	t.Run("reader", func(t *testing.T) {
 		t.Parallel()
@@ -283,7 +291,7 @@ func thrashHealthy(t *testing.T) {
 		healthy(t, "php-fpm", "64M", func(ctx context.Context) {
 			request := func() error {
 				c := exec.Command(cgiFcgi, "-bind", "-connect", sock)
-				c.Env = []string{"SCRIPT_FILENAME=" + script, "SCRIPT_NAME=/read.php", "REQUEST_METHOD=GET", "QUERY_STRING=file=" + mid}
+				c.Env = []string{"SCRIPT_FILENAME=" + script, "SCRIPT_NAME=/read.php", "REQUEST_METHOD=GET", "QUERY_STRING=file=" + php}
 				out, err := c.CombinedOutput()
 				if err != nil || !bytes.Contains(out, []byte("ok opcache=1")) {
 					return fmt.Errorf("cgi-fcgi: %v: %q", err, out)
