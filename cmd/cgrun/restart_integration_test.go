@@ -344,6 +344,8 @@ func TestRestartBadPolicyInput(t *testing.T) {
 		{[]string{"--health-http", "ftp://x/"}, "http:// or https://"},
 		{[]string{"--restart-delay", "5s", "--restart-delay-max", "1s"}, "below --restart-delay"},
 		{[]string{"--recycle-on-pressure", "some 1s"}, "pressure trigger"},
+		{[]string{"--thrash", "refaults=300/s"}, "--thrash recycles a thrashing generation and starts the next one, so it needs --restart"},
+		{[]string{"--thrash", "for=1ms", "--restart", "on-oom"}, "for must be a duration of at least 100ms"},
 	} {
 		r := runCgrun(t, nil, tc.flags, "exit", "0")
 		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {
