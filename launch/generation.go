@@ -389,7 +389,8 @@ func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
 		return policy.RefaultSample{}, err
 	}
 	cache := stat["file"] - min(stat["shmem"], stat["file"])
-	return policy.RefaultSample{Time: now, Current: cur, Cache: cache, Refaults: cgroup.RefaultsOf(stat)}, nil
+	return policy.RefaultSample{Time: now, Current: cur, Cache: cache, Mapped: stat["file_mapped"],
+		Scan: stat["pgscan"], Steal: stat["pgsteal"], Refaults: cgroup.RefaultsOf(stat)}, nil
 }
 
 // checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was

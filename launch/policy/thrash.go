@@ -18,22 +18,20 @@ import (
 //
 // Being at memory.max is not thrashing: a reader streaming files through its page cache sits
 // there all day, and so does a server whose heap fits beside its cache. What tells them apart
-// is whether the group waits for memory it needs back while it has next to nothing left that
-// the kernel could reclaim. Where the kernel has PSI (Linux 4.20, CONFIG_PSI) the wait is the
-// group's memory.pressure, watched with Pressure as a trigger; where it has none (Debian's UML
-// kernel, many 5.10 builds) it is memory.stat's working-set refaults (cgroup.Refaults): pages
-// the group evicted and soon needed back — its own program text, for a leaking worker — read
-// only while memory sits within 5% of memory.max, every ThrashEvery. They are a stall where
-// they come at Refaults a second or more for For, and at least at a twentieth of the group's
-// page cache a second (file pages but shmem): the group reads its whole page cache back within
-// seconds.
+// is whether the group has anything left to give but its programs' own pages — page cache that
+// no process maps, under a sixteenth of memory.max, is next to nothing — and whether it waits
+// for memory it needs back. Where the kernel has PSI (Linux 4.20, CONFIG_PSI) the wait is the
+// group's memory.pressure, watched with Pressure as a trigger. Where it has none (Debian's UML
+// kernel, many 5.10 builds) it is memory.stat, read every ThrashEvery only while memory sits
+// within 5% of memory.max: its working-set refaults (cgroup.Refaults: pages the group evicted
+// and soon needed back) coming at Refaults a second or more for For and at a twentieth of the
+// page cache a second, or its reclaim counters saying that reclaim looked at pages and could
+// free under a quarter of them, since they are in use.
 //
-// Either is thrash only while that page cache is under a quarter of memory.max: the rest is
-// memory the kernel cannot take without swap, so what it evicts is what the group runs on. A
-// leak has squeezed its page cache down to its program's last pages and reads them back over
-// and over until the OOM kill; a server whose files do not fit beside its heap reads them back
-// too, at a rate that may look the same, but serves out of a page cache that still holds a good
-// part of the limit, and goes on serving.
+// A leak squeezes its page cache down to its program's mapped pages, which the kernel then
+// takes and the program reads back, over and over, until the OOM kill; a server whose files do
+// not fit beside its heap reads them back too, at rates that may look the same, but out of page
+// cache that it reads, not maps, and that the kernel frees as it scans it.
 type Thrash struct {
 	Off      bool             // --thrash off
 	Set      bool             // --thrash was given (it then needs a restart policy)
@@ -123,6 +121,9 @@ type RefaultSample struct {
 	Time     time.Time
 	Current  uint64 // memory.current
 	Cache    uint64 // page cache that can be reclaimed: memory.stat's file less its shmem
+	Mapped   uint64 // of it, mapped into the group's processes (file_mapped): their programs, mostly
+	Scan     uint64 // pages the kernel's reclaim looked at in the group (pgscan), a running total
+	Steal    uint64 // of those, pages it freed (pgsteal)
 	Refaults cgroup.Refaults
 }
 
@@ -165,8 +166,15 @@ func (w *ThrashWatch) near(current uint64) bool { return current >= w.max-w.max/
 // turnover is the share of its page cache a thrashing group reads back a second, at least.
 const turnover = 20
 
-// spent reports whether the group's page cache is under a quarter of memory.max.
-func (w *ThrashWatch) spent(s RefaultSample) bool { return s.Cache < w.max/4 }
+// spent reports whether the group has next to nothing left to give but its programs' own pages:
+// the page cache that no process maps is under a sixteenth of memory.max.
+func (w *ThrashWatch) spent(s RefaultSample) bool {
+	return s.Cache-min(s.Mapped, s.Cache) < w.max/16
+}
+
+// Reclaim is stuck where it scans at least minScan pages in For and frees under a quarter of
+// them: what it finds is in use.
+const minScan = 64
 
 // Fired reports whether ev is a firing of the thrash trigger: the caller then reads a
 // RefaultSample and hands both to Pressure.
@@ -221,13 +229,33 @@ func (w *ThrashWatch) Sample(s RefaultSample) ThrashVerdict {
 	if covered < w.t.For {
 		return ThrashVerdict{Sample: true}
 	}
+	if !w.spent(s) {
+		return ThrashVerdict{Sample: true}
+	}
 	grew := s.Refaults.Since(first.Refaults).Activate
 	rate := uint64(float64(grew) / covered.Seconds())
-	if rate < w.t.Refaults || rate < s.Cache/pageSize/turnover || !w.spent(s) {
+	scan, steal := sub(s.Scan, first.Scan), sub(s.Steal, first.Steal)
+	var why string
+	switch {
+	case rate >= w.t.Refaults && rate >= s.Cache/pageSize/turnover:
+		why = fmt.Sprintf("%d pages of its working set read back in over %v (%d/s; --thrash counts %d/s and a twentieth of the page cache a second)",
+			grew, covered.Round(time.Millisecond), rate, w.t.Refaults)
+	case scan >= minScan && steal*4 < scan:
+		why = fmt.Sprintf("the kernel's reclaim looked at %d of its pages over %v and could free only %d: they are in use",
+			scan, covered.Round(time.Millisecond), steal)
+	default:
 		return ThrashVerdict{Sample: true}
 	}
 	w.done = true
 	return ThrashVerdict{Thrash: true, Source: "refaults", Rate: rate,
-		Why: fmt.Sprintf("thrashing at memory.max %s: %d pages of its working set read back in over %v, %d/s, out of %s of page cache (--thrash counts %d/s and a twentieth of the page cache a second)",
-			cgroup.FormatSize(w.max), grew, covered.Round(time.Millisecond), rate, cgroup.FormatSize(s.Cache), w.t.Refaults)}
+		Why: fmt.Sprintf("thrashing at memory.max %s with %s of page cache, %s of it its programs': %s",
+			cgroup.FormatSize(w.max), cgroup.FormatSize(s.Cache), cgroup.FormatSize(min(s.Mapped, s.Cache)), why)}
+}
+
+// sub is a - b, or 0 where a torn read makes b larger.
+func sub(a, b uint64) uint64 {
+	if b > a {
+		return 0
+	}
+	return a - b
 }

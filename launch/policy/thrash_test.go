@@ -20,11 +20,13 @@ type traceLine struct {
 	refault, activate, restore uint64
 	someUS, fullUS, oomKills   uint64
 	anon, file                 uint64
+	pgscan, pgsteal            uint64
+	mapped, shmem              uint64
 }
 
-// sample is the line as the supervisor reads it (readThrashSample; the traces have no shmem).
+// sample is the line as the supervisor reads it (readThrashSample).
 func (l traceLine) sample(now time.Time) RefaultSample {
-	return RefaultSample{Time: now, Current: l.current, Cache: l.file, Refaults: cgroup.Refaults{Refault: l.refault, Activate: l.activate, Restore: l.restore}}
+	return RefaultSample{Time: now, Current: l.current, Cache: l.file - min(l.shmem, l.file), Mapped: l.mapped, Scan: l.pgscan, Steal: l.pgsteal, Refaults: cgroup.Refaults{Refault: l.refault, Activate: l.activate, Restore: l.restore}}
 }
 
 func readTrace(t *testing.T, name string) []traceLine {
@@ -39,7 +41,7 @@ func readTrace(t *testing.T, name string) []traceLine {
 	for sc.Scan() {
 		var l traceLine
 		var ms int64
-		if _, err := fmt.Sscan(sc.Text(), &ms, &l.current, &l.max, &l.maxEvents, &l.refault, &l.activate, &l.restore, &l.someUS, &l.fullUS, &l.oomKills, &l.anon, &l.file); err != nil {
+		if _, err := fmt.Sscan(sc.Text(), &ms, &l.current, &l.max, &l.maxEvents, &l.refault, &l.activate, &l.restore, &l.someUS, &l.fullUS, &l.oomKills, &l.anon, &l.file, &l.pgscan, &l.pgsteal, &l.mapped, &l.shmem); err != nil {
 			t.Fatalf("%s: %q: %v", name, sc.Text(), err)
 		}
 		l.at = time.Duration(ms) * time.Millisecond
@@ -137,7 +139,11 @@ func TestThrashTraces(t *testing.T) {
 				if kill >= 0 && firstMax+after >= kill {
 					t.Errorf("thrash found %v after the first max, at or after the kernel's OOM kill %v after it", after, kill-firstMax)
 				}
-				t.Logf("thrash %v after the first max event (the kernel's OOM kill: %v after it); %s", after, kill-firstMax, v.Why)
+				if kill >= 0 {
+					t.Logf("thrash %v after the first max event (the kernel's OOM kill: %v after it); %s", after, kill-firstMax, v.Why)
+				} else {
+					t.Logf("thrash %v after the first max event (no OOM kill in the trace); %s", after, v.Why)
+				}
 			default:
 				if firstMax < 0 {
 					t.Fatalf("the healthy workload never reached memory.max: the trace tells nothing")
@@ -216,7 +222,8 @@ func TestThrashWatch(t *testing.T) {
 	t0 := time.Unix(0, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	s := func(ms int, currentMiB, cacheMiB, activate uint64) RefaultSample {
-		return RefaultSample{Time: at(ms), Current: currentMiB * mib, Cache: cacheMiB * mib, Refaults: cgroup.Refaults{Activate: activate}}
+		// all of the page cache mapped: a program's own pages
+		return RefaultSample{Time: at(ms), Current: currentMiB * mib, Cache: cacheMiB * mib, Mapped: cacheMiB * mib, Refaults: cgroup.Refaults{Activate: activate}}
 	}
 	maxEv := func(ms int, currentMiB uint64) oomwatch.Event {
 		return oomwatch.Event{Time: at(ms), Kind: oomwatch.Max, Count: 1, MemoryCurrent: currentMiB * mib}
@@ -268,11 +275,41 @@ func TestThrashWatch(t *testing.T) {
 			}
 		}
 	})
-	t.Run("refaults: a page cache of a quarter of the limit or more is no thrash", func(t *testing.T) {
+	t.Run("refaults: a large program thrashes too", func(t *testing.T) {
 		w := NewThrashWatch(DefaultThrash(), l, false)
 		w.Event(maxEv(0, 63))
-		for ms, act := 0, uint64(0); ms <= 2000; ms, act = ms+100, act+500 { // 5000/s out of 16M
-			if v := w.Sample(s(ms, 63, 16, act)); v.Thrash {
+		w.Sample(s(0, 63, 30, 0)) // Node's 30M of program text, all of the page cache
+		if v := w.Sample(s(100, 63, 30, 200)); !v.Thrash {
+			t.Errorf("%+v: want thrash (2000/s out of 30M, all of it mapped)", v)
+		}
+	})
+	t.Run("refaults: reclaim that finds only pages in use is thrash", func(t *testing.T) {
+		w := NewThrashWatch(DefaultThrash(), l, false)
+		w.Event(maxEv(0, 63))
+		a, b := s(0, 63, 12, 0), s(100, 63, 12, 0)
+		b.Scan, b.Steal = 800, 40
+		w.Sample(a)
+		if v := w.Sample(b); !v.Thrash || !strings.Contains(v.Why, "could free only 40") {
+			t.Errorf("%+v: want thrash from reclaim freeing 40 of 800 pages", v)
+		}
+	})
+	t.Run("refaults: reclaim that frees what it scans is no thrash", func(t *testing.T) {
+		w := NewThrashWatch(DefaultThrash(), l, false)
+		w.Event(maxEv(0, 63))
+		a, b := s(0, 63, 12, 0), s(100, 63, 12, 0)
+		b.Scan, b.Steal = 800, 790
+		w.Sample(a)
+		if v := w.Sample(b); v.Thrash {
+			t.Errorf("thrash: %s", v.Why)
+		}
+	})
+	t.Run("refaults: a page cache of data that no process maps is no thrash", func(t *testing.T) {
+		w := NewThrashWatch(DefaultThrash(), l, false)
+		w.Event(maxEv(0, 63))
+		for ms, act := 0, uint64(0); ms <= 2000; ms, act = ms+100, act+500 { // 5000/s out of 10M, 6M of it read, not mapped
+			sm := s(ms, 63, 10, act)
+			sm.Mapped = 4 * mib
+			if v := w.Sample(sm); v.Thrash {
 				t.Fatalf("thrash at %dms: %s", ms, v.Why)
 			}
 		}
@@ -304,8 +341,10 @@ func TestThrashWatch(t *testing.T) {
 		if v := w.Pressure(fired(th.Pressure, 40), s(0, 40, 4, 0)); v.Thrash {
 			t.Error("thrash far below memory.max")
 		}
-		if v := w.Pressure(fired(th.Pressure, 63), s(0, 63, 20, 0)); v.Thrash {
-			t.Error("thrash with a third of the limit in page cache")
+		data := s(0, 63, 20, 0)
+		data.Mapped = 4 * mib
+		if v := w.Pressure(fired(th.Pressure, 63), data); v.Thrash {
+			t.Error("thrash with 16M of page cache that no process maps")
 		}
 		if v := w.Pressure(fired(th.Pressure, 63), s(0, 63, 4, 0)); !v.Thrash || v.Source != "pressure" {
 			t.Errorf("%+v: want thrash told by pressure", v)

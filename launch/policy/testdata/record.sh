@@ -6,7 +6,7 @@
 #   scripts/uml-run --mem 1536M -- launch/policy/testdata/record.sh OUTDIR [KERNEL-TAG]
 # It makes a group of its own, runs one workload in it at a time, and samples it every 50 ms
 # (bin/record)
-#   ms memory.current memory.max max-events refault activate restore some_us full_us oom_kill anon file
+#   ms memory.current memory.max max-events refault activate restore some_us full_us oom_kill anon file pgscan pgsteal file_mapped shmem
 # (some_us/full_us: memory.pressure's totals, 0 without PSI) into OUTDIR/WORKLOAD-TAG.trace:
 #   leak    1 MB every 100 ms, touched, under memory.max 64M, until the OOM kill (or 40 s)
 #   reader  cat over a 300M file, in a loop, under 64M, 20 s
@@ -68,4 +68,24 @@ JS
 uncache
 (sleep 3; exec node /tmp/client.js 8931 24) &
 run server 256M 20 node /tmp/server.js "$mid" 8931
+wait
+
+# php-fpm with opcache, 4 workers, each request reading a 4M slice of a 100M file, under 4
+# clients, in 64M: its page cache is squeezed to a few MB of the data it reads.
+php=/var/tmp/cgrun-thrash-php-100M
+head -c 100M /dev/urandom >"$php"
+cat >/tmp/read.php <<'PHP'
+<?php
+$f = fopen($_GET['file'], 'r');
+fseek($f, mt_rand(0, filesize($_GET['file']) - (4 << 20)));
+for ($i = 0; $i < 4; $i++) { fread($f, 1 << 20); }
+echo "ok\n";
+PHP
+printf '[global]\nerror_log = /proc/self/fd/2\ndaemonize = no\n[www]\nuser = nobody\ngroup = nogroup\nlisten = /tmp/fpm.sock\npm = static\npm.max_children = 4\n' >/tmp/fpm.conf
+chmod 644 "$php" /tmp/read.php
+uncache
+(sleep 3; end=$((SECONDS + 22)); for c in 1 2 3 4; do
+  (while ((SECONDS < end)); do SCRIPT_FILENAME=/tmp/read.php REQUEST_METHOD=GET QUERY_STRING="file=$php" cgi-fcgi -bind -connect /tmp/fpm.sock >/dev/null 2>&1; done) &
+done; wait) &
+run php 64M 20 php-fpm8.2 -F -y /tmp/fpm.conf -d opcache.enable=1 -d opcache.memory_consumption=16
 wait

@@ -1,6 +1,6 @@
 // Command record samples a group every 50 ms for the thrash traces (see ../record.sh):
 //
-//	ms memory.current memory.max max-events refault activate restore some_us full_us oom_kill anon file
+//	ms memory.current memory.max max-events refault activate restore some_us full_us oom_kill anon file pgscan pgsteal file_mapped shmem
 //
 // until the group is empty, an OOM kill, or SECONDS have passed.
 package main
@@ -44,8 +44,8 @@ func main() {
 		stat, _ := cgroup.MemoryStat(dir)
 		r := cgroup.RefaultsOf(stat)
 		p, _ := oomwatch.ReadPressure(dir)
-		fmt.Fprintf(w, "%d %d %d %d %d %d %d %d %d %d %d %d\n", time.Since(start).Milliseconds(), cur, max, ev["max"],
-			r.Refault, r.Activate, r.Restore, p.SomeTotalUS, p.FullTotalUS, ev["oom_kill"], stat["anon"], stat["file"])
+		fmt.Fprintf(w, "%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", time.Since(start).Milliseconds(), cur, max, ev["max"],
+			r.Refault, r.Activate, r.Restore, p.SomeTotalUS, p.FullTotalUS, ev["oom_kill"], stat["anon"], stat["file"], stat["pgscan"], stat["pgsteal"], stat["file_mapped"], stat["shmem"])
 		if ev["oom_kill"] > 0 {
 			break
 		}
