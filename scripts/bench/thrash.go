@@ -61,7 +61,8 @@ func thrashColumn(c *config, flags []string, dir string) ([]time.Duration, strin
 		return nil, "", err
 	}
 	defer unix.Close(p[0])
-	script := `cp "$0" "$1/drip-$$" && exec "$1/drip-$$" drip`
+	// As in TestThrashSlowLeakIsReplacedSoon: the copy's page cache is dropped before the exec.
+	script := `f="$1/drip-$$"; cp "$0" "$f" && sync "$f" && dd if="$f" iflag=nocache count=0 status=none && exec "$f" drip`
 	pid, err := spawnCgrun(c.cgrunArgv(flags, "/bin/sh", "-c", script, c.self, dir), c.env(), c.nullFd, c.nullFd, c.nullFd, p[1])
 	unix.Close(p[1])
 	if err != nil {
