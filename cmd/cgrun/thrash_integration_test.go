@@ -100,6 +100,28 @@ func uncachedFile(t *testing.T, dir, name string, mib int) string {
 	return path
 }
 
+// copies writes n copies of the program at path into dir (copy-0 ...), a file next holding 0,
+// and drops the page cache, so that whoever runs a copy charges its pages to its own group.
+func copies(t *testing.T, path, dir string, n int) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("copy-%d", i)), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "next"), []byte("0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("sync").Run()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		t.Fatalf("drop the page cache (the tests run as root in a guest): %v", err)
+	}
+}
+
 // maxHighRate fails the test where the stream has more than 5 max and high lines per second of
 // run, and more than one per second per kind and generation after the first.
 func maxHighRate(t *testing.T, lines []thrashLine, run time.Duration) {
@@ -149,17 +171,17 @@ func thrashLeak(t *testing.T, source string) {
 	before := groupsUnder(t, h.SelfDir())
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	const run = 40 * time.Second
-	// Each generation runs a fresh copy of the helper, on the guest's root file system: its
-	// program's page cache is then charged to its own group, and what the kernel reclaims at
-	// memory.max is the program itself, as for a worker whose code nothing else has read. (The
-	// helper's own file is in page cache charged elsewhere, by the test's earlier runs: a
-	// generation running it would have nothing to reclaim and be OOM-killed at once.)
+	// Each generation runs a copy of the helper of its own, on the guest's root file system, that
+	// nothing has read since the page cache was dropped: its program's pages are charged to its
+	// own group as it runs them, and what the kernel reclaims at memory.max is the program itself,
+	// as for a worker whose code nothing else has read. (The helper's own file is in page cache
+	// charged elsewhere, by the test's earlier runs: a generation running it would have nothing to
+	// reclaim and be OOM-killed at once.)
 	dir := hostfsDir(t)
-	// The copy's page cache is dropped before the exec (written, so dirty, until synced): what the
-	// generation holds in page cache is what its program reads, not a cold copy of all of it.
-	copyRun := `f="$1/leak-$$"; cp "$0" "$f" && sync "$f" && dd if="$f" iflag=nocache count=0 status=none && exec "$f" drip 1 100`
+	copies(t, helperPath(t), dir, 12)
+	copyRun := `n=$(cat "$0/next"); echo $((n + 1)) >"$0/next"; exec "$0/copy-$n" drip 1 100`
 	cmd := exec.Command(cgrunBin(t), "run", "--name", "leak", "--memory-max", "64M", "--restart", "on-oom",
-		"--restart-delay", "0", "--max-restarts", "0", "--events", path, "--", "/bin/sh", "-c", copyRun, helperPath(t), dir)
+		"--restart-delay", "0", "--max-restarts", "0", "--events", path, "--", "/bin/sh", "-c", copyRun, dir)
 	cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
@@ -295,7 +317,7 @@ func thrashHealthy(t *testing.T) {
 				c := exec.Command(cgiFcgi, "-bind", "-connect", sock)
 				c.Env = []string{"SCRIPT_FILENAME=" + script, "SCRIPT_NAME=/read.php", "REQUEST_METHOD=GET", "QUERY_STRING=file=" + php}
 				out, err := c.CombinedOutput()
-				if err != nil || !bytes.Contains(out, []byte("ok opcache=1 read=4194304")) {
+				if err != nil || !bytes.Contains(out, []byte("ok opcache=1 read=16777216")) {
 					return fmt.Errorf("cgi-fcgi: %v: %q", err, out)
 				}
 				return nil
@@ -403,12 +425,13 @@ http.createServer((req, res) => {
 }).listen(+process.argv[3], '127.0.0.1');
 `
 
-// phpReaderScript reads a 4M slice of the file in its query, and says how much it read and
-// whether opcache serves it.
+// phpReaderScript reads a 16M slice of the file in its query, and says how much it read and
+// whether opcache serves it. (16M: over hostfs the guest drops a file's page cache now and then
+// when it is opened again; four workers reading 16M each still take the pool to memory.max.)
 const phpReaderScript = `<?php
 $f = fopen($_GET['file'], 'r');
-fseek($f, mt_rand(0, filesize($_GET['file']) - (4 << 20)));
+fseek($f, mt_rand(0, filesize($_GET['file']) - (16 << 20)));
 $n = 0;
-for ($i = 0; $i < 4; $i++) { $n += strlen(fread($f, 1 << 20)); }
+for ($i = 0; $i < 16; $i++) { $n += strlen(fread($f, 1 << 20)); }
 echo 'ok opcache=', (int) (function_exists('opcache_get_status') && is_array(@opcache_get_status(false))), ' read=', $n, "\n";
 `

@@ -27,9 +27,11 @@ func drip() {
 // thrashBench measures how soon a slowly leaking worker is replaced once it reaches memory.max:
 // from its generation's first max event to the next generation's start record, with cgrun's
 // thrash recycle (the default under --restart on-oom) beside the kernel alone (--thrash off:
-// the OOM kill ends the thrashing). Each generation runs a fresh copy of the payload on the
-// root file system, so that its program's page cache is charged to its own group and is what
-// the kernel reclaims at memory.max, as for a worker whose code nothing else has read.
+// the OOM kill ends the thrashing). Each generation runs a copy of the payload of its own on the
+// root file system that nothing has read since the page cache was dropped (the whole machine's
+// clean page cache, once per column), so that its program's pages are charged to its own group
+// and are what the kernel reclaims at memory.max, as for a worker whose code nothing else has
+// read (as TestThrashSlowLeakIsReplacedSoon does).
 func thrashBench(c *config) error {
 	flags := []string{"--memory-max", "64M", "--restart", "on-oom", "--restart-delay", "0", "--max-restarts", "0", "--events", "fd:3"}
 	fmt.Printf("7. THRASH: a leak of 1 MiB every 100 ms under %s, %d generations per column:\n", strings.Join(flags[:4], " "), c.thrashGens)
@@ -56,14 +58,29 @@ func thrashBench(c *config) error {
 // thrashColumn runs cgrun with flags until c.thrashGens generations ended, and returns the
 // first-max -> next-start times and how the generations ended.
 func thrashColumn(c *config, flags []string, dir string) ([]time.Duration, string, error) {
+	b, err := os.ReadFile(c.self)
+	if err != nil {
+		return nil, "", err
+	}
+	for i := range c.thrashGens + 2 {
+		if err := os.WriteFile(fmt.Sprintf("%s/copy-%d", dir, i), b, 0o755); err != nil {
+			return nil, "", err
+		}
+	}
+	if err := os.WriteFile(dir+"/next", []byte("0\n"), 0o644); err != nil {
+		return nil, "", err
+	}
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		return nil, "", fmt.Errorf("drop the page cache: %w", err)
+	}
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return nil, "", err
 	}
 	defer unix.Close(p[0])
-	// As in TestThrashSlowLeakIsReplacedSoon: the copy's page cache is dropped before the exec.
-	script := `f="$1/drip-$$"; cp "$0" "$f" && sync "$f" && dd if="$f" iflag=nocache count=0 status=none && exec "$f" drip`
-	pid, err := spawnCgrun(c.cgrunArgv(flags, "/bin/sh", "-c", script, c.self, dir), c.env(), c.nullFd, c.nullFd, c.nullFd, p[1])
+	script := `n=$(cat "$0/next"); echo $((n + 1)) >"$0/next"; exec "$0/copy-$n" drip`
+	pid, err := spawnCgrun(c.cgrunArgv(flags, "/bin/sh", "-c", script, dir), c.env(), c.nullFd, c.nullFd, c.nullFd, p[1])
 	unix.Close(p[1])
 	if err != nil {
 		return nil, "", err
