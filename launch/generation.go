@@ -327,7 +327,9 @@ func (g *generation) stopTimers() {
 
 // observe handles one event of the watcher: it is logged, and the triggers may recycle.
 func (g *generation) observe(ev oomwatch.Event) {
-	g.event(ev)
+	if !g.thrashOnly(ev) {
+		g.event(ev)
+	}
 	if g.thrash.Fired(ev) {
 		if s, err := readThrashSample(g.dir, ev.Time); err == nil {
 			g.thrashed(g.thrash.Pressure(ev, s), ev.Time)
@@ -346,6 +348,22 @@ func (g *generation) observe(ev oomwatch.Event) {
 	if arm && g.aboveTimer == nil {
 		g.aboveTimer = time.NewTicker(time.Second)
 	}
+}
+
+// thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
+// (--pressure, --recycle-on-pressure): it is the detector's, not a line for the stream.
+func (g *generation) thrashOnly(ev oomwatch.Event) bool {
+	if !g.thrash.Fired(ev) {
+		return false
+	}
+	for _, asked := range [][]oomwatch.Trigger{g.run.cfg.Pressure, g.run.cfg.Policy.RecyclePressure} {
+		for _, t := range asked {
+			if t.String() == ev.Pressure.Trigger {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // thrashed acts on what the thrash detector said: a recycle, or the refault samples started or
