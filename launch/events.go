@@ -113,6 +113,7 @@ type foldKey struct {
 // fold is the state of one coalesced kind of one generation.
 type fold struct {
 	last    time.Time     // when its last line was written
+	seen    time.Time     // the time of the newest event it wrote (the watcher's, which a busy supervisor may take late)
 	pending *report.Event // the events since, folded into one; nil for none
 	timer   *time.Timer   // writes pending when the second ends
 }
@@ -145,8 +146,8 @@ func (l *eventLog) fold(r report.Event) {
 		l.folds[key] = f
 	}
 	now := time.Now()
-	if f.pending == nil && now.Sub(f.last) >= l.every {
-		f.last = now
+	if f.pending == nil && now.Sub(f.last) >= l.every && r.Event.Time.Sub(f.seen) >= l.every {
+		f.last, f.seen = now, r.Event.Time
 		l.write(r)
 		l.print(r)
 		return
@@ -156,7 +157,7 @@ func (l *eventLog) fold(r report.Event) {
 		r.Coalesced = p.Coalesced + 1
 	} else {
 		r.Coalesced = 1
-		f.timer = time.AfterFunc(l.every-now.Sub(f.last), func() { l.flushFold(key) })
+		f.timer = time.AfterFunc(max(0, l.every-now.Sub(f.last)), func() { l.flushFold(key) })
 	}
 	f.pending = &r
 }
@@ -170,7 +171,7 @@ func (l *eventLog) flushFold(key foldKey) {
 		return // settled meanwhile
 	}
 	r := *f.pending
-	f.pending, f.last = nil, time.Now()
+	f.pending, f.last, f.seen = nil, time.Now(), r.Event.Time
 	l.write(r)
 	l.print(r)
 }

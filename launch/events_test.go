@@ -149,3 +149,29 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 		t.Errorf("dropped %d, human %q: want drops counted and said", dropped, human.lines())
 	}
 }
+
+// TestEventLogCoalescesByTheEventsTime: an event the supervisor took late (its time close to the
+// last line's) is folded, not written as a line of its own, so that the lines' times too are at
+// least the interval apart unless they say coalesced.
+func TestEventLogCoalescesByTheEventsTime(t *testing.T) {
+	var human, stream lockedBuffer
+	l := newEventLog("w", cgroup.Limits{}, &stream, &human)
+	l.every = 100 * time.Millisecond
+	t0 := time.Now()
+	add := func(at time.Time, count uint64) {
+		l.add(report.Event{Event: oomwatch.Event{Time: at, Kind: oomwatch.Max, Delta: 1, Count: count}, Name: "w", Generation: 1})
+	}
+	add(t0, 1)
+	time.Sleep(150 * time.Millisecond)
+	add(t0.Add(20*time.Millisecond), 2) // read 20 ms after the first, taken 150 ms later
+	time.Sleep(300 * time.Millisecond)
+	l.close()
+	lines := stream.lines()
+	if len(lines) != 2 {
+		t.Fatalf("stream %q: want 2 lines", lines)
+	}
+	var second map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil || second["coalesced"] != float64(1) {
+		t.Errorf("second line %s (%v): want it folded (coalesced 1)", lines[1], err)
+	}
+}
