@@ -506,9 +506,11 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 		return
 	}
 	g.recycled = reason
+	if reason == policy.Thrashing {
+		g.killThrashing(why) // first: the state file's write may take a while on a busy disk
+	}
 	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
 	if reason == policy.Thrashing {
-		g.killThrashing(why)
 		return
 	}
 	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
