@@ -48,7 +48,7 @@ const ThrashEvery = 100 * time.Millisecond
 
 // DefaultThrash is what `cgrun run` uses without --thrash.
 func DefaultThrash() Thrash {
-	return Thrash{Pressure: oomwatch.Trigger{Full: true, Threshold: 300 * time.Millisecond, Window: time.Second},
+	return Thrash{Pressure: oomwatch.Trigger{Full: true, Threshold: 100 * time.Millisecond, Window: time.Second},
 		Refaults: 100, For: 100 * time.Millisecond}
 }
 
@@ -57,12 +57,12 @@ func DefaultThrash() Thrash {
 func (t Thrash) Enabled(r Restart) bool { return !t.Off && r != RestartNever }
 
 // ParseThrash reads a --thrash value: off, on, or a comma-separated list of settings that each
-// change one of the defaults: pressure=TRIGGER (e.g. "full 300ms/1s"), refaults=N/s, for=DURATION.
+// change one of the defaults: pressure=TRIGGER (e.g. "full 100ms/1s"), refaults=N/s, for=DURATION.
 func ParseThrash(s string) (Thrash, error) {
 	t := DefaultThrash()
 	t.Set = true
 	bad := func(why string) (Thrash, error) {
-		return Thrash{}, fmt.Errorf("--thrash %q: %s (want off, on, or settings such as 'pressure=full 300ms/1s,refaults=100/s,for=100ms')", s, why)
+		return Thrash{}, fmt.Errorf("--thrash %q: %s (want off, on, or settings such as 'pressure=full 100ms/1s,refaults=100/s,for=100ms')", s, why)
 	}
 	for _, part := range strings.Split(s, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
