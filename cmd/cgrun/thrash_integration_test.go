@@ -158,15 +158,15 @@ func TestThrashSlowLeakIsReplacedSoon(t *testing.T) {
 // TestThrashPSISlowLeakIsReplacedSoon is TestThrashSlowLeakIsReplacedSoon told by PSI.
 func TestThrashPSISlowLeakIsReplacedSoon(t *testing.T) {
 	requirePSI(t)
-	thrashLeak(t, "pressure")
+	thrashLeak(t, "memory.pressure")
 }
 
 func thrashLeak(t *testing.T, source string) {
 	h := requireCgroup2(t)
 	if source == "" {
-		source = "refaults"
+		source = "memory.stat"
 		if _, err := os.Stat(filepath.Join(h.SelfDir(), "memory.pressure")); err == nil {
-			source = "pressure"
+			source = "memory.pressure"
 		}
 	}
 	before := groupsUnder(t, h.SelfDir())

@@ -108,7 +108,7 @@ func (t Thrash) String() string {
 	return fmt.Sprintf("pressure=%v,refaults=%d/s,for=%v", t.Pressure, t.Refaults, t.For)
 }
 
-// Validate checks the settings against the restart policy.
+// validate checks the settings against the restart policy.
 func (t Thrash) validate(r Restart) error {
 	if t.Set && !t.Off && r == RestartNever {
 		return errors.New("--thrash recycles a thrashing generation and starts the next one, so it needs --restart on-oom, on-failure or always (or --thrash off)")
@@ -132,7 +132,7 @@ type ThrashVerdict struct {
 	Thrash bool   // recycle it
 	Why    string // the line that says why (with Thrash)
 	Sample bool   // read refaults every ThrashEvery from now on (without PSI): memory is near memory.max
-	Source string // "pressure" or "refaults" (with Thrash)
+	Source string // the file that told it, with Thrash: "memory.pressure" (PSI) or "memory.stat"
 	Rate   uint64 // working-set refaults a second over For (refaults, with Thrash)
 }
 
@@ -189,7 +189,7 @@ func (w *ThrashWatch) Pressure(ev oomwatch.Event, s RefaultSample) ThrashVerdict
 		return ThrashVerdict{}
 	}
 	w.done = true
-	return ThrashVerdict{Thrash: true, Source: "pressure",
+	return ThrashVerdict{Thrash: true, Source: "memory.pressure",
 		Why: fmt.Sprintf("thrashing at memory.max %s: stalled on memory past %v (PSI trigger %q, stalled %v so far; %s of page cache left)",
 			cgroup.FormatSize(w.max), w.t.Pressure.Threshold, w.t.Pressure.String(), ev.Pressure.Stalled(), cgroup.FormatSize(s.Cache))}
 }
@@ -247,7 +247,7 @@ func (w *ThrashWatch) Sample(s RefaultSample) ThrashVerdict {
 		return ThrashVerdict{Sample: true}
 	}
 	w.done = true
-	return ThrashVerdict{Thrash: true, Source: "refaults", Rate: rate,
+	return ThrashVerdict{Thrash: true, Source: "memory.stat", Rate: rate,
 		Why: fmt.Sprintf("thrashing at memory.max %s with %s of page cache, %s of it its programs': %s",
 			cgroup.FormatSize(w.max), cgroup.FormatSize(s.Cache), cgroup.FormatSize(min(s.Mapped, s.Cache)), why)}
 }

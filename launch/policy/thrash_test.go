@@ -346,7 +346,7 @@ func TestThrashWatch(t *testing.T) {
 		if v := w.Pressure(fired(th.Pressure, 63), data); v.Thrash {
 			t.Error("thrash with 16M of page cache that no process maps")
 		}
-		if v := w.Pressure(fired(th.Pressure, 63), s(0, 63, 4, 0)); !v.Thrash || v.Source != "pressure" {
+		if v := w.Pressure(fired(th.Pressure, 63), s(0, 63, 4, 0)); !v.Thrash || v.Source != "memory.pressure" {
 			t.Errorf("%+v: want thrash told by pressure", v)
 		}
 	})

@@ -55,7 +55,7 @@ type Event struct {
 
 // Thrash is what a thrash record says: how cgrun told the stall (policy.ThrashVerdict).
 type Thrash struct {
-	Source            string `json:"source"` // "pressure" (PSI) or "refaults" (memory.stat)
+	Source            string `json:"source"` // "memory.pressure" (a PSI trigger) or "memory.stat" (its reclaim and refault counters)
 	Why               string `json:"why"`
 	RefaultsPerSecond uint64 `json:"refaults_per_second,omitempty"`
 }
