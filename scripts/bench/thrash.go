@@ -78,7 +78,8 @@ func thrashColumn(c *config, flags []string, dir string) ([]time.Duration, strin
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
 		return nil, "", err
 	}
-	defer unix.Close(p[0])
+	events := os.NewFile(uintptr(p[0]), "events") // it alone closes p[0]
+	defer events.Close()
 	script := `n=$(cat "$0/next"); echo $((n + 1)) >"$0/next"; exec "$0/copy-$n" drip`
 	pid, err := spawnCgrun(c.cgrunArgv(flags, "/bin/sh", "-c", script, dir), c.env(), c.nullFd, c.nullFd, c.nullFd, p[1])
 	unix.Close(p[1])
@@ -93,7 +94,7 @@ func thrashColumn(c *config, flags []string, dir string) ([]time.Duration, strin
 	}()
 	firstMax, start := map[int]time.Time{}, map[int]time.Time{}
 	reasons := map[string]int{}
-	s := bufio.NewScanner(os.NewFile(uintptr(p[0]), "events"))
+	s := bufio.NewScanner(events)
 	deadline := time.AfterFunc(time.Duration(c.thrashGens)*60*time.Second, func() { _ = unix.Kill(pid, unix.SIGTERM) })
 	defer deadline.Stop()
 	for s.Scan() {
