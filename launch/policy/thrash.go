@@ -23,10 +23,10 @@ import (
 // for memory it needs back. Where the kernel has PSI (Linux 4.20, CONFIG_PSI) the wait is the
 // group's memory.pressure, watched with Pressure as a trigger. Where it has none (Debian's UML
 // kernel, many 5.10 builds) it is memory.stat, read every ThrashEvery only while memory sits
-// within 5% of memory.max: its working-set refaults (cgroup.Refaults: pages the group evicted
-// and soon needed back) coming at Refaults a second or more for For and at a twentieth of the
-// page cache a second, or its reclaim counters saying that reclaim looked at pages and could
-// free under a quarter of them, since they are in use.
+// within 5% of memory.max: its refaults (cgroup.Refaults: pages the group evicted and needed
+// back; with its page cache spent, its programs' own) coming at Refaults a second or more for
+// For and at a twentieth of the page cache a second, or its reclaim counters saying that
+// reclaim looked at pages and could free under a quarter of them, since they are in use.
 //
 // A leak squeezes its page cache down to its program's mapped pages, which the kernel then
 // takes and the program reads back, over and over, until the OOM kill; a server whose files do
@@ -36,7 +36,7 @@ type Thrash struct {
 	Off      bool             // --thrash off
 	Set      bool             // --thrash was given (it then needs a restart policy)
 	Pressure oomwatch.Trigger // the PSI trigger on memory.pressure
-	Refaults uint64           // working-set refaults a second, without PSI ...
+	Refaults uint64           // refaults a second, without PSI ...
 	For      time.Duration    // ... for this long
 }
 
@@ -133,7 +133,7 @@ type ThrashVerdict struct {
 	Why    string // the line that says why (with Thrash)
 	Sample bool   // read refaults every ThrashEvery from now on (without PSI): memory is near memory.max
 	Source string // the file that told it, with Thrash: "memory.pressure" (PSI) or "memory.stat"
-	Rate   uint64 // working-set refaults a second over For (refaults, with Thrash)
+	Rate   uint64 // refaults a second over For (memory.stat, with Thrash)
 }
 
 // ThrashWatch tells, for one generation, a group stalled on memory from one merely at
@@ -232,13 +232,17 @@ func (w *ThrashWatch) Sample(s RefaultSample) ThrashVerdict {
 	if !w.spent(s) {
 		return ThrashVerdict{Sample: true}
 	}
-	grew := s.Refaults.Since(first.Refaults).Activate
+	// Every refault counts, not only the activated ones: while the page cache is as small as a
+	// spent group's, 5.10 activates few of the program's pages it reads back (their refault
+	// distance exceeds its tiny active list), and the stall went unseen for up to 1.3 s.
+	d := s.Refaults.Since(first.Refaults)
+	grew := max(d.Refault, d.Activate)
 	rate := uint64(float64(grew) / covered.Seconds())
 	scan, steal := sub(s.Scan, first.Scan), sub(s.Steal, first.Steal)
 	var why string
 	switch {
 	case rate >= w.t.Refaults && rate >= s.Cache/pageSize/turnover:
-		why = fmt.Sprintf("%d pages of its working set read back in over %v (%d/s; --thrash counts %d/s and a twentieth of the page cache a second)",
+		why = fmt.Sprintf("%d pages it had evicted read back in over %v (%d/s; --thrash counts %d/s and a twentieth of the page cache a second)",
 			grew, covered.Round(time.Millisecond), rate, w.t.Refaults)
 	case scan >= minScan && steal*4 < scan:
 		why = fmt.Sprintf("the kernel's reclaim looked at %d of its pages over %v and could free only %d: they are in use",

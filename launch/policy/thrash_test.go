@@ -283,6 +283,17 @@ func TestThrashWatch(t *testing.T) {
 			t.Errorf("%+v: want thrash (2000/s out of 30M, all of it mapped)", v)
 		}
 	})
+	t.Run("refaults: refaults the kernel does not activate count too", func(t *testing.T) {
+		// 5.10 with a spent page cache of 1M: the program's pages read back, few activated.
+		w := NewThrashWatch(DefaultThrash(), l, false)
+		w.Event(maxEv(0, 63))
+		a, b := s(0, 63, 1, 66), s(100, 63, 1, 66)
+		a.Refaults.Refault, b.Refaults.Refault = 66, 165
+		w.Sample(a)
+		if v := w.Sample(b); !v.Thrash || !strings.Contains(v.Why, "99 pages it had evicted") {
+			t.Errorf("%+v: want thrash from 99 refaults in 100ms, none of them activated", v)
+		}
+	})
 	t.Run("refaults: reclaim that finds only pages in use is thrash", func(t *testing.T) {
 		w := NewThrashWatch(DefaultThrash(), l, false)
 		w.Event(maxEv(0, 63))
