@@ -36,7 +36,7 @@ type Collector struct {
 	mu   sync.Mutex
 	last map[string]float64 // by file (and PSI line), as last read from a generation's group
 
-	current, peak, max, high, pids, generation, running, pressure, events, restarts *prometheus.Desc
+	current, peak, max, high, pids, generation, running, pressure, events, restarts, advice *prometheus.Desc
 }
 
 func NewCollector(snapshot func() state.State) *Collector {
@@ -56,11 +56,12 @@ func NewCollector(snapshot func() state.State) *Collector {
 		pressure:   d("cgrun_memory_pressure_avg10_percent", "memory.pressure avg10 of the group, where the kernel has PSI.", "kind"),
 		events:     d("cgrun_memory_events_total", "memory.events counters, summed over all generations.", "event"),
 		restarts:   d("cgrun_restarts_total", "Restarts of the command, by reason.", "reason"),
+		advice:     d("cgrun_advice_bytes", "With --advise: the memory the probe found the command needs (working_set) and the limits it advises (memory_max, memory_high); absent until the first sample.", "figure"),
 	}
 }
 
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts} {
+	for _, d := range []*prometheus.Desc{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts, c.advice} {
 		ch <- d
 	}
 }
@@ -124,6 +125,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, k := range cgroup.MemoryEventNames() {
 		ch <- prometheus.MustNewConstMetric(c.events, prometheus.CounterValue, float64(s.Totals[k]+live[k]), s.Name, k)
+	}
+	if a := s.Advice; a != nil {
+		gauge(c.advice, float64(a.WorkingSet), "working_set")
+		gauge(c.advice, float64(a.MemoryMax), "memory_max")
+		gauge(c.advice, float64(a.MemoryHigh), "memory_high")
 	}
 	for _, reason := range policy.Reasons() { // the reason label's values, all present from the start
 		ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.RestartsByReason[string(reason)]), s.Name, string(reason))
