@@ -69,22 +69,19 @@ func newAdvisor(dir string, peak *cgroup.PeakMeter, cfg *Advise, warn func(error
 	return a, nil
 }
 
-// Interval is the time between two samples.
-func (a *advisor) interval() time.Duration { return advise.DefaultConfig("", 0, 0).Interval }
-
-// step reads one sample and writes what the prober decided.
-func (a *advisor) step(now time.Time) {
+// step reads one sample, writes what the prober decided, and returns the time to the next.
+func (a *advisor) step(now time.Time) time.Duration {
 	if a.halted {
-		return
+		return time.Hour
 	}
 	s := advise.Sample{At: now.Sub(a.started)}
 	var err error
 	if s.Current, err = cgroup.MemoryCurrent(a.dir); err != nil {
-		return // the group is going: the supervisor hears why
+		return time.Second // the group is going: the supervisor hears why
 	}
 	st, err := cgroup.ReadMemoryStat(a.dir)
 	if err != nil {
-		return
+		return time.Second
 	}
 	s.Anon, s.Reclaimable, s.Refaults = st.Anon, st.Reclaimable, st.Refaults
 	if p, err := oomwatch.ReadPressure(a.dir); err == nil {
@@ -109,6 +106,7 @@ func (a *advisor) step(now time.Time) {
 		}{s, act})
 		a.trace.Write(append(b, '\n'))
 	}
+	return act.Next
 }
 
 // restore writes the group's memory.high back as it was before the probe. It is idempotent.
@@ -146,9 +144,9 @@ func (a *advisor) close() advise.Estimate {
 	return e
 }
 
-// startAdvisor starts the probe on the generation's group, and returns the ticker of its
+// startAdvisor starts the probe on the generation's group, and returns the timer of its
 // samples; nil when it could not start (said once).
-func (g *generation) startAdvisor() *time.Ticker {
+func (g *generation) startAdvisor() *time.Timer {
 	warn := func(err error) { fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: advise: %v\n", err) }
 	a, err := newAdvisor(g.dir, g.peak, g.run.cfg.Advise, warn)
 	if err != nil {
@@ -156,7 +154,7 @@ func (g *generation) startAdvisor() *time.Ticker {
 		return nil
 	}
 	g.advisor = a
-	return time.NewTicker(a.interval())
+	return time.NewTimer(advise.DefaultConfig("", 0, 0).Interval)
 }
 
 // endAdvisor restores memory.high and adds what the probe found to the run's estimate.

@@ -49,7 +49,8 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
-	advisor      *advisor  // --advise: the probe of the memory it needs; nil without
+	advisor      *advisor // --advise: the probe of the memory it needs; nil without
+	adviseTimer  *time.Timer
 	windowEnded  bool      // cgrun advise --for ended the run
 	next         *handover // --overlap: the next generation, started beside this one
 	nextFailed   bool      // the overlap was given up: recycle as without --overlap
@@ -236,6 +237,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	}
 	if a := g.run.cfg.Advise; a != nil {
 		if t := g.startAdvisor(); t != nil {
+			g.adviseTimer = t
 			defer t.Stop()
 			defer g.endAdvisor()
 			adviseTick = t.C
@@ -267,7 +269,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case ev := <-events:
 			g.observe(ev)
 		case now := <-adviseTick:
-			g.advisor.step(now)
+			g.adviseTimer.Reset(g.advisor.step(now))
 			g.noteAdvice(now)
 		case <-adviseEnd:
 			g.endWindow()

@@ -32,51 +32,60 @@ type Sample struct {
 
 // Config are the prober's knobs; DefaultConfig is what cgrun uses.
 type Config struct {
-	Source   Source
-	Interval time.Duration // between two samples
-	PageSize uint64
-	// Squeeze is the part of the reclaimable page cache each step takes away before the first
-	// contact with pressure; Gentle after it, near the working set.
+	Source Source
+	// Interval is the time between two samples; Quick the time after a squeeze, so that one
+	// that went too far is undone before it costs much (a command that loops over its files
+	// reads all of them again on every pass once its cache is one page short).
+	Interval, Quick time.Duration
+	PageSize        uint64
+	// Squeeze is the part of the page cache above the floor that each step takes away before
+	// the first contact with pressure; Gentle after it, near the working set.
 	Squeeze, Gentle float64
 	// MinStep is the smallest step that is worth a write.
 	MinStep uint64
 	// Stall is the stalled part of an interval (PSI) at which pressure has risen.
 	Stall float64
-	// Refault is the refaulted bytes in an interval, as a part of memory.current, at which
+	// Refault is the refaulted bytes in an Interval, as a part of memory.current, at which
 	// pressure has risen (no PSI).
 	Refault float64
-	// BackOff raises memory.high by this part of memory.current when pressure rose; Hold is how
-	// many intervals it stays there before the squeeze resumes.
-	BackOff float64
-	Hold    int
+	// Hold is how long memory.high stays back where it was after pressure rose, before the
+	// squeeze resumes; it doubles after each contact, up to 16 times.
+	Hold time.Duration
+	// Calm is how long what reclaim cannot take must have stayed where it is before a squeeze:
+	// a command that is still growing (starting up, loading) would be throttled at a
+	// memory.high that its next allocations pass, and reclaim has nothing to give it.
+	Calm time.Duration
 	// Ceiling is the memory.high the group had before the probe (the user's --memory-high), or
 	// 0 for none ("max"): the probe never goes above it.
 	Ceiling uint64
 }
 
 func DefaultConfig(src Source, pageSize uint64, ceiling uint64) Config {
-	return Config{Source: src, Interval: 500 * time.Millisecond, PageSize: pageSize,
+	return Config{Source: src, Interval: 500 * time.Millisecond, Quick: 100 * time.Millisecond, PageSize: pageSize,
 		Squeeze: 0.2, Gentle: 0.05, MinStep: 256 << 10, Stall: 0.01, Refault: 0.005,
-		BackOff: 0.1, Hold: 10, Ceiling: ceiling}
+		Hold: 5 * time.Second, Calm: 2 * time.Second, Ceiling: ceiling}
 }
 
-// Action is what to write after a sample: nothing, a new memory.high, or the original back.
+// Action is what to do after a sample: write a new memory.high, or the original back, or
+// nothing; and when to take the next sample.
 type Action struct {
-	High    uint64 // the memory.high to write; 0 for none
-	Restore bool   // write the original memory.high back (the ceiling was reached)
-	Why     string // "squeeze", "back off", "floor": for the trace
+	High    uint64        `json:"high,omitempty"`    // the memory.high to write; 0 for none
+	Restore bool          `json:"restore,omitempty"` // write the original memory.high back
+	Why     string        `json:"why,omitempty"`     // "squeeze", "back off", "floor": for the trace
+	Next    time.Duration `json:"next"`              // the time to the next sample
 }
 
-// Prober decides, one sample at a time, where to put memory.high. Its zero value is unusable:
-// make it with New.
+// Prober decides, one sample at a time, where to put memory.high. Make it with New.
 type Prober struct {
-	cfg    Config
-	high   uint64 // the memory.high it last wrote; 0 while the original stands
-	last   Sample
-	have   bool
-	hold   int // intervals left before the squeeze resumes
-	est    Estimate
-	growth uint64 // how much the memory reclaim cannot take grew over the last interval
+	cfg       Config
+	high      uint64 // the memory.high it last wrote; 0 while the original stands
+	last      Sample
+	have      bool
+	holdUntil time.Duration // no squeeze before this (Sample.At)
+	refill    bool          // a hold after a contact is running: what memory refills to is needed
+	base      uint64        // what reclaim cannot take, when it last grew
+	calmSince time.Duration // since when it has not grown past base
+	est       Estimate
 }
 
 func New(cfg Config) *Prober {
@@ -87,8 +96,8 @@ func New(cfg Config) *Prober {
 type Estimate struct {
 	Source Source `json:"pressure_source"`
 	// WorkingSet is the memory the command needed: the most of what reclaim cannot take
-	// (anonymous memory, without swap), and the level one step above where the squeeze met
-	// pressure, whichever is higher.
+	// (anonymous memory, without swap), the level above where the squeeze met pressure, and
+	// what memory refilled to after it backed off, whichever is highest.
 	WorkingSet uint64 `json:"working_set"`
 	// Peak is the highest memory.current seen (the caller puts memory.peak in where the kernel
 	// has it).
@@ -109,7 +118,7 @@ func (p *Prober) Estimate() Estimate { return p.est }
 // High is the memory.high the prober last wrote, or 0 while the original stands.
 func (p *Prober) High() uint64 { return p.high }
 
-// Step takes one sample and says what to write.
+// Step takes one sample and says what to do.
 func (p *Prober) Step(s Sample) Action {
 	prev, had := p.last, p.have
 	p.last, p.have = s, true
@@ -117,34 +126,44 @@ func (p *Prober) Step(s Sample) Action {
 	e.Observed = s.At
 	e.Peak = max(e.Peak, s.Current)
 	fixed := sub(s.Current, s.Reclaimable)
-	if had {
-		p.growth = sub(fixed, sub(prev.Current, prev.Reclaimable))
-	}
 	e.Unreclaimable = max(e.Unreclaimable, fixed)
 	e.WorkingSet = max(e.WorkingSet, e.Unreclaimable)
-	if !had {
-		return Action{}
+	if !had || fixed > p.base+max(p.cfg.MinStep, p.base/50) {
+		p.base, p.calmSince = fixed, s.At
 	}
-	// The lowest memory.high worth writing: what reclaim cannot take, with room for what it
+	if !had {
+		return Action{Next: p.cfg.Interval}
+	}
+	// The lowest memory.high worth writing: what reclaim cannot take, with room for what that
 	// grows by in twice the interval, so that a growing command is not throttled between two
 	// samples (memory.high throttles whatever reclaim cannot bring under it).
-	floor := fixed + max(2*p.growth, s.Current/50, p.cfg.MinStep)
+	growth := sub(fixed, sub(prev.Current, prev.Reclaimable))
+	floor := fixed + max(2*growth, s.Current/50, p.cfg.MinStep)
 	if p.pressured(prev, s) {
+		if p.high == 0 {
+			return Action{Next: p.cfg.Interval} // not the probe's doing: the original stands
+		}
+		// The squeeze went too far: the original back at once (a small back-off may still be
+		// short of what a looping reader needs, and each interval short costs it a pass), and
+		// no squeeze for a while.
 		e.Contacts++
 		e.Settled = true
 		e.WorkingSet = max(e.WorkingSet, prev.Current, s.Current)
-		p.hold = p.cfg.Hold
-		if p.high == 0 {
-			return Action{} // not the probe's doing: the original stands
-		}
-		return p.write(max(s.Current+uint64(p.cfg.BackOff*float64(s.Current)), floor, p.high), "back off")
+		p.holdUntil = s.At + p.cfg.Hold<<min(e.Contacts-1, 4)
+		p.refill = true
+		p.high = 0
+		return Action{Restore: true, Why: "back off", Next: p.cfg.Interval}
 	}
 	if p.high != 0 && p.high < floor {
-		return p.write(floor, "floor") // it grew: never throttle what reclaim cannot take
+		return p.write(floor, "floor", p.cfg.Interval) // it grew: never throttle what reclaim cannot take
 	}
-	if p.hold > 0 {
-		p.hold--
-		return Action{}
+	if s.At < p.holdUntil || s.At-p.calmSince < p.cfg.Calm {
+		return Action{Next: p.cfg.Interval}
+	}
+	if p.refill {
+		// Memory came back to what the command needs since the contact.
+		e.WorkingSet = max(e.WorkingSet, s.Current)
+		p.refill = false
 	}
 	part := p.cfg.Squeeze
 	if e.Contacts > 0 {
@@ -159,13 +178,13 @@ func (p *Prober) Step(s Sample) Action {
 			e.Settled = true
 		}
 	}
-	if p.high != 0 && sub(p.high, target) < p.cfg.MinStep && target <= p.high {
-		return Action{} // already there
+	if p.high != 0 && target <= p.high && p.high-target < p.cfg.MinStep {
+		return Action{Next: p.cfg.Interval} // already there
 	}
-	if target >= s.Current && p.high == 0 {
-		return Action{} // nothing to squeeze; the original stands
+	if target >= s.Current {
+		return Action{Next: p.cfg.Interval} // nothing to squeeze
 	}
-	return p.write(target, "squeeze")
+	return p.write(target, "squeeze", p.cfg.Quick)
 }
 
 // pressured says whether the group's memory pressure rose over the last interval.
@@ -187,16 +206,16 @@ func (p *Prober) pressured(prev, s Sample) bool {
 }
 
 // write returns the action that puts memory.high at v, never above the ceiling.
-func (p *Prober) write(v uint64, why string) Action {
-	if p.cfg.Ceiling != 0 && v >= p.cfg.Ceiling || p.cfg.Ceiling == 0 && v == 0 {
+func (p *Prober) write(v uint64, why string, next time.Duration) Action {
+	if p.cfg.Ceiling != 0 && v >= p.cfg.Ceiling {
 		if p.high == 0 {
-			return Action{}
+			return Action{Next: next}
 		}
 		p.high = 0
-		return Action{Restore: true, Why: why}
+		return Action{Restore: true, Why: why, Next: next}
 	}
 	p.high = v
-	return Action{High: v, Why: why}
+	return Action{High: v, Why: why, Next: next}
 }
 
 func sub(a, b uint64) uint64 {
