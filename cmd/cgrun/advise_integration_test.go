@@ -398,3 +398,98 @@ func TestAdviseFileReadOnce(t *testing.T) {
 func TestAdviseHotFile(t *testing.T) {
 	checkAdvise(t, workload{hot: 8, onceMB: 96, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
 }
+
+// TestRunAdviseInStatusPsMetricsReport: a long-running `cgrun run --advise` shows its estimate in
+// `cgrun status` (text and JSON), `cgrun ps --json`, the metrics and the final --report; the probe
+// squeezes only the payload group's memory.high, never the leaf's copy of the user's limits
+// that runtimes read, and on SIGTERM the command finds memory.high as cgrun leaves it for a
+// stop (max: a stop is never throttled), not the probe's value.
+func TestRunAdviseInStatusPsMetricsReport(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	once := diskFile(t, 96)
+	rep := filepath.Join(t.TempDir(), "report.json")
+	cmd, out, errb := startCgrun(t, []string{"--advise", "--name", "advised", "--memory-high", "900M", "--metrics-addr", ":0", "--report", rep},
+		"work", "8", "0", once, "-", "60")
+	var box sandbox
+	deadline := time.Now().Add(25 * time.Second)
+	for {
+		stdout, _, code := cgrunCmd(t, nil, "status", "advised", "--json")
+		if code == 0 {
+			if err := json.Unmarshal([]byte(stdout), &box); err != nil {
+				t.Fatalf("status --json printed %q: %v", stdout, err)
+			}
+			if box.Advice != nil && box.Advice.Settled && box.MemoryHigh != nil && *box.MemoryHigh < 900<<20 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no settled advice and no squeeze in cgrun status after 25 s: %+v, memory.high %v; stderr %s", box.Advice, box.MemoryHigh, errb)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if a := box.Advice; a.MemoryMax < 8<<20 || a.MemoryMax > 64<<20 || a.WorkingSet > a.MemoryHigh || a.MemoryHigh >= a.MemoryMax || string(a.PressureSource) != wantSource(t) {
+		t.Errorf("advice in status: %+v; want memory.max between 8M and 64M (8M hot, a 96M file read once), working set < memory.high < memory.max", a)
+	}
+	leaf := filepath.Join(h.Mount, box.Group, "main")
+	if v, err := cgroup.ReadFile(leaf, "memory.high"); err != nil || v != strconv.Itoa(900<<20) {
+		t.Errorf("the leaf's memory.high is %q (%v) while the group's is squeezed to %d: want the user's 900M, untouched", v, err, *box.MemoryHigh)
+	}
+	if b := find(psJSON(t), "advised"); b == nil || b.Advice == nil || b.Advice.MemoryMax == 0 {
+		t.Errorf("cgrun ps --json: %+v, want the advice", b)
+	}
+	text, _, _ := cgrunCmd(t, nil, "status", "advised")
+	if !strings.Contains(text, "advice") || !strings.Contains(text, "--memory-max ") {
+		t.Errorf("cgrun status has no advice line:\n%s", text)
+	}
+	m := scrape(t, box.MetricsAddr)
+	for _, fig := range []string{"memory_max", "memory_high", "working_set"} {
+		if v := m[fmt.Sprintf(`cgrun_advice_bytes{figure=%q,name="advised"}`, fig)]; v <= 0 {
+			t.Errorf("cgrun_advice_bytes{figure=%q} = %v, want > 0", fig, v)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	var got helperReport
+	for out.Scan() {
+		if strings.HasPrefix(out.Text(), "{") {
+			got = parseReport(t, out.Text())
+		}
+	}
+	if code := waitCode(t, cmd); code != 0 {
+		t.Errorf("exit %d, want 0 (the helper exits 0 on SIGTERM): %s", code, errb)
+	}
+	if got.Note != "term" || got.Files["memory.high"] != "max" {
+		t.Errorf("at the stop the group's memory.high is %q (%s): want max, as cgrun sets it for a stop", got.Files["memory.high"], got.Note)
+	}
+	var doc struct {
+		Advice *adviceDoc `json:"advice"`
+	}
+	b, _ := os.ReadFile(rep)
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Advice == nil || doc.Advice.MemoryMax == 0 || doc.Advice.ObservedSeconds <= 0 {
+		t.Errorf("--report: %s (%v), want an advice object", b, err)
+	}
+	if !strings.Contains(errb.String(), "advice: --memory-max ") {
+		t.Errorf("no advice line at exit on stderr: %s", errb)
+	}
+	assertNothingLeft(t, h, before, cmd.Process.Pid)
+}
+
+// TestAdviseBadInputCreatesNothing: what would make the probe set off a recycle, a negative
+// window, no command: one line, exit 125, nothing left.
+func TestAdviseBadInputCreatesNothing(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	for _, args := range [][]string{
+		{"advise", "--recycle-on-high", "5", "--", "true"},
+		{"advise", "--recycle-above", "100M", "--", "true"},
+		{"run", "--advise", "--recycle-on-stall", "--", "true"},
+		{"advise", "--for", "-5s", "--", "true"},
+		{"advise", "--for", "10s"},
+	} {
+		stdout, stderr, code := cgrunCmd(t, nil, args...)
+		if code != 125 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.HasPrefix(stderr, "cgrun: ") || stdout != "" {
+			t.Errorf("cgrun %v: exit %d, stdout %q, stderr %q; want 125 and one line", args, code, stdout, stderr)
+		}
+	}
+	assertNothingLeft(t, h, before)
+}
