@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,18 +136,30 @@ type cost struct {
 
 func costNow() cost {
 	c := cost{wall: time.Now()}
-	var run, wait int64
-	b, _ := os.ReadFile("/proc/thread-self/schedstat") // on a CPU, waiting for one (ns)
-	fmt.Sscan(string(b), &run, &wait)
-	c.slept = time.Duration(c.wall.UnixNano()) - time.Duration(run+wait) // minus the start, taken out by the difference
-	if h, err := cgroup.Detect(); err == nil {
-		dir := h.SelfDir()
-		if filepath.Base(dir) == "main" {
-			dir = filepath.Dir(dir)
-		}
-		st, _ := cgroup.ReadKeyed(dir, "memory.stat")
-		c.refaults = int64(st["workingset_refault_file"] + st["workingset_refault_anon"])
+	h, err := cgroup.Detect()
+	if err != nil {
+		return c
 	}
+	dir := h.SelfDir()
+	if filepath.Base(dir) == "main" {
+		dir = filepath.Dir(dir)
+	}
+	st, _ := cgroup.ReadKeyed(dir, "memory.stat")
+	c.refaults = int64(st["workingset_refault_file"] + st["workingset_refault_anon"])
+	// Where the kernel has PSI its group's memory stall is exactly the time reclaim and
+	// throttling cost it; where not, the thread's time off the CPU (the kernels without PSI
+	// that cgrun is tested on keep schedstat).
+	if p, err := oomwatch.ReadPressure(dir); err == nil {
+		c.slept = time.Duration(p.SomeTotalUS) * time.Microsecond
+		return c
+	}
+	var run, wait int64
+	b, err := os.ReadFile("/proc/thread-self/schedstat") // on a CPU, waiting for one (ns)
+	if _, serr := fmt.Sscan(string(b), &run, &wait); err != nil || serr != nil || run == 0 {
+		c.slept = -time.Hour // neither: the cost cannot be told, and the test fails
+		return c
+	}
+	c.slept = time.Duration(c.wall.UnixNano()) - time.Duration(run+wait) // minus the start, taken out by the difference
 	return c
 }
 
@@ -211,8 +224,8 @@ func parseCost(t *testing.T, r result) workCost {
 }
 
 func (c workCost) share() float64 {
-	if c.workMB <= 0 || c.wallUS <= 0 {
-		return 1
+	if c.workMB <= 0 || c.wallUS <= 0 || c.sleptUS < -c.wallUS/10 {
+		return 1 // no work, or no way to tell the time it lost: a cost no check passes
 	}
 	return float64(c.refaultMB)/float64(c.workMB) + float64(c.sleptUS)/float64(c.wallUS)
 }
@@ -492,4 +505,11 @@ func TestAdviseBadInputCreatesNothing(t *testing.T) {
 		}
 	}
 	assertNothingLeft(t, h, before)
+}
+
+// TestAdvisePSIHotFile is TestAdviseHotFile where the kernel has PSI: the probe backs off on the
+// group's memory stall (memory.pressure), not on refaults. The PSI step of scripts/test runs it.
+func TestAdvisePSIHotFile(t *testing.T) {
+	requirePSI(t)
+	checkAdvise(t, workload{hot: 8, onceMB: 96, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
 }

@@ -82,7 +82,6 @@ type Prober struct {
 	last      Sample
 	have      bool
 	holdUntil time.Duration // no squeeze before this (Sample.At)
-	refill    bool          // a hold after a contact is running: what memory refills to is needed
 	base      uint64        // what reclaim cannot take, when it last grew
 	calmSince time.Duration // since when it has not grown past base
 	est       Estimate
@@ -96,8 +95,8 @@ func New(cfg Config) *Prober {
 type Estimate struct {
 	Source Source `json:"pressure_source"`
 	// WorkingSet is the memory the command needed: the most of what reclaim cannot take
-	// (anonymous memory, without swap), the level above where the squeeze met pressure, and
-	// what memory refilled to after it backed off, whichever is highest.
+	// (anonymous memory, without swap), and the level one step above where the squeeze met
+	// pressure, whichever is higher.
 	WorkingSet uint64 `json:"working_set"`
 	// Peak is the highest memory.current seen (the caller puts memory.peak in where the kernel
 	// has it).
@@ -139,7 +138,13 @@ func (p *Prober) Step(s Sample) Action {
 	// samples (memory.high throttles whatever reclaim cannot bring under it).
 	growth := sub(fixed, sub(prev.Current, prev.Reclaimable))
 	floor := fixed + max(2*growth, s.Current/50, p.cfg.MinStep)
-	if p.pressured(prev, s) {
+	pressure := p.pressured(prev, s)
+	if pressure == stalled {
+		// Reclaim stalled it but took nothing it needed again (a file it streams): not below
+		// its working set, but no further squeeze while it costs.
+		return Action{Next: p.cfg.Interval}
+	}
+	if pressure == hurt {
 		if p.high == 0 {
 			return Action{Next: p.cfg.Interval} // not the probe's doing: the original stands
 		}
@@ -150,7 +155,6 @@ func (p *Prober) Step(s Sample) Action {
 		e.Settled = true
 		e.WorkingSet = max(e.WorkingSet, prev.Current, s.Current)
 		p.holdUntil = s.At + p.cfg.Hold<<min(e.Contacts-1, 4)
-		p.refill = true
 		p.high = 0
 		return Action{Restore: true, Why: "back off", Next: p.cfg.Interval}
 	}
@@ -159,11 +163,6 @@ func (p *Prober) Step(s Sample) Action {
 	}
 	if s.At < p.holdUntil || s.At-p.calmSince < p.cfg.Calm {
 		return Action{Next: p.cfg.Interval}
-	}
-	if p.refill {
-		// Memory came back to what the command needs since the contact.
-		e.WorkingSet = max(e.WorkingSet, s.Current)
-		p.refill = false
 	}
 	part := p.cfg.Squeeze
 	if e.Contacts > 0 {
@@ -187,21 +186,39 @@ func (p *Prober) Step(s Sample) Action {
 	return p.write(target, "squeeze", p.cfg.Quick)
 }
 
-// pressured says whether the group's memory pressure rose over the last interval.
-func (p *Prober) pressured(prev, s Sample) bool {
+// What the last interval's pressure says.
+const (
+	calm    = iota
+	stalled // PSI: its tasks stalled on reclaim, but nothing came back (refaults)
+	hurt    // the squeeze took what it needed again
+)
+
+// pressured says what the group's memory pressure did over the last interval. With PSI, a
+// stall counts only with refaults beside it: reclaim stalls a command that streams a file it
+// never reads again too, and that page cache is not part of its working set.
+func (p *Prober) pressured(prev, s Sample) int {
 	dt := s.At - prev.At
 	if dt <= 0 {
-		return false
+		return calm
 	}
+	refaulted := sub(s.Refaults, prev.Refaults) * p.cfg.PageSize
 	switch p.cfg.Source {
 	case PSI:
-		stalled := time.Duration(sub(s.StallUS, prev.StallUS)) * time.Microsecond
-		return float64(stalled) >= p.cfg.Stall*float64(dt)
+		stall := time.Duration(sub(s.StallUS, prev.StallUS)) * time.Microsecond
+		switch {
+		case float64(stall) < p.cfg.Stall*float64(dt):
+			return calm
+		case refaulted == 0:
+			return stalled
+		}
+		return hurt
 	default:
-		bytes := sub(s.Refaults, prev.Refaults) * p.cfg.PageSize
 		// Scaled to the nominal interval: a late sample does not read as more pressure.
-		per := float64(bytes) * float64(p.cfg.Interval) / float64(dt)
-		return bytes > 0 && per >= p.cfg.Refault*float64(s.Current)
+		per := float64(refaulted) * float64(p.cfg.Interval) / float64(dt)
+		if refaulted > 0 && per >= p.cfg.Refault*float64(s.Current) {
+			return hurt
+		}
+		return calm
 	}
 }
 

@@ -140,16 +140,25 @@ func TestStep(t *testing.T) {
 				}
 			}},
 		// back-off: the original back at the first pressure, the level above it is the working set
-		{"PSI stall after a squeeze: restore, and hold", advise.PSI, 0,
+		{"PSI stall and refaults after a squeeze: restore, and hold", advise.PSI, 0,
 			[]advise.Sample{sample(0, 200, 40, 160, 0, 0), sample(s, 200, 40, 160, 0, 0), sample(2*s, 200, 40, 160, 0, 0), sample(3*s, 200, 40, 160, 0, 0),
-				sample(3*s+100*time.Millisecond, 170, 40, 130, 0, 0), sample(3*s+200*time.Millisecond, 150, 40, 110, 0, 2000)},
+				sample(3*s+100*time.Millisecond, 170, 40, 130, 0, 0), sample(3*s+200*time.Millisecond, 150, 40, 110, 100, 2000)},
 			advise.Action{Restore: true, Why: "back off", Next: 500 * time.Millisecond},
 			func(t *testing.T, p *advise.Prober) {
 				if e := p.Estimate(); e.Contacts != 1 || e.WorkingSet != 170*mib || p.High() != 0 {
 					t.Errorf("estimate %+v, high %d: want one contact, working set 170M, the original back", e, p.High())
 				}
-				if a := p.Step(sample(4*s, 180, 40, 140, 0, 2000)); a.High != 0 || a.Restore {
+				if a := p.Step(sample(4*s, 180, 40, 140, 100, 2000)); a.High != 0 || a.Restore {
 					t.Errorf("during the hold: %+v, want nothing", a)
+				}
+			}},
+		{"a PSI stall with no refaults (a streamed file): no contact, no further squeeze", advise.PSI, 0,
+			[]advise.Sample{sample(0, 200, 40, 160, 0, 0), sample(s, 200, 40, 160, 0, 0), sample(2*s, 200, 40, 160, 0, 0),
+				sample(2*s+100*time.Millisecond, 170, 40, 130, 0, 50000)},
+			advise.Action{Next: 500 * time.Millisecond},
+			func(t *testing.T, p *advise.Prober) {
+				if e := p.Estimate(); e.Contacts != 0 || p.High() == 0 {
+					t.Errorf("estimate %+v, high %d: want no contact, the squeeze kept", e, p.High())
 				}
 			}},
 		{"a stall under the threshold is no pressure", advise.PSI, 0,
