@@ -31,7 +31,7 @@ import (
 // files from the page cache first (so that what it reads is charged to its own group), reads
 // ONCE_FILE once, keeps COLD_MB untouched, then loops: touch every cache line of HOT_MB, read
 // HOT_FILE whole. Each second it prints "rate N" on stderr, N the MB it went through in that
-// second. On SIGTERM, or after SECONDS, it reports its group (memory.high among the files) on
+// second. On SIGTERM or SIGINT, or after SECONDS, it reports its group (memory.high among the files) on
 // stdout and exits 0. "-" is no file.
 func work(args []string) int {
 	if len(args) != 5 {
@@ -43,7 +43,7 @@ func work(args []string) int {
 	once, hotFile := args[2], args[3]
 	secs, _ := strconv.Atoi(args[4])
 	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	for _, f := range []string{once, hotFile} {
 		if f != "-" {
 			dropCache(f)
@@ -512,4 +512,98 @@ func TestAdviseBadInputCreatesNothing(t *testing.T) {
 func TestAdvisePSIHotFile(t *testing.T) {
 	requirePSI(t)
 	checkAdvise(t, workload{hot: 8, onceMB: 96, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
+}
+
+// TestAdviseRestoresHighOnSignal: cgrun stopped by SIGTERM or SIGINT while the probe has the
+// group's memory.high squeezed puts it back as it was (max: no --memory-high) before the command
+// hears the signal, for `cgrun advise` and `cgrun run --advise` alike. (A SIGKILLed cgrun's guard
+// kills the group, so nothing is left running under a squeezed memory.high.)
+func TestAdviseRestoresHighOnSignal(t *testing.T) {
+	h := requireCgroup2(t)
+	once := diskFile(t, 64)
+	for _, c := range []struct {
+		name string
+		args []string
+		sig  syscall.Signal
+	}{
+		{"advise-term", []string{"advise", "--for", "60s"}, syscall.SIGTERM},
+		{"run-advise-int", []string{"run", "--advise"}, syscall.SIGINT},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := groupsUnder(t, h.SelfDir())
+			args := append(append(c.args, "--name", c.name, "--", helperPath(t)), "work", "8", "0", once, "-", "60")
+			cmd := exec.Command(cgrunBin(t), args...)
+			cmd.Env = append(os.Environ(), "CGRUNTEST_HELPER=1")
+			var out, errb strings.Builder
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				stdout, _, code := cgrunCmd(t, nil, "status", c.name, "--json")
+				var box sandbox
+				if code == 0 && json.Unmarshal([]byte(stdout), &box) == nil && box.MemoryHigh != nil {
+					t.Logf("memory.high squeezed to %dM", *box.MemoryHigh>>20)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the probe never squeezed memory.high in 20 s: %s", errb.String())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			cmd.Process.Signal(c.sig)
+			if code := waitCode(t, cmd); code != 0 {
+				t.Errorf("exit %d, want 0 (the helper exits 0 on %v): %s", code, c.sig, errb.String())
+			}
+			var got helperReport
+			for _, line := range strings.Split(out.String(), "\n") {
+				if strings.HasPrefix(line, "{") && strings.Contains(line, `"files"`) {
+					got = parseReport(t, line)
+				}
+			}
+			if got.Note != "term" {
+				t.Fatalf("no report from the helper on %v: stdout %q, stderr %s", c.sig, out.String(), errb.String())
+			}
+			if got.Files["memory.high"] != "max" {
+				t.Errorf("after %v the group's memory.high is %q: want max, as it was before the probe", c.sig, got.Files["memory.high"])
+			}
+			assertNothingLeft(t, h, before, cmd.Process.Pid)
+		})
+	}
+}
+
+// TestAdvisePrintsAdviceWhenStoppedBySignal: a command that dies of the SIGTERM cgrun advise
+// forwards makes cgrun die of it too (as cgrun run does, for systemd and shells), but the advice
+// is on stdout before that.
+func TestAdvisePrintsAdviceWhenStoppedBySignal(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	cmd := exec.Command(cgrunBin(t), "advise", "--json", "--name", "advise-sleep", "--", "sleep", "60")
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, _, code := cgrunCmd(t, nil, "status", "advise-sleep"); code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cgrun status never found advise-sleep: %s", errb.String())
+		}
+	}
+	time.Sleep(time.Second) // a sample or two
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("cgrun advise ended with %v (%v), want death by SIGTERM, as its command: %s", err, ee, errb.String())
+	}
+	if a := parseAdvice(t, out.String()); a.ObservedSeconds <= 0 || a.MemoryMax == 0 {
+		t.Errorf("advice %+v: want one with the time observed and a memory.max", a)
+	}
+	assertNothingLeft(t, h, before, cmd.Process.Pid)
 }
