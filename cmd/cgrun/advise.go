@@ -19,11 +19,21 @@ in small steps while the group's memory pressure stays low (PSI where the kernel
 refault counters of memory.stat where not), backs off when pressure rises, and so measures the
 working set, what stays resident under gentle reclaim, beside the peak. memory.max stays where
 it is, and memory.high is put back at the end. Then it prints one line to paste (or with --json
-one object) on stdout. Run it under a representative load: the advice is only as good as the
-window it saw. It exits 0 with advice when --for ended the command, else with the command's
-exit code; 125 when it found nothing (the command ended before the first two samples).
+one object) on stdout, e.g.
 
-Flags (advise's own, then run's):
+  advice: --memory-max 73M --memory-high 65M  (working set 56M, peak 212M of which 156M was page cache it did not need again; 15s observed, pressure from refaults)
+
+Run it under a representative load: the advice is only as good as the window it saw. Without
+swap the working set is at least the command's anonymous memory. It exits 0 when --for ended the
+command, else as cgrun run does (the command's exit code; when a SIGTERM or SIGINT to cgrun
+stopped it, cgrun prints the advice and dies of that signal); 125 for bad input, or when the
+command ended before cgrun could observe it. On a long-running service, cgrun run --advise keeps
+the same estimate in cgrun status. The method, its limits and the JSON fields: docs/advise.md
+(/usr/share/doc/cgrun/docs/advise.md).
+
+Advise's flags:
+%s
+Run's flags (as for cgrun run; see 'cgrun run --help'):
 %s
 Examples:
   # a worker under its usual traffic for 10 minutes, then paste the line into its unit
@@ -31,6 +41,23 @@ Examples:
   # a batch job, observed from start to end
   cgrun advise --json -- ./nightly-import.sh
 `
+
+// writeAdviseHelp prints advise's usage: its own flags first, then run's.
+func writeAdviseHelp(w io.Writer, fs *pflag.FlagSet) {
+	own := pflag.NewFlagSet("advise", pflag.ContinueOnError)
+	run := pflag.NewFlagSet("run", pflag.ContinueOnError)
+	own.SortFlags = false
+	fs.VisitAll(func(f *pflag.Flag) {
+		switch f.Name {
+		case "for", "json":
+			own.AddFlag(f)
+		case "help", "advise":
+		default:
+			run.AddFlag(f)
+		}
+	})
+	fmt.Fprintf(w, adviseUsage, own.FlagUsagesWrapped(100), run.FlagUsagesWrapped(100))
+}
 
 // adviseFlags are advise's own flags, beside run's.
 type adviseFlags struct {
@@ -58,25 +85,35 @@ func adviseCommand(args, env []string, stdout, stderr io.Writer) int {
 	return launchCommand(fs, &f, &a, args, env, stdout, stderr)
 }
 
-// advice is what the run handed to advise at its end.
+// advice prints the advice the run hands over at its end: at once, because a cgrun that a
+// SIGTERM or SIGINT stopped dies of that signal right after (as cgrun run does), and the advice
+// must be out by then.
 type advice struct {
-	got   *advise.Advice
-	ended bool
+	json   bool
+	stdout io.Writer
+	got    *advise.Advice
+	ended  bool
 }
 
-func (a *advice) done(adv advise.Advice, ended bool) { a.got, a.ended = &adv, ended }
+func (a *advice) done(adv advise.Advice, ended bool) {
+	a.got, a.ended = &adv, ended
+	if adv.ObservedSeconds == 0 {
+		return
+	}
+	if a.json {
+		b, _ := json.Marshal(adv)
+		fmt.Fprintf(a.stdout, "%s\n", b)
+	} else {
+		fmt.Fprintln(a.stdout, adv.Line())
+	}
+}
 
-// print writes the advice and returns advise's exit code.
-func (a *advice) print(f *adviseFlags, code int, stdout, stderr io.Writer) int {
+// exitCode is advise's exit code: 0 when --for ended the command, else the command's; 125 when
+// there was nothing to advise.
+func (a *advice) exitCode(code int, stderr io.Writer) int {
 	if a.got == nil || a.got.ObservedSeconds == 0 {
 		fmt.Fprintln(stderr, "cgrun: advise: the command ended before cgrun could observe it; give it a load that keeps it running")
 		return proc.ExitFailure
-	}
-	if f.json {
-		b, _ := json.Marshal(a.got)
-		fmt.Fprintf(stdout, "%s\n", b)
-	} else {
-		fmt.Fprintln(stdout, a.got.Line())
 	}
 	if a.ended {
 		return 0

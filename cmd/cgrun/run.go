@@ -175,11 +175,11 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
 	if *help {
-		usage := runUsage
 		if adv != nil {
-			usage = adviseUsage
+			writeAdviseHelp(stdout, fs)
+			return 0
 		}
-		fmt.Fprint(stdout, strings.Replace(usage, "%s\n", fs.FlagUsagesWrapped(100), 1))
+		fmt.Fprint(stdout, strings.Replace(runUsage, "%s\n", fs.FlagUsagesWrapped(100), 1))
 		return 0
 	}
 	fromEnv, err := applyEnv(fs, env)
@@ -240,7 +240,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 	var advised *advice
 	if adv != nil {
 		cfg.Advise.For = adv.window
-		advised = &advice{}
+		advised = &advice{json: adv.json, stdout: stdout}
 		cfg.Advise.Done = advised.done
 	}
 	// Every check that needs no group, before --events and --report are created or truncated.
@@ -261,7 +261,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		return fail(err)
 	}
 	if advised != nil {
-		return advised.print(adv, code, stdout, stderr)
+		return advised.exitCode(code, stderr)
 	}
 	return code
 }
