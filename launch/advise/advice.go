@@ -8,7 +8,7 @@ import (
 )
 
 // Advice is the limits the estimate recommends, in the form `cgrun advise --json` prints, the
-// state file keeps and the --report holds (a stable format, documented in README).
+// state file keeps and the --report holds (a stable format, documented in docs/advise.md).
 type Advice struct {
 	MemoryMax       uint64  `json:"memory_max"`  // bytes
 	MemoryHigh      uint64  `json:"memory_high"` // bytes
