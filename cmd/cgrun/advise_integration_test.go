@@ -336,8 +336,8 @@ func checkAdvise(t *testing.T, w workload) {
 	// the probe's cost, the advice, memory.high as it was; the naive peak.
 	rep := filepath.Join(dir, "free.json")
 	var free, adv result
-	both(func() { free = cgrunAdvise(t, []string{"run", "--report", rep}, args(15, 1)...) },
-		func() { adv = cgrunAdvise(t, []string{"advise", "--for", "15s", "--json"}, args(60, 0)...) })
+	both(func() { free = cgrunAdvise(t, []string{"run", "--report", rep}, args(8, 1)...) }, // ends with the window: its start is not in its 8 s
+		func() { adv = cgrunAdvise(t, []string{"advise", "--for", "13s", "--json"}, args(60, 0)...) })
 	if free.code != 0 {
 		t.Fatalf("unlimited run: exit %d: %s", free.code, free.stderr)
 	}
@@ -359,8 +359,8 @@ func checkAdvise(t *testing.T, w workload) {
 	rep2 := filepath.Join(dir, "limited.json")
 	var lim, free2 result
 	both(func() {
-		lim = cgrunAdvise(t, []string{"run", "--report", rep2, "--memory-max", strconv.FormatUint(a.MemoryMax, 10), "--memory-high", strconv.FormatUint(a.MemoryHigh, 10)}, args(10, 0)...)
-	}, func() { free2 = cgrunAdvise(t, []string{"run"}, args(10, 1)...) })
+		lim = cgrunAdvise(t, []string{"run", "--report", rep2, "--memory-max", strconv.FormatUint(a.MemoryMax, 10), "--memory-high", strconv.FormatUint(a.MemoryHigh, 10)}, args(6, 0)...)
+	}, func() { free2 = cgrunAdvise(t, []string{"run"}, args(6, 1)...) })
 	limRep := readReport(t, rep2)
 	limited, free2Cost := parseCost(t, lim), parseCost(t, free2)
 	assertNothingLeft(t, h, before)
@@ -390,26 +390,26 @@ func checkAdvise(t *testing.T, w workload) {
 	}
 }
 
-// TestAdviseHotAnon: 48M touched all the time, and a 96M file read once at the start.
+// TestAdviseHotAnon: 48M touched all the time, and a 64M file read once at the start.
 func TestAdviseHotAnon(t *testing.T) {
-	checkAdvise(t, workload{hot: 48, onceMB: 96, need: 48 << 20, underPeakPercent: 75})
+	checkAdvise(t, workload{hot: 48, onceMB: 64, need: 48 << 20, underPeakPercent: 75})
 }
 
 // TestAdviseColdAnon: 48M kept and never touched again (without swap it must stay), 8M hot,
-// and a 96M file read once.
+// and a 64M file read once.
 func TestAdviseColdAnon(t *testing.T) {
-	checkAdvise(t, workload{hot: 8, cold: 48, onceMB: 96, need: 56 << 20, underPeakPercent: 75})
+	checkAdvise(t, workload{hot: 8, cold: 48, onceMB: 64, need: 56 << 20, underPeakPercent: 75})
 }
 
-// TestAdviseFileReadOnce: a 160M file read once; 16M hot.
+// TestAdviseFileReadOnce: a 128M file read once; 16M hot.
 func TestAdviseFileReadOnce(t *testing.T) {
-	checkAdvise(t, workload{hot: 16, onceMB: 160, need: 16 << 20, underPeakPercent: 50})
+	checkAdvise(t, workload{hot: 16, onceMB: 128, need: 16 << 20, underPeakPercent: 50})
 }
 
 // TestAdviseHotFile: a 48M file re-read in a loop (its page cache is needed), 8M hot, and a
-// 96M file read once.
+// 64M file read once.
 func TestAdviseHotFile(t *testing.T) {
-	checkAdvise(t, workload{hot: 8, onceMB: 96, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
+	checkAdvise(t, workload{hot: 8, onceMB: 64, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
 }
 
 // TestRunAdviseInStatusPsMetricsReport: a long-running `cgrun run --advise` shows its estimate in
@@ -511,7 +511,7 @@ func TestAdviseBadInputCreatesNothing(t *testing.T) {
 // group's memory stall (memory.pressure), not on refaults. The PSI step of scripts/test runs it.
 func TestAdvisePSIHotFile(t *testing.T) {
 	requirePSI(t)
-	checkAdvise(t, workload{hot: 8, onceMB: 96, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
+	checkAdvise(t, workload{hot: 8, onceMB: 64, hotMB: 48, need: 56 << 20, underPeakPercent: 75})
 }
 
 // TestAdviseRestoresHighOnSignal: cgrun stopped by SIGTERM or SIGINT while the probe has the
