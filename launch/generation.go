@@ -51,10 +51,10 @@ type generation struct {
 	closeWatch   func()
 	advisor      *advisor // --advise: the probe of the memory it needs; nil without
 	adviseTimer  *time.Timer
-	windowEnded  bool      // cgrun advise --for ended the run
-	next         *handover // --overlap: the next generation, started beside this one
-	nextFailed   bool      // the overlap was given up: recycle as without --overlap
-	notifySocket string    // --overlap: the NOTIFY_SOCKET it says READY=1 on
+	windowEnded  bool           // cgrun advise --for ended the run
+	next         *handover      // --overlap: the next generation, started beside this one
+	nextFailed   bool           // the overlap was given up: recycle as without --overlap
+	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
@@ -170,8 +170,9 @@ func (g *generation) begin() (out outcome, err error) {
 	if os.Geteuid() == 0 {
 		child.Keep = g.run.sockets.Paths()
 	}
-	if g.notifySocket != "" {
-		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notifySocket)
+	child.Shm, child.ShmRefused = g.run.shm, g.run.shmRefused
+	if g.notify != nil {
+		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notify.Path())
 	}
 	g.pid, err = proc.Start(child)
 	if err != nil {
@@ -184,8 +185,10 @@ func (g *generation) begin() (out outcome, err error) {
 	return out, nil
 }
 
-// end closes the watcher, and kills and removes what is left of the group.
+// end closes the watcher and its NOTIFY_SOCKET, and kills and removes what is left of the group.
 func (g *generation) end() {
+	g.notify.Close()
+	g.notify = nil
 	if !g.created {
 		return
 	}

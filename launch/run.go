@@ -61,6 +61,10 @@ type Config struct {
 	Listen []listen.Addr
 	// Advise probes the memory the command needs (cgrun advise, run --advise); nil for none.
 	Advise *Advise
+	// SharedShm leaves the command the host's /dev/shm (--shared-shm). Without it a root
+	// cgrun gives each generation a private one (proc.Shm), sized by --memory-max and gone
+	// with the generation.
+	SharedShm bool
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -89,6 +93,8 @@ type runner struct {
 	raise      unix.Signal      // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
+	shm     *proc.Shm   // each generation's private /dev/shm; nil for the host's
+	shmOnce sync.Once   // says once that the private /dev/shm was refused
 	// early are children reaped outside their generation's supervisor, by pid: a teardown
 	// reaps everything, a generation running beside it (--overlap) included.
 	early map[int]unix.WaitStatus
@@ -232,6 +238,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		}
 	}()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	r.shm = privateShm(cfg)
 	started := time.Now()
 	r.adviseStarted = started
 	last, code, err := r.loop()

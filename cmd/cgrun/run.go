@@ -82,6 +82,7 @@ type runFlags struct {
 	diagnose      diagnose.Config
 	listen        []listen.Addr
 	advise        bool
+	sharedShm     bool
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -104,6 +105,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation as fd 3, 4, ... with LISTEN_FDS and FPM_SOCKETS, so no connection is refused while one is replaced (repeatable)")
 	fs.BoolVar(&f.advise, "advise", false, "probe the memory the command needs (squeezing memory.high while its memory pressure stays low; memory.max untouched) and advise --memory-max and --memory-high: in status, ps --json, --report, the metrics and a line at exit")
+	fs.BoolVar(&f.sharedShm, "shared-shm", false, "leave the command the host's /dev/shm; without it a root cgrun gives each generation a private one, a tmpfs of --memory-max bytes (half of RAM without one) charged to the group and gone with the generation")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
@@ -232,6 +234,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		AllowNewPrivs:     f.allowNewPrivs,
 		Diagnose:          f.diagnose,
 		Listen:            f.listen,
+		SharedShm:         f.sharedShm,
 		Log:               stderr,
 	}
 	if f.advise || adv != nil {
