@@ -58,6 +58,10 @@ type Config struct {
 	// Listen are the sockets cgrun binds before the first generation and hands to every one
 	// (--listen); see package listen.
 	Listen []listen.Addr
+
+	// path is the command as Validate resolved it; "" until the Config passed Validate, which
+	// Run then does not repeat (a start looks the command up once).
+	path string
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -118,9 +122,11 @@ func dieOf(sig unix.Signal) {
 }
 
 // Validate checks a Config without opening or creating anything, and fills in what follows from
-// it (the default name; memory.high from --recycle-above). Run calls it first; a caller that
-// opens files for Run (--events, --report) calls it before, so that bad input leaves nothing
-// behind. proc.Code(err) is the exit code for its error: 125, or 126/127 for the command.
+// it (the default name; memory.high from --recycle-above; the command's path). Run calls it
+// first unless the Config passed it already; a caller that opens files for Run (--events,
+// --report) calls it before, so that bad input leaves nothing behind, and changes nothing it
+// checks afterwards. proc.Code(err) is the exit code for its error: 125, or 126/127 for the
+// command.
 func Validate(cfg *Config) error {
 	if len(cfg.Command) == 0 {
 		return errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
@@ -156,17 +162,20 @@ func Validate(cfg *Config) error {
 			return err
 		}
 	}
-	_, err := proc.LookPath(cfg.Command[0])
+	path, err := proc.LookPath(cfg.Command[0])
+	cfg.path = path
 	return err
 }
 
 // run is Run, with the signal cgrun should die of: the one that stopped it, when the child died
 // of it too or none was running.
 func run(cfg Config) (int, unix.Signal, error) {
-	if err := Validate(&cfg); err != nil {
-		return proc.Code(err), 0, err
+	if cfg.path == "" {
+		if err := Validate(&cfg); err != nil {
+			return proc.Code(err), 0, err
+		}
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
+	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
@@ -174,9 +183,6 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer r.dumpDir.Close()
 	if cfg.User != nil {
 		cfg.Env = cfg.User.Env(cfg.Env)
-	}
-	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {
-		return proc.Code(err), 0, err
 	}
 	if r.sockets, err = bindListen(cfg); err != nil {
 		return proc.ExitFailure, 0, err
