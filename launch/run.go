@@ -86,8 +86,14 @@ type runner struct {
 	dumpDir    *diagnose.Dir    // --diagnose-dir, open for the run; nil without a dump
 	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
 	aboveDumps diagnose.Limiter // --diagnose-interval
-	guard      *guard           // kills the generations if cgrun is SIGKILLed; nil until the first one runs
-	raise      unix.Signal      // the signal that stopped cgrun, to die of at the end; 0 for none
+	// guard kills the generations if cgrun is SIGKILLed; nil until the first one has run for
+	// guardDelay. guardMu guards it and guardOff (set once cgrun releases it) against the
+	// timer that starts it.
+	guard      *guard
+	guardMu    sync.Mutex
+	guardOff   bool
+	guardTimer *time.Timer
+	raise      unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
 	// early are children reaped outside their generation's supervisor, by pid: a teardown
@@ -203,11 +209,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := proc.SetSubreaper(); err != nil {
 		return proc.ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
-	defer func() {
-		if r.guard != nil {
-			r.guard.release()
-		}
-	}()
+	defer r.releaseGuard()
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
@@ -297,8 +299,8 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		out, err := g.start(func(pid int) {
 			r.notify.Started(n, pid)
-			if r.guard == nil {
-				r.startGuard()
+			if r.guardTimer == nil {
+				r.guardTimer = time.AfterFunc(guardDelay, r.startGuard)
 			}
 			r.updateState(func(s *state.State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
@@ -372,17 +374,42 @@ func (r *runner) loop() (*outcome, int, error) {
 	}
 }
 
-// startGuard starts the guard once the first generation runs: off the start's path, so that
-// the command starts as fast as it did without one. Until it runs (a few milliseconds), a
-// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state,
-// saved before anything started, leads to them.
+// guardDelay is how long the first generation runs before cgrun starts its guard. The guard is
+// cgrun itself, executed again: on a start's path it would cost as much as cgrun's own exec
+// and package initialisation, CPU that the command and cgrun's teardown then wait for, all to
+// guard a command that may be over already (true, a quick cron check, a failed start). A
+// command that ends within guardDelay never gets a guard.
+const guardDelay = 20 * time.Millisecond
+
+// startGuard starts the guard once the first generation has run for guardDelay, off the
+// start's path, so that the command starts as fast as it did without one. Until it runs, a
+// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state, saved
+// before anything started, leads to them.
 func (r *runner) startGuard() {
+	r.guardMu.Lock()
+	defer r.guardMu.Unlock()
+	if r.guard != nil || r.guardOff {
+		return
+	}
 	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
 	if err != nil {
 		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
 		return
 	}
 	r.guard = g
+}
+
+// releaseGuard ends the guard, or the wait for it, once cgrun has cleaned up itself.
+func (r *runner) releaseGuard() {
+	r.guardMu.Lock()
+	defer r.guardMu.Unlock()
+	r.guardOff = true
+	if r.guardTimer != nil {
+		r.guardTimer.Stop()
+	}
+	if r.guard != nil {
+		r.guard.release()
+	}
 }
 
 // wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do
