@@ -142,7 +142,7 @@ func (g *generation) dumpEnded(res dumpResult) {
 	})
 	cur, _ := cgroup.MemoryCurrent(g.dir)
 	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindDiagnose, MemoryCurrent: cur}, func(r *report.Event) {
-		// the recycle reason it came before, or "above" for --diagnose-above (README)
+		// the recycle reason it came before, or "above" for --diagnose-above (docs/diagnose.md)
 		r.Reason, r.Diagnosis = policy.Reason(d.d.Reason), &d.d
 	}))
 	if d.then != nil {

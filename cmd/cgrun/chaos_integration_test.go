@@ -23,7 +23,7 @@ import (
 // of cgrun or of its command, a broken stdout, a stalled --events reader, a full tmpfs under
 // --events and --report — and after each checks that no process of the command is left, that
 // no group is left (after the next cgrun ps, where cgrun itself was SIGKILLed), that the
-// generations of a restarting cgrun never overlapped, and that cgrun's exit code is one README
+// generations of a restarting cgrun never overlapped, and that cgrun's exit code is one docs/exit-codes.md
 // documents. CGRUNTEST_CHAOS_ROUNDS and CGRUNTEST_CHAOS_SECONDS bound it (200 rounds, 180 s);
 // CGRUNTEST_CHAOS_SEED repeats a run.
 func TestChaosSoak(t *testing.T) {

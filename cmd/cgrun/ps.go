@@ -306,7 +306,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID && s.User != nil && uid == int(s.User.UID) {
 		// The command's own user may not steer its supervisor: the sandboxed command runs as
-		// that user too. README's "Running the command as another user" has the sudoers line.
+		// that user too. docs/user.md has the sudoers line.
 		fmt.Fprintf(stderr, "cgrun: %s (pid %d) is root's cgrun running its command as you (uid %d); only root may %s it: use sudo cgrun %s %s, with a sudoers rule for your deploy user if needed\n",
 			s.Name, s.Pid, uid, verb, verb, s.Name)
 		return proc.ExitFailure

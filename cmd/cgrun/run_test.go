@@ -101,7 +101,7 @@ func TestCommandLineFailures(t *testing.T) {
 }
 
 // TestTypedFlagErrors: a typed flag's bad value is one line naming where it came from — the
-// flag or its variable — in the words README shows.
+// flag or its variable — in the words docs/limits.md shows.
 func TestTypedFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

@@ -33,7 +33,7 @@ func ParseRestart(s string) (Restart, error) {
 	return "", fmt.Errorf("--restart %q: want never, on-oom, on-failure or always", s)
 }
 
-// Reason is why a generation ended and the next one started: README's list of restart and
+// Reason is why a generation ended and the next one started: docs/recycling.md's list of restart and
 // recycle reasons, the label of cgrun_restarts_total, the "reason" of a recycle record.
 type Reason string
 
@@ -53,7 +53,7 @@ const (
 	Request     Reason = "request"      // cgrun recycle, or SIGALRM
 )
 
-// Reasons lists every reason, in README's order.
+// Reasons lists every reason, in docs/recycling.md's order.
 func Reasons() []Reason {
 	return []Reason{OOMKill, Abort, Failure, Exit, Lifetime, MemoryAbove, MemoryHigh, Stall, Pressure, Health, Request}
 }

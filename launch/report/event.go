@@ -19,7 +19,7 @@ const (
 const TimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
 
 // Event is one line of the --events stream: an oomwatch.Event plus who it concerns. Its field
-// names are a stable format, documented in README.
+// names are a stable format, documented in docs/events.md.
 type Event struct {
 	oomwatch.Event
 	Time       string  `json:"time"` // shadows Event.Time with a fixed-width format

@@ -1,4 +1,4 @@
-// Package report is what a run leaves for people and programs, in the formats README calls
+// Package report is what a run leaves for people and programs, in the formats docs/events.md calls
 // stable: the --report document, the --record-baseline file and its check, and the records of
 // the --events stream.
 package report
@@ -17,7 +17,7 @@ import (
 )
 
 // Report is the --report document: what a whole `cgrun run` did, all generations together.
-// Its field names are a stable format, documented in README.
+// Its field names are a stable format, documented in docs/events.md.
 type Report struct {
 	Name             string            `json:"name"`
 	Command          []string          `json:"command"`

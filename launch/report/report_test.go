@@ -42,7 +42,7 @@ func TestReportSumsGenerations(t *testing.T) {
 	}
 	for _, k := range []string{"name", "exit_code", "memory_peak", "memory_peak_source", "swap_peak", "pids_peak", "oom_kills", "recycles", "generations", "limits"} {
 		if _, ok := doc[k]; !ok {
-			t.Errorf("report has no %q: README documents it", k)
+			t.Errorf("report has no %q: docs/events.md documents it", k)
 		}
 	}
 }
@@ -104,7 +104,7 @@ func TestBaselineRoundTripAndCheck(t *testing.T) {
 	}
 }
 
-// TestEventFieldNames: the --events record's names are README's.
+// TestEventFieldNames: the --events record's names are docs/events.md's.
 func TestEventFieldNames(t *testing.T) {
 	code, kills := 137, uint64(1)
 	e := Event{Event: oomwatch.Event{Kind: KindExit, Group: "/g"}, Time: "t", Name: "w", Pid: 7, Generation: 2,

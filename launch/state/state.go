@@ -26,7 +26,7 @@ import (
 // State is what a running cgrun records about itself in the runtime directory, so that
 // `cgrun ps`, `cgrun status`, `cgrun stop` and `cgrun recycle` can find it. It is rewritten
 // atomically (a temporary file renamed over it) when something worth showing happens, and removed
-// when cgrun exits. Its fields are documented in README.
+// when cgrun exits. Its fields are documented in docs/ps-status.md.
 type State struct {
 	Name       string   `json:"name"`
 	Command    []string `json:"command"`
