@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,19 +172,24 @@ func (c *Collector) WriteText(b *bytes.Buffer) {
 				writeHeader(b, f.name, f.help, f.kind)
 				header = true
 			}
+			// The labels sorted by name, as client_golang wrote them: {event="oom_kill",name="w"}.
+			pairs := make([][2]string, len(s.labels))
+			for i, v := range s.labels {
+				pairs[i] = [2]string{"name", v}
+				if i > 0 {
+					pairs[i][0] = f.labels[i-1]
+				}
+			}
+			slices.SortFunc(pairs, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
 			b.WriteString(f.name)
 			b.WriteByte('{')
-			for i, v := range s.labels {
-				name := "name"
-				if i > 0 {
-					name = f.labels[i-1]
-				}
+			for i, p := range pairs {
 				if i > 0 {
 					b.WriteByte(',')
 				}
-				b.WriteString(name)
+				b.WriteString(p[0])
 				b.WriteString(`="`)
-				b.WriteString(escape(v, true))
+				b.WriteString(escape(p[1], true))
 				b.WriteByte('"')
 			}
 			b.WriteString("} ")

@@ -318,3 +318,23 @@ func TestMetricsServeCgrunsOwnFigures(t *testing.T) {
 		t.Error("process_cpu_seconds_total missing")
 	}
 }
+
+// TestMetricsLabelsSortedByName: each series' labels are written sorted by name, as
+// client_golang wrote them, so that what matched a line of cgrun's exposition still does.
+func TestMetricsLabelsSortedByName(t *testing.T) {
+	mount := t.TempDir()
+	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
+	writeGroup(t, filepath.Join(mount, "w-1.1"), gen1Files)
+	rec := httptest.NewRecorder()
+	Handler(NewCollector(func() state.State { return st })).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`cgrun_memory_events_total{event="oom_kill",name="w"} 1` + "\n",
+		`cgrun_memory_pressure_avg10_percent{kind="some",name="w"} 1.5` + "\n",
+		`cgrun_restarts_total{name="w",reason="oom_kill"} 0` + "\n",
+		`cgrun_memory_high_bytes{name="w"} +Inf` + "\n",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("no line %q in\n%s", want, rec.Body.String())
+		}
+	}
+}
