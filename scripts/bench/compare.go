@@ -28,8 +28,8 @@ import (
 //     delegate, cgrun asks for a scope over D-Bus (the "D-Bus" column); elsewhere it nests;
 //   - `cgrun run --parent G --memory-max 64M -- /bin/true`, G a delegated group.
 //
-// With -old-cgrun, the cgrun columns run a second time with that binary, in the same rounds:
-// before and after a change, side by side. Without cgroup v2 (the development host) only the
+// With -old-cgrun (a comma-separated list), the cgrun columns run again with each of those
+// binaries, in the same rounds: before and after a change, side by side. Without cgroup v2 (the development host) only the
 // columns that need no group run: bare, gonop and `cgrun version`.
 func compareBench(c *config) error {
 	type column struct {
@@ -84,9 +84,9 @@ func compareBench(c *config) error {
 		return cc
 	}
 	cur := cgrunColumns(c.cgrun, "cgrun ")
-	var old cgrunCols
-	if c.oldCgrun != "" {
-		old = cgrunColumns(c.oldCgrun, "old cgrun ")
+	var olds []cgrunCols
+	for _, bin := range c.oldCgruns {
+		olds = append(olds, cgrunColumns(bin, filepath.Base(bin)+" "))
 	}
 
 	fmt.Printf("1b. START COMPARISON: fork -> exit reaped, payload /bin/true, %d rounds after %d warm-up, columns taking turns\n", c.n, c.warmup)
@@ -126,10 +126,10 @@ func compareBench(c *config) error {
 	if cur.parent != nil {
 		fmt.Printf("  cgrun run --parent - bare: %s p50\n", signedMs(pct(cur.parent.d, 50)-pct(bare.d, 50)))
 	}
-	if old.version != nil {
+	for _, old := range olds {
 		for _, p := range [][2]*column{{cur.version, old.version}, {cur.run, old.run}, {cur.parent, old.parent}} {
 			if p[0] != nil && p[1] != nil {
-				fmt.Printf("  %-42s %11s p50, %s p99 (new - old)\n", p[0].name, signedMs(pct(p[0].d, 50)-pct(p[1].d, 50)), signedMs(pct(p[0].d, 99)-pct(p[1].d, 99)))
+				fmt.Printf("  %-42s %11s p50, %s p99 (%s)\n", p[0].name, signedMs(pct(p[0].d, 50)-pct(p[1].d, 50)), signedMs(pct(p[0].d, 99)-pct(p[1].d, 99)), "minus "+p[1].name)
 			}
 		}
 	}

@@ -59,27 +59,27 @@ func main() {
 
 // config is the bench's flags.
 type config struct {
-	cgrun    string // the cgrun binary
-	oldCgrun string // a second cgrun binary whose columns the start comparison adds ("" for none)
-	gonop    string // a minimal static Go binary, for the start comparison
-	cgroup2  bool   // /sys/fs/cgroup is cgroup2 with the memory controller
-	self     string // this binary, the payload
-	parent   string // --parent for cgrun, where the bench's own group cannot be nested in
-	n        int    // start-latency runs per column
-	warmup   int
-	idle     time.Duration
-	m        int    // OOM runs
-	oomMax   string // --memory-max for the OOM runs
-	gaps     int    // recycle gaps per column
-	soak     int    // generations of the soak
-	cycles   int    // recycles per column of the listen bench
-	host     string // what the wrapper says about the host machine
-	uml      bool   // the wrapper ran us under scripts/uml-run
-	guest    string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
-	verbose  bool   // per-run details
-	only     map[string]bool
-	nullFd   int
-	baseEnv  []string // the environment without CGRUN_ variables
+	cgrun     string   // the cgrun binary
+	oldCgruns []string // other cgrun binaries whose columns the start comparison adds
+	gonop     string   // a minimal static Go binary, for the start comparison
+	cgroup2   bool     // /sys/fs/cgroup is cgroup2 with the memory controller
+	self      string   // this binary, the payload
+	parent    string   // --parent for cgrun, where the bench's own group cannot be nested in
+	n         int      // start-latency runs per column
+	warmup    int
+	idle      time.Duration
+	m         int    // OOM runs
+	oomMax    string // --memory-max for the OOM runs
+	gaps      int    // recycle gaps per column
+	soak      int    // generations of the soak
+	cycles    int    // recycles per column of the listen bench
+	host      string // what the wrapper says about the host machine
+	uml       bool   // the wrapper ran us under scripts/uml-run
+	guest     string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
+	verbose   bool   // per-run details
+	only      map[string]bool
+	nullFd    int
+	baseEnv   []string // the environment without CGRUN_ variables
 }
 
 func bench(args []string) int {
@@ -87,7 +87,8 @@ func bench(args []string) int {
 	var only string
 	fs := flag.NewFlagSet("cgrun-bench", flag.ContinueOnError)
 	fs.StringVar(&c.cgrun, "cgrun", "", "cgrun binary (default: cgrun next to this binary)")
-	fs.StringVar(&c.oldCgrun, "old-cgrun", "", "the start comparison runs its cgrun columns with this binary too (before and after a change)")
+	var oldCgrun string
+	fs.StringVar(&oldCgrun, "old-cgrun", "", "comma-separated cgrun binaries whose columns the start comparison adds, in the same rounds (before and after a change)")
 	fs.StringVar(&c.gonop, "gonop", "", "minimal static Go binary for the start comparison (default: gonop next to this binary)")
 	fs.StringVar(&c.parent, "parent", "", "pass --parent to cgrun (needed where the bench's own group has other processes)")
 	fs.IntVar(&c.n, "n", 200, "start-latency runs per column")
@@ -127,10 +128,15 @@ func bench(args []string) int {
 	if c.gonop == "" {
 		c.gonop = filepath.Join(filepath.Dir(self), "gonop")
 	}
-	if c.oldCgrun != "" {
-		if c.oldCgrun, err = filepath.Abs(c.oldCgrun); err != nil {
+	for _, p := range strings.Split(oldCgrun, ",") {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
 			return fail(err)
 		}
+		c.oldCgruns = append(c.oldCgruns, abs)
 	}
 	if err := checkCgroup2(); err == nil {
 		c.cgroup2 = true
