@@ -58,6 +58,10 @@ type Config struct {
 	// Listen are the sockets cgrun binds before the first generation and hands to every one
 	// (--listen); see package listen.
 	Listen []listen.Addr
+	// SharedShm leaves the command the host's /dev/shm (--shared-shm). Without it a root
+	// cgrun gives each generation a private one (proc.Shm), sized by --memory-max and gone
+	// with the generation.
+	SharedShm bool
 
 	// path is the command as Validate resolved it; "" until the Config passed Validate, which
 	// Run then does not repeat (a start looks the command up once).
@@ -96,6 +100,8 @@ type runner struct {
 	raise      unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
+	shm     *proc.Shm   // each generation's private /dev/shm; nil for the host's
+	shmOnce sync.Once   // says once that the private /dev/shm was refused
 	// early are children reaped outside their generation's supervisor, by pid: a teardown
 	// reaps everything, a generation running beside it (--overlap) included.
 	early map[int]unix.WaitStatus
@@ -229,6 +235,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		}
 	}()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	r.shm = privateShm(cfg)
 	started := time.Now()
 	last, code, err := r.loop()
 	if last == nil {

@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -314,14 +315,19 @@ func Serve(addr string, c *Collector) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
+	conns := &connList{max: metricsConns}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", Handler(c))
-	// A scrape is one small request: clients that are slow to send it, read the answer, or
-	// that hold idle connections are cut off, and at most metricsConns are served at once, so
-	// that the endpoint cannot pile up goroutines and fds in cgrun.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-		WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 8 << 10}
-	go srv.Serve(&capListener{Listener: ln, slots: make(chan struct{}, metricsConns)}) //nolint:errcheck // ends with the process
+	mux.Handle("/metrics", conns.serving(Handler(c)))
+	// A scrape is one small request, sent at once: a client slow to send it or to read the
+	// answer, or holding an idle connection, is cut off, and when metricsConns connections are
+	// open a new one takes the place of the one that has waited longest without a request in
+	// progress (connList), so that idle connections — the sandboxed command may open as many
+	// as it likes on loopback — can neither pile up goroutines and fds in cgrun nor keep a
+	// scrape waiting.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 10 * time.Second, MaxHeaderBytes: 8 << 10,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) }}
+	go srv.Serve(&capListener{Listener: ln, conns: conns}) //nolint:errcheck // ends with the process
 	return ln.Addr().String(), nil
 }
 
@@ -337,35 +343,112 @@ func Handler(c *Collector) http.Handler {
 	})
 }
 
-// metricsConns is how many connections the metrics endpoint serves at once; more wait in the
-// kernel's accept queue.
-const metricsConns = 8
+// metricsConns is how many connections the metrics endpoint keeps open at once.
+const metricsConns = 16
 
-// capListener accepts a connection only while fewer than cap(slots) are open.
+// connKey finds a request's connection in its context.
+type connKey struct{}
+
+// connList is the metrics endpoint's open connections, in the order they began to wait (were
+// accepted, or answered their last request).
+type connList struct {
+	mu    sync.Mutex
+	max   int
+	conns []*slotConn
+}
+
+// capListener accepts every connection at once, and keeps at most conns.max open: when one
+// more comes, the one that has waited longest without a request in progress is closed; when
+// every one is busy answering, the new one is. Accept itself never waits, so that a scrape is
+// not queued behind idle connections in the kernel's accept queue.
 type capListener struct {
 	net.Listener
-	slots chan struct{}
+	conns *connList
 }
 
 func (l *capListener) Accept() (net.Conn, error) {
-	l.slots <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		sc := &slotConn{Conn: c, list: l.conns}
+		if l.conns.add(sc) {
+			return sc, nil
+		}
+		c.Close() // every open connection is being answered: this one waits its turn again
 	}
-	return &slotConn{Conn: c, free: func() { <-l.slots }}, nil
 }
 
-// slotConn gives its slot back once, when it is closed.
+// add lists c, first making room by closing the longest-waiting idle connection; it reports
+// false, listing nothing, when every listed connection is busy.
+func (l *connList) add(c *slotConn) bool {
+	l.mu.Lock()
+	var evict *slotConn
+	if len(l.conns) >= l.max {
+		for _, o := range l.conns {
+			if !o.busy {
+				evict = o
+				break
+			}
+		}
+		if evict == nil {
+			l.mu.Unlock()
+			return false
+		}
+		l.removeLocked(evict)
+	}
+	l.conns = append(l.conns, c)
+	l.mu.Unlock()
+	if evict != nil {
+		evict.Close()
+	}
+	return true
+}
+
+func (l *connList) removeLocked(c *slotConn) {
+	if i := slices.Index(l.conns, c); i >= 0 {
+		l.conns = slices.Delete(l.conns, i, i+1)
+	}
+}
+
+// serving marks a connection busy while h answers a request on it, and, once answered, as
+// waiting from then on (last in the eviction order).
+func (l *connList) serving(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := r.Context().Value(connKey{}).(*slotConn)
+		if c != nil {
+			l.mark(c, true)
+			defer l.mark(c, false)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (l *connList) mark(c *slotConn, busy bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c.busy = busy
+	if !busy && slices.Contains(l.conns, c) {
+		l.removeLocked(c)
+		l.conns = append(l.conns, c)
+	}
+}
+
+// slotConn leaves the list once, when it is closed.
 type slotConn struct {
 	net.Conn
+	list *connList
+	busy bool // a request on it is being answered; under list.mu
 	once sync.Once
-	free func()
 }
 
 func (c *slotConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.free)
+	c.once.Do(func() {
+		c.list.mu.Lock()
+		c.list.removeLocked(c)
+		c.list.mu.Unlock()
+	})
 	return err
 }
