@@ -118,7 +118,7 @@ func (g *generation) begin() (out outcome, err error) {
 	}
 	g.created = true
 	g.run.last = max(g.run.last, g.number)
-	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
+	if err := cfg.Limits.Apply(g.dir); err != nil {
 		return out, err
 	}
 	// The command starts in a leaf, and the payload group enables the controllers for its
