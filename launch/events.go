@@ -36,8 +36,11 @@ type eventLog struct {
 	limits cgroup.Limits
 	human  io.Writer // stderr
 	every  time.Duration
-	queue  chan []byte   // lines for the stream; nil for none
-	wrote  chan struct{} // closed when the stream's writer has ended
+	// probing: cgrun's own memory probe (--advise) moves memory.high, and its high events are
+	// not news to people (the stream still has them).
+	probing bool
+	queue   chan []byte   // lines for the stream; nil for none
+	wrote   chan struct{} // closed when the stream's writer has ended
 
 	mu      sync.Mutex
 	folds   map[foldKey]*fold              // the coalesced kinds (high, max), per generation
@@ -179,7 +182,7 @@ func (l *eventLog) flushFold(key foldKey) {
 // emit writes r to the stream and, rate-limited, to people.
 func (l *eventLog) emit(r report.Event) {
 	l.write(r)
-	if humanLine(r, l.limits) == "" {
+	if humanLine(r, l.limits) == "" || l.probing && r.Kind == oomwatch.High {
 		return
 	}
 	now := time.Now()

@@ -41,7 +41,7 @@ func main() {
 		}
 		max, _, _ := cgroup.ReadUint(dir, "memory.max")
 		ev, _ := cgroup.ReadKeyed(dir, "memory.events")
-		stat, _ := cgroup.MemoryStat(dir)
+		stat, _ := cgroup.MemoryStatKeys(dir)
 		r := cgroup.RefaultsOf(stat)
 		p, _ := oomwatch.ReadPressure(dir)
 		fmt.Fprintf(w, "%d %d %d %d %d %d %d %d %d %d %d %d %d %d %d %d\n", time.Since(start).Milliseconds(), cur, max, ev["max"],
