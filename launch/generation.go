@@ -35,6 +35,9 @@ type generation struct {
 	stopTimer   *time.Timer
 	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
+	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
+	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
+	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
 	health      *prober
 	peak        *cgroup.PeakMeter
 	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
@@ -49,6 +52,9 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
+	advisor      *advisor // --advise: the probe of the memory it needs; nil without
+	adviseTimer  *time.Timer
+	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
 	nextFailed   bool           // the overlap was given up: recycle as without --overlap
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
@@ -65,18 +71,19 @@ const (
 
 // outcome is how a generation ended.
 type outcome struct {
-	pid        int
-	status     unix.WaitStatus
-	started    time.Time
-	uptime     time.Duration
-	peak       uint64            // the group's memory peak; 0 when nothing could be measured
-	peakSource cgroup.PeakSource // how peak was measured; "" when it is unknown
-	oomKill    uint64
-	recycled   policy.Reason // why cgrun ended it, or ""
-	stopAsked  bool
-	stopSignal unix.Signal    // the signal that asked cgrun to stop
-	dump       *diagnose.Dump // the dump taken before the recycle; nil for none
-	next       *generation    // --overlap: the next generation, already running and ready
+	pid         int
+	status      unix.WaitStatus
+	started     time.Time
+	uptime      time.Duration
+	peak        uint64            // the group's memory peak; 0 when nothing could be measured
+	peakSource  cgroup.PeakSource // how peak was measured; "" when it is unknown
+	oomKill     uint64
+	recycled    policy.Reason // why cgrun ended it, or ""
+	stopAsked   bool
+	stopSignal  unix.Signal    // the signal that asked cgrun to stop
+	dump        *diagnose.Dump // the dump taken before the recycle; nil for none
+	next        *generation    // --overlap: the next generation, already running and ready
+	windowEnded bool           // cgrun advise --for ended it
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
@@ -99,8 +106,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.uptime = time.Since(out.started)
 	proc.ReclaimForeground()
 	g.stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0, g.stopAsked, g.dumped
+	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0 || g.windowEnded, g.stopAsked, g.dumped
 	out.next = g.handedTo()
+	out.windowEnded = g.windowEnded
 	g.finish(&out)
 	return out, nil
 }
@@ -113,7 +121,7 @@ func (g *generation) begin() (out outcome, err error) {
 	}
 	g.created = true
 	g.run.last = max(g.run.last, g.number)
-	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
+	if err := cfg.Limits.Apply(g.dir); err != nil {
 		return out, err
 	}
 	// The command starts in a leaf, and the payload group enables the controllers for its
@@ -132,14 +140,21 @@ func (g *generation) begin() (out outcome, err error) {
 		return out, tooSmall(cfg.Limits, err)
 	}
 	g.peak = cgroup.NewPeakMeter(g.dir, g.leaf)
-	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
+	opts := oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
 		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
 		Mirror:   g.leaf,
-	})
+	}
+	thrash := cfg.Policy.Thrash.Enabled(cfg.Policy.Restart)
+	if thrash {
+		// Where the kernel takes no trigger, the refaults stand in (policy.Thrash).
+		opts.Optional = []oomwatch.Trigger{cfg.Policy.Thrash.Pressure}
+	}
+	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), opts)
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}
+	g.thrashPSI = thrash && w.Armed(cfg.Policy.Thrash.Pressure)
 	g.closeWatch = func() { w.Close() }
 	if n := w.Notice(); n != nil && g.number == 1 {
 		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
@@ -202,7 +217,10 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
-	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick <-chan time.Time
+	if p.Thrash.Enabled(p.Restart) {
+		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
+	}
+	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick, adviseTick, adviseEnd <-chan time.Time
 	defer g.endDump()
 	if t := g.diagnoseAboveTick(); t != nil {
 		defer t.Stop()
@@ -233,6 +251,19 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		probeTick = t.C
 		probeResults = g.health.results
 	}
+	if a := g.run.cfg.Advise; a != nil {
+		if t := g.startAdvisor(); t != nil {
+			g.adviseTimer = t
+			defer t.Stop()
+			defer g.endAdvisor()
+			adviseTick = t.C
+		}
+		if a.For > 0 {
+			t := time.NewTimer(max(a.For-time.Since(g.run.adviseStarted), 0))
+			defer t.Stop()
+			adviseEnd = t.C
+		}
+	}
 	for _, e := range g.run.takeEarly() { // the rest are orphans and probes of the generations before
 		if e.Pid == g.pid { // --overlap: it ended while the one before it drained
 			return e.Status
@@ -253,10 +284,17 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case ev := <-events:
 			g.observe(ev)
+		case now := <-adviseTick:
+			g.adviseTimer.Reset(g.advisor.step(now))
+			g.noteAdvice(now)
+		case <-adviseEnd:
+			g.endWindow()
 		case <-lifetime:
 			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-tickerC(g.aboveTimer):
 			g.checkAbove(now)
+		case now := <-tickerC(g.thrashTick):
+			g.sampleThrash(now)
 		case <-sampleTick:
 			g.sampleSteady()
 		case now := <-peakTick:
@@ -308,11 +346,23 @@ func (g *generation) stopTimers() {
 	if g.aboveTimer != nil {
 		g.aboveTimer.Stop()
 	}
+	if g.thrashTick != nil {
+		g.thrashTick.Stop()
+	}
 }
 
 // observe handles one event of the watcher: it is logged, and the triggers may recycle.
 func (g *generation) observe(ev oomwatch.Event) {
-	g.event(ev)
+	if !g.thrashOnly(ev) {
+		g.event(ev)
+	}
+	if g.thrash.Fired(ev) {
+		if s, err := readThrashSample(g.dir, ev.Time); err == nil {
+			g.thrashed(g.thrash.Pressure(ev, s), ev.Time)
+		}
+	} else if g.thrash != nil {
+		g.thrashed(g.thrash.Event(ev), ev.Time)
+	}
 	reason, say, arm := g.triggers.Observe(ev)
 	switch {
 	case reason != "":
@@ -324,6 +374,67 @@ func (g *generation) observe(ev oomwatch.Event) {
 	if arm && g.aboveTimer == nil {
 		g.aboveTimer = time.NewTicker(time.Second)
 	}
+}
+
+// thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
+// (--pressure, --recycle-on-pressure): it is the detector's, not a line for the stream.
+func (g *generation) thrashOnly(ev oomwatch.Event) bool {
+	if !g.thrash.Fired(ev) {
+		return false
+	}
+	for _, asked := range [][]oomwatch.Trigger{g.run.cfg.Pressure, g.run.cfg.Policy.RecyclePressure} {
+		for _, t := range asked {
+			if t.String() == ev.Pressure.Trigger {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// thrashed acts on what the thrash detector said: a recycle, or the refault samples started or
+// stopped.
+func (g *generation) thrashed(v policy.ThrashVerdict, now time.Time) {
+	switch {
+	case v.Thrash:
+		if g.thrashTick != nil {
+			g.thrashTick.Stop()
+			g.thrashTick = nil
+		}
+		g.run.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindThrash}, func(r *report.Event) {
+			r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
+		}))
+		g.recycle(policy.Thrashing, v.Why)
+	case v.Sample && g.thrashTick == nil:
+		g.thrashTick = time.NewTicker(policy.ThrashEvery)
+		g.sampleThrash(now) // the window starts at the max event
+	case !v.Sample && g.thrashTick != nil:
+		g.thrashTick.Stop()
+		g.thrashTick = nil
+	}
+}
+
+// sampleThrash reads memory.current and the refaults for the thrash detector, while memory sits
+// near memory.max on a kernel without PSI.
+func (g *generation) sampleThrash(now time.Time) {
+	if s, err := readThrashSample(g.dir, now); err == nil {
+		g.thrashed(g.thrash.Sample(s), now)
+	}
+}
+
+// readThrashSample reads what the thrash detector looks at in the group at dir.
+func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
+	cur, err := cgroup.MemoryCurrent(dir)
+	if err != nil {
+		return policy.RefaultSample{}, err
+	}
+	stat, err := cgroup.MemoryStatKeys(dir)
+	if err != nil {
+		return policy.RefaultSample{}, err
+	}
+	cache := stat["file"] - min(stat["shmem"], stat["file"])
+	return policy.RefaultSample{Time: now, Current: cur, Cache: cache, Mapped: stat["file_mapped"],
+		Scan: stat["pgscan"], Steal: stat["pgsteal"], Refaults: cgroup.RefaultsOf(stat)}, nil
 }
 
 // checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was
@@ -421,11 +532,28 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 		return
 	}
 	g.recycled = reason
+	if reason == policy.Thrashing {
+		g.killThrashing(why) // first: the state file's write may take a while on a busy disk
+	}
 	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
+	if reason == policy.Thrashing {
+		return
+	}
 	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
 		return // the stop follows the dump
 	}
 	g.stop(why)
+}
+
+// killThrashing kills the group of a thrashing generation at once, without the stop signal: at
+// memory.max its stop handler would wait for memory as the rest of it does, and the kernel's
+// OOM killer would end it the same way, only seconds later.
+func (g *generation) killThrashing(why string) {
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
+		g.run.name, g.number, why)
+	if err := cgroup.KillNow(g.dir); err != nil {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+	}
 }
 
 // stop sends the stop signal for a recycle, and arms the timer that kills the group.
@@ -446,6 +574,7 @@ func (g *generation) stop(why string) {
 // shutdown code included — and may not get to exit before the stop timeout. memory.max still
 // bounds it.
 func (g *generation) liftThrottle() {
+	g.advisor.halt()
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		_ = cgroup.WriteFile(g.dir, "memory.high", "max")
 		_ = cgroup.WriteFile(g.leaf, "memory.high", "max") // its copy of the limits throttles too

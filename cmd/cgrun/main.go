@@ -25,6 +25,8 @@ const usage = `cgrun gives one command its own cgroup v2 memory space.
 Usage:
   cgrun check [--json]                    can cgrun run work on this host? what is missing?
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
+  cgrun advise [--for DUR] [--json] [run flags] -- COMMAND [ARG...]
+                                          measure what COMMAND needs; print --memory-max to paste
   cgrun ps [--json]                       list the running cgruns with their memory figures
   cgrun status NAME|PID [--json]          one running cgrun in detail
   cgrun stop NAME|PID [--timeout DUR]     stop it gracefully (SIGTERM) and wait until it exits
@@ -88,6 +90,9 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case "run":
 		catchSIGPIPE()
 		return runCommand(args[1:], env, stdout, stderr)
+	case "advise":
+		catchSIGPIPE()
+		return adviseCommand(args[1:], env, stdout, stderr)
 	case "ps":
 		return psCommand(args[1:], stdout, stderr)
 	case "status":
@@ -100,6 +105,9 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case "help", "--help", "-h":
 		if len(args) > 1 && args[1] == "run" {
 			return runCommand([]string{"--help"}, env, stdout, stderr)
+		}
+		if len(args) > 1 && args[1] == "advise" {
+			return adviseCommand([]string{"--help"}, env, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

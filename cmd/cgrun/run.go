@@ -82,6 +82,7 @@ type runFlags struct {
 	allowNewPrivs bool
 	diagnose      diagnose.Config
 	listen        []listen.Addr
+	advise        bool
 	sharedShm     bool
 }
 
@@ -104,6 +105,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL, and no inherited fd above 2 but the --listen sockets; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation as fd 3, 4, ... with LISTEN_FDS and FPM_SOCKETS, so no connection is refused while one is replaced (repeatable)")
+	fs.BoolVar(&f.advise, "advise", false, "probe the memory the command needs (squeezing memory.high while its memory pressure stays low; memory.max untouched) and advise --memory-max and --memory-high: in status, ps --json, --report, the metrics and a line at exit")
 	fs.BoolVar(&f.sharedShm, "shared-shm", false, "leave the command the host's /dev/shm; without it a root cgrun gives each generation a private one, a tmpfs of --memory-max bytes (half of RAM without one) charged to the group and gone with the generation")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
@@ -127,6 +129,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
 	fs.Var(&highRateValue{n: &p.RecycleOnHigh, window: &p.HighWindow}, "recycle-on-high", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
 	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
+	fs.Var(thrashValue{&p.Thrash}, "thrash", "recycle a generation that thrashes at memory.max (stalled on memory, not merely there) at once, with reason thrash: on by default wherever --restart restarts an OOM kill; off turns it off; settings tune it: 'pressure=full 100ms/1s' (the PSI trigger), 'refaults=100/s,for=100ms' (without PSI: refaults a second, and the window memory.stat is judged over)")
 	fs.Var(triggersValue{&p.RecyclePressure}, "recycle-on-pressure", "recycle when this PSI `TRIGGER` fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
 	textVar(fs, &p.Health.Cmd, "health-cmd", "COMMAND", "", "health probe: a shell command run in the group; exit 0 is healthy")
 	textVar(fs, &p.Health.URL, "health-http", "URL", "", "health probe: GET this URL; 2xx or 3xx is healthy")
@@ -158,6 +161,11 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := newRunFlagSet(&f)
+	return launchCommand(fs, &f, nil, args, env, stdout, stderr)
+}
+
+// launchCommand parses run's flags (and advise's, when adv is given) and runs the command.
+func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	help := fs.BoolP("help", "h", false, "show this help")
 	fail := func(err error) int {
@@ -171,6 +179,10 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
 	if *help {
+		if adv != nil {
+			writeAdviseHelp(stdout, fs)
+			return 0
+		}
 		fmt.Fprint(stdout, strings.Replace(runUsage, "%s\n", fs.FlagUsagesWrapped(100), 1))
 		return 0
 	}
@@ -179,6 +191,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	cmd := fs.Args()
+	if len(cmd) == 0 && adv != nil {
+		return fail(errors.New("no command given: cgrun advise [--for DUR] [--json] [run flags] -- COMMAND [ARG...]"))
+	}
 	if len(cmd) == 0 {
 		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
 	}
@@ -224,6 +239,15 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		SharedShm:         f.sharedShm,
 		Log:               stderr,
 	}
+	if f.advise || adv != nil {
+		cfg.Advise = &launch.Advise{Trace: envValue(env, "CGRUN_ADVISE_TRACE")}
+	}
+	var advised *advice
+	if adv != nil {
+		cfg.Advise.For = adv.window
+		advised = &advice{json: adv.json, stdout: stdout}
+		cfg.Advise.Done = advised.done
+	}
 	// Every check that needs no group, before --events and --report are created or truncated.
 	if err := launch.Validate(&cfg); err != nil {
 		return fail(err)
@@ -240,6 +264,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	code, err := launch.Run(cfg)
 	if err != nil {
 		return fail(err)
+	}
+	if advised != nil {
+		return advised.exitCode(code, stderr)
 	}
 	return code
 }
