@@ -26,42 +26,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const runUsage = `Usage: cgrun run [flags] -- COMMAND [ARG...]
-
-Runs COMMAND, and everything it forks, in a fresh cgroup v2 group with the limits below,
-forwards signals to it, and removes the group and all that is left in it when COMMAND exits.
-cgrun exits with COMMAND's exit code, 128+N when it died of signal N, 125 when cgrun itself
-failed, 126 when COMMAND cannot be executed and 127 when it is not found.
-
-SIZE is bytes or a number with K, M, G, T, P or E (base 1024; KB, KiB and lower case work
-too; 1.5G works), a percentage of the machine's memory (75%), or max / infinity for no limit;
---memory-max and --memory-high take at least 1M. N is a whole number (pids: or max). DUR is a
-duration such as 500ms, 30s, 5m or 1h30m, or a number of seconds. Every flag can also be given
-as an environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP,
-and so on; a flag on the command line wins over the environment.
-
-Flags:
-%s
-Examples:
-  # a queue worker that may never take more than 512M, started again when the kernel's OOM
-  # killer or V8's own heap limit (Node sizes its heap from the 512M) ends it
-  cgrun run --memory-max 512M --restart on-oom -- node dist/worker.js
-
-  # what does the test suite really peak at, children included? (no limit, just a group;
-  # --verbose prints the peak when it exits)
-  cgrun run --verbose --name tests -- npm test
-
-  # the same limits from the environment, as in a PM2 or supervisord env block
-  CGRUN_MEMORY_MAX=1G CGRUN_PIDS_MAX=256 cgrun run -- php-fpm8.2 -F
-
-  # nest under a group you made and delegated yourself
-  cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
-
-  # started by root (supervisord, PM2, a unit without User=): the app runs as www, root keeps
-  # the group and its limits
-  cgrun run --user www --memory-max 1G -- node /www/wwwroot/api/server.js
-`
-
 // runFlags are the flags of `cgrun run`, parsed into their types as they are set.
 type runFlags struct {
 	limits                cgroup.Limits // the sizes, pids and CPU flags; --resources underneath
@@ -168,7 +132,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
 	if *help {
-		fmt.Fprint(stdout, strings.Replace(runUsage, "%s\n", fs.FlagUsagesWrapped(100), 1))
+		writeRunHelp(stdout, fs)
 		return 0
 	}
 	fromEnv, err := applyEnv(fs, env)
@@ -178,6 +142,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	cmd := fs.Args()
 	if len(cmd) == 0 {
 		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
+	}
+	if w := flagsAfterCommand(fs, cmd); w != "" {
+		fmt.Fprintf(stderr, "cgrun: warning: %s\n", w)
 	}
 	origin := func(flag string) string {
 		if v, ok := fromEnv[flag]; ok {
