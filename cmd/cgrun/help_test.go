@@ -65,8 +65,13 @@ func TestRunTooSmallMemory(t *testing.T) {
 		})
 	}
 	var out, errb bytes.Buffer
-	if code := cgrun([]string{"run", "--memory-max", "100", "--", "true"}, nil, &out, &errb); code != 125 || strings.Count(errb.String(), "\n") != 1 {
-		t.Errorf("cgrun run --memory-max 100: exit %d, stderr %q; want 125 and one line", code, errb.String())
+	if code := cgrun([]string{"run", "--memory-max", "100", "--", "true"}, nil, &out, &errb); code != 125 || strings.Count(errb.String(), "\n") != 1 ||
+		!strings.HasSuffix(errb.String(), "the smallest value that works is 1M; a number without a unit is bytes: did you mean 100M?\n") {
+		t.Errorf("cgrun run --memory-max 100: exit %d, stderr %q; want 125 and one line that suggests 100M", code, errb.String())
+	}
+	errb.Reset()
+	if cgrun([]string{"run", "--memory-max", "512K", "--", "true"}, nil, &out, &errb); strings.Contains(errb.String(), "did you mean") {
+		t.Errorf("cgrun run --memory-max 512K: %q; a size with a unit needs no guess", errb.String())
 	}
 }
 

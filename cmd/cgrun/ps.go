@@ -259,7 +259,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	var lims []string
 	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {
 		if v, ok := b.Limits[k]; ok {
-			lims = append(lims, k+"="+escape(v))
+			lims = append(lims, k+"="+escape(limitText(k, v)))
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
@@ -424,6 +424,19 @@ func escape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// limitText is a limit's kernel value as status shows it: memory sizes as 128M, not bytes;
+// everything else (pids.max, cpu.max, "max") as the file has it.
+func limitText(file, value string) string {
+	if !strings.HasPrefix(file, "memory.") || file == "memory.oom.group" {
+		return value
+	}
+	n, err := strconv.ParseUint(value, 10, 64)
+	if err != nil {
+		return value
+	}
+	return cgroup.FormatSize(n)
 }
 
 func sizeOrMax(n *uint64) string {

@@ -375,9 +375,19 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		return l, l.close, nil
 	}
 	if err != nil {
-		return nil, nop, err
+		return nil, nop, missingDir(target, err)
 	}
 	return f, func() { f.Close() }, nil
+}
+
+// missingDir tells an open that failed for want of the file's directory as what to create;
+// other errors stay as they are.
+func missingDir(target string, err error) error {
+	dir := filepath.Dir(target)
+	if _, serr := os.Stat(dir); errors.Is(err, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist) {
+		return fmt.Errorf("%s: the directory %s does not exist; create it first (mkdir -p %s) or name a file in a directory that exists", target, dir, dir)
+	}
+	return err
 }
 
 // lateFile is a FIFO opened (blocking, until a reader comes) on the first write.
@@ -478,7 +488,7 @@ func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	}
 	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
 	if err != nil {
-		return nil, func() {}, err
+		return nil, func() {}, missingDir(target, err)
 	}
 	return f, func() { f.Close() }, nil
 }

@@ -304,3 +304,19 @@ func TestMetricsServerCapsConnections(t *testing.T) {
 		t.Errorf("scrape: %s", resp.Status)
 	}
 }
+
+// TestServeBusyPortIsOneLine: a --metrics-addr another process listens on is said as --listen
+// says it, with the fix.
+func TestServeBusyPortIsOneLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	_, err = Serve(addr, prometheus.NewGoCollector())
+	want := "--metrics-addr " + addr + ": address already in use: another process listens there; stop it or choose another address"
+	if err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
+	}
+}
