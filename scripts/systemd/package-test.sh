@@ -28,7 +28,8 @@ install() {
   [[ $(cgrun version) == "cgrun $version "* ]] || fail "cgrun version: $(cgrun version)" || return 1
   for f in /usr/share/man/man1/cgrun.1.gz /usr/share/bash-completion/completions/cgrun \
     /usr/share/zsh/vendor-completions/_cgrun /usr/share/fish/vendor_completions.d/cgrun.fish \
-    /usr/share/doc/cgrun/examples/example-worker.service; do
+    /usr/share/doc/cgrun/examples/example-worker.service /usr/share/doc/cgrun/copyright \
+    /usr/share/doc/cgrun/changelog.Debian.gz /usr/share/doc/cgrun/docs/install.md; do
     [[ -s $f ]] || fail "missing: $f" || return 1
   done
 }
