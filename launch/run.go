@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -172,6 +173,10 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, err
 	}
 	defer r.dumpDir.Close()
+	if r.dumpDir.OnTmpfs() {
+		fmt.Fprintf(cfg.Log, "cgrun: warning: --diagnose-dir %s is on tmpfs: a dump written there is memory charged to the command's own group, counted against --memory-max and not freed without swap; put it on a disk (e.g. --diagnose-dir /var/tmp/%s), or give the dump's size in --diagnose-headroom too\n",
+			cfg.Diagnose.Dir, filepath.Base(cfg.Diagnose.Dir))
+	}
 	if cfg.User != nil {
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
