@@ -351,13 +351,21 @@ func TestDiagnoseDirOnTmpfsWarns(t *testing.T) {
 }
 
 // TestDiagnoseStuckAtMemoryMaxEndsTheWait: a dump that sits at memory.max (here a
-// --diagnose-cmd that reads files through the page cache beside a worker holding 40M under a 48M
-// limit, so the kernel reclaims at the limit all along) is given up after seconds with a line
-// that asks for more --diagnose-headroom, not waited for until --diagnose-timeout (5 minutes).
+// --diagnose-cmd that writes new files on a disk over and over beside a worker holding 40M under
+// a 48M limit, so the kernel reclaims their page cache at the limit all along) is given up after
+// seconds with a line that asks for more --diagnose-headroom, not waited for until
+// --diagnose-timeout (5 minutes).
 func TestDiagnoseStuckAtMemoryMaxEndsTheWait(t *testing.T) {
 	requireCgroup2(t)
 	dir, events := t.TempDir(), filepath.Join(t.TempDir(), "events.jsonl")
-	cmd := "while :; do cat " + helperPath(t) + " " + cgrunBin(t) + " >/dev/null; done"
+	// New files each time, so that their pages are charged to this generation: files read
+	// again would be cached already, charged to the group of the generation before.
+	scratch, err := os.MkdirTemp(".", "cgrun-fill") // the package's directory: hostfs in the guest
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(scratch)
+	cmd := "i=0; while :; do dd if=/dev/zero of=" + scratch + "/f$i bs=1M count=32 2>/dev/null; rm -f " + scratch + "/f$i; i=$((i+1)); done"
 	r := runCgrun(t, nil, []string{"--memory-max", "48M", "--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
 		"--max-restarts", "1", "--restart-window", "600s", "--diagnose-cmd", cmd, "--diagnose-dir", dir, "--diagnose-timeout", "5m",
 		"--events", events}, "hog", "40")

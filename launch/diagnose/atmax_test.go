@@ -45,24 +45,27 @@ func TestOnTmpfs(t *testing.T) {
 	}
 }
 
-// TestAtMax: a group counts as sitting at memory.max only while it is within the margin of the
-// limit and the kernel counts max events between two looks; the stretch ends when either stops.
+// TestAtMax: a group counts as sitting at memory.max only while the kernel counts at least
+// PressedEvents max events between two looks and its memory is within an eighth of the limit;
+// one look that misses does not end the stretch, two in a row do.
 func TestAtMax(t *testing.T) {
-	const limit = 100 << 20
+	const limit = 96 << 20
 	t0 := time.Unix(1000, 0)
 	var a diagnose.AtMax
 	for i, tc := range []struct {
 		current, limit, count uint64
 		want                  time.Duration
 	}{
-		{limit, limit, 10, 0},                       // the first look: nothing to compare with
-		{limit, limit, 15, time.Second},             // events since: at max for about a second
-		{limit - 1<<20, limit, 30, 2 * time.Second}, // within 2%
-		{limit, limit, 60, 3 * time.Second},
-		{limit, limit, 60, 0},           // no events since: not pressing
-		{limit, limit, 61, time.Second}, // a new stretch
-		{limit / 2, limit, 90, 0},       // far below
-		{limit, 0, 91, 0},               // no limit
+		{limit, limit, 10, 0},                         // the first look: nothing to compare with
+		{limit, limit, 100, time.Second},              // events since: at max for about a second
+		{limit - 10<<20, limit, 200, 2 * time.Second}, // reclaim just freed 10M: within an eighth
+		{limit, limit, 300, 3 * time.Second},
+		{limit, limit, 305, 0},               // a few events only: not pressing now...
+		{limit, limit, 400, 5 * time.Second}, // ...but one miss does not end the stretch
+		{limit / 2, limit, 500, 0},           // far below
+		{limit / 2, limit, 600, 0},           // twice: the stretch ends
+		{limit, limit, 700, time.Second},     // a new one
+		{limit, 0, 800, 0},                   // no limit
 	} {
 		if got := a.Observe(t0.Add(time.Duration(i)*time.Second), tc.current, tc.limit, tc.count); got != tc.want {
 			t.Errorf("look %d: %v, want %v", i, got, tc.want)
