@@ -157,9 +157,9 @@ failed, 126 when COMMAND cannot be executed and 127 when it is not found.`
   # nest under a group you made and delegated yourself
   cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
 
-  # started by root (supervisord, PM2, a unit without User=): the app runs as www, root keeps
-  # the group and its limits
-  cgrun run --user www --memory-max 1G -- node /www/wwwroot/api/server.js
+  # started by root (supervisord, PM2, a unit without User=): the app runs as www-data (www on
+  # aaPanel), root keeps the group and its limits
+  cgrun run --user www-data --memory-max 1G -- node /srv/api/server.js
 `
 )
 
