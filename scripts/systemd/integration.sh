@@ -398,11 +398,14 @@ test_example_pm2() {
   fi
   pm2 delete worker >/dev/null 2>&1
   wait_for 20 nothing_left "/srv/app/worker.js" cgrun-worker || { nothing_left "/srv/app/worker.js" cgrun-worker; rc=1; }
-  # With aaPanel's --user www, absent here: pm2 logs shows cgrun's reason.
+  # With aaPanel's --user www, absent here: `pm2 logs worker`, as the file says, shows cgrun's
+  # reason. (With instances: 1 PM2 names the log file by the app's id, worker-error-1.log now.)
   sed -i "s/'--user', 'www-data'/'--user', 'www'/" "$d/ecosystem.config.js"
   pm2 start "$d/ecosystem.config.js" >/dev/null 2>&1
-  wait_for 20 grep -q 'no user "www" in /etc/passwd' "$PM2_HOME/logs/worker-error.log" ||
-    { fail "pm2's error log does not say why: $(cat "$PM2_HOME"/logs/worker-error.log 2>&1 | tail -3)"; rc=1; }
+  pm2_err_log() { pm2 logs worker --err --nostream --lines 50 2>&1; }
+  pm2_err_log_says_why() { [[ $(pm2_err_log) == *'no user "www" in /etc/passwd'* ]]; }
+  wait_for 20 pm2_err_log_says_why ||
+    { fail "pm2 logs worker does not say why: $(pm2_err_log | tail -5)"; rc=1; }
   pm2 kill >/dev/null 2>&1
   rm -rf /srv/app "$d" "$PM2_HOME"
   return $rc
