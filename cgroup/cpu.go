@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/containerd/cgroups/v3/cgroup2"
 )
 
 // CPUMax is cpu.max: at most Quota of every Period of CPU time; Quota 0 means no limit.
@@ -63,18 +60,14 @@ type CPUStat struct {
 	UserUsec, SystemUsec uint64
 }
 
-// ReadCPUStat reads cpu.stat of the group at dir, through containerd/cgroups' stats.
+// ReadCPUStat reads user_usec and system_usec from cpu.stat of the group at dir.
 func ReadCPUStat(dir string) (CPUStat, error) {
-	mgr, err := cgroup2.Load("/"+filepath.Base(dir), cgroup2.WithMountpoint(filepath.Dir(dir)))
-	if err != nil {
-		return CPUStat{}, fmt.Errorf("load group %s: %w", dir, err)
-	}
-	m, err := mgr.StatFiltered(cgroup2.StatCPU)
-	if errors.Is(err, os.ErrNotExist) || err == nil && m.CPU == nil {
+	m, err := ReadKeyed(dir, "cpu.stat")
+	if errors.Is(err, os.ErrNotExist) {
 		return CPUStat{}, ErrUnsupported
 	}
 	if err != nil {
 		return CPUStat{}, fmt.Errorf("read cpu.stat of %s: %w", dir, err)
 	}
-	return CPUStat{UserUsec: m.CPU.UserUsec, SystemUsec: m.CPU.SystemUsec}, nil
+	return CPUStat{UserUsec: m["user_usec"], SystemUsec: m["system_usec"]}, nil
 }

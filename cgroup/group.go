@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,4 +106,25 @@ func Children(dir string) ([]string, error) {
 		}
 	}
 	return names, nil
+}
+
+// Holds reports whether process pid is in the group dir or in one of its descendants.
+func Holds(dir string, pid int) (bool, error) {
+	pids, err := Procs(dir)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(pids, pid) {
+		return true, nil
+	}
+	kids, err := Children(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range kids {
+		if ok, err := Holds(filepath.Join(dir, k), pid); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
 }

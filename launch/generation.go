@@ -49,9 +49,9 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
-	next         *handover // --overlap: the next generation, started beside this one
-	nextFailed   bool      // the overlap was given up: recycle as without --overlap
-	notifySocket string    // --overlap: the NOTIFY_SOCKET it says READY=1 on
+	next         *handover      // --overlap: the next generation, started beside this one
+	nextFailed   bool           // the overlap was given up: recycle as without --overlap
+	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
@@ -113,7 +113,7 @@ func (g *generation) begin() (out outcome, err error) {
 	}
 	g.created = true
 	g.run.last = max(g.run.last, g.number)
-	if err := cfg.Limits.Apply(g.dir, g.run.h); err != nil {
+	if err := cfg.Limits.Apply(g.dir); err != nil {
 		return out, err
 	}
 	// The command starts in a leaf, and the payload group enables the controllers for its
@@ -165,8 +165,9 @@ func (g *generation) begin() (out outcome, err error) {
 	if os.Geteuid() == 0 {
 		child.Keep = g.run.sockets.Paths()
 	}
-	if g.notifySocket != "" {
-		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notifySocket)
+	child.Shm, child.ShmRefused = g.run.shm, g.run.shmRefused
+	if g.notify != nil {
+		child.Env = append(notify.Env(child.Env, true), "NOTIFY_SOCKET="+g.notify.Path())
 	}
 	g.pid, err = proc.Start(child)
 	if err != nil {
@@ -179,8 +180,10 @@ func (g *generation) begin() (out outcome, err error) {
 	return out, nil
 }
 
-// end closes the watcher, and kills and removes what is left of the group.
+// end closes the watcher and its NOTIFY_SOCKET, and kills and removes what is left of the group.
 func (g *generation) end() {
+	g.notify.Close()
+	g.notify = nil
 	if !g.created {
 		return
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -28,9 +29,8 @@ type handover struct {
 	reason   policy.Reason // why the current one recycles
 	why      string
 	started  time.Time
-	probe    *prober        // the --health-cmd, run in its group; nil without one
-	notify   *notify.Socket // its NOTIFY_SOCKET
-	ticker   *time.Ticker   // the probes'; stopped without a probe
+	probe    *prober      // the --health-cmd, run in its group; nil without one
+	ticker   *time.Ticker // the probes'; stopped without a probe
 	deadline *time.Timer
 	ready    bool
 }
@@ -57,7 +57,7 @@ func (h *handover) readyC() <-chan struct{} {
 	if h == nil || h.ready {
 		return nil
 	}
-	return h.notify.Ready()
+	return h.g.notify.Ready()
 }
 
 func (h *handover) timeout() <-chan time.Time {
@@ -77,25 +77,29 @@ func (g *generation) overlap(reason policy.Reason, why string) bool {
 	case !p.Overlap || g.nextFailed || !reason.Overlap():
 		return false
 	}
-	notify, err := notify.Listen(os.TempDir())
+	n := g.run.last + 1
+	dir := g.run.groupDir(n)
+	// Only a process in the next generation's group may say it is ready.
+	notify, err := notify.Listen(os.TempDir(), func(pid int) bool {
+		ok, _ := cgroup.Holds(dir, pid)
+		return ok
+	})
 	if err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot hear the next generation's READY=1 (%v); recycling without overlap\n", g.run.name, err)
 		g.nextFailed = true
 		return false
 	}
-	n := g.run.last + 1
-	next := &generation{number: n, dir: g.run.groupDir(n), run: g.run, notifySocket: notify.Path()}
+	next := &generation{number: n, dir: dir, run: g.run, notify: notify}
 	if _, err := next.begin(); err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot start generation %d beside generation %d (%v); recycling without overlap\n",
 			g.run.name, next.number, g.number, err)
 		next.end()
-		notify.Close()
 		g.nextFailed = true
 		return false
 	}
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s; started generation %d (pid %d) beside generation %d, which stops once it is ready (--ready-timeout %v)\n",
 		g.run.name, why, next.number, next.pid, g.number, p.ReadyTimeout)
-	h := &handover{g: next, reason: reason, why: why, started: time.Now(), notify: notify,
+	h := &handover{g: next, reason: reason, why: why, started: time.Now(),
 		ticker: time.NewTicker(min(p.Health.Interval, readyProbeEvery)), deadline: time.NewTimer(p.ReadyTimeout)}
 	if p.Health.Cmd != "" {
 		h.probe = newProber(policy.HealthCheck{Cmd: p.Health.Cmd, Timeout: p.Health.Timeout})
@@ -134,12 +138,13 @@ func (g *generation) nextProbed(r policy.Probe) {
 	g.nextReady()
 }
 
-// nextReady ends the overlap: the next generation is ready, and the current one recycles.
+// nextReady ends the overlap: the next generation is ready, and the current one recycles. Its
+// NOTIFY_SOCKET stays open until it ends: systemd-notify waits for the answer to its BARRIER=1
+// after READY=1, and an app may notify again later.
 func (g *generation) nextReady() {
 	h := g.next
 	h.ready = true
 	h.probe.stop()
-	h.notify.Close()
 	h.ticker.Stop()
 	h.deadline.Stop()
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d is ready after %v\n", g.run.name, h.g.number, time.Since(h.started).Round(time.Millisecond))
@@ -187,7 +192,6 @@ func (g *generation) abandonNext(why string) {
 	h.ticker.Stop()
 	h.deadline.Stop()
 	h.probe.stop()
-	h.notify.Close()
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: giving up the overlap with generation %d: %s\n",
 		g.run.name, h.g.number, why)
 	h.g.stopWatching()

@@ -59,6 +59,14 @@ type Config struct {
 	// Listen are the sockets cgrun binds before the first generation and hands to every one
 	// (--listen); see package listen.
 	Listen []listen.Addr
+	// SharedShm leaves the command the host's /dev/shm (--shared-shm). Without it a root
+	// cgrun gives each generation a private one (proc.Shm), sized by --memory-max and gone
+	// with the generation.
+	SharedShm bool
+
+	// path is the command as Validate resolved it; "" until the Config passed Validate, which
+	// Run then does not repeat (a start looks the command up once).
+	path string
 }
 
 // teardownTimeout bounds how long cgrun waits for a killed group to empty.
@@ -83,10 +91,18 @@ type runner struct {
 	dumpDir    *diagnose.Dir    // --diagnose-dir, open for the run; nil without a dump
 	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
 	aboveDumps diagnose.Limiter // --diagnose-interval
-	guard      *guard           // kills the generations if cgrun is SIGKILLed; nil until the first one runs
-	raise      unix.Signal      // the signal that stopped cgrun, to die of at the end; 0 for none
+	// guard kills the generations if cgrun is SIGKILLed; nil until the first one has run for
+	// guardDelay. guardMu guards it and guardOff (set once cgrun releases it) against the
+	// timer that starts it.
+	guard      *guard
+	guardMu    sync.Mutex
+	guardOff   bool
+	guardTimer *time.Timer
+	raise      unix.Signal // the signal that stopped cgrun, to die of at the end; 0 for none
 
 	sockets *listen.Set // the --listen sockets, open for the whole run
+	shm     *proc.Shm   // each generation's private /dev/shm; nil for the host's
+	shmOnce sync.Once   // says once that the private /dev/shm was refused
 	// early are children reaped outside their generation's supervisor, by pid: a teardown
 	// reaps everything, a generation running beside it (--overlap) included.
 	early map[int]unix.WaitStatus
@@ -119,9 +135,11 @@ func dieOf(sig unix.Signal) {
 }
 
 // Validate checks a Config without opening or creating anything, and fills in what follows from
-// it (the default name; memory.high from --recycle-above). Run calls it first; a caller that
-// opens files for Run (--events, --report) calls it before, so that bad input leaves nothing
-// behind. proc.Code(err) is the exit code for its error: 125, or 126/127 for the command.
+// it (the default name; memory.high from --recycle-above; the command's path). Run calls it
+// first unless the Config passed it already; a caller that opens files for Run (--events,
+// --report) calls it before, so that bad input leaves nothing behind, and changes nothing it
+// checks afterwards. proc.Code(err) is the exit code for its error: 125, or 126/127 for the
+// command.
 func Validate(cfg *Config) error {
 	if len(cfg.Command) == 0 {
 		return errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]")
@@ -157,17 +175,20 @@ func Validate(cfg *Config) error {
 			return err
 		}
 	}
-	_, err := proc.LookPath(cfg.Command[0])
+	path, err := proc.LookPath(cfg.Command[0])
+	cfg.path = path
 	return err
 }
 
 // run is Run, with the signal cgrun should die of: the one that stopped it, when the child died
 // of it too or none was running.
 func run(cfg Config) (int, unix.Signal, error) {
-	if err := Validate(&cfg); err != nil {
-		return proc.Code(err), 0, err
+	if cfg.path == "" {
+		if err := Validate(&cfg); err != nil {
+			return proc.Code(err), 0, err
+		}
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
+	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
@@ -179,9 +200,6 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	if cfg.User != nil {
 		cfg.Env = cfg.User.Env(cfg.Env)
-	}
-	if r.path, err = proc.LookPath(cfg.Command[0]); err != nil {
-		return proc.Code(err), 0, err
 	}
 	if r.sockets, err = bindListen(cfg); err != nil {
 		return proc.ExitFailure, 0, err
@@ -202,11 +220,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := proc.SetSubreaper(); err != nil {
 		return proc.ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
-	defer func() {
-		if r.guard != nil {
-			r.guard.release()
-		}
-	}()
+	defer r.releaseGuard()
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
@@ -226,6 +240,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		}
 	}()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	r.shm = privateShm(cfg)
 	started := time.Now()
 	last, code, err := r.loop()
 	if last == nil {
@@ -296,8 +311,8 @@ func (r *runner) loop() (*outcome, int, error) {
 		}
 		out, err := g.start(func(pid int) {
 			r.notify.Started(n, pid)
-			if r.guard == nil {
-				r.startGuard()
+			if r.guardTimer == nil {
+				r.guardTimer = time.AfterFunc(guardDelay, r.startGuard)
 			}
 			r.updateState(func(s *state.State) {
 				s.Generation, s.ChildPid, s.Group = n, pid, r.h.Rel(g.dir)
@@ -371,17 +386,42 @@ func (r *runner) loop() (*outcome, int, error) {
 	}
 }
 
-// startGuard starts the guard once the first generation runs: off the start's path, so that
-// the command starts as fast as it did without one. Until it runs (a few milliseconds), a
-// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state,
-// saved before anything started, leads to them.
+// guardDelay is how long the first generation runs before cgrun starts its guard. The guard is
+// cgrun itself, executed again: on a start's path it would cost as much as cgrun's own exec
+// and package initialisation, CPU that the command and cgrun's teardown then wait for, all to
+// guard a command that may be over already (true, a quick cron check, a failed start). A
+// command that ends within guardDelay never gets a guard.
+const guardDelay = 20 * time.Millisecond
+
+// startGuard starts the guard once the first generation has run for guardDelay, off the
+// start's path, so that the command starts as fast as it did without one. Until it runs, a
+// SIGKILLed cgrun's groups are left for the next cgrun ps or cgrun run, which the state, saved
+// before anything started, leads to them.
 func (r *runner) startGuard() {
+	r.guardMu.Lock()
+	defer r.guardMu.Unlock()
+	if r.guard != nil || r.guardOff {
+		return
+	}
 	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
 	if err != nil {
 		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
 		return
 	}
 	r.guard = g
+}
+
+// releaseGuard ends the guard, or the wait for it, once cgrun has cleaned up itself.
+func (r *runner) releaseGuard() {
+	r.guardMu.Lock()
+	defer r.guardMu.Unlock()
+	r.guardOff = true
+	if r.guardTimer != nil {
+		r.guardTimer.Stop()
+	}
+	if r.guard != nil {
+		r.guard.release()
+	}
 }
 
 // wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do

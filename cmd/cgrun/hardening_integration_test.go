@@ -44,22 +44,28 @@ func eventually(d time.Duration, cond func() bool) bool {
 	}
 }
 
-// guardOf is the pid of the guard of the cgrun with pid, or 0.
+// guardOf is the pid of the guard of the cgrun with pid, or 0 when none runs within 2 s (cgrun
+// starts it once the command has run for 20 ms).
 func guardOf(t *testing.T, pid int) int {
 	t.Helper()
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+	guard := 0
+	eventually(2*time.Second, func() bool {
+		ents, _ := os.ReadDir("/proc")
+		for _, e := range ents {
+			n, err := strconv.Atoi(e.Name())
+			if err != nil {
+				continue
+			}
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
+			args := strings.Split(string(b), "\x00")
+			if len(args) > 4 && args[1] == "__cgrun_guard" && args[4] == strconv.Itoa(pid) {
+				guard = n
+				return true
+			}
 		}
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", n))
-		args := strings.Split(string(b), "\x00")
-		if len(args) > 4 && args[1] == "__cgrun_guard" && args[4] == strconv.Itoa(pid) {
-			return n
-		}
-	}
-	return 0
+		return false
+	})
+	return guard
 }
 
 // exists reports whether path is there.
@@ -78,6 +84,9 @@ func TestKilledCgrunTakesItsCommandAlong(t *testing.T) {
 		state := filepath.Join("/run/cgrun", strconv.Itoa(cmd.Process.Pid)+".json")
 		if !exists(state) {
 			t.Fatalf("no state file %s", state)
+		}
+		if guardOf(t, cmd.Process.Pid) == 0 {
+			t.Fatal("no guard process found")
 		}
 		return cmd, rep, state
 	}

@@ -45,6 +45,7 @@ type runFlags struct {
 	allowNewPrivs bool
 	diagnose      diagnose.Config
 	listen        []listen.Addr
+	sharedShm     bool
 }
 
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
@@ -66,6 +67,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (www-data, 33:33) with its groups and HOME; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation (fd 3, 4, ...; LISTEN_FDS, FPM_SOCKETS): no connection is refused during a recycle (repeatable)")
+	fs.BoolVar(&f.sharedShm, "shared-shm", false, "leave the command the host's /dev/shm; without it a root cgrun gives each generation a private one, a tmpfs of --memory-max bytes (half of RAM without one) charged to the group and gone with the generation")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
@@ -185,6 +187,7 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		AllowNewPrivs:     f.allowNewPrivs,
 		Diagnose:          f.diagnose,
 		Listen:            f.listen,
+		SharedShm:         f.sharedShm,
 		Log:               stderr,
 	}
 	// Every check that needs no group, before --events and --report are created or truncated.

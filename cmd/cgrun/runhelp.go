@@ -90,6 +90,7 @@ var runFlagGroups = []struct{ flag, group string }{
 
 	{"user", groupUser},
 	{"allow-new-privs", groupUser},
+	{"shared-shm", groupUser},
 }
 
 // groupedFlags splits fs's flags by heading, each group a flag set of its own in

@@ -2,11 +2,13 @@ package listen
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +28,11 @@ type socket struct {
 	addr Addr
 	file *os.File
 	path string // the unix socket's file, which Close removes; "" for tcp
+	// A unix socket's directory, held open (-1 or 0 for none), its name there, and the file
+	// bound, which Close removes only while the name still holds it.
+	parent   int
+	base     string
+	dev, ino uint64
 }
 
 // ErrInUse is what Bind wraps when another process already listens on an address.
@@ -52,38 +59,28 @@ func bind(a Addr, owner *Owner) (socket, error) {
 		if err := clearStale(a); err != nil {
 			return socket{}, err
 		}
+		sock, err := bindUnix(a, owner)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return socket{}, fmt.Errorf("--listen %s: %w: another process listens there; stop it or choose another address", a.Spec, ErrInUse)
+			}
+			return socket{}, fmt.Errorf("--listen %s: %w", a.Spec, err)
+		}
+		return sock, nil
 	}
-	l, err := listenWithMode(a)
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), a.Network, a.Address)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return socket{}, fmt.Errorf("--listen %s: %w: another process listens there; stop it or choose another address", a.Spec, ErrInUse)
 		}
 		return socket{}, fmt.Errorf("--listen %s: %w", a.Spec, err)
 	}
-	var f *os.File
-	switch l := l.(type) {
-	case *net.TCPListener:
-		f, err = l.File()
-	case *net.UnixListener:
-		l.SetUnlinkOnClose(false) // the file stays while cgrun holds the dup; Close removes it
-		f, err = l.File()
-	}
+	f, err := l.(*net.TCPListener).File()
 	l.Close()
-	sock := socket{addr: a, file: f}
-	if a.Network == "unix" {
-		sock.path = a.Address
-	}
 	if err != nil {
-		sock.close()
 		return socket{}, fmt.Errorf("--listen %s: %w", a.Spec, err)
 	}
-	if sock.path != "" {
-		if err := own(sock.path, owner); err != nil {
-			sock.close()
-			return socket{}, fmt.Errorf("--listen %s: %w", a.Spec, err)
-		}
-	}
-	return sock, nil
+	return socket{addr: a, file: f}, nil
 }
 
 // clearStale removes a socket file that nothing listens on any more (what a cgrun or server
@@ -115,28 +112,102 @@ func clearStale(a Addr) error {
 
 // socketUmask makes bind(2) create a unix socket's file with mode 0660: bind takes its mode from
 // the umask only (fchmod on the socket's fd before bind changes the socket, not the file), so the
-// file never exists with a wider mode, and nothing chmods a path afterwards, which would follow a
-// symlink put in its place.
+// file never exists with a wider mode. The umask is the process's, so it is set only around the
+// bind: cgrun binds before it starts anything that creates files.
 const socketUmask = 0o117
 
-// listenWithMode listens on a; a unix socket's file is created with mode 0660 (socketUmask).
-// The umask is the process's, so it is set only around the bind: cgrun binds before it starts
-// anything that creates files.
-func listenWithMode(a Addr) (net.Listener, error) {
-	if a.Network == "unix" {
-		old := unix.Umask(socketUmask)
-		defer unix.Umask(old)
+// bindUnix binds a unix socket where no other user can reach its file until it is complete:
+// in a private directory (0700, root's when cgrun is root) made beside the socket's path, where
+// the file is created with mode 0660 (socketUmask) and given to owner (nil: left as cgrun's
+// own), and only then renamed into place. A user who may write in the socket's directory can
+// swap the path for a hard link or a symlink at any moment, but the chown never reaches
+// anything but the socket cgrun bound: the path is not used for it. The directory is held
+// open (parent) for the run, so that Close removes the socket's file there, and only while
+// it is still the one bound.
+func bindUnix(a Addr, owner *Owner) (socket, error) {
+	dir, base := filepath.Split(a.Address)
+	parent, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return socket{}, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	return (&net.ListenConfig{}).Listen(context.Background(), a.Network, a.Address)
+	private, pfd, err := privateDir(parent, base)
+	if err != nil {
+		unix.Close(parent)
+		return socket{}, fmt.Errorf("make a private directory in %s to bind in: %w", dir, err)
+	}
+	defer func() {
+		unix.Unlinkat(pfd, "s", 0) // left only on failure: renamed into place otherwise
+		unix.Unlinkat(parent, private, unix.AT_REMOVEDIR)
+		unix.Close(pfd)
+	}()
+	fail := func(err error) (socket, error) {
+		unix.Close(parent)
+		return socket{}, err
+	}
+	old := unix.Umask(socketUmask)
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "unix", fmt.Sprintf("/proc/self/fd/%d/s", pfd))
+	unix.Umask(old)
+	if err != nil {
+		return fail(err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // renamed into place below; Close removes it there
+	f, err := ul.File()
+	ul.Close()
+	if err != nil {
+		return fail(err)
+	}
+	if owner != nil {
+		if err := unix.Fchownat(pfd, "s", int(owner.UID), int(owner.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			f.Close()
+			return fail(fmt.Errorf("chown the socket to %d:%d: %w", owner.UID, owner.GID, err))
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, "s", &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		f.Close()
+		return fail(err)
+	}
+	if err := unix.Renameat(pfd, "s", parent, base); err != nil {
+		f.Close()
+		return fail(fmt.Errorf("move the socket into place as %s: %w", a.Address, err))
+	}
+	return socket{addr: a, file: f, path: a.Address, parent: parent, base: base, dev: st.Dev, ino: st.Ino}, nil
 }
 
-// own gives a unix socket's file, made 0660 by listenWithMode, to the command's user; Lchown
-// changes the path itself, never what a symlink there points at.
-func own(path string, o *Owner) error {
-	if o == nil {
-		return nil
+// privateDir makes a directory of mode 0700 named after base in the directory parent, and opens
+// it (never through a symlink): its name and fd.
+func privateDir(parent int, base string) (string, int, error) {
+	var rnd [6]byte
+	for range 10 {
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return "", -1, err
+		}
+		name := fmt.Sprintf(".%s.cgrun-%x", base, rnd)
+		if len(name) > 255 {
+			name = fmt.Sprintf(".cgrun-bind-%x", rnd)
+		}
+		err := unix.Mkdirat(parent, name, 0o700)
+		if errors.Is(err, unix.EEXIST) {
+			continue
+		}
+		if err != nil {
+			return "", -1, err
+		}
+		fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
+			return "", -1, err
+		}
+		// mkdir's mode is cut by the umask: make sure no one else may enter.
+		if err := unix.Fchmod(fd, 0o700); err != nil {
+			unix.Close(fd)
+			unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
+			return "", -1, err
+		}
+		return name, fd, nil
 	}
-	return os.Lchown(path, int(o.UID), int(o.GID))
+	return "", -1, unix.EEXIST
 }
 
 // Len is the number of sockets.
@@ -220,7 +291,12 @@ func (k socket) close() {
 	if k.file != nil {
 		k.file.Close()
 	}
-	if k.path != "" {
-		_ = unix.Unlink(k.path)
+	if k.path == "" {
+		return
 	}
+	var st unix.Stat_t
+	if unix.Fstatat(k.parent, k.base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Dev == k.dev && st.Ino == k.ino {
+		_ = unix.Unlinkat(k.parent, k.base, 0)
+	}
+	unix.Close(k.parent)
 }

@@ -225,3 +225,113 @@ func TestBindSocketMode(t *testing.T) {
 		})
 	}
 }
+
+// TestBindOwnsAndCleansUp: a unix socket's file is the owner's, 0660, from the moment its path
+// exists; the private directory it was bound in is gone; Close removes the socket's file but
+// not a file someone put in its place.
+func TestBindOwnsAndCleansUp(t *testing.T) {
+	owner := listen.Owner{UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+	if os.Getuid() == 0 {
+		owner = listen.Owner{UID: 33, GID: 33} // www-data's in Debian; any ids do
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "app.sock")
+	a, err := listen.Parse("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := listen.Bind([]listen.Addr{a}, &owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(sock, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Mode&0o777 != 0o660 || st.Uid != owner.UID || st.Gid != owner.GID {
+		t.Errorf("socket file %s: mode %#o uid %d gid %d (%v): want a socket, 0660, %d:%d", sock, st.Mode, st.Uid, st.Gid, err, owner.UID, owner.GID)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%s holds %v: want only the socket (the private directory removed)", dir, ents)
+	}
+	s.Close()
+	if _, err := os.Lstat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after Close, %s: %v; want it removed", sock, err)
+	}
+
+	// Replaced while bound: the replacement stays.
+	if s, err = listen.Bind([]listen.Addr{a}, &owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(sock, []byte("someone's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if b, err := os.ReadFile(sock); err != nil || string(b) != "someone's" {
+		t.Errorf("Close removed or changed the file put in the socket's place: %q, %v", b, err)
+	}
+}
+
+// TestBindChownRace: while Bind runs 2,000 times, a racer swaps the socket's path for a hard
+// link to a victim file as soon as a socket appears there; the chown to the owner never lands
+// on the victim. (The guests' TestEdgeListenChownRace runs the racer as www-data against the
+// real cgrun.) It needs root, to chown to another user.
+func TestBindChownRace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the socket to another user")
+	}
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "app.sock")
+	a, err := listen.Parse("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	swaps := make(chan int)
+	go func() {
+		n := 0
+		link := filepath.Join(dir, ".link")
+		for {
+			select {
+			case <-stop:
+				swaps <- n
+				return
+			default:
+			}
+			if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				if os.Link(victim, link) == nil && os.Rename(link, sock) == nil {
+					n++
+				}
+			}
+		}
+	}()
+	owner := &listen.Owner{UID: 33, GID: 33}
+	for i := 0; i < 2000; i++ {
+		if fi, err := os.Lstat(sock); err == nil && fi.Mode()&os.ModeSocket == 0 {
+			os.Remove(sock)
+		}
+		s, err := listen.Bind([]listen.Addr{a}, owner)
+		if err == nil {
+			s.Close()
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(victim, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Uid != 0 || st.Mode&0o777 != 0o600 {
+			close(stop)
+			<-swaps
+			t.Fatalf("round %d: the victim is uid %d mode %#o: Bind's chown or chmod landed on the hard link put in the socket's place", i, st.Uid, st.Mode&0o777)
+		}
+	}
+	close(stop)
+	n := <-swaps
+	t.Logf("the racer swapped the socket %d times in 2000 binds", n)
+	if n == 0 {
+		t.Error("the racer never swapped the socket: the test raced nothing")
+	}
+}

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -16,8 +17,8 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/launch/state"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // writeGroup fills dir with the files of a generation's group, as the kernel shows them.
@@ -33,14 +34,20 @@ func writeGroup(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-// gather collects c once and returns series (name{labels}) -> value.
-func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+// gather scrapes c once through Handler, parses the exposition with Prometheus' own parser
+// (prometheus/common/expfmt, which fails on a malformed line), and returns series
+// (name{labels}, "name" left out) -> value.
+func gather(t *testing.T, c *Collector) map[string]float64 {
 	t.Helper()
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	mfs, err := reg.Gather()
+	rec := httptest.NewRecorder()
+	Handler(c).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	mfs, err := p.TextToMetricFamilies(rec.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\nexposition:\n%s", err, rec.Body.String())
 	}
 	out := map[string]float64{}
 	for _, mf := range mfs {
@@ -201,10 +208,8 @@ func TestMetricsPassPromtool(t *testing.T) {
 	mount := t.TempDir()
 	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
 	writeGroup(t, filepath.Join(mount, "w-1.1"), gen1Files)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewCollector(func() state.State { return st }))
 	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	Handler(NewCollector(func() state.State { return st })).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = bytes.NewReader(rec.Body.Bytes())
 	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
@@ -231,13 +236,8 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 		t.Fatalf("grafana-dashboard.json: %v", err)
 	}
 	served := map[string]bool{}
-	ch := make(chan *prometheus.Desc, 32)
-	NewCollector(func() state.State { return state.State{} }).Describe(ch)
-	close(ch)
-	for d := range ch {
-		if m := regexp.MustCompile(`fqName: "([a-z_0-9]+)"`).FindStringSubmatch(d.String()); m != nil {
-			served[m[1]] = true
-		}
+	for _, f := range NewCollector(func() state.State { return state.State{} }).families() {
+		served[f.name] = true
 	}
 	var rules strings.Builder
 	rules.WriteString("groups:\n- name: dashboard\n  rules:\n")
@@ -272,36 +272,99 @@ func TestGrafanaDashboardQueries(t *testing.T) {
 	}
 }
 
-// TestMetricsServerCapsConnections holds every connection slot with idle clients: a scrape then
-// waits, and gets its answer once a slot is free.
-func TestMetricsServerCapsConnections(t *testing.T) {
-	addr, err := Serve("127.0.0.1:0", NewCollector(func() state.State { return state.State{Name: "cap"} }))
-	if err != nil {
-		t.Fatal(err)
+// TestMetricsServerNotStarved: 64 idle connections, and as many that sent half a request
+// (slowloris), against the cap of metricsConns: a scrape is still answered within a second, and
+// the endpoint holds no more than metricsConns connections open.
+func TestMetricsServerNotStarved(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sent string
+	}{
+		{"idle", ""},
+		{"half a request", "GET /metrics HTTP/1.1\r\nHost: x\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr, err := Serve("127.0.0.1:0", NewCollector(func() state.State { return state.State{Name: "cap"} }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var held []net.Conn
+			defer func() {
+				for _, c := range held {
+					c.Close()
+				}
+			}()
+			for i := 0; i < 64; i++ {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				held = append(held, c)
+				if tc.sent != "" {
+					c.Write([]byte(tc.sent))
+				}
+			}
+			for i := 0; i < 3; i++ {
+				client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+				start := time.Now()
+				resp, err := client.Get("http://" + addr + "/metrics")
+				if err != nil {
+					t.Fatalf("scrape %d beside 64 %s connections: %v", i+1, tc.name, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("scrape %d: %s", i+1, resp.Status)
+				}
+				t.Logf("scrape %d answered in %v", i+1, time.Since(start))
+			}
+			// The endpoint closed all but metricsConns of them: the oldest read EOF (or reset).
+			closed := 0
+			for _, c := range held {
+				c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				var b [1]byte
+				if _, err := c.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					closed++
+				}
+			}
+			if closed < 64-metricsConns {
+				t.Errorf("%d of 64 %s connections were closed by the endpoint, want at least %d", closed, tc.name, 64-metricsConns)
+			}
+		})
 	}
-	var idle []net.Conn
-	for i := 0; i < metricsConns; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
+}
+
+// TestMetricsServeCgrunsOwnFigures: cgrun's own figures, under the names client_golang's Go and
+// process collectors gave them (README names them; the soak bench reads go_goroutines).
+func TestMetricsServeCgrunsOwnFigures(t *testing.T) {
+	got := gather(t, NewCollector(func() state.State { return state.State{Name: "w", Mount: t.TempDir(), Group: "/w-1.1"} }))
+	for _, k := range []string{"go_goroutines", "go_threads", "go_memstats_alloc_bytes", "go_memstats_sys_bytes",
+		"process_resident_memory_bytes", "process_open_fds", "process_max_fds"} {
+		if got[k] <= 0 {
+			t.Errorf("%s = %v, want > 0", k, got[k])
 		}
-		defer c.Close()
-		idle = append(idle, c)
 	}
-	client := &http.Client{Timeout: 500 * time.Millisecond}
-	if resp, err := client.Get("http://" + addr + "/metrics"); err == nil {
-		resp.Body.Close()
-		t.Fatalf("a scrape beside %d idle connections was served; want it to wait for a slot", metricsConns)
+	if _, ok := got["process_cpu_seconds_total"]; !ok {
+		t.Error("process_cpu_seconds_total missing")
 	}
-	idle[0].Close()
-	client.Timeout = 5 * time.Second
-	resp, err := client.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("scrape once a slot was free: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("scrape: %s", resp.Status)
+}
+
+// TestMetricsLabelsSortedByName: each series' labels are written sorted by name, as
+// client_golang wrote them, so that what matched a line of cgrun's exposition still does.
+func TestMetricsLabelsSortedByName(t *testing.T) {
+	mount := t.TempDir()
+	st := state.State{Name: "w", Mount: mount, Group: "/w-1.1", Generation: 1, Totals: map[string]uint64{}, RestartsByReason: map[string]int{}}
+	writeGroup(t, filepath.Join(mount, "w-1.1"), gen1Files)
+	rec := httptest.NewRecorder()
+	Handler(NewCollector(func() state.State { return st })).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{
+		`cgrun_memory_events_total{event="oom_kill",name="w"} 1` + "\n",
+		`cgrun_memory_pressure_avg10_percent{kind="some",name="w"} 1.5` + "\n",
+		`cgrun_restarts_total{name="w",reason="oom_kill"} 0` + "\n",
+		`cgrun_memory_high_bytes{name="w"} +Inf` + "\n",
+	} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("no line %q in\n%s", want, rec.Body.String())
+		}
 	}
 }
 
@@ -314,7 +377,7 @@ func TestServeBusyPortIsOneLine(t *testing.T) {
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	_, err = Serve(addr, prometheus.NewGoCollector())
+	_, err = Serve(addr, NewCollector(func() state.State { return state.State{Name: "busy"} }))
 	want := "--metrics-addr " + addr + ": address already in use: another process listens there; stop it or choose another address"
 	if err == nil || err.Error() != want {
 		t.Errorf("err %v, want %q", err, want)

@@ -41,6 +41,11 @@ type Child struct {
 	// Keep are the unix sockets' files the command may not remove (see listen.Guard); cgrun
 	// sets them when it runs as root.
 	Keep []string
+	// Shm gives the command a /dev/shm of its own (see PrivateShm); nil leaves it the host's.
+	Shm *Shm
+	// ShmRefused hears why the private /dev/shm could not be made (a mount namespace refused);
+	// the command then starts with the host's.
+	ShmRefused func(error)
 }
 
 // EnterCommand is the hidden first argument that makes cgrun act as the re-exec stub.
@@ -88,7 +93,7 @@ func Start(c Child) (pid int, err error) {
 	}
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD, sys.Credential = true, gfd, c.Cred
-		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c.NoNewPrivs)
+		pid, err = forkExec(c.Path, c.Argv, &syscall.ProcAttr{Env: c.Env, Files: stdio, Sys: sys}, c)
 		if err == nil {
 			return pid, nil
 		}
@@ -108,7 +113,7 @@ func Start(c Child) (pid int, err error) {
 		argv = append(argv, credFlag+formatCred(c.Cred))
 	}
 	argv = append(append(argv, c.Path, "--"), c.Argv...)
-	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c.NoNewPrivs)
+	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
@@ -134,25 +139,29 @@ func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr)
 	files := append(append(stdio[:3:3], c.Listen...), uintptr(gfd))
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD = true, gfd
-		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
+		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
 		if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return pid, err
 		}
 		sys.UseCgroupFD, sys.CgroupFD = false, 0
 	}
-	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c.NoNewPrivs)
+	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
 	if err != nil {
 		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
 	}
 	return pid, nil
 }
 
-// forkExec is syscall.ForkExec, from a thread with no_new_privs set when noNewPrivs: the flag
-// belongs to a thread and is copied to the children it forks. That thread is locked to a
-// goroutine that ends without unlocking it, so the Go runtime ends the thread too and no other
-// goroutine of cgrun ever runs with the flag.
-func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs bool) (int, error) {
-	if !noNewPrivs {
+// forkExec is syscall.ForkExec, from a thread prepared for c when it needs one: with
+// no_new_privs set (c.NoNewPrivs), and in a mount namespace of its own with the private
+// /dev/shm mounted (c.Shm). Both belong to a thread and are copied to the children it forks.
+// That thread is locked to a goroutine that ends without unlocking it, so the Go runtime ends
+// the thread too, no other goroutine of cgrun ever runs with the flag or in that namespace,
+// and the namespace — the tmpfs with it — lives exactly as long as the processes of the
+// generation. (No re-exec of cgrun is needed for either: Go runs no code of ours between fork
+// and exec, but the thread it forks from can be set up before.)
+func forkExec(path string, argv []string, attr *syscall.ProcAttr, c Child) (int, error) {
+	if !c.NoNewPrivs && c.Shm == nil {
 		return syscall.ForkExec(path, argv, attr)
 	}
 	type result struct {
@@ -162,9 +171,16 @@ func forkExec(path string, argv []string, attr *syscall.ProcAttr, noNewPrivs boo
 	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			done <- result{err: fmt.Errorf("set no_new_privs: %w", err)}
-			return
+		if c.Shm != nil {
+			if err := PrivateShm(*c.Shm); err != nil && c.ShmRefused != nil {
+				c.ShmRefused(err) // the command starts with the host's /dev/shm
+			}
+		}
+		if c.NoNewPrivs {
+			if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+				done <- result{err: fmt.Errorf("set no_new_privs: %w", err)}
+				return
+			}
 		}
 		pid, err := syscall.ForkExec(path, argv, attr)
 		done <- result{pid, err}
@@ -210,7 +226,8 @@ func parseCred(s string) (*syscall.Credential, error) {
 // ([--listen=N] [--keep=PATH...] [--cred=...] PATH -- ARGV...). It moves the process into the
 // group open on fd 3+N (N sockets before it, 0 without --listen), keeps the --keep files in
 // place (listen.Guard), sets LISTEN_PID to its own pid when it has sockets, becomes the --cred
-// user, and execs the command; it returns only on failure.
+// user, and execs the command; it returns only on failure. It inherits the private /dev/shm
+// that Start made for it, if any.
 func Enter(args []string) error {
 	var cred *syscall.Credential
 	sockets := -1 // no --listen: no LISTEN_PID

@@ -59,24 +59,27 @@ func main() {
 
 // config is the bench's flags.
 type config struct {
-	cgrun   string // the cgrun binary
-	self    string // this binary, the payload
-	parent  string // --parent for cgrun, where the bench's own group cannot be nested in
-	n       int    // start-latency runs per column
-	warmup  int
-	idle    time.Duration
-	m       int    // OOM runs
-	oomMax  string // --memory-max for the OOM runs
-	gaps    int    // recycle gaps per column
-	soak    int    // generations of the soak
-	cycles  int    // recycles per column of the listen bench
-	host    string // what the wrapper says about the host machine
-	uml     bool   // the wrapper ran us under scripts/uml-run
-	guest   string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
-	verbose bool   // per-run details
-	only    map[string]bool
-	nullFd  int
-	baseEnv []string // the environment without CGRUN_ variables
+	cgrun     string   // the cgrun binary
+	oldCgruns []string // other cgrun binaries whose columns the start comparison adds
+	gonop     string   // a minimal static Go binary, for the start comparison
+	cgroup2   bool     // /sys/fs/cgroup is cgroup2 with the memory controller
+	self      string   // this binary, the payload
+	parent    string   // --parent for cgrun, where the bench's own group cannot be nested in
+	n         int      // start-latency runs per column
+	warmup    int
+	idle      time.Duration
+	m         int    // OOM runs
+	oomMax    string // --memory-max for the OOM runs
+	gaps      int    // recycle gaps per column
+	soak      int    // generations of the soak
+	cycles    int    // recycles per column of the listen bench
+	host      string // what the wrapper says about the host machine
+	uml       bool   // the wrapper ran us under scripts/uml-run
+	guest     string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
+	verbose   bool   // per-run details
+	only      map[string]bool
+	nullFd    int
+	baseEnv   []string // the environment without CGRUN_ variables
 }
 
 func bench(args []string) int {
@@ -84,6 +87,9 @@ func bench(args []string) int {
 	var only string
 	fs := flag.NewFlagSet("cgrun-bench", flag.ContinueOnError)
 	fs.StringVar(&c.cgrun, "cgrun", "", "cgrun binary (default: cgrun next to this binary)")
+	var oldCgrun string
+	fs.StringVar(&oldCgrun, "old-cgrun", "", "comma-separated cgrun binaries whose columns the start comparison adds, in the same rounds (before and after a change)")
+	fs.StringVar(&c.gonop, "gonop", "", "minimal static Go binary for the start comparison (default: gonop next to this binary)")
 	fs.StringVar(&c.parent, "parent", "", "pass --parent to cgrun (needed where the bench's own group has other processes)")
 	fs.IntVar(&c.n, "n", 200, "start-latency runs per column")
 	fs.IntVar(&c.warmup, "warmup", 10, "start-latency runs per column to discard first")
@@ -97,7 +103,7 @@ func bench(args []string) int {
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
 	fs.StringVar(&c.guest, "guest", "", "say what virtual machine this runs in, e.g. \"QEMU TCG guest (scripts/qemu-run)\"")
-	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, idle (RSS and idle cost), oom, recycle (gap), soak, and listen (--listen and --overlap under load; needs Node, not in the default)")
+	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, compare (the start beside bare exec, a minimal Go binary and systemd-run; runs without cgroup v2 too, with the columns that need none), idle (RSS and idle cost), oom, recycle (gap), soak, and listen (--listen and --overlap under load; needs Node, not in the default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -119,7 +125,23 @@ func bench(args []string) int {
 	if _, err := os.Stat(c.cgrun); err != nil {
 		return fail(fmt.Errorf("cgrun binary: %w (give -cgrun)", err))
 	}
-	if err := checkCgroup2(); err != nil {
+	if c.gonop == "" {
+		c.gonop = filepath.Join(filepath.Dir(self), "gonop")
+	}
+	for _, p := range strings.Split(oldCgrun, ",") {
+		if p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return fail(err)
+		}
+		c.oldCgruns = append(c.oldCgruns, abs)
+	}
+	if err := checkCgroup2(); err == nil {
+		c.cgroup2 = true
+	} else if len(c.only) != 1 || !c.only["compare"] {
+		// Only the start comparison has columns that need no group.
 		return fail(err)
 	}
 	if c.nullFd, err = unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0); err != nil {
@@ -136,7 +158,7 @@ func bench(args []string) int {
 	for _, s := range []struct {
 		name string
 		run  func(*config) error
-	}{{"start", startBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}, {"listen", listenBench}} {
+	}{{"start", startBench}, {"compare", compareBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}, {"listen", listenBench}} {
 		if !c.only[s.name] {
 			continue
 		}
@@ -178,10 +200,10 @@ func printMachine(c *config) {
 	c.uml = c.uml || isUML()
 	env := "this machine"
 	switch {
-	case c.uml:
-		env = "user-mode-linux guest (scripts/uml-run)"
 	case c.guest != "":
 		env = c.guest
+	case c.uml:
+		env = "user-mode-linux guest (scripts/uml-run)"
 	}
 	if isTCG() {
 		env += ", TCG (emulated CPU)"

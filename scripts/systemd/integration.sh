@@ -322,6 +322,42 @@ EOF
   [[ $(systemctl is-active cgrun-notify2) == inactive ]] || fail "after stop: $(systemctl is-active cgrun-notify2)"
 }
 
+test_scope_gone_after_failure_and_bad_input() {
+  # A command that fails or is killed ends its scope (CollectMode=inactive-or-failed: a failed
+  # scope is collected too), and bad input (exit 125, 127 for a missing command) asks for none.
+  local out rc
+  out=$("$cg" run --name failbox --memory-max 48M -- sh -c 'exit 3' 2>&1)
+  rc=$?
+  ((rc == 3)) || fail "a command exiting 3: cgrun exited $rc: $out" || return 1
+  out=$("$cg" run --name killbox -- sh -c 'kill -KILL $$' 2>&1)
+  rc=$?
+  ((rc == 137)) || fail "a command killed by SIGKILL: cgrun exited $rc: $out" || return 1
+  out=$("$cg" run --name badbox --memory-max bogus -- /bin/true 2>&1)
+  rc=$?
+  ((rc == 125)) || fail "bad --memory-max: cgrun exited $rc: $out" || return 1
+  out=$("$cg" run --name badbox -- /nonexistent/cmd 2>&1)
+  rc=$?
+  ((rc == 127)) || fail "missing command: cgrun exited $rc: $out" || return 1
+  wait_for 5 sh -c "! systemctl list-units --type=scope --all --no-legend | grep -qE 'cgrun-(failbox|killbox|badbox)'" || fail "scopes left: $(systemctl list-units --type=scope --all --no-legend | grep cgrun-)" || return 1
+  [[ -z $(systemctl list-units --type=scope --state=failed --no-legend | grep cgrun-) ]] || fail "failed scopes: $(systemctl list-units --type=scope --state=failed --no-legend)" || return 1
+  nothing_left "failbox" failbox && nothing_left "killbox" killbox && nothing_left "badbox" badbox
+}
+
+test_scope_over_the_private_socket() {
+  # As root cgrun asks for its scope over systemd's private socket, as systemd-run does: one
+  # connection, no dbus-daemon. With the bus stopped, the scope must still come (the bus's way
+  # would fail to connect). The bus is started again afterwards; this test runs last.
+  local out
+  systemctl stop dbus.socket dbus.service || fail "could not stop the bus" || return 1
+  out=$("$cg" run --name privbox --memory-max 48M -- "$helper" report 2>&1)
+  local rc=$?
+  systemctl start dbus.socket dbus.service
+  ((rc == 0)) || fail "cgrun failed without dbus-daemon: $out" || return 1
+  [[ $out == *'"group":"/system.slice/cgrun-privbox-'*'.scope/privbox-'* ]] || fail "helper ran in: $out" || return 1
+  wait_for 5 sh -c "! systemctl list-units --type=scope --all --no-legend | grep -q cgrun-privbox" || fail "scope left: $(systemctl list-units --type=scope --all --no-legend | grep cgrun-)" || return 1
+  nothing_left "cmd_cgrun.test report" cgrun-privbox
+}
+
 [[ -x $cg && -x $helper ]] || { echo "build bin/cgrun and bin/test/cmd_cgrun.test first (scripts/test does)"; exit 1; }
 systemctl is-system-running --wait >/dev/null 2>&1
 # The examples as a user pastes them: scripts/examples/ with only /usr/bin/cgrun changed to the
@@ -444,8 +480,10 @@ run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready
 run_test "SystemdNotifyPassthrough" test_notify_passthrough
+run_test "SystemdScopeGoneAfterFailureAndBadInput" test_scope_gone_after_failure_and_bad_input
 run_test "ExampleSupervisordAsPasted" test_example_supervisord
 run_test "ExamplePM2AsPasted" test_example_pm2
 run_test "ExampleAaPanelAsPasted" test_example_aapanel
+run_test "SystemdScopeOverThePrivateSocket" test_scope_over_the_private_socket # last: it stops the bus for a moment
 echo "systemd: $passed passed, $failed failed"
 ((failed == 0))
