@@ -29,8 +29,11 @@ type eventLog struct {
 	limits cgroup.Limits
 	human  io.Writer // stderr
 	every  time.Duration
-	queue  chan []byte   // lines for the stream; nil for none
-	wrote  chan struct{} // closed when the stream's writer has ended
+	// probing: cgrun's own memory probe (--advise) moves memory.high, and its high events are
+	// not news to people (the stream still has them).
+	probing bool
+	queue   chan []byte   // lines for the stream; nil for none
+	wrote   chan struct{} // closed when the stream's writer has ended
 
 	mu      sync.Mutex
 	last    map[oomwatch.Kind]time.Time    // when a line of this kind was last printed
@@ -105,7 +108,7 @@ func (l *eventLog) add(r report.Event) {
 	}
 	l.totals[r.Kind] += r.Delta
 	l.write(r)
-	if humanLine(r, l.limits) == "" {
+	if humanLine(r, l.limits) == "" || l.probing && r.Kind == oomwatch.High {
 		return
 	}
 	now := time.Now()

@@ -49,6 +49,9 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
+	advisor      *advisor // --advise: the probe of the memory it needs; nil without
+	adviseTimer  *time.Timer
+	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
 	nextFailed   bool           // the overlap was given up: recycle as without --overlap
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
@@ -65,18 +68,19 @@ const (
 
 // outcome is how a generation ended.
 type outcome struct {
-	pid        int
-	status     unix.WaitStatus
-	started    time.Time
-	uptime     time.Duration
-	peak       uint64            // the group's memory peak; 0 when nothing could be measured
-	peakSource cgroup.PeakSource // how peak was measured; "" when it is unknown
-	oomKill    uint64
-	recycled   policy.Reason // why cgrun ended it, or ""
-	stopAsked  bool
-	stopSignal unix.Signal    // the signal that asked cgrun to stop
-	dump       *diagnose.Dump // the dump taken before the recycle; nil for none
-	next       *generation    // --overlap: the next generation, already running and ready
+	pid         int
+	status      unix.WaitStatus
+	started     time.Time
+	uptime      time.Duration
+	peak        uint64            // the group's memory peak; 0 when nothing could be measured
+	peakSource  cgroup.PeakSource // how peak was measured; "" when it is unknown
+	oomKill     uint64
+	recycled    policy.Reason // why cgrun ended it, or ""
+	stopAsked   bool
+	stopSignal  unix.Signal    // the signal that asked cgrun to stop
+	dump        *diagnose.Dump // the dump taken before the recycle; nil for none
+	next        *generation    // --overlap: the next generation, already running and ready
+	windowEnded bool           // cgrun advise --for ended it
 }
 
 // start makes the group, starts the child in it, supervises it until it exits and removes the
@@ -99,8 +103,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.uptime = time.Since(out.started)
 	proc.ReclaimForeground()
 	g.stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0, g.stopAsked, g.dumped
+	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0 || g.windowEnded, g.stopAsked, g.dumped
 	out.next = g.handedTo()
+	out.windowEnded = g.windowEnded
 	g.finish(&out)
 	return out, nil
 }
@@ -202,7 +207,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
-	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick <-chan time.Time
+	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick, adviseTick, adviseEnd <-chan time.Time
 	defer g.endDump()
 	if t := g.diagnoseAboveTick(); t != nil {
 		defer t.Stop()
@@ -233,6 +238,19 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		probeTick = t.C
 		probeResults = g.health.results
 	}
+	if a := g.run.cfg.Advise; a != nil {
+		if t := g.startAdvisor(); t != nil {
+			g.adviseTimer = t
+			defer t.Stop()
+			defer g.endAdvisor()
+			adviseTick = t.C
+		}
+		if a.For > 0 {
+			t := time.NewTimer(max(a.For-time.Since(g.run.adviseStarted), 0))
+			defer t.Stop()
+			adviseEnd = t.C
+		}
+	}
 	for _, e := range g.run.takeEarly() { // the rest are orphans and probes of the generations before
 		if e.Pid == g.pid { // --overlap: it ended while the one before it drained
 			return e.Status
@@ -253,6 +271,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			}
 		case ev := <-events:
 			g.observe(ev)
+		case now := <-adviseTick:
+			g.adviseTimer.Reset(g.advisor.step(now))
+			g.noteAdvice(now)
+		case <-adviseEnd:
+			g.endWindow()
 		case <-lifetime:
 			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-tickerC(g.aboveTimer):
@@ -448,6 +471,7 @@ func (g *generation) stop(why string) {
 // shutdown code included — and may not get to exit before the stop timeout. memory.max still
 // bounds it.
 func (g *generation) liftThrottle() {
+	g.advisor.halt()
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		_ = cgroup.WriteFile(g.dir, "memory.high", "max")
 		_ = cgroup.WriteFile(g.leaf, "memory.high", "max") // its copy of the limits throttles too

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/notify"
@@ -59,6 +60,8 @@ type Config struct {
 	// Listen are the sockets cgrun binds before the first generation and hands to every one
 	// (--listen); see package listen.
 	Listen []listen.Addr
+	// Advise probes the memory the command needs (cgrun advise, run --advise); nil for none.
+	Advise *Advise
 	// SharedShm leaves the command the host's /dev/shm (--shared-shm). Without it a root
 	// cgrun gives each generation a private one (proc.Shm), sized by --memory-max and gone
 	// with the generation.
@@ -107,6 +110,10 @@ type runner struct {
 	// reaps everything, a generation running beside it (--overlap) included.
 	early map[int]unix.WaitStatus
 	last  int // the highest generation number begun
+
+	adviseStarted time.Time       // when the run began, for cgrun advise --for
+	advice        advise.Estimate // what the probes of the ended generations found
+	adviceSeen    bool            // a probe ran
 
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    state.State
@@ -162,6 +169,9 @@ func Validate(cfg *Config) error {
 		return err
 	}
 	if err := cfg.Diagnose.Validate(); err != nil {
+		return err
+	}
+	if err := checkAdvise(cfg); err != nil {
 		return err
 	}
 	if cfg.Diagnose.Headroom != 0 && (!cfg.Limits.MemoryMax.Set || cfg.Limits.MemoryMax.Max) {
@@ -225,6 +235,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer stop()
 	r.sigs = sigs
 	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
+	r.log.probing = cfg.Advise != nil
 	defer r.log.close()
 	defer r.log.settle()
 	r.report = &report.Report{Name: r.name, Command: cfg.Command, Keep: cfg.Report != nil}
@@ -242,6 +253,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
 	r.shm = privateShm(cfg)
 	started := time.Now()
+	r.adviseStarted = started
 	last, code, err := r.loop()
 	if last == nil {
 		return code, 0, err
@@ -271,6 +283,15 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 			code, err = report.ExitBaseline, &proc.Error{Code: report.ExitBaseline, Err: errors.New(c.Line(r.name, *peak))}
 		} else if c.Exceeded {
 			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.Line(r.name, *peak))
+		}
+	}
+	if r.adviceSeen {
+		a := advise.Advise(r.advice)
+		r.report.Advice = &a
+		if cfg.Advise.Done != nil {
+			cfg.Advise.Done(a, last.windowEnded)
+		} else {
+			fmt.Fprintf(cfg.Log, "cgrun: %s: %s\n", r.name, a.Line())
 		}
 	}
 	if cfg.Verbose {

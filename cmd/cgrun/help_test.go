@@ -217,3 +217,31 @@ func TestManGroupsRunFlags(t *testing.T) {
 		last = i
 	}
 }
+
+// TestAdviseHelp: `cgrun advise --help` and `cgrun help advise` show advise's own flags first,
+// then run's (without run's --advise, which advise implies), the exit codes and the docs.
+func TestAdviseHelp(t *testing.T) {
+	for _, args := range [][]string{{"advise", "--help"}, {"help", "advise"}} {
+		var out bytes.Buffer
+		if code := cgrun(args, nil, &out, &out); code != 0 {
+			t.Fatalf("cgrun %v: exit %d", args, code)
+		}
+		help := out.String()
+		own, run := strings.Index(help, "Advise's flags:"), strings.Index(help, "Run's flags")
+		if own < 0 || run < own {
+			t.Fatalf("cgrun %v: no \"Advise's flags:\" before \"Run's flags\":\n%s", args, help)
+		}
+		ownPart, runPart := help[own:run], help[run:]
+		if !strings.Contains(ownPart, "--for DUR") || !strings.Contains(ownPart, "--json") || strings.Contains(ownPart, "--memory-max") || !strings.Contains(runPart, "--memory-max SIZE") {
+			t.Errorf("cgrun %v: want advise's flags (--for, --json), then run's (--memory-max):\n%s", args, help)
+		}
+		for _, want := range []string{"Usage: cgrun advise", "125", "docs/advise.md", "advice: --memory-max"} {
+			if !strings.Contains(help, want) {
+				t.Errorf("cgrun %v: help lacks %q", args, want)
+			}
+		}
+		if regexp.MustCompile(`(?m)^\s+--advise\b`).MatchString(help) {
+			t.Errorf("cgrun %v: help lists run's --advise, which advise implies", args)
+		}
+	}
+}

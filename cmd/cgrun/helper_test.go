@@ -248,6 +248,8 @@ func helper(args []string) int {
 			c.Wait()
 		}
 		return 0
+	case "work": // work HOT_MB COLD_MB ONCE_FILE HOT_FILE SECONDS: see work
+		return work(args[1:])
 	case "serve": // serve DELAY_MS ready|file|never LOG: see serve
 		return serve(arg(1), args[2], args[3])
 	}

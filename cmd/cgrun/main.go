@@ -25,6 +25,8 @@ const usage = `cgrun gives one command its own cgroup v2 memory space.
 Usage:
   cgrun check [--json]                    can cgrun run work on this host? what is missing?
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
+  cgrun advise [--for DUR] [--json] [run flags] -- COMMAND [ARG...]
+                                          measure what COMMAND needs; print --memory-max to paste
   cgrun ps [--json]                       list the running cgruns with their memory figures
   cgrun status NAME|PID [--json]          one running cgrun in detail
   cgrun stop NAME|PID [--timeout DUR]     stop it gracefully (SIGTERM) and wait until it exits
@@ -89,6 +91,9 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case "run":
 		catchSIGPIPE()
 		return runCommand(args[1:], env, stdout, stderr)
+	case "advise":
+		catchSIGPIPE()
+		return adviseCommand(args[1:], env, stdout, stderr)
 	case "ps":
 		return psCommand(args[1:], stdout, stderr)
 	case "status":
@@ -103,13 +108,15 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 			switch args[1] {
 			case "run":
 				return runCommand([]string{"--help"}, env, stdout, stderr)
+			case "advise":
+				return adviseCommand([]string{"--help"}, env, stdout, stderr)
 			case "check":
 				return checkCommand([]string{"--help"}, stdout, stderr)
 			case "ps", "status", "stop", "recycle", "version":
 				return subcommandHelp(args[1], stdout)
 			case "help":
 			default:
-				fmt.Fprintf(stderr, "cgrun: help %q: no such command; the commands are check, run, ps, status, stop, recycle, version\n", args[1])
+				fmt.Fprintf(stderr, "cgrun: help %q: no such command; the commands are check, run, advise, ps, status, stop, recycle, version\n", args[1])
 				return proc.ExitFailure
 			}
 		}

@@ -26,6 +26,15 @@ type subcommand struct {
 func subcommands() []subcommand {
 	runFS := func() *pflag.FlagSet { return newRunFlagSet(&runFlags{}) }
 	checkFS := func() *pflag.FlagSet { fs, _, _ := newCheckFlagSet(); return fs }
+	adviseFS := func() *pflag.FlagSet {
+		own := newAdviseFlagSet(&runFlags{}, &adviseFlags{})
+		own.VisitAll(func(f *pflag.Flag) {
+			if f.Name != "for" && f.Name != "json" {
+				f.Hidden = true // run's, documented under run
+			}
+		})
+		return own
+	}
 	psFS := func() *pflag.FlagSet { fs, _ := newPsFlagSet(); return fs }
 	statusFS := func() *pflag.FlagSet { fs, _ := newStatusFlagSet(); return fs }
 	stopFS := func() *pflag.FlagSet { fs, _ := newSignalFlagSet("stop"); return fs }
@@ -33,6 +42,7 @@ func subcommands() []subcommand {
 	return []subcommand{
 		{"check", "[--json] [--parent GROUP]", "say whether cgrun run can work on this host, what is missing and how to fix it", checkFS},
 		{"run", "[FLAGS] -- COMMAND [ARG...]", "run COMMAND, and everything it forks, in a fresh cgroup v2 group with limits", runFS},
+		{"advise", "[--for DUR] [--json] [RUN FLAGS] -- COMMAND [ARG...]", "run COMMAND as run does for DUR or until it exits, measure the memory it needs by squeezing memory.high while its memory pressure stays low, and print the --memory-max and --memory-high to paste", adviseFS},
 		{"ps", "[--json]", "list the running cgruns with their memory figures", psFS},
 		{"status", "NAME|PID [--json]", "one running cgrun in detail", statusFS},
 		{"stop", "NAME|PID [--timeout DUR]", "stop a running cgrun gracefully (SIGTERM) and wait until it exits", stopFS},

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
@@ -52,6 +53,8 @@ type sandbox struct {
 	Pace            *diagnose.Pace  `json:"pace,omitempty"`
 	Ends            string          `json:"ends,omitempty"`
 	PastGenerations []diagnose.Past `json:"past_generations,omitempty"`
+	// Advice is what the memory probe found so far (--advise).
+	Advice *advise.Advice `json:"advice,omitempty"`
 	// Only in status:
 	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
 	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
@@ -93,7 +96,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	now := time.Now()
 	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
 		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
-		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User, PastGenerations: s.Past, Ends: diagnose.Summary(s.Past)}
+		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User, PastGenerations: s.Past, Ends: diagnose.Summary(s.Past), Advice: s.Advice}
 	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
 		sb.UptimeSeconds = now.Sub(t).Seconds()
 	}
@@ -282,6 +285,9 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	if b.Pace != nil {
 		w("pace", "%s", b.Pace)
+	}
+	if b.Advice != nil {
+		w("advice", "%s", escape(strings.TrimPrefix(b.Advice.Line(), "advice: ")))
 	}
 	if b.Ends != "" {
 		w("ends", "%s", escape(b.Ends))

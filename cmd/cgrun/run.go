@@ -45,6 +45,7 @@ type runFlags struct {
 	allowNewPrivs bool
 	diagnose      diagnose.Config
 	listen        []listen.Addr
+	advise        bool
 	sharedShm     bool
 }
 
@@ -67,6 +68,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (www-data, 33:33) with its groups and HOME; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation (fd 3, 4, ...; LISTEN_FDS, FPM_SOCKETS): no connection is refused during a recycle (repeatable)")
+	fs.BoolVar(&f.advise, "advise", false, "probe the memory the command needs (squeezing memory.high while its memory pressure stays low; memory.max untouched) and advise --memory-max and --memory-high: in status, ps --json, --report, the metrics and a line at exit")
 	fs.BoolVar(&f.sharedShm, "shared-shm", false, "leave the command the host's /dev/shm; without it a root cgrun gives each generation a private one, a tmpfs of --memory-max bytes (half of RAM without one) charged to the group and gone with the generation")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
 
@@ -121,6 +123,11 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	var f runFlags
 	fs := newRunFlagSet(&f)
+	return launchCommand(fs, &f, nil, args, env, stdout, stderr)
+}
+
+// launchCommand parses run's flags (and advise's, when adv is given) and runs the command.
+func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	help := fs.BoolP("help", "h", false, "show this help")
 	fail := func(err error) int {
@@ -134,6 +141,10 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
 	if *help {
+		if adv != nil {
+			writeAdviseHelp(stdout, fs)
+			return 0
+		}
 		writeRunHelp(stdout, fs)
 		return 0
 	}
@@ -142,6 +153,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	cmd := fs.Args()
+	if len(cmd) == 0 && adv != nil {
+		return fail(errors.New("no command given: cgrun advise [--for DUR] [--json] [run flags] -- COMMAND [ARG...]"))
+	}
 	if len(cmd) == 0 {
 		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
 	}
@@ -190,6 +204,15 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 		SharedShm:         f.sharedShm,
 		Log:               stderr,
 	}
+	if f.advise || adv != nil {
+		cfg.Advise = &launch.Advise{Trace: envValue(env, "CGRUN_ADVISE_TRACE")}
+	}
+	var advised *advice
+	if adv != nil {
+		cfg.Advise.For = adv.window
+		advised = &advice{json: adv.json, stdout: stdout}
+		cfg.Advise.Done = advised.done
+	}
 	// Every check that needs no group, before --events and --report are created or truncated.
 	if err := launch.Validate(&cfg); err != nil {
 		return fail(err)
@@ -206,6 +229,9 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 	code, err := launch.Run(cfg)
 	if err != nil {
 		return fail(err)
+	}
+	if advised != nil {
+		return advised.exitCode(code, stderr)
 	}
 	return code
 }

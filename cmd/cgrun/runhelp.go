@@ -38,6 +38,7 @@ var runFlagGroups = []struct{ flag, group string }{
 	{"memory-low", groupLimits},
 	{"oom-group", groupLimits},
 	{"resources", groupLimits},
+	{"advise", groupLimits},
 
 	{"restart", groupRecycling},
 	{"max-lifetime", groupRecycling},

@@ -46,7 +46,7 @@ type Collector struct {
 	mu   sync.Mutex
 	last map[string]float64 // by file (and PSI line), as last read from a generation's group
 
-	current, peak, max, high, pids, generation, running, pressure, events, restarts *family
+	current, peak, max, high, pids, generation, running, pressure, events, restarts, advice *family
 }
 
 // family is one metric: its name, help and type, and the label names after "name".
@@ -82,12 +82,13 @@ func NewCollector(snapshot func() state.State) *Collector {
 		pressure:   gauge("cgrun_memory_pressure_avg10_percent", "memory.pressure avg10 of the group, where the kernel has PSI.", "kind"),
 		events:     counter("cgrun_memory_events_total", "memory.events counters, summed over all generations.", "event"),
 		restarts:   counter("cgrun_restarts_total", "Restarts of the command, by reason.", "reason"),
+		advice:     gauge("cgrun_advice_bytes", "With --advise: the memory the probe found the command needs (working_set) and the limits it advises (memory_max, memory_high); absent until the first sample.", "figure"),
 	}
 }
 
 // families are the metrics the collector serves, in the order it writes them.
 func (c *Collector) families() []*family {
-	return []*family{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts}
+	return []*family{c.current, c.peak, c.max, c.high, c.pids, c.generation, c.running, c.pressure, c.events, c.restarts, c.advice}
 }
 
 // collect reads the group's files and returns the series, each family's together.
@@ -154,6 +155,11 @@ func (c *Collector) collect() []sample {
 	}
 	for _, k := range cgroup.MemoryEventNames() {
 		gauge(c.events, float64(s.Totals[k]+live[k]), k)
+	}
+	if a := s.Advice; a != nil {
+		gauge(c.advice, float64(a.WorkingSet), "working_set")
+		gauge(c.advice, float64(a.MemoryMax), "memory_max")
+		gauge(c.advice, float64(a.MemoryHigh), "memory_high")
 	}
 	for _, reason := range policy.Reasons() { // the reason label's values, all present from the start
 		gauge(c.restarts, float64(s.RestartsByReason[string(reason)]), string(reason))

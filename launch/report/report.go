@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
@@ -41,6 +42,7 @@ type Report struct {
 	Generations      []Generation      `json:"generations"`
 	Limits           map[string]string `json:"limits"`
 	Baseline         *BaselineCheck    `json:"baseline,omitempty"`
+	Advice           *advise.Advice    `json:"advice,omitempty"` // --advise: the limits the memory probe found
 
 	// Keep says whether to keep each generation and recycle for the document (only --report
 	// needs them; a service that recycles for months must not pile them up otherwise).

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/atomicfile"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"golang.org/x/sys/unix"
@@ -68,6 +69,9 @@ type State struct {
 	Past []diagnose.Past `json:"past_generations,omitempty"`
 	// Dumps are the diagnostic dumps cgrun asked for and keeps (--diagnose-keep), oldest first.
 	Dumps []diagnose.Dump `json:"dumps,omitempty"`
+
+	// Advice is what the memory probe found so far (cgrun run --advise); absent without.
+	Advice *advise.Advice `json:"advice,omitempty"`
 
 	// Counted is the ended generation's Group, whose memory.events Totals already hold: its
 	// group may still be there, and must not be counted twice. Never written to the file.
