@@ -21,6 +21,13 @@ const streamDrain = time.Second
 // eventLog sends every event to the JSON Lines stream (if any) and the noteworthy ones to
 // people as rate-limited lines on stderr, and keeps the totals for the summary at exit.
 //
+// A group at its limit makes tens of memory.high or memory.max notifications a second, and a
+// healthy one may do so all day: their lines, on the stream and on stderr alike, are coalesced
+// to at most one per second per kind and generation. The first comes at once; the ones that
+// follow within the second are folded into one line when it ends, its delta their sum and
+// coalesced their number, and its other fields the newest one's. Every other kind is written
+// as it comes.
+//
 // The stream is written by a goroutine of its own from a bounded queue, so that a reader that
 // stops reading (a FIFO, a pipe to a stuck log shipper) never blocks the supervisor: when the
 // queue is full, lines are dropped and counted, and the count is said at exit.
@@ -36,6 +43,7 @@ type eventLog struct {
 	wrote   chan struct{} // closed when the stream's writer has ended
 
 	mu      sync.Mutex
+	folds   map[foldKey]*fold              // the coalesced kinds (high, max), per generation
 	last    map[oomwatch.Kind]time.Time    // when a line of this kind was last printed
 	pending map[oomwatch.Kind]report.Event // the newest event of a kind not yet printed
 	flush   *time.Timer
@@ -47,7 +55,7 @@ type eventLog struct {
 
 func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *eventLog {
 	l := &eventLog{name: name, limits: limits, human: human, every: time.Second,
-		last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]report.Event{}, totals: map[oomwatch.Kind]uint64{}}
+		folds: map[foldKey]*fold{}, last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]report.Event{}, totals: map[oomwatch.Kind]uint64{}}
 	if stream != nil {
 		l.queue, l.wrote = make(chan []byte, streamQueue), make(chan struct{})
 		go l.writeStream(stream)
@@ -99,6 +107,23 @@ func (l *eventLog) close() {
 	}
 }
 
+// foldKey is what lines are coalesced by.
+type foldKey struct {
+	generation int
+	kind       oomwatch.Kind
+}
+
+// fold is the state of one coalesced kind of one generation.
+type fold struct {
+	last    time.Time     // when its last line was written
+	seen    time.Time     // the time of the newest event it wrote (the watcher's, which a busy supervisor may take late)
+	pending *report.Event // the events since, folded into one; nil for none
+	timer   *time.Timer   // writes pending when the second ends
+}
+
+// coalesced reports whether lines of kind k are coalesced.
+func coalesced(k oomwatch.Kind) bool { return k == oomwatch.High || k == oomwatch.Max }
+
 // add logs one record. It is safe for concurrent use.
 func (l *eventLog) add(r report.Event) {
 	l.mu.Lock()
@@ -107,6 +132,55 @@ func (l *eventLog) add(r report.Event) {
 		r.Time = r.Event.Time.Format(report.TimeFormat)
 	}
 	l.totals[r.Kind] += r.Delta
+	if coalesced(r.Kind) {
+		l.fold(r)
+		return
+	}
+	l.emit(r)
+}
+
+// fold writes r at once when no line of its kind and generation was written within the last
+// second, and otherwise folds it into the line written when that second ends.
+func (l *eventLog) fold(r report.Event) {
+	key := foldKey{r.Generation, r.Kind}
+	f := l.folds[key]
+	if f == nil {
+		f = &fold{}
+		l.folds[key] = f
+	}
+	now := time.Now()
+	if f.pending == nil && now.Sub(f.last) >= l.every && r.Event.Time.Sub(f.seen) >= l.every {
+		f.last, f.seen = now, r.Event.Time
+		l.write(r)
+		l.print(r)
+		return
+	}
+	if p := f.pending; p != nil {
+		r.Delta += p.Delta
+		r.Coalesced = p.Coalesced + 1
+	} else {
+		r.Coalesced = 1
+		f.timer = time.AfterFunc(max(0, l.every-now.Sub(f.last)), func() { l.flushFold(key) })
+	}
+	f.pending = &r
+}
+
+// flushFold writes the folded line of key when its second ended.
+func (l *eventLog) flushFold(key foldKey) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	f := l.folds[key]
+	if f == nil || f.pending == nil {
+		return // settled meanwhile
+	}
+	r := *f.pending
+	f.pending, f.last, f.seen = nil, time.Now(), r.Event.Time
+	l.write(r)
+	l.print(r)
+}
+
+// emit writes r to the stream and, rate-limited, to people.
+func (l *eventLog) emit(r report.Event) {
 	l.write(r)
 	if humanLine(r, l.limits) == "" || l.probing && r.Kind == oomwatch.High {
 		return
@@ -155,8 +229,9 @@ func (l *eventLog) flushPending() {
 	}
 }
 
-// settle drops the lines the rate limit still holds, when a generation has ended and its exit
-// line and the summary say what they would.
+// settle drops the lines the rate limit still holds for people, when a generation has ended and
+// its exit line and the summary say what they would. The stream gets its folded lines at once,
+// so that their deltas add up to the counters before the exit line says them.
 func (l *eventLog) settle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -165,6 +240,15 @@ func (l *eventLog) settle() {
 		l.flush = nil
 	}
 	clear(l.pending)
+	for key, f := range l.folds {
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+		if f.pending != nil {
+			l.write(*f.pending)
+		}
+		delete(l.folds, key)
+	}
 }
 
 // memoryEvents reports whether anything happened that a summary should mention.
@@ -191,9 +275,9 @@ func humanLine(r report.Event, lim cgroup.Limits) string {
 	cur := cgroup.FormatSize(r.MemoryCurrent)
 	switch r.Kind {
 	case oomwatch.High:
-		return fmt.Sprintf("memory.high reached %s (current %s, high %s)", times(r.Count), cur, lim.MemoryHigh.Human())
+		return fmt.Sprintf("memory.high reached %s%s (current %s, high %s)", times(r.Count), since(r), cur, lim.MemoryHigh.Human())
 	case oomwatch.Max:
-		return fmt.Sprintf("memory.max reached %s (current %s, max %s): the kernel reclaims to stay under it; an OOM kill may follow", times(r.Count), cur, lim.MemoryMax.Human())
+		return fmt.Sprintf("memory.max reached %s%s (current %s, max %s): the kernel reclaims to stay under it; an OOM kill may follow", times(r.Count), since(r), cur, lim.MemoryMax.Human())
 	case oomwatch.Low:
 		return fmt.Sprintf("memory.low protection breached %s (current %s, low %s)", times(r.Count), cur, lim.MemoryLow.Human())
 	case oomwatch.OOMKill:
@@ -210,6 +294,14 @@ func humanLine(r report.Event, lim cgroup.Limits) string {
 		return fmt.Sprintf("memory pressure: stalled %v so far; some avg10=%.2f%% avg60=%.2f%%, full avg10=%.2f%% (trigger %s; current %s)", p.Stalled(), p.SomeAvg10, p.SomeAvg60, p.FullAvg10, p.Trigger, cur)
 	}
 	return ""
+}
+
+// since is ", N since the last line" for a line that coalesced several events.
+func since(r report.Event) string {
+	if r.Coalesced == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d since the last line", r.Delta)
 }
 
 func times(n uint64) string {

@@ -35,6 +35,9 @@ type generation struct {
 	stopTimer   *time.Timer
 	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
+	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
+	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
+	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
 	health      *prober
 	peak        *cgroup.PeakMeter
 	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
@@ -137,14 +140,21 @@ func (g *generation) begin() (out outcome, err error) {
 		return out, tooSmall(cfg.Limits, err)
 	}
 	g.peak = cgroup.NewPeakMeter(g.dir, g.leaf)
-	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), oomwatch.Options{
+	opts := oomwatch.Options{
 		Triggers: append(cfg.Pressure, cfg.Policy.RecyclePressure...),
 		Children: []string{g.leaf}, // hears an OOM kill at once, however busy memory.events is
 		Mirror:   g.leaf,
-	})
+	}
+	thrash := cfg.Policy.Thrash.Enabled(cfg.Policy.Restart)
+	if thrash {
+		// Where the kernel takes no trigger, the refaults stand in (policy.Thrash).
+		opts.Optional = []oomwatch.Trigger{cfg.Policy.Thrash.Pressure}
+	}
+	w, err := oomwatch.New(g.dir, g.run.h.Rel(g.dir), opts)
 	if err != nil {
 		return out, fmt.Errorf("watch %s: %w", g.dir, err)
 	}
+	g.thrashPSI = thrash && w.Armed(cfg.Policy.Thrash.Pressure)
 	g.closeWatch = func() { w.Close() }
 	if n := w.Notice(); n != nil && g.number == 1 {
 		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
@@ -207,6 +217,9 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	p := g.run.cfg.Policy
 	g.started = started
 	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
+	if p.Thrash.Enabled(p.Restart) {
+		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
+	}
 	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick, adviseTick, adviseEnd <-chan time.Time
 	defer g.endDump()
 	if t := g.diagnoseAboveTick(); t != nil {
@@ -280,6 +293,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
 		case now := <-tickerC(g.aboveTimer):
 			g.checkAbove(now)
+		case now := <-tickerC(g.thrashTick):
+			g.sampleThrash(now)
 		case <-sampleTick:
 			g.sampleSteady()
 		case now := <-peakTick:
@@ -333,11 +348,23 @@ func (g *generation) stopTimers() {
 	if g.aboveTimer != nil {
 		g.aboveTimer.Stop()
 	}
+	if g.thrashTick != nil {
+		g.thrashTick.Stop()
+	}
 }
 
 // observe handles one event of the watcher: it is logged, and the triggers may recycle.
 func (g *generation) observe(ev oomwatch.Event) {
-	g.event(ev)
+	if !g.thrashOnly(ev) {
+		g.event(ev)
+	}
+	if g.thrash.Fired(ev) {
+		if s, err := readThrashSample(g.dir, ev.Time); err == nil {
+			g.thrashed(g.thrash.Pressure(ev, s), ev.Time)
+		}
+	} else if g.thrash != nil {
+		g.thrashed(g.thrash.Event(ev), ev.Time)
+	}
 	reason, say, arm := g.triggers.Observe(ev)
 	switch {
 	case reason != "":
@@ -349,6 +376,67 @@ func (g *generation) observe(ev oomwatch.Event) {
 	if arm && g.aboveTimer == nil {
 		g.aboveTimer = time.NewTicker(time.Second)
 	}
+}
+
+// thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
+// (--pressure, --recycle-on-pressure): it is the detector's, not a line for the stream.
+func (g *generation) thrashOnly(ev oomwatch.Event) bool {
+	if !g.thrash.Fired(ev) {
+		return false
+	}
+	for _, asked := range [][]oomwatch.Trigger{g.run.cfg.Pressure, g.run.cfg.Policy.RecyclePressure} {
+		for _, t := range asked {
+			if t.String() == ev.Pressure.Trigger {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// thrashed acts on what the thrash detector said: a recycle, or the refault samples started or
+// stopped.
+func (g *generation) thrashed(v policy.ThrashVerdict, now time.Time) {
+	switch {
+	case v.Thrash:
+		if g.thrashTick != nil {
+			g.thrashTick.Stop()
+			g.thrashTick = nil
+		}
+		g.run.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindThrash}, func(r *report.Event) {
+			r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
+		}))
+		g.recycle(policy.Thrashing, v.Why)
+	case v.Sample && g.thrashTick == nil:
+		g.thrashTick = time.NewTicker(policy.ThrashEvery)
+		g.sampleThrash(now) // the window starts at the max event
+	case !v.Sample && g.thrashTick != nil:
+		g.thrashTick.Stop()
+		g.thrashTick = nil
+	}
+}
+
+// sampleThrash reads memory.current and the refaults for the thrash detector, while memory sits
+// near memory.max on a kernel without PSI.
+func (g *generation) sampleThrash(now time.Time) {
+	if s, err := readThrashSample(g.dir, now); err == nil {
+		g.thrashed(g.thrash.Sample(s), now)
+	}
+}
+
+// readThrashSample reads what the thrash detector looks at in the group at dir.
+func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
+	cur, err := cgroup.MemoryCurrent(dir)
+	if err != nil {
+		return policy.RefaultSample{}, err
+	}
+	stat, err := cgroup.MemoryStatKeys(dir)
+	if err != nil {
+		return policy.RefaultSample{}, err
+	}
+	cache := stat["file"] - min(stat["shmem"], stat["file"])
+	return policy.RefaultSample{Time: now, Current: cur, Cache: cache, Mapped: stat["file_mapped"],
+		Scan: stat["pgscan"], Steal: stat["pgsteal"], Refaults: cgroup.RefaultsOf(stat)}, nil
 }
 
 // checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was
@@ -446,11 +534,28 @@ func (g *generation) recycle(reason policy.Reason, why string) {
 		return
 	}
 	g.recycled = reason
+	if reason == policy.Thrashing {
+		g.killThrashing(why) // first: the state file's write may take a while on a busy disk
+	}
 	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
+	if reason == policy.Thrashing {
+		return
+	}
 	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
 		return // the stop follows the dump
 	}
 	g.stop(why)
+}
+
+// killThrashing kills the group of a thrashing generation at once, without the stop signal: at
+// memory.max its stop handler would wait for memory as the rest of it does, and the kernel's
+// OOM killer would end it the same way, only seconds later.
+func (g *generation) killThrashing(why string) {
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
+		g.run.name, g.number, why)
+	if err := cgroup.KillNow(g.dir); err != nil {
+		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+	}
 }
 
 // stop sends the stop signal for a recycle, and arms the timer that kills the group.

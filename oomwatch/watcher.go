@@ -30,6 +30,12 @@ type Options struct {
 	// Mirror is a child that carries a copy of the group's limits (cgroup.Limits.Mirror); its
 	// own high events are not counted a second time (cgroup.MemoryEvents).
 	Mirror string
+
+	// Optional are PSI triggers armed where the kernel takes them, and left out silently where
+	// it does not (no PSI; before 6.5 without CAP_SYS_RESOURCE; a window the kernel refuses an
+	// unprivileged process): Armed tells which, so that the caller can fall back on another
+	// source of pressure, such as memory.stat's refaults (cgroup.ReadRefaults).
+	Optional []Trigger
 }
 
 // Watcher listens to one group. It sleeps in epoll_wait(2) until the kernel touches one of the
@@ -154,7 +160,30 @@ func (w *Watcher) open(opts Options) (err error) {
 			return err
 		}
 	}
+	for _, t := range opts.Optional {
+		if w.Armed(t) {
+			continue // asked for as a trigger too: one fd, whose firings say both
+		}
+		fd, terr := openTrigger(dir, t)
+		if terr != nil {
+			continue
+		}
+		w.triggers[fd] = t
+		if err = w.add(fd, unix.EPOLLPRI); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// Armed reports whether the trigger t is armed on the group's memory.pressure.
+func (w *Watcher) Armed(t Trigger) bool {
+	for _, a := range w.triggers {
+		if a == t {
+			return true
+		}
+	}
+	return false
 }
 
 // Notice is a reason some of what was asked for cannot be watched on this kernel (ErrNoPSI),

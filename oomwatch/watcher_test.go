@@ -205,6 +205,21 @@ func TestWatcherMissingPSIIsANoticeNotAnError(t *testing.T) {
 	}
 }
 
+// TestWatcherOptionalTriggerWithoutPSI: an optional trigger the kernel cannot take is left
+// out without a notice or an error, and Armed says so; a caller then falls back on refaults.
+func TestWatcherOptionalTriggerWithoutPSI(t *testing.T) {
+	g := newFakeGroup(t) // no memory.pressure
+	tr, _ := oomwatch.ParseTrigger("full 300ms/1s")
+	w, err := oomwatch.New(g.dir, "/fake", oomwatch.Options{Optional: []oomwatch.Trigger{tr}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer w.Close()
+	if w.Armed(tr) || w.Notice() != nil {
+		t.Errorf("Armed %v, Notice %v: want neither", w.Armed(tr), w.Notice())
+	}
+}
+
 // TestWatcherFailedNewClosesWhatItOpened: when New fails part way (here the trigger cannot be
 // registered, as when the kernel refuses it), it returns the error, closes every fd it had
 // opened, and does not panic.

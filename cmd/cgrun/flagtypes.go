@@ -263,3 +263,24 @@ func (v listenValue) String() string {
 }
 
 func (v listenValue) Type() string { return "ADDR" }
+
+// thrashValue is --thrash: off, on, or settings (policy.ParseThrash).
+type thrashValue struct{ into *policy.Thrash }
+
+func (v thrashValue) Set(s string) error {
+	t, err := policy.ParseThrash(s)
+	if err != nil {
+		return &valueError{err: err, whole: true} // it names --thrash itself
+	}
+	*v.into = t
+	return nil
+}
+
+func (v thrashValue) String() string {
+	if !v.into.Set {
+		return "on"
+	}
+	return v.into.String()
+}
+
+func (v thrashValue) Type() string { return "off|on|SETTINGS" }

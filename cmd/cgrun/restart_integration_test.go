@@ -84,8 +84,9 @@ func TestRestartOnOOMUntilTheStartLimit(t *testing.T) {
 	h := requireCgroup2(t)
 	before := groupsUnder(t, h.SelfDir())
 	path := filepath.Join(t.TempDir(), "events.jsonl")
+	// --thrash off: this is the OOM kill's restart (TestThrash* are the thrash recycle's).
 	r := runCgrun(t, nil, []string{"--name", "worker", "--memory-max", "64M", "--restart", "on-oom", "--restart-delay", "0",
-		"--max-restarts", "3", "--restart-window", "60s", "--events", path}, "leak")
+		"--max-restarts", "3", "--restart-window", "60s", "--thrash", "off", "--events", path}, "leak")
 	if r.code != 122 {
 		t.Errorf("exit %d, want 122 (start limit); stderr %q", r.code, r.stderr)
 	}
@@ -348,6 +349,8 @@ func TestRestartBadPolicyInput(t *testing.T) {
 		{[]string{"--health-http", "ftp://x/"}, "http:// or https://"},
 		{[]string{"--restart-delay", "5s", "--restart-delay-max", "1s"}, "below --restart-delay"},
 		{[]string{"--recycle-on-pressure", "some 1s"}, "pressure trigger"},
+		{[]string{"--thrash", "refaults=300/s"}, "--thrash recycles a thrashing generation and starts the next one, so it needs --restart"},
+		{[]string{"--thrash", "for=1ms", "--restart", "on-oom"}, "for must be a duration of at least 100ms"},
 	} {
 		r := runCgrun(t, nil, tc.flags, "exit", "0")
 		if r.code != 125 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tc.want) {

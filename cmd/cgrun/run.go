@@ -92,6 +92,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.RecycleAfter, "recycle-after", "how long memory must stay at the --recycle-above mark")
 	fs.Var(&highRateValue{n: &p.RecycleOnHigh, window: &p.HighWindow}, "recycle-on-high", "recycle after N memory.high events within a window: N or N/DURATION (default window 10s)")
 	fs.BoolVar(&p.RecycleStall, "recycle-on-stall", false, "recycle a generation stuck at memory.high or memory.max (it is reported even without this flag)")
+	fs.Var(thrashValue{&p.Thrash}, "thrash", "recycle a generation that thrashes at memory.max (stalled on memory, not merely there) at once, with reason thrash: on by default wherever --restart restarts an OOM kill; off turns it off; settings tune it: 'pressure=full 100ms/1s' (the PSI trigger), 'refaults=100/s,for=100ms' (without PSI: refaults a second, and the window memory.stat is judged over)")
 	fs.Var(triggersValue{&p.RecyclePressure}, "recycle-on-pressure", "recycle when this PSI `TRIGGER` fires, e.g. 'full 500ms/2s' (repeatable; needs PSI)")
 	textVar(fs, &p.Health.Cmd, "health-cmd", "COMMAND", "", "health probe: a shell command run in the group; exit 0 is healthy")
 	textVar(fs, &p.Health.URL, "health-http", "URL", "", "health probe: GET this URL; 2xx or 3xx is healthy")

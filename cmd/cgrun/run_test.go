@@ -123,6 +123,8 @@ func TestTypedFlagErrors(t *testing.T) {
 		{[]string{"--pressure", "some"}, nil, `cgrun: --pressure: pressure trigger "some"`},
 		{[]string{"--recycle-on-pressure", "full 1s/1ms"}, nil, `cgrun: --recycle-on-pressure: pressure trigger "full 1s/1ms"`},
 		{[]string{"--recycle-above", "lots"}, nil, `cgrun: --recycle-above: bad size "lots"`},
+		{[]string{"--thrash", "sometimes"}, nil, `cgrun: --thrash "sometimes": "sometimes" is neither off, on nor KEY=VALUE`},
+		{nil, []string{"CGRUN_THRASH=refaults=0/s"}, `cgrun: --thrash "refaults=0/s": refaults must be a number`},
 	} {
 		var out, errb bytes.Buffer
 		code := cgrun(append(append([]string{"run"}, tc.args...), "--", "true"), append([]string{"PATH=/usr/bin:/bin"}, tc.env...), &out, &errb)

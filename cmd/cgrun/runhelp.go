@@ -48,6 +48,7 @@ var runFlagGroups = []struct{ flag, group string }{
 	{"recycle-on-high", groupRecycling},
 	{"recycle-on-stall", groupRecycling},
 	{"recycle-on-pressure", groupRecycling},
+	{"thrash", groupRecycling},
 	{"stop-signal", groupRecycling},
 	{"stop-timeout", groupRecycling},
 	{"max-restarts", groupRecycling},

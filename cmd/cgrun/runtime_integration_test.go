@@ -275,7 +275,7 @@ func TestRuntimeNodeHeapLimitAbortRestarts(t *testing.T) {
 	node := nodeOrFail(t)
 	events := filepath.Join(t.TempDir(), "events")
 	r := runCgrunArgs(t, []string{"--name", "leaky", "--memory-max", "700M", "--restart", "on-oom", "--max-restarts", "1",
-		"--restart-window", "5m", "--events", events, "--", node, "-e", heapLeakJS})
+		"--restart-window", "5m", "--thrash", "off", "--events", events, "--", node, "-e", heapLeakJS})
 	if r.code != 122 {
 		t.Errorf("exit %d, want 122 (gave up after one restart); stderr %q", r.code, r.stderr)
 	}

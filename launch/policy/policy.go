@@ -48,6 +48,7 @@ const (
 	MemoryAbove Reason = "memory_above" // --recycle-above held for --recycle-after
 	MemoryHigh  Reason = "memory_high"  // --recycle-on-high memory.high events within --high-window
 	Stall       Reason = "stall"        // --recycle-on-stall
+	Thrashing   Reason = "thrash"       // stalled on memory at memory.max (Thrash, on by default)
 	Pressure    Reason = "pressure"     // a --recycle-pressure PSI trigger fired
 	Health      Reason = "health"       // --health-retries failed probes in a row
 	Request     Reason = "request"      // cgrun recycle, or SIGALRM
@@ -55,7 +56,7 @@ const (
 
 // Reasons lists every reason, in docs/recycling.md's order.
 func Reasons() []Reason {
-	return []Reason{OOMKill, Abort, Failure, Exit, Lifetime, MemoryAbove, MemoryHigh, Stall, Pressure, Health, Request}
+	return []Reason{OOMKill, Abort, Failure, Exit, Lifetime, MemoryAbove, MemoryHigh, Stall, Thrashing, Pressure, Health, Request}
 }
 
 // Memory reports whether the reason is about memory growing: the recycles a heap dump is worth
@@ -79,7 +80,7 @@ func (r Reason) Overlap() bool {
 // command's own.
 func (r Reason) Recycle() bool {
 	switch r {
-	case Lifetime, MemoryAbove, MemoryHigh, Stall, Pressure, Health, Request:
+	case Lifetime, MemoryAbove, MemoryHigh, Stall, Thrashing, Pressure, Health, Request:
 		return true
 	}
 	return false
@@ -103,6 +104,8 @@ type Policy struct {
 	RecycleStall  bool          // recycle a generation stuck at memory.high or memory.max
 
 	RecyclePressure []oomwatch.Trigger // recycle when one of these PSI triggers fires
+
+	Thrash Thrash // recycle a generation stalled on memory at memory.max
 
 	Health HealthCheck
 
@@ -134,6 +137,7 @@ func DefaultPolicy() Policy {
 		ReadyTimeout:    30 * time.Second,
 		MaxRestarts:     5,
 		RestartWindow:   10 * time.Second,
+		Thrash:          DefaultThrash(),
 	}
 }
 
@@ -161,6 +165,9 @@ func (p Policy) Validate(l cgroup.Limits) error {
 	case p.RecycleAbove.Set && l.MemoryHigh.Set && !l.MemoryHigh.Max && p.RecycleAbove.Value < l.MemoryHigh.Value:
 		return fmt.Errorf("--recycle-above %s is below --memory-high %s: cgrun learns that memory rose from memory.high events, so the mark must be at or above memory.high (or leave --memory-high out: then it is set to the mark)",
 			p.RecycleAbove.Human(), l.MemoryHigh.Human())
+	}
+	if err := p.Thrash.validate(p.Restart); err != nil {
+		return err
 	}
 	return p.Health.Validate()
 }

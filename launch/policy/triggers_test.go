@@ -154,11 +154,11 @@ func TestReasons(t *testing.T) {
 			memory = append(memory, r)
 		}
 	}
-	if len(recycles) != 7 {
-		t.Errorf("%d recycles (%v), want 7: all but the four ends of the command's own", len(recycles), recycles)
+	if len(recycles) != 8 {
+		t.Errorf("%d recycles (%v), want 8: all but the four ends of the command's own", len(recycles), recycles)
 	}
-	if len(seen) != 11 || len(memory) != 4 {
-		t.Errorf("%d reasons, %d about memory (%v); want 11 and 4", len(seen), len(memory), memory)
+	if len(seen) != 12 || len(memory) != 4 {
+		t.Errorf("%d reasons, %d about memory (%v); want 12 and 4 (thrash takes no dump: a thrashing worker cannot write one)", len(seen), len(memory), memory)
 	}
 }
 
@@ -170,7 +170,7 @@ func TestOverlapReasons(t *testing.T) {
 		// a generation that still serves
 		{Lifetime, true}, {MemoryAbove, true}, {MemoryHigh, true}, {Pressure, true}, {Request, true},
 		// one that no longer does, or is gone
-		{Health, false}, {Stall, false}, {OOMKill, false}, {Abort, false}, {Failure, false}, {Exit, false}, {"", false},
+		{Health, false}, {Stall, false}, {Thrashing, false}, {OOMKill, false}, {Abort, false}, {Failure, false}, {Exit, false}, {"", false},
 	} {
 		if have := tc.reason.Overlap(); have != tc.want {
 			t.Errorf("%q.Overlap() = %v, want %v", tc.reason, have, tc.want)

@@ -13,6 +13,7 @@ const (
 	KindExit     oomwatch.Kind = "exit"     // a generation's child exited
 	KindRecycle  oomwatch.Kind = "recycle"  // cgrun replaced a generation with a new one
 	KindDiagnose oomwatch.Kind = "diagnose" // a diagnostic dump that cgrun asked for
+	KindThrash   oomwatch.Kind = "thrash"   // cgrun found the generation thrashing at memory.max; a recycle follows
 )
 
 // TimeFormat is RFC 3339 with nanoseconds, always nine digits, so the lines sort as text.
@@ -45,4 +46,16 @@ type Event struct {
 	OldPeakSource cgroup.PeakSource `json:"old_memory_peak_source,omitempty"`
 	// recycle (the dump taken before it) and diagnose
 	Diagnosis *diagnose.Dump `json:"diagnosis,omitempty"`
+	// thrash
+	Thrash *Thrash `json:"thrash,omitempty"`
+	// high and max: how many notifications of the kernel this line stands for, when more than
+	// one (lines of a kind come at most once a second per generation; Delta adds them up)
+	Coalesced uint64 `json:"coalesced,omitempty"`
+}
+
+// Thrash is what a thrash record says: how cgrun told the stall (policy.ThrashVerdict).
+type Thrash struct {
+	Source            string `json:"source"` // "memory.pressure" (a PSI trigger) or "memory.stat" (its reclaim and refault counters)
+	Why               string `json:"why"`
+	RefaultsPerSecond uint64 `json:"refaults_per_second,omitempty"`
 }

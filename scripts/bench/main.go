@@ -3,7 +3,8 @@
 // kill shows up in the --events stream (oomlatency.go, kmsg.go), the gap between one generation's
 // exit and the next one's start (recycle.go), and whether cgrun's own memory, fds and goroutines
 // stay flat over many restarts (soak.go), and what a recycle costs the clients of a Node HTTP
-// server with and without --listen and --overlap (listen.go).
+// server with and without --listen and --overlap (listen.go), and how soon a slowly leaking
+// worker is replaced once it thrashes at memory.max, beside the kernel's own OOM kill (thrash.go).
 //
 // It needs a cgroup v2 hierarchy with the memory controller and root (cgrun creates groups);
 // scripts/bench/run builds it and runs it inside a user-mode-linux guest, or here with --here.
@@ -14,6 +15,7 @@
 //	cgrun-bench sleep   write "ready" to stdout and sleep until killed
 //	cgrun-bench alloc   touch memory in 1 MiB chunks forever
 //	cgrun-bench gap     write "first PID T", wait for a byte on stdin, write "last PID T", exit 0
+//	cgrun-bench drip    touch 1 MiB every 100 ms forever
 package main
 
 import (
@@ -52,6 +54,9 @@ func main() {
 		case "gap":
 			gapPayload(t)
 			return
+		case "drip":
+			drip()
+			return
 		}
 	}
 	os.Exit(bench(os.Args[1:]))
@@ -59,27 +64,28 @@ func main() {
 
 // config is the bench's flags.
 type config struct {
-	cgrun     string   // the cgrun binary
-	oldCgruns []string // other cgrun binaries whose columns the start comparison adds
-	gonop     string   // a minimal static Go binary, for the start comparison
-	cgroup2   bool     // /sys/fs/cgroup is cgroup2 with the memory controller
-	self      string   // this binary, the payload
-	parent    string   // --parent for cgrun, where the bench's own group cannot be nested in
-	n         int      // start-latency runs per column
-	warmup    int
-	idle      time.Duration
-	m         int    // OOM runs
-	oomMax    string // --memory-max for the OOM runs
-	gaps      int    // recycle gaps per column
-	soak      int    // generations of the soak
-	cycles    int    // recycles per column of the listen bench
-	host      string // what the wrapper says about the host machine
-	uml       bool   // the wrapper ran us under scripts/uml-run
-	guest     string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
-	verbose   bool   // per-run details
-	only      map[string]bool
-	nullFd    int
-	baseEnv   []string // the environment without CGRUN_ variables
+	cgrun      string   // the cgrun binary
+	oldCgruns  []string // other cgrun binaries whose columns the start comparison adds
+	gonop      string   // a minimal static Go binary, for the start comparison
+	cgroup2    bool     // /sys/fs/cgroup is cgroup2 with the memory controller
+	self       string   // this binary, the payload
+	parent     string   // --parent for cgrun, where the bench's own group cannot be nested in
+	n          int      // start-latency runs per column
+	warmup     int
+	idle       time.Duration
+	m          int    // OOM runs
+	oomMax     string // --memory-max for the OOM runs
+	gaps       int    // recycle gaps per column
+	soak       int    // generations of the soak
+	cycles     int    // recycles per column of the listen bench
+	thrashGens int    // generations per column of the thrash bench
+	host       string // what the wrapper says about the host machine
+	uml        bool   // the wrapper ran us under scripts/uml-run
+	guest      string // what the wrapper says about the virtual machine it started (scripts/qemu-run)
+	verbose    bool   // per-run details
+	only       map[string]bool
+	nullFd     int
+	baseEnv    []string // the environment without CGRUN_ variables
 }
 
 func bench(args []string) int {
@@ -99,11 +105,12 @@ func bench(args []string) int {
 	fs.IntVar(&c.gaps, "gaps", 200, "recycle gaps per column")
 	fs.IntVar(&c.soak, "soak", 1000, "generations of the soak (sampled every 100)")
 	fs.IntVar(&c.cycles, "recycles", 20, "recycles per column of the listen bench")
+	fs.IntVar(&c.thrashGens, "thrash-gens", 8, "generations per column of the thrash bench")
 	fs.StringVar(&c.host, "host", "", "description of the host machine, for the table")
 	fs.BoolVar(&c.verbose, "v", false, "print per-run details of the OOM runs")
 	fs.BoolVar(&c.uml, "uml", false, "say that this runs in a user-mode-linux guest")
 	fs.StringVar(&c.guest, "guest", "", "say what virtual machine this runs in, e.g. \"QEMU TCG guest (scripts/qemu-run)\"")
-	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak", "measurements to run: start, compare (the start beside bare exec, a minimal Go binary and systemd-run; runs without cgroup v2 too, with the columns that need none), idle (RSS and idle cost), oom, recycle (gap), soak, and listen (--listen and --overlap under load; needs Node, not in the default)")
+	fs.StringVar(&only, "only", "start,idle,oom,recycle,soak,thrash", "measurements to run: start, compare (the start beside bare exec, a minimal Go binary and systemd-run; runs without cgroup v2 too, with the columns that need none), idle (RSS and idle cost), oom, recycle (gap), soak, thrash (first max event -> fresh worker), and listen (--listen and --overlap under load; needs Node, not in the default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -158,7 +165,7 @@ func bench(args []string) int {
 	for _, s := range []struct {
 		name string
 		run  func(*config) error
-	}{{"start", startBench}, {"compare", compareBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}, {"listen", listenBench}} {
+	}{{"start", startBench}, {"compare", compareBench}, {"idle", idleBench}, {"oom", oomBench}, {"recycle", recycleBench}, {"soak", soakBench}, {"thrash", thrashBench}, {"listen", listenBench}} {
 		if !c.only[s.name] {
 			continue
 		}

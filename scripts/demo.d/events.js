@@ -35,6 +35,7 @@ if (mode === 'shell') {
     exits: exits.length,
     recycles: recycles.length,
     recycles_oom_kill: recycles.filter((r) => r.reason === 'oom_kill').length,
+    recycles_thrash: recycles.filter((r) => r.reason === 'thrash').length,
     recycle_reasons: reasons.join(',') || 'none',
     // recycles whose new_pid/old_pid do not chain start to start
     recycle_pid_mismatch: recycles.filter((r, i) =>

@@ -63,7 +63,7 @@ test_delegated_unit_recycles_on_oom() {
 [Service]
 Delegate=yes
 Environment=CGRUNTEST_HELPER=1
-ExecStart=$cg run --name worker --memory-max 32M --restart on-oom --max-restarts 0 --restart-delay 100ms --events /run/worker.jsonl -- $helper leak
+ExecStart=$cg run --name worker --memory-max 32M --restart on-oom --thrash off --max-restarts 0 --restart-delay 100ms --events /run/worker.jsonl -- $helper leak
 EOF
   systemctl start cgrun-worker || fail "systemctl start failed"
   local deadline=$((SECONDS + 90)) n=0 state
