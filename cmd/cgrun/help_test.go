@@ -80,8 +80,8 @@ func TestRunTooSmallMemory(t *testing.T) {
 func TestRunFlagsAllHaveAGroup(t *testing.T) {
 	fs := newRunFlagSet(&runFlags{})
 	groups := map[string]string{}
-	for _, g := range runFlagGroups {
-		if !slices.Contains(runGroups, g.group) {
+	for _, g := range runFlagGroups() {
+		if !slices.Contains(runGroups(), g.group) {
 			t.Errorf("--%s is in group %q, which is not a heading of runGroups", g.flag, g.group)
 		}
 		if prev, dup := groups[g.flag]; dup {
@@ -102,7 +102,7 @@ func TestRunFlagsAllHaveAGroup(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	help, last := out.String(), -1
-	for _, g := range runGroups {
+	for _, g := range runGroups() {
 		i := strings.Index(help, "\n"+g+":\n")
 		if i < 0 || i < last {
 			t.Errorf("--help lacks the heading %q, or has it out of order", g)
@@ -209,7 +209,7 @@ func TestManGroupsRunFlags(t *testing.T) {
 	var man bytes.Buffer
 	cgrun([]string{"__man"}, nil, &man, &man)
 	last := -1
-	for _, g := range runGroups {
+	for _, g := range runGroups() {
 		i := strings.Index(man.String(), ".I "+roff(g)+"\n")
 		if i < last {
 			t.Errorf("man page lacks the heading %q of run's flags, or has it out of order", g)

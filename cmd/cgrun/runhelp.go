@@ -25,74 +25,79 @@ const (
 	groupUser      = "User"
 )
 
-var runGroups = []string{groupLimits, groupRecycling, groupHealth, groupLeak, groupSockets, groupOutput, groupPlacement, groupUser}
+// runGroups are run --help's headings, in the order they are printed.
+func runGroups() []string {
+	return []string{groupLimits, groupRecycling, groupHealth, groupLeak, groupSockets, groupOutput, groupPlacement, groupUser}
+}
 
 // runFlagGroups puts each flag of `cgrun run` under a heading; a new flag is one line here.
-var runFlagGroups = []struct{ flag, group string }{
-	{"memory-max", groupLimits},
-	{"memory-high", groupLimits},
-	{"memory-swap-max", groupLimits},
-	{"pids-max", groupLimits},
-	{"cpu-max", groupLimits},
-	{"cpu-weight", groupLimits},
-	{"memory-low", groupLimits},
-	{"oom-group", groupLimits},
-	{"resources", groupLimits},
-	{"advise", groupLimits},
+func runFlagGroups() []struct{ flag, group string } {
+	return []struct{ flag, group string }{
+		{"memory-max", groupLimits},
+		{"memory-high", groupLimits},
+		{"memory-swap-max", groupLimits},
+		{"pids-max", groupLimits},
+		{"cpu-max", groupLimits},
+		{"cpu-weight", groupLimits},
+		{"memory-low", groupLimits},
+		{"oom-group", groupLimits},
+		{"resources", groupLimits},
+		{"advise", groupLimits},
 
-	{"restart", groupRecycling},
-	{"max-lifetime", groupRecycling},
-	{"lifetime-jitter", groupRecycling},
-	{"recycle-above", groupRecycling},
-	{"recycle-after", groupRecycling},
-	{"recycle-on-high", groupRecycling},
-	{"recycle-on-stall", groupRecycling},
-	{"recycle-on-pressure", groupRecycling},
-	{"thrash", groupRecycling},
-	{"stop-signal", groupRecycling},
-	{"stop-timeout", groupRecycling},
-	{"max-restarts", groupRecycling},
-	{"restart-window", groupRecycling},
-	{"restart-delay", groupRecycling},
-	{"restart-delay-max", groupRecycling},
-	{"min-uptime", groupRecycling},
+		{"restart", groupRecycling},
+		{"max-lifetime", groupRecycling},
+		{"lifetime-jitter", groupRecycling},
+		{"recycle-above", groupRecycling},
+		{"recycle-after", groupRecycling},
+		{"recycle-on-high", groupRecycling},
+		{"recycle-on-stall", groupRecycling},
+		{"recycle-on-pressure", groupRecycling},
+		{"thrash", groupRecycling},
+		{"stop-signal", groupRecycling},
+		{"stop-timeout", groupRecycling},
+		{"max-restarts", groupRecycling},
+		{"restart-window", groupRecycling},
+		{"restart-delay", groupRecycling},
+		{"restart-delay-max", groupRecycling},
+		{"min-uptime", groupRecycling},
 
-	{"health-http", groupHealth},
-	{"health-cmd", groupHealth},
-	{"health-interval", groupHealth},
-	{"health-timeout", groupHealth},
-	{"health-retries", groupHealth},
-	{"health-start-period", groupHealth},
+		{"health-http", groupHealth},
+		{"health-cmd", groupHealth},
+		{"health-interval", groupHealth},
+		{"health-timeout", groupHealth},
+		{"health-retries", groupHealth},
+		{"health-start-period", groupHealth},
 
-	{"diagnose-signal", groupLeak},
-	{"diagnose-cmd", groupLeak},
-	{"diagnose-dir", groupLeak},
-	{"diagnose-headroom", groupLeak},
-	{"diagnose-above", groupLeak},
-	{"diagnose-timeout", groupLeak},
-	{"diagnose-keep", groupLeak},
-	{"diagnose-interval", groupLeak},
+		{"diagnose-signal", groupLeak},
+		{"diagnose-cmd", groupLeak},
+		{"diagnose-dir", groupLeak},
+		{"diagnose-headroom", groupLeak},
+		{"diagnose-above", groupLeak},
+		{"diagnose-timeout", groupLeak},
+		{"diagnose-keep", groupLeak},
+		{"diagnose-interval", groupLeak},
 
-	{"listen", groupSockets},
-	{"overlap", groupSockets},
-	{"ready-timeout", groupSockets},
+		{"listen", groupSockets},
+		{"overlap", groupSockets},
+		{"ready-timeout", groupSockets},
 
-	{"events", groupOutput},
-	{"verbose", groupOutput},
-	{"report", groupOutput},
-	{"metrics-addr", groupOutput},
-	{"pressure", groupOutput},
-	{"record-baseline", groupOutput},
-	{"baseline", groupOutput},
-	{"baseline-tolerance", groupOutput},
+		{"events", groupOutput},
+		{"verbose", groupOutput},
+		{"report", groupOutput},
+		{"metrics-addr", groupOutput},
+		{"pressure", groupOutput},
+		{"record-baseline", groupOutput},
+		{"baseline", groupOutput},
+		{"baseline-tolerance", groupOutput},
 
-	{"name", groupPlacement},
-	{"parent", groupPlacement},
-	{"notify-ready", groupPlacement},
+		{"name", groupPlacement},
+		{"parent", groupPlacement},
+		{"notify-ready", groupPlacement},
 
-	{"user", groupUser},
-	{"allow-new-privs", groupUser},
-	{"shared-shm", groupUser},
+		{"user", groupUser},
+		{"allow-new-privs", groupUser},
+		{"shared-shm", groupUser},
+	}
 }
 
 // groupedFlags splits fs's flags by heading, each group a flag set of its own in
@@ -109,7 +114,7 @@ func groupedFlags(fs *pflag.FlagSet) (titles []string, sets map[string]*pflag.Fl
 		s.AddFlag(f)
 	}
 	placed := map[string]bool{}
-	for _, g := range runFlagGroups {
+	for _, g := range runFlagGroups() {
 		if f := fs.Lookup(g.flag); f != nil {
 			add(g.group, f)
 			placed[g.flag] = true
@@ -120,7 +125,7 @@ func groupedFlags(fs *pflag.FlagSet) (titles []string, sets map[string]*pflag.Fl
 			add("Other", f)
 		}
 	})
-	for _, g := range append(append([]string{}, runGroups...), "Other") {
+	for _, g := range append(append([]string{}, runGroups()...), "Other") {
 		if sets[g] != nil {
 			titles = append(titles, g)
 		}
