@@ -52,8 +52,13 @@ func (l Limits) Validate() error {
 		limit Limit
 	}{{"--memory-max", l.MemoryMax}, {"--memory-high", l.MemoryHigh}} {
 		if m.limit.Set && !m.limit.Max && m.limit.Value < MinMemory {
-			return fmt.Errorf("%s %s is too small to start anything (the kernel charges the group's own set-up and the command's first pages to it); the smallest value that works is %s",
-				m.flag, m.limit.Human(), FormatSize(MinMemory))
+			// A number of 1 to 1023 without a unit is bytes, and most likely meant as megabytes.
+			meant := ""
+			if m.limit.Value > 0 && m.limit.Value < 1024 {
+				meant = fmt.Sprintf("; a number without a unit is bytes: did you mean %dM?", m.limit.Value)
+			}
+			return fmt.Errorf("%s %s is too small to start anything (the kernel charges the group's own set-up and the command's first pages to it); the smallest value that works is %s%s",
+				m.flag, m.limit.Human(), FormatSize(MinMemory), meant)
 		}
 	}
 	if l.MemoryHigh.Above(l.MemoryMax) {

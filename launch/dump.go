@@ -28,6 +28,9 @@ type dumping struct {
 	w       *diagnose.Watcher
 	done    chan dumpResult // Wait's answer, once
 	then    func()          // what follows the dump: the recycle's stop; nil for none
+	tick    *time.Ticker    // a look a second at memory.max while the dump is written
+	atMax   diagnose.AtMax
+	stuck   string // why the wait ended before the dump was complete; "" when it did not
 }
 
 type dumpResult struct {
@@ -59,7 +62,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		return warn(err)
 	}
 	d := &dumping{started: time.Now(), w: w, done: make(chan dumpResult, 1), then: then,
-		d: diagnose.Dump{Generation: g.number, Reason: reason}}
+		d: diagnose.Dump{Generation: g.number, Reason: reason}, tick: time.NewTicker(time.Second)}
 	d.d.Time = d.started.Format(time.RFC3339Nano)
 	if room {
 		var high, max uint64
@@ -84,6 +87,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 	}
 	if err != nil {
 		w.Close()
+		d.tick.Stop()
 		return warn(err)
 	}
 	when := "before the recycle for " + reason
@@ -108,16 +112,61 @@ func (g *generation) dumpDone() <-chan dumpResult {
 	return g.dumping.done
 }
 
+// dumpTick is the channel of the dump's look a second at memory.max; nil without a dump.
+func (g *generation) dumpTick() <-chan time.Time {
+	if g.dumping == nil {
+		return nil
+	}
+	return g.dumping.tick.C
+}
+
+// checkDumpAtMax looks at the group while a dump is written: one that sits at memory.max for
+// diagnose.StuckAfter needs more room than it has, so cgrun says so and stops waiting for it
+// (the dump is recorded as not complete) instead of waiting out --diagnose-timeout.
+func (g *generation) checkDumpAtMax(now time.Time) {
+	d := g.dumping
+	cur, err1 := cgroup.MemoryCurrent(g.dir)
+	limit, err2 := cgroup.MemoryMax(g.dir)
+	events, err3 := cgroup.ReadKeyed(g.dir, "memory.events")
+	if err1 != nil || err2 != nil || err3 != nil || limit.Max || d.stuck != "" {
+		return
+	}
+	at := d.atMax.Observe(now, cur, limit.Value, events["max"])
+	if at < diagnose.StuckAfter {
+		return
+	}
+	c := g.run.cfg.Diagnose
+	fix := fmt.Sprintf("give it more --diagnose-headroom (now %s)", cgroup.FormatSize(c.Headroom))
+	switch {
+	case d.d.Reason == "above" && d.then == nil:
+		fix = "set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"
+	case c.Headroom == 0:
+		fix = "give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"
+	}
+	if g.run.dumpDir.OnTmpfs() {
+		fix += ", and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"
+	}
+	d.stuck = fmt.Sprintf("the dump sat at memory.max %s for %s, too little room to write it: %s", cgroup.FormatSize(limit.Value), at.Round(time.Second), fix)
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s; not waiting for it any longer\n", g.run.name, g.number, d.stuck)
+	d.w.Close() // Wait returns what was written so far
+}
+
 // dumpEnded records a dump whose wait ended, keeps the newest --diagnose-keep, and goes on with
 // what was waiting for it.
 func (g *generation) dumpEnded(res dumpResult) {
 	d := g.dumping
 	g.dumping = nil
 	d.w.Close()
+	d.tick.Stop()
 	d.d.Files, d.d.Complete, d.d.Seconds = res.files, res.complete, time.Since(d.started).Seconds()
 	names := fileNames(d.d.Brief())
 	what := fmt.Sprintf("dump complete after %.1fs: %s", d.d.Seconds, names)
-	if !d.d.Complete {
+	switch {
+	case d.stuck != "":
+		d.d.Complete = false
+		d.d.Note = strings.TrimPrefix(d.d.Note+"; "+d.stuck, "; ")
+		what = fmt.Sprintf("dump not complete after %.1fs (at memory.max: more --diagnose-headroom): %s", d.d.Seconds, orNothing(names))
+	case !d.d.Complete:
 		what = fmt.Sprintf("dump not complete after %.1fs (--diagnose-timeout %v, or the child ended): %s",
 			d.d.Seconds, g.run.cfg.Diagnose.Timeout, orNothing(names))
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
 )
 
 // lockedBuffer is a bytes.Buffer the rate limit's timer and the test may use at once.
@@ -147,6 +148,25 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 	l.mu.Unlock()
 	if dropped == 0 || !strings.Contains(strings.Join(human.lines(), "\n"), "events were dropped") {
 		t.Errorf("dropped %d, human %q: want drops counted and said", dropped, human.lines())
+	}
+}
+
+// TestSummaryGivesTheWholeRun: after restarts, the exit summary gives the whole run's time
+// beside the last generation's uptime; a run of one generation has one time.
+func TestSummaryGivesTheWholeRun(t *testing.T) {
+	var human bytes.Buffer
+	l := newEventLog("w", cgroup.Limits{}, nil, &human)
+	out := outcome{status: unix.WaitStatus(0), uptime: 3100 * time.Millisecond}
+	for _, tc := range []struct {
+		restarts int
+		want     string
+	}{
+		{0, "cgrun: w exited with status 0 after 3.1s; peak memory"},
+		{4, "cgrun: w exited with status 0 after 3.1s (the last generation; the whole run 2m10s); peak memory"},
+	} {
+		if got := summary("w", out, l, cgroup.Limits{}, tc.restarts, 0, 130*time.Second); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%d restarts: %q, want it to start %q", tc.restarts, got, tc.want)
+		}
 	}
 }
 

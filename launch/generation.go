@@ -305,6 +305,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.probed(r)
 		case r := <-g.dumpDone():
 			g.dumpEnded(r)
+		case now := <-g.dumpTick():
+			g.checkDumpAtMax(now)
 		case now := <-dumpAboveTick:
 			if !g.checkDiagnoseAbove(now) {
 				dumpAboveTick = nil

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -211,6 +212,10 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, err
 	}
 	defer r.dumpDir.Close()
+	if r.dumpDir.OnTmpfs() {
+		fmt.Fprintf(cfg.Log, "cgrun: warning: --diagnose-dir %s is on tmpfs: a dump written there is memory charged to the command's own group, counted against --memory-max and not freed without swap; put it on a disk (e.g. --diagnose-dir /var/tmp/%s), or give the dump's size in --diagnose-headroom too\n",
+			cfg.Diagnose.Dir, filepath.Base(cfg.Diagnose.Dir))
+	}
 	if cfg.User != nil {
 		// No fd of root's crosses to the user: only stdio and the --listen sockets, which every
 		// fork names, reach the command, its probes and --diagnose-cmd (README, docs/security.md).
@@ -270,7 +275,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
 	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
-	r.summarize(last, r.report.Restarts)
+	r.summarize(last, r.report.Restarts, time.Since(started))
 	r.report.Build(started, last.status, cfg.Limits, r.steady.Values())
 	switch peak := r.report.MemoryPeak; {
 	case cfg.Baseline == nil:
@@ -471,10 +476,10 @@ func (r *runner) wait(d time.Duration) unix.Signal {
 }
 
 // summarize prints the one line at exit, when any memory event happened or with --verbose.
-func (r *runner) summarize(out outcome, restarts int) {
+func (r *runner) summarize(out outcome, restarts int, wall time.Duration) {
 	r.log.settle()
 	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
-		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, r.report.OOMKills))
+		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, r.report.OOMKills, wall))
 	}
 }
 
@@ -487,13 +492,19 @@ func describe(ws unix.WaitStatus) string {
 }
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
-func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64) string {
+// After restarts, "after" is the last generation's uptime, and the whole run's time (wall,
+// since cgrun started) follows it.
+func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64, wall time.Duration) string {
 	peak := report.PeakText(out.peak, out.peakSource)
 	max := "memory.max " + lim.MemoryMax.Human()
 	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
 		max = "no memory.max"
 	}
+	after := out.uptime.Round(time.Millisecond).String()
+	if restarts > 0 {
+		after = fmt.Sprintf("%s (the last generation; the whole run %s)", after, wall.Round(time.Millisecond))
+	}
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
-		name, describe(out.status), out.uptime.Round(time.Millisecond), peak, max,
+		name, describe(out.status), after, peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
 }

@@ -323,3 +323,65 @@ func TestDiagnosePaceInStatus(t *testing.T) {
 	cmd.Process.Signal(os.Interrupt)
 	waitCode(t, cmd)
 }
+
+// TestDiagnoseDirOnTmpfsWarns: a dump directory on tmpfs gets one warning at the start (a dump
+// there is charged to the worker's own memory); one on a disk gets none.
+func TestDiagnoseDirOnTmpfsWarns(t *testing.T) {
+	requireCgroup2(t)
+	shm, err := os.MkdirTemp("/dev/shm", "cgrun-dumps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(shm)
+	disk, err := os.MkdirTemp(".", "cgrun-dumps") // the package's directory: hostfs in the guest
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(disk)
+	for _, tc := range []struct {
+		dir  string
+		warn bool
+	}{{shm, true}, {disk, false}} {
+		r := runCgrun(t, nil, []string{"--diagnose-cmd", "true", "--diagnose-dir", tc.dir}, "exit", "0")
+		want := "cgrun: warning: --diagnose-dir " + tc.dir + " is on tmpfs: a dump written there is memory charged to the command's own group"
+		if r.code != 0 || strings.Contains(r.stderr, want) != tc.warn || !tc.warn && r.stderr != "" {
+			t.Errorf("%s: exit %d, stderr %q; want 0 and the tmpfs warning: %v", tc.dir, r.code, r.stderr, tc.warn)
+		}
+	}
+}
+
+// TestDiagnoseStuckAtMemoryMaxEndsTheWait: a dump that sits at memory.max (here a
+// --diagnose-cmd that writes new files on a disk over and over beside a worker holding 40M under
+// a 48M limit, so the kernel reclaims their page cache at the limit all along) is given up after
+// seconds with a line that asks for more --diagnose-headroom, not waited for until
+// --diagnose-timeout (5 minutes).
+func TestDiagnoseStuckAtMemoryMaxEndsTheWait(t *testing.T) {
+	requireCgroup2(t)
+	dir, events := t.TempDir(), filepath.Join(t.TempDir(), "events.jsonl")
+	// New files each time, so that their pages are charged to this generation: files read
+	// again would be cached already, charged to the group of the generation before.
+	scratch, err := os.MkdirTemp(".", "cgrun-fill") // the package's directory: hostfs in the guest
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(scratch)
+	cmd := "i=0; while :; do dd if=/dev/zero of=" + scratch + "/f$i bs=1M count=32 2>/dev/null; rm -f " + scratch + "/f$i; i=$((i+1)); done"
+	r := runCgrun(t, nil, []string{"--memory-max", "48M", "--recycle-above", "24M", "--recycle-after", "1s", "--restart-delay", "0",
+		"--max-restarts", "1", "--restart-window", "600s", "--diagnose-cmd", cmd, "--diagnose-dir", dir, "--diagnose-timeout", "5m",
+		"--events", events}, "hog", "40")
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != 122 {
+		t.Fatalf("exit %d, want 122 (two generations recycled); stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "the dump sat at memory.max 48M for ") || !strings.Contains(r.stderr, "give it --diagnose-headroom") ||
+		!strings.Contains(r.stderr, "not waiting for it any longer") {
+		t.Errorf("stderr %q: want the line that the dump sits at memory.max and needs --diagnose-headroom", r.stderr)
+	}
+	dumps := byEvent(readDiagnoseLines(t, events), "diagnose")
+	if len(dumps) != 2 || dumps[0].Diagnosis == nil {
+		t.Fatalf("%d dumps; want 2", len(dumps))
+	}
+	if d := dumps[0].Diagnosis; d.Complete || d.Seconds < diagnose.StuckAfter.Seconds() || d.Seconds > 30 || !strings.Contains(d.Note, "--diagnose-headroom") {
+		t.Errorf("dump %+v; want it not complete after %v to 30s, its note naming --diagnose-headroom", d, diagnose.StuckAfter)
+	}
+}

@@ -219,6 +219,17 @@ func TestEventsTargets(t *testing.T) {
 			t.Errorf("exit %d stderr %q; want 125 naming fd:7", r.code, r.stderr)
 		}
 	})
+	t.Run("missing directory", func(t *testing.T) {
+		h := requireCgroup2(t)
+		before := groupsUnder(t, h.SelfDir())
+		dir := filepath.Join(t.TempDir(), "missing")
+		r := runCgrun(t, nil, []string{"--events", filepath.Join(dir, "x.jsonl")}, "exit", "0")
+		want := "cgrun: --events: " + filepath.Join(dir, "x.jsonl") + ": the directory " + dir + " does not exist; create it first (mkdir -p " + dir + ") or name a file in a directory that exists\n"
+		if r.code != 125 || r.stderr != want {
+			t.Errorf("exit %d stderr %q; want 125 and %q", r.code, r.stderr, want)
+		}
+		assertNothingLeft(t, h, before)
+	})
 	t.Run("verbose summary", func(t *testing.T) {
 		r := runCgrun(t, nil, []string{"--verbose", "--name", "quiet"}, "exit", "4")
 		if r.code != 4 || !strings.Contains(r.stderr, "cgrun: quiet exited with status 4 after ") {

@@ -65,3 +65,19 @@ func TestRunHelpExamplesDoWhatTheySay(t *testing.T) {
 		t.Errorf("found %d examples in the help", n)
 	}
 }
+
+// TestRunWarnsOfFlagsAfterCommand: `cgrun run -- CMD ... --memory-max 128M` runs CMD with the
+// flag as CMD's own argument, as always, and says so in one warning that names the fix.
+func TestRunWarnsOfFlagsAfterCommand(t *testing.T) {
+	h := requireCgroup2(t)
+	before := groupsUnder(t, h.SelfDir())
+	r := runCgrunArgs(t, []string{"--name", "after", "--", "/bin/sh", "-c", `echo "$@"`, "sh", "--memory-max", "128M"})
+	if r.code != 0 || r.stdout != "--memory-max 128M\n" {
+		t.Errorf("exit %d, stdout %q; want 0 and the command's own --memory-max 128M", r.code, r.stdout)
+	}
+	want := "cgrun: warning: --memory-max after the command sh is passed to sh, not used by cgrun (flags stop at the command); put it before sh: cgrun run --memory-max 128M -- sh ..."
+	if !strings.HasPrefix(r.stderr, want) || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("stderr %q; want one line starting %q", r.stderr, want)
+	}
+	assertNothingLeft(t, h, before)
+}

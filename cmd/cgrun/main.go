@@ -32,9 +32,10 @@ Usage:
   cgrun stop NAME|PID [--timeout DUR]     stop it gracefully (SIGTERM) and wait until it exits
   cgrun recycle NAME|PID                  recycle its current generation gracefully (SIGALRM)
   cgrun version                           print the version
-  cgrun help [run]                        show this help, or the help of run
+  cgrun help [COMMAND]                    show this help, or the help of COMMAND
 
-Run 'cgrun run --help' for the flags and examples.
+Run 'cgrun run --help' for run's flags by task and examples, 'cgrun COMMAND --help' for the
+others; 'man cgrun' has them all.
 `
 
 func main() {
@@ -103,11 +104,21 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "cgrun %s\n", versionString())
 		return 0
 	case "help", "--help", "-h":
-		if len(args) > 1 && args[1] == "run" {
-			return runCommand([]string{"--help"}, env, stdout, stderr)
-		}
-		if len(args) > 1 && args[1] == "advise" {
-			return adviseCommand([]string{"--help"}, env, stdout, stderr)
+		if len(args) > 1 {
+			switch args[1] {
+			case "run":
+				return runCommand([]string{"--help"}, env, stdout, stderr)
+			case "advise":
+				return adviseCommand([]string{"--help"}, env, stdout, stderr)
+			case "check":
+				return checkCommand([]string{"--help"}, stdout, stderr)
+			case "ps", "status", "stop", "recycle", "version":
+				return subcommandHelp(args[1], stdout)
+			case "help":
+			default:
+				fmt.Fprintf(stderr, "cgrun: help %q: no such command; the commands are check, run, advise, ps, status, stop, recycle, version\n", args[1])
+				return proc.ExitFailure
+			}
 		}
 		fmt.Fprint(stdout, usage)
 		return 0

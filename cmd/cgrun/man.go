@@ -38,17 +38,41 @@ func subcommands() []subcommand {
 	psFS := func() *pflag.FlagSet { fs, _ := newPsFlagSet(); return fs }
 	statusFS := func() *pflag.FlagSet { fs, _ := newStatusFlagSet(); return fs }
 	stopFS := func() *pflag.FlagSet { fs, _ := newSignalFlagSet("stop"); return fs }
+	recycleFS := func() *pflag.FlagSet { fs, _ := newSignalFlagSet("recycle"); return fs }
 	return []subcommand{
 		{"check", "[--json] [--parent GROUP]", "say whether cgrun run can work on this host, what is missing and how to fix it", checkFS},
 		{"run", "[FLAGS] -- COMMAND [ARG...]", "run COMMAND, and everything it forks, in a fresh cgroup v2 group with limits", runFS},
 		{"advise", "[--for DUR] [--json] [RUN FLAGS] -- COMMAND [ARG...]", "run COMMAND as run does for DUR or until it exits, measure the memory it needs by squeezing memory.high while its memory pressure stays low, and print the --memory-max and --memory-high to paste", adviseFS},
 		{"ps", "[--json]", "list the running cgruns with their memory figures", psFS},
 		{"status", "NAME|PID [--json]", "one running cgrun in detail", statusFS},
-		{"stop", "NAME|PID [--timeout DUR]", "stop it gracefully (SIGTERM) and wait until it exits", stopFS},
-		{"recycle", "NAME|PID", "recycle its current generation gracefully (SIGALRM)", nil},
+		{"stop", "NAME|PID [--timeout DUR]", "stop a running cgrun gracefully (SIGTERM) and wait until it exits", stopFS},
+		{"recycle", "NAME|PID", "recycle the current generation of a running cgrun gracefully (SIGALRM)", recycleFS},
 		{"version", "", "print the version", nil},
-		{"help", "[run]", "show the help, or the help of run", nil},
+		{"help", "[COMMAND]", "show the help, or the help of COMMAND", nil},
 	}
+}
+
+func subcommandByName(name string) subcommand {
+	for _, c := range subcommands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return subcommand{name: name}
+}
+
+// subcommandHelp writes the help of ps, status, stop, recycle or version: its usage, what it
+// does and its flags, from the same table as the man page.
+func subcommandHelp(name string, w io.Writer) int {
+	c := subcommandByName(name)
+	fmt.Fprintf(w, "Usage: cgrun %s %s\n\n%s%s.\n", c.name, c.args, strings.ToUpper(c.summary[:1]), c.summary[1:])
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	if c.flags != nil {
+		fs = c.flags()
+	}
+	fs.BoolP("help", "h", false, "show this help")
+	fmt.Fprintf(w, "\nFlags:\n%s", fs.FlagUsagesWrapped(100))
+	return 0
 }
 
 // flagDoc is one flag as the man page and the completions show it.
@@ -74,9 +98,8 @@ func flagDocs(fs *pflag.FlagSet) []flagDoc {
 
 // manCommand writes cgrun(1) in roff.
 func manCommand(w io.Writer) int {
-	intro, rest, _ := strings.Cut(runUsage, "\nFlags:\n")
-	_, examples, _ := strings.Cut(rest, "\nExamples:\n")
-	paras := strings.Split(strings.TrimSpace(intro), "\n\n")[1:] // past the Usage: line
+	paras := []string{runSummary, runExitStatus, runSyntax}
+	examples := runExamples
 
 	fmt.Fprintf(w, ".TH CGRUN 1 \"\" \"cgrun %s\" \"User Commands\"\n", roff(versionString()))
 	fmt.Fprintln(w, ".SH NAME\ncgrun \\- give one command its own cgroup v2 memory space")
@@ -99,20 +122,15 @@ func manCommand(w io.Writer) int {
 		if c.flags == nil {
 			continue
 		}
-		for _, f := range flagDocs(c.flags()) {
-			fmt.Fprint(w, ".TP\n")
-			if f.short != "" {
-				fmt.Fprintf(w, "\\fB\\-%s\\fR, ", f.short)
-			}
-			fmt.Fprintf(w, "\\fB\\-\\-%s\\fR", roff(f.name))
-			if f.arg != "" {
-				fmt.Fprintf(w, " \\fI%s\\fR", roff(f.arg))
-			}
-			fmt.Fprintf(w, "\n%s", roff(f.usage))
-			if f.def != "" {
-				fmt.Fprintf(w, " (default: %s)", roff(f.def))
-			}
-			fmt.Fprintln(w)
+		if c.name != "run" {
+			manFlags(w, c.flags())
+			continue
+		}
+		// run's flags under the headings of `cgrun run --help`.
+		titles, sets := groupedFlags(c.flags())
+		for _, t := range titles {
+			fmt.Fprintf(w, ".PP\n.I %s\n", roff(t))
+			manFlags(w, sets[t])
 		}
 	}
 	fmt.Fprintln(w, ".SH ENVIRONMENT\nEvery flag of\n.B cgrun run\ncan also be given as a variable; a flag on the command line wins:")
@@ -143,6 +161,25 @@ func manCommand(w io.Writer) int {
 	fmt.Fprintln(w, ".PP\nMore, for systemd, supervisord, PM2 and Docker, in /usr/share/doc/cgrun/examples.")
 	fmt.Fprintln(w, ".SH SEE ALSO\n.BR systemd.resource-control (5),\n.BR cgroups (7),\n.BR systemd-run (1)")
 	return 0
+}
+
+// manFlags writes each of fs's flags as a tagged paragraph.
+func manFlags(w io.Writer, fs *pflag.FlagSet) {
+	for _, f := range flagDocs(fs) {
+		fmt.Fprint(w, ".TP\n")
+		if f.short != "" {
+			fmt.Fprintf(w, "\\fB\\-%s\\fR, ", f.short)
+		}
+		fmt.Fprintf(w, "\\fB\\-\\-%s\\fR", roff(f.name))
+		if f.arg != "" {
+			fmt.Fprintf(w, " \\fI%s\\fR", roff(f.arg))
+		}
+		fmt.Fprintf(w, "\n%s", roff(f.usage))
+		if f.def != "" {
+			fmt.Fprintf(w, " (default: %s)", roff(f.def))
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // roff escapes text for a roff line: backslashes, hyphens (so that they stay ASCII hyphens

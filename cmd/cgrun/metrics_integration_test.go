@@ -185,3 +185,21 @@ func TestMetricsRealPrometheusKeepsSeriesWhole(t *testing.T) {
 		t.Errorf("no scrape fell into a restart gap")
 	}
 }
+
+// TestMetricsBusyPortIsOneLine: a --metrics-addr port another process holds is one line, as
+// for --listen, exit 125, and nothing left behind.
+func TestMetricsBusyPortIsOneLine(t *testing.T) {
+	h := requireCgroup2(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	before := groupsUnder(t, h.SelfDir())
+	r := runCgrun(t, nil, []string{"--metrics-addr", ln.Addr().String()}, "exit", "0")
+	want := "cgrun: --metrics-addr " + ln.Addr().String() + ": address already in use: another process listens there; stop it or choose another address\n"
+	if r.code != 125 || r.stderr != want {
+		t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
+	}
+	assertNothingLeft(t, h, before)
+}

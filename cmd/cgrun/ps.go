@@ -165,15 +165,42 @@ func newStatusFlagSet() (*pflag.FlagSet, *bool) {
 func newSignalFlagSet(verb string) (*pflag.FlagSet, *time.Duration) {
 	fs := pflag.NewFlagSet("cgrun "+verb, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return fs, fs.Duration("timeout", 30*time.Second, "how long `stop` waits for cgrun to exit")
+	timeout := 30 * time.Second
+	if verb == "stop" {
+		durationVar(fs, &timeout, "timeout", "how long stop waits for cgrun to exit")
+	}
+	return fs, &timeout
+}
+
+// parseSub parses the arguments of ps, status, stop or recycle: with -h or --help it prints
+// the command's help and says so (done); a bad flag or argument count prints the usage line
+// and fails (exit 125).
+func parseSub(name string, fs *pflag.FlagSet, args []string, nargs int, stdout, stderr io.Writer) (done bool, code int) {
+	help := fs.BoolP("help", "h", false, "show this help")
+	err := fs.Parse(args)
+	if err == nil && *help {
+		return true, subcommandHelp(name, stdout)
+	}
+	switch {
+	case err != nil:
+	case fs.NArg() < nargs:
+		err = errors.New("no NAME or PID given")
+	case fs.NArg() > nargs:
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(nargs))
+	}
+	if err != nil {
+		c := subcommandByName(name)
+		fmt.Fprintf(stderr, "cgrun: %s: %v; usage: cgrun %s %s (see 'cgrun %s --help')\n", name, err, name, c.args, name)
+		return true, proc.ExitFailure
+	}
+	return false, 0
 }
 
 // psCommand is `cgrun ps [--json]`: every running cgrun, one line each.
 func psCommand(args []string, stdout, stderr io.Writer) int {
 	fs, asJSON := newPsFlagSet()
-	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "cgrun: usage: cgrun ps [--json]")
-		return proc.ExitFailure
+	if done, code := parseSub("ps", fs, args, 0, stdout, stderr); done {
+		return code
 	}
 	states, err := state.List(state.Dirs())
 	if err != nil {
@@ -206,9 +233,8 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 // statusCommand is `cgrun status NAME|PID [--json]`: one sandbox in detail.
 func statusCommand(args []string, stdout, stderr io.Writer) int {
 	fs, asJSON := newStatusFlagSet()
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "cgrun: usage: cgrun status NAME|PID [--json]")
-		return proc.ExitFailure
+	if done, code := parseSub("status", fs, args, 1, stdout, stderr); done {
+		return code
 	}
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
@@ -237,7 +263,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	var lims []string
 	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {
 		if v, ok := b.Limits[k]; ok {
-			lims = append(lims, k+"="+escape(v))
+			lims = append(lims, k+"="+escape(limitText(k, v)))
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
@@ -305,9 +331,8 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 // cgrun may do either.
 func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	fs, timeout := newSignalFlagSet(verb)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "cgrun: usage: cgrun %s NAME|PID\n", verb)
-		return proc.ExitFailure
+	if done, code := parseSub(verb, fs, args, 1, stdout, stderr); done {
+		return code
 	}
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
@@ -409,6 +434,19 @@ func escape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// limitText is a limit's kernel value as status shows it: memory sizes as 128M, not bytes;
+// everything else (pids.max, cpu.max, "max") as the file has it.
+func limitText(file, value string) string {
+	if !strings.HasPrefix(file, "memory.") || file == "memory.oom.group" {
+		return value
+	}
+	n, err := strconv.ParseUint(value, 10, 64)
+	if err != nil {
+		return value
+	}
+	return cgroup.FormatSize(n)
 }
 
 func sizeOrMax(n *uint64) string {

@@ -116,7 +116,7 @@ func TestPsShowsRunningSandboxes(t *testing.T) {
 		t.Errorf("ps table:\n%s", table)
 	}
 	status, _, code := cgrunCmd(t, nil, "status", "ps-alpha")
-	for _, want := range []string{"memory.stat", "anon ", "file ", "kernel ", "sock ", "shmem ", "pressure", "generation 1"} {
+	for _, want := range []string{"memory.stat", "anon ", "file ", "kernel ", "sock ", "shmem ", "pressure", "generation 1", "memory.max=64M memory.high=48M"} {
 		if code != 0 || !strings.Contains(status, want) {
 			t.Errorf("cgrun status lacks %q:\n%s", want, status)
 		}

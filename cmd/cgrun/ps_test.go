@@ -57,3 +57,22 @@ func TestUptimeOfAFutureStartIsZero(t *testing.T) {
 		t.Errorf("uptime %v, generation uptime %v; want 0 for a start in the future", sb.UptimeSeconds, sb.GenerationSeconds)
 	}
 }
+
+// TestLimitText: status shows memory limits as sizes, and the rest as the kernel's files have
+// them.
+func TestLimitText(t *testing.T) {
+	for _, tc := range [][3]string{
+		{"memory.max", "134217728", "128M"},
+		{"memory.high", "100663296", "96M"},
+		{"memory.swap.max", "0", "0"},
+		{"memory.low", "1610612736", "1.5G"},
+		{"memory.max", "max", "max"},
+		{"memory.oom.group", "1", "1"},
+		{"pids.max", "1024", "1024"},
+		{"cpu.max", "50000 100000", "50000 100000"},
+	} {
+		if got := limitText(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("limitText(%s, %s) = %q, want %q", tc[0], tc[1], got, tc[2])
+		}
+	}
+}

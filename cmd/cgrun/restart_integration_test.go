@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,6 +92,10 @@ func TestRestartOnOOMUntilTheStartLimit(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "gave up: 3 restarts within 1m0s") {
 		t.Errorf("stderr %q lacks the give-up line", r.stderr)
+	}
+	// The exit summary gives the last generation's uptime and the whole run's time.
+	if !regexp.MustCompile(`cgrun: worker was killed by SIGKILL after [0-9.]+m?s \(the last generation; the whole run [0-9.hms]+\); peak memory .* 3 restarts\n`).MatchString(r.stderr) {
+		t.Errorf("stderr %q lacks the summary with the whole run's time", r.stderr)
 	}
 	starts, exits, recycles := generations(t, readRecords(t, path))
 	if len(starts) != 4 || len(exits) != 4 || len(recycles) != 3 {

@@ -27,42 +27,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const runUsage = `Usage: cgrun run [flags] -- COMMAND [ARG...]
-
-Runs COMMAND, and everything it forks, in a fresh cgroup v2 group with the limits below,
-forwards signals to it, and removes the group and all that is left in it when COMMAND exits.
-cgrun exits with COMMAND's exit code, 128+N when it died of signal N, 125 when cgrun itself
-failed, 126 when COMMAND cannot be executed and 127 when it is not found.
-
-SIZE is bytes or a number with K, M, G, T, P or E (base 1024; KB, KiB and lower case work
-too; 1.5G works), a percentage of the machine's memory (75%), or max / infinity for no limit;
---memory-max and --memory-high take at least 1M. N is a whole number (pids: or max). DUR is a
-duration such as 500ms, 30s, 5m or 1h30m, or a number of seconds. Every flag can also be given
-as an environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP,
-and so on; a flag on the command line wins over the environment.
-
-Flags:
-%s
-Examples:
-  # a queue worker that may never take more than 512M, started again when the kernel's OOM
-  # killer or V8's own heap limit (Node sizes its heap from the 512M) ends it
-  cgrun run --memory-max 512M --restart on-oom -- node dist/worker.js
-
-  # what does the test suite really peak at, children included? (no limit, just a group;
-  # --verbose prints the peak when it exits)
-  cgrun run --verbose --name tests -- npm test
-
-  # the same limits from the environment, as in a PM2 or supervisord env block
-  CGRUN_MEMORY_MAX=1G CGRUN_PIDS_MAX=256 cgrun run -- php-fpm8.2 -F
-
-  # nest under a group you made and delegated yourself
-  cgrun run --parent /sys/fs/cgroup/apps --memory-max 25% -- ./server
-
-  # started by root (supervisord, PM2, a unit without User=): the app runs as www, root keeps
-  # the group and its limits
-  cgrun run --user www --memory-max 1G -- node /www/wwwroot/api/server.js
-`
-
 // runFlags are the flags of `cgrun run`, parsed into their types as they are set.
 type runFlags struct {
 	limits                cgroup.Limits // the sizes, pids and CPU flags; --resources underneath
@@ -102,9 +66,9 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs.Var(triggersValue{&f.pressure}, "pressure", "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
-	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (names or numbers, e.g. www-data or 33:33) with its groups, HOME, USER, LOGNAME and SHELL, and no inherited fd above 2 but the --listen sockets; cgrun stays root and keeps the group")
+	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (www-data, 33:33) with its groups and HOME, and no inherited fd but stdio and --listen sockets; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
-	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation as fd 3, 4, ... with LISTEN_FDS and FPM_SOCKETS, so no connection is refused while one is replaced (repeatable)")
+	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation (fd 3, 4, ...; LISTEN_FDS, FPM_SOCKETS): no connection is refused during a recycle (repeatable)")
 	fs.BoolVar(&f.advise, "advise", false, "probe the memory the command needs (squeezing memory.high while its memory pressure stays low; memory.max untouched) and advise --memory-max and --memory-high: in status, ps --json, --report, the metrics and a line at exit")
 	fs.BoolVar(&f.sharedShm, "shared-shm", false, "leave the command the host's /dev/shm; without it a root cgrun gives each generation a private one, a tmpfs of --memory-max bytes (half of RAM without one) charged to the group and gone with the generation")
 	fs.BoolVar(&f.notifyReady, "notify-ready", false, "in a Type=notify unit, tell systemd READY=1 once the command runs, or once a health probe passed (for apps that do not speak sd_notify)")
@@ -137,7 +101,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	durationVar(fs, &p.Health.Timeout, "health-timeout", "a probe that takes longer has failed")
 	countVar(fs, &p.Health.Retries, "health-retries", "failed probes in a row that recycle the generation")
 	durationVar(fs, &p.Health.StartPeriod, "health-start-period", "probe failures in a generation's first this-long do not count")
-	fs.BoolVar(&p.Overlap, "overlap", false, "for a recycle of a generation that still serves (lifetime, memory mark, memory.high rate, pressure, request), start the next one first and stop the old one once the next says READY=1 (sd_notify) or passes --health-cmd")
+	fs.BoolVar(&p.Overlap, "overlap", false, "start the next generation first and stop the old one once the next says READY=1 (sd_notify) or passes --health-cmd (for recycles of one that still serves: lifetime, memory, pressure, request)")
 	durationVar(fs, &p.ReadyTimeout, "ready-timeout", "with --overlap, give up the overlap and recycle as without it when the next generation's probe has not passed after this long")
 	durationVar(fs, &p.RestartDelay, "restart-delay", "wait this long before a restart; doubles after each generation shorter than --min-uptime")
 	durationVar(fs, &p.RestartDelayMax, "restart-delay-max", "the longest restart delay")
@@ -183,7 +147,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 			writeAdviseHelp(stdout, fs)
 			return 0
 		}
-		fmt.Fprint(stdout, strings.Replace(runUsage, "%s\n", fs.FlagUsagesWrapped(100), 1))
+		writeRunHelp(stdout, fs)
 		return 0
 	}
 	fromEnv, err := applyEnv(fs, env)
@@ -196,6 +160,9 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 	}
 	if len(cmd) == 0 {
 		return fail(errors.New("no command given: cgrun run [flags] -- COMMAND [ARG...]"))
+	}
+	if w := flagsAfterCommand(fs, cmd); w != "" {
+		fmt.Fprintf(stderr, "cgrun: warning: %s\n", w)
 	}
 	origin := func(flag string) string {
 		if v, ok := fromEnv[flag]; ok {
@@ -434,7 +401,7 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 	// parks the writer goroutine (never the supervisor) on a full pipe.
 	dir, name, err := atomicfile.Split(target)
 	if err != nil {
-		return nil, nop, err
+		return nil, nop, missingDir(target, err)
 	}
 	f, err := dir.Append(name)
 	if errors.Is(err, unix.ENXIO) {
@@ -449,6 +416,16 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 	}
 	dir.Close()
 	return f, func() { f.Close() }, nil
+}
+
+// missingDir tells an open that failed for want of the file's directory as what to create;
+// other errors stay as they are.
+func missingDir(target string, err error) error {
+	dir := filepath.Dir(target)
+	if _, serr := os.Stat(dir); errors.Is(err, os.ErrNotExist) && errors.Is(serr, os.ErrNotExist) {
+		return fmt.Errorf("%s: the directory %s does not exist; create it first (mkdir -p %s) or name a file in a directory that exists", target, dir, dir)
+	}
+	return err
 }
 
 // lateFile is a FIFO opened (blocking, until a reader comes) on the first write, in the
@@ -561,7 +538,7 @@ func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	}
 	r, err := atomicfile.NewReplacer(target)
 	if err != nil {
-		return nil, func() {}, err
+		return nil, func() {}, missingDir(target, err)
 	}
 	return r, r.Close, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,23 @@ func TestParseDuration(t *testing.T) {
 		if have, err := parseDuration(in); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("parseDuration(%q) = %v, %v; want an error saying %q", in, have, err, why)
 		}
+	}
+}
+
+// TestOutputInAMissingDirectory: --events and --report in a directory that does not exist say
+// which directory to create; other open errors stay as the kernel gave them.
+func TestOutputInAMissingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "missing", "sub", "x.jsonl")
+	want := target + ": the directory " + filepath.Dir(target) + " does not exist; create it first (mkdir -p " + filepath.Dir(target) + ") or name a file in a directory that exists"
+	if _, _, err := openEvents(target, nil); err == nil || err.Error() != want {
+		t.Errorf("openEvents: %v, want %q", err, want)
+	}
+	if _, _, err := openReport(target, nil); err == nil || err.Error() != want {
+		t.Errorf("openReport: %v, want %q", err, want)
+	}
+	// A directory in the place of the file: not a missing directory.
+	if _, _, err := openEvents(dir, nil); err == nil || strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("openEvents of a directory: %v", err)
 	}
 }

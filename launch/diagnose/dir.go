@@ -114,3 +114,13 @@ func (d *Dir) remove(path string) error {
 	}
 	return nil
 }
+
+// OnTmpfs reports whether the directory is on tmpfs (or ramfs): a file written there is memory
+// charged to the group of the process that writes it, which without swap it cannot shed.
+func (d *Dir) OnTmpfs() bool {
+	var fs unix.Statfs_t
+	if d == nil || unix.Fstatfs(int(d.f.Fd()), &fs) != nil {
+		return false
+	}
+	return fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC
+}

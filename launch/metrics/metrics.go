@@ -9,6 +9,7 @@ package metrics
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -318,7 +320,13 @@ func Serve(addr string, c *Collector) (string, error) {
 		host = "127.0.0.1"
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
-	if err != nil {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		// The same line as --listen's.
+		return "", fmt.Errorf("--metrics-addr %s: address already in use: another process listens there; stop it or choose another address", addr)
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		return "", fmt.Errorf("--metrics-addr %s: this machine has no address %s; give one of its own addresses, or :PORT for 127.0.0.1", addr, host)
+	case err != nil:
 		return "", fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
 	conns := &connList{max: metricsConns}

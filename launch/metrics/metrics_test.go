@@ -367,3 +367,19 @@ func TestMetricsLabelsSortedByName(t *testing.T) {
 		}
 	}
 }
+
+// TestServeBusyPortIsOneLine: a --metrics-addr another process listens on is said as --listen
+// says it, with the fix.
+func TestServeBusyPortIsOneLine(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	_, err = Serve(addr, NewCollector(func() state.State { return state.State{Name: "busy"} }))
+	want := "--metrics-addr " + addr + ": address already in use: another process listens there; stop it or choose another address"
+	if err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
+	}
+}

@@ -5,16 +5,21 @@
 //   pm2 start ecosystem.config.js && pm2 logs worker
 //
 // /usr/bin/cgrun is where the package installs it; /usr/local/bin/cgrun for the static binary.
+// When `pm2 status` shows the app errored or restarting, `pm2 logs worker` shows why: cgrun's
+// one line on stderr (a missing user, a command not found, a bad flag).
 //
 // PM2's max_memory_restart is left out on purpose: PM2 would sample cgrun's own RSS (a few MB),
 // not the worker's, every 30 s. The kernel enforces --memory-max at once, children included.
 // PM2's God daemon runs in a group systemd did not delegate (pm2-root.service, or a login
 // session): cgrun then asks systemd over D-Bus for a delegated scope of its own.
 //
-// Run PM2 as root (`pm2 startup` as root, not `sudo -u www pm2 start`) and leave out uid/gid:
-// either would drop to www before cgrun starts, and cgrun as www has no group to manage (exit
-// 125). --user www makes cgrun, as root, run node as www with www's groups and HOME, in a group
-// that stays root's: node can neither raise its limit nor leave its group.
+// Run PM2 as root (`pm2 startup` as root, not `sudo -u www-data pm2 start`) and leave out
+// uid/gid: either would drop to www-data before cgrun starts, and cgrun as www-data has no group
+// to manage (exit 125). --user www-data makes cgrun, as root, run node as www-data with its
+// groups and HOME, in a group that stays root's: node can neither raise its limit nor leave its
+// group. www-data is Debian's and Ubuntu's web user, there on every install; an aaPanel host runs
+// its sites as www (write 'www' there); elsewhere make a user for the app first:
+//   useradd --system --no-create-home --shell /usr/sbin/nologin app   (then '--user', 'app')
 // PM2's IPC channel (fd 3, NODE_CHANNEL_FD) does not cross --user (no fd of root's does): the
 // worker has no process.send(), so no wait_ready; without --user and --listen it is handed on
 // (docs/security.md).
@@ -25,7 +30,7 @@ module.exports = {
       script: '/usr/bin/cgrun',
       interpreter: 'none',
       args: [
-        'run', '--name', 'worker', '--user', 'www',
+        'run', '--name', 'worker', '--user', 'www-data',
         '--memory-max', '256M', '--restart', 'on-oom', '--max-restarts', '0',
         '--', '/usr/bin/node', '/srv/app/worker.js',
       ],

@@ -389,6 +389,115 @@ test_scope_over_the_private_socket() {
 
 [[ -x $cg && -x $helper ]] || { echo "build bin/cgrun and bin/test/cmd_cgrun.test first (scripts/test does)"; exit 1; }
 systemctl is-system-running --wait >/dev/null 2>&1
+# The examples as a user pastes them: scripts/examples/ with only /usr/bin/cgrun changed to the
+# cgrun under test (the package test checks that the packaged ones name /usr/bin/cgrun), on this
+# stock Debian root (supervisor, nodejs and pm2 installed; no php-fpm, no user www).
+example_app() { # FILE: a Node worker that only waits, where the examples look for the app
+  mkdir -p "$(dirname "$1")" && echo 'setInterval(() => {}, 1000); console.log("worker up")' >"$1"
+}
+
+test_example_supervisord() {
+  local d=/tmp/sv-example sv
+  rm -rf "$d" && mkdir -p "$d/conf.d" /var/log/supervisor && example_app /srv/app/worker.js
+  rm -f /var/log/supervisor/worker.log /var/log/supervisor/php-fpm.log
+  sed "s|/usr/bin/cgrun|$cg|" "$repo/scripts/examples/supervisord-vps.conf" >"$d/conf.d/vps.conf"
+  cat >"$d/supervisord.conf" <<EOF
+[unix_http_server]
+file=$d/supervisor.sock
+[supervisord]
+logfile=$d/supervisord.log
+pidfile=$d/supervisord.pid
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$d/supervisor.sock
+[include]
+files=$d/conf.d/*.conf
+EOF
+  sv="supervisorctl -c $d/supervisord.conf"
+  supervisord -c "$d/supervisord.conf" || fail "supervisord did not start" || return 1
+  example_supervisord_checks "$d" "$sv"
+  local rc=$?
+  $sv shutdown >/dev/null
+  wait_for 20 nothing_left "/srv/app/worker.js" cgrun-worker || { nothing_left "/srv/app/worker.js" cgrun-worker; rc=1; }
+  rm -rf /srv/app "$d"
+  return $rc
+}
+
+example_supervisord_checks() { # DIR SUPERVISORCTL
+  local d=$1 sv=$2 pid grp
+  # The worker runs as www-data, in a group of a scope cgrun asked systemd for.
+  wait_for 20 sh -c "$sv status worker | grep -q RUNNING" || fail "worker not RUNNING: $($sv status); $($sv tail worker)" || return 1
+  wait_for 10 pgrep -u www-data -f "^/usr/bin/node /srv/app/worker.js" || fail "no node as www-data: $(ps -eo user,pid,args | grep worker.js)" || return 1
+  pid=$(pgrep -u www-data -f "^/usr/bin/node /srv/app/worker.js")
+  grp=$(grep -o '0::.*' "/proc/$pid/cgroup")
+  [[ $grp == *cgrun-worker-*.scope/worker-*.1/main ]] || fail "node in $grp" || return 1
+  # php-fpm is not installed here: FATAL, and supervisorctl tail says why (cgrun's line).
+  if [[ ! -x /usr/sbin/php-fpm8.2 ]]; then
+    wait_for 30 sh -c "$sv status php-fpm | grep -q FATAL" || fail "php-fpm not FATAL: $($sv status php-fpm)" || return 1
+    $sv tail php-fpm | grep -q "^cgrun: /usr/sbin/php-fpm8.2: command not found" ||
+      fail "supervisorctl tail php-fpm does not say why: $($sv tail php-fpm)" || return 1
+  fi
+  # The same file with aaPanel's --user www, which stock Debian lacks: FATAL, and the reason in
+  # supervisorctl tail, with the fix.
+  sed -i 's/--user www-data /--user www /' "$d/conf.d/vps.conf"
+  $sv update >/dev/null
+  wait_for 30 sh -c "$sv status worker | grep -q FATAL" || fail "worker with --user www not FATAL: $($sv status worker)" || return 1
+  $sv tail worker | grep -q 'cgrun: --user "www": no user "www" in /etc/passwd; create it (useradd --system --no-create-home www)' ||
+    fail "supervisorctl tail worker does not say why: $($sv tail worker)" || return 1
+}
+
+test_example_pm2() {
+  export PM2_HOME=/tmp/pm2-example
+  local d=/tmp/pm2-example-app rc=0 pid grp
+  rm -rf "$PM2_HOME" "$d" && mkdir -p "$d" && example_app /srv/app/worker.js
+  sed "s|/usr/bin/cgrun|$cg|" "$repo/scripts/examples/ecosystem.config.js" >"$d/ecosystem.config.js"
+  pm2 start "$d/ecosystem.config.js" >/dev/null 2>&1 || fail "pm2 start failed" || return 1
+  if wait_for 20 pgrep -u www-data -f "^/usr/bin/node /srv/app/worker.js"; then
+    pid=$(pgrep -u www-data -f "^/usr/bin/node /srv/app/worker.js")
+    grp=$(grep -o '0::.*' "/proc/$pid/cgroup")
+    [[ $grp == *cgrun-worker-*.scope/worker-*.1/main ]] || { fail "node in $grp"; rc=1; }
+  else
+    fail "no node as www-data: $(pm2 jlist 2>&1 | head -c 2000)"
+    rc=1
+  fi
+  pm2 delete worker >/dev/null 2>&1
+  wait_for 20 nothing_left "/srv/app/worker.js" cgrun-worker || { nothing_left "/srv/app/worker.js" cgrun-worker; rc=1; }
+  # With aaPanel's --user www, absent here: `pm2 logs worker`, as the file says, shows cgrun's
+  # reason. (With instances: 1 PM2 names the log file by the app's id, worker-error-1.log now.)
+  sed -i "s/'--user', 'www-data'/'--user', 'www'/" "$d/ecosystem.config.js"
+  pm2 start "$d/ecosystem.config.js" >/dev/null 2>&1
+  pm2_err_log() { pm2 logs worker --err --nostream --lines 50 2>&1; }
+  pm2_err_log_says_why() { [[ $(pm2_err_log) == *'no user "www" in /etc/passwd'* ]]; }
+  wait_for 20 pm2_err_log_says_why ||
+    { fail "pm2 logs worker does not say why: $(pm2_err_log | tail -5)"; rc=1; }
+  pm2 kill >/dev/null 2>&1
+  rm -rf /srv/app "$d" "$PM2_HOME"
+  return $rc
+}
+
+test_example_aapanel() {
+  # aaPanel's installer makes the user www; the start command runs as root (the project's run
+  # user set to root, as the file says), here as a service of its own.
+  local d=/tmp/aapanel-example rc=0 made=0 pid
+  id www >/dev/null 2>&1 || { useradd --system --no-create-home --shell /usr/sbin/nologin www && made=1; }
+  rm -rf "$d" && mkdir -p "$d" && example_app /www/wwwroot/myapp/app.js
+  sed "s|/usr/bin/cgrun|$cg|" "$repo/scripts/examples/aapanel-node-project.sh" >"$d/start.sh" && chmod 755 "$d/start.sh"
+  systemd-run --quiet --unit aapanel-myapp --collect "$d/start.sh" || { fail "systemd-run failed"; rc=1; }
+  if ((rc == 0)) && wait_for 20 pgrep -u www -f "^/usr/bin/node /www/wwwroot/myapp/app.js"; then
+    pid=$(pgrep -u www -f "^/usr/bin/node /www/wwwroot/myapp/app.js")
+    [[ $(grep -o '0::.*' "/proc/$pid/cgroup") == *cgrun-myapp-*.scope/myapp-*.1/main ]] || { fail "node in $(grep -o '0::.*' "/proc/$pid/cgroup")"; rc=1; }
+  elif ((rc == 0)); then
+    fail "no node as www: $(journalctl -u aapanel-myapp --no-pager | tail -5)"
+    rc=1
+  fi
+  systemctl stop aapanel-myapp 2>/dev/null
+  wait_for 20 nothing_left "/www/wwwroot/myapp/app.js" cgrun-myapp || { nothing_left "/www/wwwroot/myapp/app.js" cgrun-myapp; rc=1; }
+  ((made)) && userdel www
+  rm -rf /www "$d"
+  return $rc
+}
+
 run_test "SystemdDelegatedUnitRecyclesOnOOMAndStaysActive" test_delegated_unit_recycles_on_oom
 run_test "SystemdScopeAsRoot" test_scope_as_root
 run_test "SystemdScopeAsUserWithLinger" test_scope_as_user
@@ -402,6 +511,9 @@ run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready
 run_test "SystemdNotifyPassthrough" test_notify_passthrough
 run_test "SystemdScopeGoneAfterFailureAndBadInput" test_scope_gone_after_failure_and_bad_input
+run_test "ExampleSupervisordAsPasted" test_example_supervisord
+run_test "ExamplePM2AsPasted" test_example_pm2
+run_test "ExampleAaPanelAsPasted" test_example_aapanel
 run_test "SystemdScopeOverThePrivateSocket" test_scope_over_the_private_socket # last: it stops the bus for a moment
 echo "systemd: $passed passed, $failed failed"
 ((failed == 0))

@@ -3,7 +3,8 @@
 # scripts/uml-systemd with the package's path as $1 and its version as $2. It installs with
 # dpkg -i, every packaged example starts the cgrun it installed, `cgrun check` says cgrun works
 # here (as root in a unit systemd did not delegate, and as a user under its user manager: by a
-# scope over D-Bus), the packaged example unit runs a limited worker, and dpkg -r leaves nothing.
+# scope over D-Bus), the packaged example unit runs a limited worker and keeps running while the
+# package is installed again over it, and dpkg -r leaves nothing.
 #
 # Prints "--- PASS: NAME" or "--- FAIL: NAME" for each step, like integration.sh.
 set -u
@@ -28,7 +29,8 @@ install() {
   [[ $(cgrun version) == "cgrun $version "* ]] || fail "cgrun version: $(cgrun version)" || return 1
   for f in /usr/share/man/man1/cgrun.1.gz /usr/share/bash-completion/completions/cgrun \
     /usr/share/zsh/vendor-completions/_cgrun /usr/share/fish/vendor_completions.d/cgrun.fish \
-    /usr/share/doc/cgrun/examples/example-worker.service; do
+    /usr/share/doc/cgrun/examples/example-worker.service /usr/share/doc/cgrun/copyright \
+    /usr/share/doc/cgrun/changelog.Debian.gz /usr/share/doc/cgrun/docs/install.md; do
     [[ -s $f ]] || fail "missing: $f" || return 1
   done
 }
@@ -75,6 +77,18 @@ example_unit() {
   [[ $group == /system.slice/example-worker.service/example-worker-*.1 ]] || fail "group: $group" || return 1
   [[ $(cat "/sys/fs/cgroup$group/memory.max") == 67108864 && $(cat "/sys/fs/cgroup$group/pids.max") == 64 ]] ||
     fail "limits: memory.max $(cat "/sys/fs/cgroup$group/memory.max"), pids.max $(cat "/sys/fs/cgroup$group/pids.max")" || return 1
+  # README's upgrade: the package installed again over itself while the unit runs (dpkg
+  # replaces /usr/bin/cgrun as it would for a newer version): the running cgrun runs on, and a
+  # restart of the unit runs the binary now installed.
+  local pid
+  pid=$(systemctl show -P MainPID example-worker)
+  dpkg -i "$deb" >/dev/null || fail "dpkg -i over the running unit failed" || return 1
+  [[ $(systemctl show -P MainPID example-worker) == "$pid" && $(systemctl is-active example-worker) == active ]] ||
+    fail "after the reinstall: $(systemctl status example-worker --no-pager)" || return 1
+  [[ $(cgrun ps) == *example-worker* ]] || fail "cgrun ps after the reinstall: $(cgrun ps)" || return 1
+  systemctl restart example-worker || fail "restart after the reinstall: $(systemctl status example-worker --no-pager)" || return 1
+  [[ $(readlink "/proc/$(systemctl show -P MainPID example-worker)/exe") == /usr/bin/cgrun ]] ||
+    fail "the restarted unit runs $(readlink "/proc/$(systemctl show -P MainPID example-worker)/exe")" || return 1
   systemctl stop example-worker
   [[ $(systemctl is-active example-worker) == inactive ]] || fail "after stop: $(systemctl status example-worker --no-pager)" || return 1
   rm /etc/systemd/system/example-worker.service && systemctl daemon-reload
