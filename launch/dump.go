@@ -9,6 +9,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -158,19 +159,16 @@ func (g *generation) dumpEnded(res dumpResult) {
 	d.w.Close()
 	d.tick.Stop()
 	d.d.Files, d.d.Complete, d.d.Seconds = res.files, res.complete, time.Since(d.started).Seconds()
-	var names []string
-	for _, f := range d.d.Files {
-		names = append(names, fmt.Sprintf("%s (%s)", f.Path, cgroup.FormatSize(uint64(f.Size))))
-	}
-	what := fmt.Sprintf("dump complete after %.1fs: %s", d.d.Seconds, strings.Join(names, ", "))
+	names := fileNames(d.d.Brief())
+	what := fmt.Sprintf("dump complete after %.1fs: %s", d.d.Seconds, names)
 	switch {
 	case d.stuck != "":
 		d.d.Complete = false
 		d.d.Note = strings.TrimPrefix(d.d.Note+"; "+d.stuck, "; ")
-		what = fmt.Sprintf("dump not complete after %.1fs (at memory.max: more --diagnose-headroom): %s", d.d.Seconds, orNothing(strings.Join(names, ", ")))
+		what = fmt.Sprintf("dump not complete after %.1fs (at memory.max: more --diagnose-headroom): %s", d.d.Seconds, orNothing(names))
 	case !d.d.Complete:
 		what = fmt.Sprintf("dump not complete after %.1fs (--diagnose-timeout %v, or the child ended): %s",
-			d.d.Seconds, g.run.cfg.Diagnose.Timeout, orNothing(strings.Join(names, ", ")))
+			d.d.Seconds, g.run.cfg.Diagnose.Timeout, orNothing(names))
 	}
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s\n", g.run.name, g.number, what)
 	g.dumped = &d.d
@@ -183,8 +181,11 @@ func (g *generation) dumpEnded(res dumpResult) {
 	if g.run.cfg.Diagnose.Keep == 0 && len(g.run.dumps) > maxStateDumps {
 		g.run.dumps = g.run.dumps[len(g.run.dumps)-maxStateDumps:] // nothing to remove: forget the oldest
 	}
-	// The state shows the newest few: its size is bounded (see maxStateSize).
-	dumps := append([]diagnose.Dump(nil), g.run.dumps[max(0, len(g.run.dumps)-maxStateDumps):]...)
+	// The state shows the newest few, each in brief: its size is bounded (see maxStateSize).
+	var dumps []diagnose.Dump
+	for _, d := range g.run.dumps[max(0, len(g.run.dumps)-maxStateDumps):] {
+		dumps = append(dumps, d.Brief())
+	}
 	g.run.updateState(func(s *state.State) {
 		s.Dumps = dumps
 		s.Note("dump", what)
@@ -249,6 +250,20 @@ func pastGeneration(n int, out outcome) diagnose.Past {
 		p.Reason = fmt.Sprintf("exit %d", out.status.ExitStatus())
 	}
 	return p
+}
+
+// fileNames lists a dump's files for a line on stderr and in the state's recent events: each
+// name escaped (a newline or ESC in a name the command chose must not forge a line of cgrun's),
+// and the count of those left out (see diagnose.Dump.Brief).
+func fileNames(d diagnose.Dump) string {
+	var names []string
+	for _, f := range d.Files {
+		names = append(names, fmt.Sprintf("%s (%s)", logline.Escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
+	}
+	if d.FilesLeftOut > 0 {
+		names = append(names, fmt.Sprintf("and %d more", d.FilesLeftOut))
+	}
+	return strings.Join(names, ", ")
 }
 
 func parenthesized(s string) string {

@@ -29,13 +29,47 @@ func (r *runner) noteState(change func(*state.State)) {
 	change(&r.state)
 }
 
+// save writes the state file; the caller holds r.mu. A write that fails (/run full for a
+// moment, a transient ENOSPC or ENOMEM) is retried once a second until one succeeds or the run
+// ends, so that the run does not stay hidden from cgrun ps, status, stop and recycle; the
+// warning is printed once per failing stretch, and a line says when the state is back.
 func (r *runner) save() {
-	if r.stateDir == "" {
+	if r.stateDir == "" || r.stateClosed {
 		return
 	}
-	if err := r.state.Save(r.stateDir); err != nil {
-		fmt.Fprintf(r.cfg.Log, "cgrun: warning: cannot record state in %s (cgrun ps will not show it): %v\n", r.stateDir, err)
-		r.stateDir = ""
+	err := r.state.Save(r.stateDir)
+	switch {
+	case err != nil && !r.stateFailing:
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: cannot record state in %s (cgrun ps will not show this run until it can; retrying every %v): %v\n", r.stateDir, saveRetry, err)
+		r.stateFailing = true
+	case err == nil && r.stateFailing:
+		fmt.Fprintf(r.cfg.Log, "cgrun: %s: state recorded in %s again\n", r.name, r.stateDir)
+		r.stateFailing = false
+	}
+	if err != nil && r.stateRetry == nil {
+		r.stateRetry = time.AfterFunc(saveRetry, func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.stateRetry = nil
+			r.save()
+		})
+	}
+}
+
+// saveRetry is how long after a failed state write the next try comes.
+const saveRetry = time.Second
+
+// removeState removes the state file at exit, after which nothing writes it again (a retry
+// pending or an update from the metrics server's side).
+func (r *runner) removeState() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stateClosed = true
+	if r.stateRetry != nil {
+		r.stateRetry.Stop()
+	}
+	if r.stateDir != "" {
+		os.Remove(state.Path(r.stateDir, os.Getpid()))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/listen"
+	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -118,6 +119,10 @@ type runner struct {
 	mu       sync.Mutex // guards state: the metrics server reads it
 	state    state.State
 	stateDir string // "" when there is none (not root and no XDG_RUNTIME_DIR)
+	// stateFailing says the last write of the state failed; stateRetry is the pending retry;
+	// stateClosed says the file was removed at exit and is never written again.
+	stateFailing, stateClosed bool
+	stateRetry                *time.Timer
 }
 
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
@@ -198,6 +203,9 @@ func run(cfg Config) (int, unix.Signal, error) {
 			return proc.Code(err), 0, err
 		}
 	}
+	if cfg.Log != nil {
+		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
+	}
 	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
@@ -209,6 +217,11 @@ func run(cfg Config) (int, unix.Signal, error) {
 			cfg.Diagnose.Dir, filepath.Base(cfg.Diagnose.Dir))
 	}
 	if cfg.User != nil {
+		// No fd of root's crosses to the user: only stdio and the --listen sockets, which every
+		// fork names, reach the command, its probes and --diagnose-cmd (README, docs/security.md).
+		if err := proc.CloseOnExecFrom(3); err != nil {
+			return proc.ExitFailure, 0, err
+		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	if r.sockets, err = bindListen(cfg); err != nil {
@@ -245,11 +258,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if err := r.initState(); err != nil {
 		return proc.ExitFailure, 0, err
 	}
-	defer func() {
-		if r.stateDir != "" {
-			os.Remove(state.Path(r.stateDir, os.Getpid()))
-		}
-	}()
+	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
 	r.shm = privateShm(cfg)
 	started := time.Now()

@@ -397,19 +397,22 @@ func TestRootDistrustsUsersStateFiles(t *testing.T) {
 		}
 	})
 	t.Run("names and commands are printed escaped", func(t *testing.T) { // item 9
+		// A valid name (an invalid one is refused before anything is listed, which would test
+		// nothing), with the escapes in what a state may carry: the command, a dump's file.
 		u := newFakeUser(t, 1000)
-		s := u.state("\x1b]0;pwned\a\x1b[2J")
-		u.write(t, strconv.Itoa(u.pid)+".json", s)
-		out, _, _ := cgrunWithin(t, "ps")
-		if strings.ContainsAny(out, "\x1b\a") {
-			t.Errorf("cgrun ps printed control characters: %q", out)
-		}
-		s = u.state("plain")
+		s := u.state("plain")
 		s["command"] = []string{"\x1b]0;pwned\a", "\x9b2J"}
+		s["dumps"] = []map[string]any{{"generation": 1, "reason": "above", "complete": true,
+			"files": []map[string]any{{"path": "/d/x\ncgrun: forged\x1b[2J", "size": 1}}}}
 		u.write(t, strconv.Itoa(u.pid)+".json", s)
-		out, _, code := cgrunWithin(t, "status", "plain")
-		if code != 0 || strings.ContainsAny(out, "\x1b\a\u009b") {
-			t.Errorf("cgrun status: %d, printed %q", code, out)
+		for _, args := range [][]string{{"ps"}, {"ps", "--json"}, {"status", "plain"}, {"status", "plain", "--json"}} {
+			out, errs, code := cgrunWithin(t, args...)
+			if code != 0 || !strings.Contains(out, "plain") {
+				t.Errorf("cgrun %v: %d, %q %q; want the state listed", args, code, out, errs)
+			}
+			if strings.ContainsAny(out, "\x1b\a\u009b") || strings.Contains(out, "\ncgrun: forged") {
+				t.Errorf("cgrun %v printed control characters: %q", args, out)
+			}
 		}
 	})
 	t.Run("paths come from the live process, and root's names come first", func(t *testing.T) { // item 10

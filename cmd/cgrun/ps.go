@@ -97,11 +97,12 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 	sb := sandbox{Name: s.Name, Pid: s.Pid, ChildPid: s.ChildPid, UID: s.UID, Command: s.Command,
 		Generation: s.Generation, Started: s.Started, Restarts: s.Restarts, RestartsByReason: s.RestartsByReason,
 		Limits: s.Limits, MetricsAddr: s.MetricsAddr, User: s.User, PastGenerations: s.Past, Ends: diagnose.Summary(s.Past), Advice: s.Advice}
+	// A start in the future (the clock was set back, or the file says so) is up 0s, never less.
 	if t, err := time.Parse(time.RFC3339Nano, s.Started); err == nil {
-		sb.UptimeSeconds = now.Sub(t).Seconds()
+		sb.UptimeSeconds = max(0, now.Sub(t).Seconds())
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s.GenerationStarted); err == nil {
-		sb.GenerationSeconds = now.Sub(t).Seconds()
+		sb.GenerationSeconds = max(0, now.Sub(t).Seconds())
 	}
 	sb.Next = describeNext(h, s)
 	// What the ended generations add up to, and the last peak cgrun recorded: all there is to
@@ -296,6 +297,9 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		var files []string
 		for _, f := range d.Files {
 			files = append(files, fmt.Sprintf("%s (%s)", escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
+		}
+		if d.FilesLeftOut > 0 { // the state lists a dump in brief (diagnose.Dump.Brief)
+			files = append(files, fmt.Sprintf("and %d more", d.FilesLeftOut))
 		}
 		state := "complete"
 		if !d.Complete {

@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/state"
 )
 
 func TestEscapeKeepsControlsOffTheTerminal(t *testing.T) {
@@ -41,6 +45,16 @@ func TestEscapeJSONKeepsItJSON(t *testing.T) {
 		if back[i] != in[i] {
 			t.Errorf("read back %q, want %q", back[i], in[i])
 		}
+	}
+}
+
+// TestUptimeOfAFutureStartIsZero: a state that says it started in the future (the clock was set
+// back, or its writer says so) shows up 0s, not a negative uptime.
+func TestUptimeOfAFutureStartIsZero(t *testing.T) {
+	future := time.Now().Add(time.Hour).Format(time.RFC3339Nano)
+	sb := describeSandbox(cgroup.Hierarchy{}, state.State{Name: "x", Started: future, GenerationStarted: future}, false)
+	if sb.UptimeSeconds != 0 || sb.GenerationSeconds != 0 {
+		t.Errorf("uptime %v, generation uptime %v; want 0 for a start in the future", sb.UptimeSeconds, sb.GenerationSeconds)
 	}
 }
 

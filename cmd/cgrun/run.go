@@ -16,6 +16,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/atomicfile"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -61,11 +62,11 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.name, "name", "NAME", "", "name of the group and of cgrun's messages (default: the command's base name)")
 	textVar(fs, &f.parent, "parent", "GROUP", "", "nest under this existing group (a path under the cgroup2 mount) instead of cgrun's own")
 	fs.BoolVar(&f.oomGroup, "oom-group", true, "on OOM kill the whole group, not one process (memory.oom.group)")
-	textVar(fs, &f.events, "events", "TARGET", "", "write every event as a JSON line to FILE (appended), - (stdout) or fd:N")
+	textVar(fs, &f.events, "events", "TARGET", "", "write every event as a JSON line to FILE (appended; a symlink, hard link or other user's file there is refused), - (stdout) or fd:N")
 	fs.Var(triggersValue{&f.pressure}, "pressure", "report memory pressure when a PSI `TRIGGER` fires, e.g. 'some 150ms/1s' (repeatable)")
 	fs.BoolVarP(&f.verbose, "verbose", "v", false, "print the exit summary even when no memory event happened")
 	textVar(fs, &f.metricsAddr, "metrics-addr", "ADDR", "", "serve Prometheus metrics on HOST:PORT (:PORT listens on 127.0.0.1)")
-	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (www-data, 33:33) with its groups and HOME; cgrun stays root and keeps the group")
+	textVar(fs, &f.user, "user", "USER[:GROUP]", "", "run the command and health probes as USER[:GROUP] (www-data, 33:33) with its groups and HOME, and no inherited fd but stdio and --listen sockets; cgrun stays root and keeps the group")
 	fs.BoolVar(&f.allowNewPrivs, "allow-new-privs", false, "with --user, let the command gain privileges through setuid binaries such as sudo (no_new_privs is set otherwise)")
 	fs.Var(listenValue{&f.listen}, "listen", "bind `ADDR` (:PORT, HOST:PORT, [IPv6]:PORT or unix:/PATH) once and hand it to every generation (fd 3, 4, ...; LISTEN_FDS, FPM_SOCKETS): no connection is refused during a recycle (repeatable)")
 	fs.BoolVar(&f.advise, "advise", false, "probe the memory the command needs (squeezing memory.high while its memory pressure stays low; memory.max untouched) and advise --memory-max and --memory-high: in status, ps --json, --report, the metrics and a line at exit")
@@ -75,7 +76,7 @@ func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	textVar(fs, &f.resources, "resources", "FILE", "", "read limits from an OCI runtime-spec LinuxResources JSON file; flags override it")
 	parsedVar(fs, &l.CPUMax, "PERCENT", "", cpuQuota, "cpu-max", "CPU limit as systemd's CPUQuota=: 150% is one and a half CPUs (cpu.max)")
 	parsedVar(fs, &l.CPUWeight, "N", "", told(cgroup.ParseCPUWeight), "cpu-weight", "CPU weight from 1 to 10000, default 100 (cpu.weight)")
-	textVar(fs, &f.report, "report", "FILE", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits")
+	textVar(fs, &f.report, "report", "FILE", "", "write a JSON report of the whole run to FILE (or - for stdout) when cgrun exits, beside it and renamed over it (a symlink or hard link at FILE is refused)")
 	textVar(fs, &f.recordBaseline, "record-baseline", "FILE", "", "record the run's memory peak and steady state as a baseline in FILE")
 	textVar(fs, &f.baseline, "baseline", "FILE", "", "exit 121 when the memory peak exceeds the baseline in FILE by more than --baseline-tolerance")
 	f.tolerance = 5
@@ -394,19 +395,26 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
 		return os.NewFile(uintptr(fd), target), nop, nil
 	}
+	// Through the directory, never through a symlink or into another file's hard link
+	// (atomicfile.Dir.Append): the --user may write the directory.
 	// O_NONBLOCK: a FIFO that no one reads yet must not hold up the start. Go's poller then
 	// parks the writer goroutine (never the supervisor) on a full pipe.
-	flags := os.O_WRONLY | os.O_CREATE | os.O_APPEND | unix.O_CLOEXEC
-	f, err := os.OpenFile(target, flags|unix.O_NONBLOCK, 0o644)
-	if errors.Is(err, unix.ENXIO) {
-		// A FIFO without a reader: open it on the stream's first write, which happens on the
-		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
-		l := &lateFile{path: target, flags: flags}
-		return l, l.close, nil
-	}
+	dir, name, err := atomicfile.Split(target)
 	if err != nil {
 		return nil, nop, missingDir(target, err)
 	}
+	f, err := dir.Append(name)
+	if errors.Is(err, unix.ENXIO) {
+		// A FIFO without a reader: open it on the stream's first write, which happens on the
+		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
+		l := &lateFile{dir: dir, name: name}
+		return l, l.close, nil
+	}
+	if err != nil {
+		dir.Close()
+		return nil, nop, err
+	}
+	dir.Close()
 	return f, func() { f.Close() }, nil
 }
 
@@ -420,12 +428,13 @@ func missingDir(target string, err error) error {
 	return err
 }
 
-// lateFile is a FIFO opened (blocking, until a reader comes) on the first write.
+// lateFile is a FIFO opened (blocking, until a reader comes) on the first write, in the
+// directory opened at the start, and only while it is still a FIFO.
 type lateFile struct {
-	path  string
-	flags int
-	mu    sync.Mutex
-	f     *os.File
+	dir  *atomicfile.Dir
+	name string
+	mu   sync.Mutex
+	f    *os.File
 }
 
 func (l *lateFile) Write(b []byte) (int, error) {
@@ -434,7 +443,7 @@ func (l *lateFile) Write(b []byte) (int, error) {
 	l.mu.Unlock()
 	if f == nil {
 		var err error
-		if f, err = os.OpenFile(l.path, l.flags, 0); err != nil {
+		if f, err = l.dir.OpenFIFO(l.name); err != nil {
 			return 0, err
 		}
 		l.mu.Lock()
@@ -450,6 +459,7 @@ func (l *lateFile) close() {
 	if l.f != nil {
 		l.f.Close()
 	}
+	l.dir.Close()
 }
 
 // durationValue is a duration flag that also takes a bare number of seconds, as systemd does:
@@ -504,11 +514,21 @@ func (f *runFlags) baselineGate(origin func(string) string) (*report.Baseline, e
 		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
 		}
+		d, name, err := atomicfile.Split(f.recordBaseline)
+		if err == nil {
+			err = d.Check(name, false)
+			d.Close()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", origin("record-baseline"), err)
+		}
 	}
 	return bl, nil
 }
 
-// openReport opens the --report target: a file (truncated; written at exit) or "-" for stdout.
+// openReport opens the --report target: a file, written at exit beside the old one and renamed
+// over it (so a run that cannot write it keeps the previous report whole), or "-" for stdout.
+// The file is checked now: a symlink, a hard link or another user's file is refused.
 func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	switch target {
 	case "":
@@ -516,9 +536,9 @@ func openReport(target string, stdout io.Writer) (io.Writer, func(), error) {
 	case "-":
 		return stdout, func() {}, nil
 	}
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o644)
+	r, err := atomicfile.NewReplacer(target)
 	if err != nil {
 		return nil, func() {}, missingDir(target, err)
 	}
-	return f, func() { f.Close() }, nil
+	return r, r.Close, nil
 }

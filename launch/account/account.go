@@ -187,7 +187,10 @@ func readEntries(path string, n int) ([][]string, error) {
 // `setpriv --init-groups --reset-env` set them; a uid without a passwd entry gets HOME=/ and no
 // USER, LOGNAME or SHELL (as Docker's `--user UID:GID`). XDG_RUNTIME_DIR and
 // DBUS_SESSION_BUS_ADDRESS are removed: they can only name the session of whoever started cgrun
-// (/run/user/0, root's bus), which u must not reach. Everything else passes unchanged.
+// (/run/user/0, root's bus), which u must not reach. NODE_CHANNEL_FD and
+// NODE_CHANNEL_SERIALIZATION_MODE (a Node parent's IPC channel, PM2's fd 3) are removed too:
+// with --user that fd is closed, and Node would take whatever else came to hold the number for
+// its channel. Everything else passes unchanged.
 func (u *User) Env(env []string) []string {
 	set := map[string]string{"HOME": u.Home}
 	if u.Name != "" {
@@ -197,7 +200,8 @@ func (u *User) Env(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "USER", "LOGNAME", "SHELL", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS":
+		case "HOME", "USER", "LOGNAME", "SHELL", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS",
+			"NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE":
 			continue
 		}
 		out = append(out, kv)

@@ -113,7 +113,8 @@ func TestLookupFilesFailures(t *testing.T) {
 func TestEnv(t *testing.T) {
 	p, g := files(t)
 	in := []string{"PATH=/usr/bin", "HOME=/root", "USER=root", "LOGNAME=root", "SHELL=/bin/bash", "LANG=C",
-		"XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus"}
+		"XDG_RUNTIME_DIR=/run/user/0", "DBUS_SESSION_BUS_ADDRESS=unix:path=/run/user/0/bus",
+		"NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json"}
 	for _, tc := range []struct {
 		spec string
 		want []string

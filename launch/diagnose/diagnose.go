@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -76,6 +77,41 @@ type Dump struct {
 	// MemoryMax is what memory.max was raised to for the dump; 0 when it was not.
 	MemoryMax uint64 `json:"memory_max_raised_to,omitempty"`
 	Note      string `json:"note,omitempty"` // what cgrun did to make room, in words
+	// FilesLeftOut is how many of the dump's files this copy does not list (Brief): the state
+	// file's copy lists at most BriefFiles; 0 (absent) where every file is listed.
+	FilesLeftOut int `json:"files_left_out,omitempty"`
+}
+
+// BriefFiles and BriefPath bound what the state file lists of a dump: a command that writes
+// 700 files with long names into --diagnose-dir must not grow the state past what cgrun ps,
+// status, stop and recycle read (256 KiB), or it would hide the run from root.
+const (
+	BriefFiles = 20
+	BriefPath  = 256 // bytes; a longer path is cut, ending in "…"
+)
+
+// Brief is d with at most BriefFiles files, each path at most BriefPath bytes, and the number
+// of files left out.
+func (d Dump) Brief() Dump {
+	b := d
+	b.Files = nil
+	for _, f := range d.Files[:min(len(d.Files), BriefFiles)] {
+		b.Files = append(b.Files, File{Path: Cut(f.Path, BriefPath), Size: f.Size})
+	}
+	b.FilesLeftOut = d.FilesLeftOut + max(0, len(d.Files)-BriefFiles)
+	return b
+}
+
+// Cut is s cut to at most n bytes on a UTF-8 boundary, ending in "…" when it was cut.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n -= len("…")
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Prune keeps the newest keep dumps (0 keeps all) and removes the files of the older ones from

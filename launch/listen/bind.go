@@ -230,7 +230,7 @@ func (s *Set) Files() []uintptr {
 	return fds
 }
 
-// Env is env without any LISTEN_* or FPM_SOCKETS it had, and with the variables that describe
+// Env is env without any LISTEN_*, FPM_SOCKETS or NODE_CHANNEL_* it had, and with the variables that describe
 // the sockets to a child that has them as fds 3, 4, ...: LISTEN_FDS and LISTEN_FDNAMES (the
 // stub that starts the command adds LISTEN_PID, its own pid) and FPM_SOCKETS. With no sockets
 // it is env unchanged.
@@ -242,7 +242,10 @@ func (s *Set) Env(env []string) []string {
 	for _, kv := range env {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "FPM_SOCKETS":
+		case "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PID", "FPM_SOCKETS",
+			// A Node parent's IPC channel (PM2's fd 3): fd 3 is a socket now, which Node
+			// would otherwise take for its channel.
+			"NODE_CHANNEL_FD", "NODE_CHANNEL_SERIALIZATION_MODE":
 			continue
 		}
 		out = append(out, kv)

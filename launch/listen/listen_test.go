@@ -77,7 +77,7 @@ func TestEnv(t *testing.T) {
 	if s.Len() != 2 || len(s.Files()) != 2 {
 		t.Fatalf("Len %d, Files %v: want 2 sockets", s.Len(), s.Files())
 	}
-	have := s.Env([]string{"PATH=/bin", "LISTEN_FDS=9", "LISTEN_PID=1", "FPM_SOCKETS=x=9"})
+	have := s.Env([]string{"PATH=/bin", "LISTEN_FDS=9", "LISTEN_PID=1", "FPM_SOCKETS=x=9", "NODE_CHANNEL_FD=3", "NODE_CHANNEL_SERIALIZATION_MODE=json"})
 	sock := filepath.Join(dir, "app.sock")
 	want := []string{"PATH=/bin", "LISTEN_FDS=2",
 		"LISTEN_FDNAMES=127.0.0.1_" + strconv.Itoa(port) + ":unix_" + sock,

@@ -97,6 +97,9 @@ func Start(c Child) (pid int, err error) {
 		if err == nil {
 			return pid, nil
 		}
+		if groupRefused(c, err) {
+			return 0, groupError(c.GroupDir, err)
+		}
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return 0, execError(c.Path, err)
 		}
@@ -120,6 +123,34 @@ func Start(c Child) (pid int, err error) {
 	return pid, nil
 }
 
+// groupRefused tells, from clone3's EACCES, the kernel refusing the move into the group from
+// the program refusing to execute: both come back as the same errno. Without a Cred, cgrun's
+// own user execs the command, so where that user may execute it, the group was refused: an
+// unprivileged cgrun moves a process only where it can write cgroup.procs of the group and of
+// the common ancestor of its own group and that one. (With a Cred cgrun is root, whom the
+// group never refuses.)
+func groupRefused(c Child, err error) bool {
+	return errors.Is(err, unix.EACCES) && c.Cred == nil &&
+		unix.Faccessat(unix.AT_FDCWD, c.Path, unix.X_OK, unix.AT_EACCESS) == nil
+}
+
+// groupError is cgrun's own failure (125), not the command's 126: the group was refused.
+func groupError(dir string, err error) error {
+	return &Error{Code: ExitFailure, Err: fmt.Errorf("start the command in %s: the kernel refused to move it there (%v): cgrun's user %d must be able to write cgroup.procs of that group and of the common ancestor of its own group (%s) and that one; run cgrun from inside the delegated subtree (systemd-run --user --scope -p Delegate=yes), or as root",
+		dir, err, os.Geteuid(), ownGroup())}
+}
+
+// ownGroup is cgrun's own group as /proc/self/cgroup names it, for messages.
+func ownGroup() string {
+	b, _ := os.ReadFile("/proc/self/cgroup")
+	for _, line := range strings.Split(string(b), "\n") {
+		if g, ok := strings.CutPrefix(line, "0::"); ok {
+			return g
+		}
+	}
+	return "unknown"
+}
+
 // startListening starts the stub with the sockets as fds 3, 4, ... and the group after them:
 // by clone3 into the group where it can (the stub's join is then a no-op), else as Start's
 // fallback does. The stub, not the kernel, becomes the --user, so that it may still join.
@@ -140,6 +171,9 @@ func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr)
 	if !c.NoClone3 {
 		sys.UseCgroupFD, sys.CgroupFD = true, gfd
 		pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
+		if groupRefused(Child{Path: self}, err) {
+			return 0, groupError(c.GroupDir, err)
+		}
 		if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
 			return pid, err
 		}
@@ -263,6 +297,13 @@ func Enter(args []string) error {
 	}
 	unix.Close(procs)
 	unix.Close(group)
+	if cred != nil {
+		// What the stub was handed is all it has; still, nothing past the sockets crosses to the
+		// user, whatever a future caller passes (see CloseOnExecFrom).
+		if err := CloseOnExecFrom(3 + max(sockets, 0)); err != nil {
+			return err
+		}
+	}
 	if err := listen.Guard(keep); err != nil {
 		// Not fatal: where the mount namespace is refused (a container without CAP_SYS_ADMIN)
 		// the command still runs; only an app that removes its socket's file takes it away.

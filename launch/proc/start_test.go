@@ -1,10 +1,14 @@
 package proc
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The stub learns the user to become from its command line: what Start writes, Enter reads.
@@ -44,5 +48,32 @@ func TestEnterRefusesBadArguments(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Enter(%q) = %v, want an error containing %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// TestGroupRefused: clone3's EACCES for a command cgrun's user may execute is the group's refusal
+// (125), for one it may not it is the command's (126); with a --user it is always the command's.
+func TestGroupRefused(t *testing.T) {
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		c    Child
+		err  error
+		want bool
+	}{
+		{"executable", Child{Path: "/bin/sh"}, unix.EACCES, true},
+		{"not executable", Child{Path: plain}, unix.EACCES, false},
+		{"another errno", Child{Path: "/bin/sh"}, unix.ENOEXEC, false},
+		{"with --user", Child{Path: "/bin/sh", Cred: &syscall.Credential{Uid: 33}}, unix.EACCES, false},
+	} {
+		if have := groupRefused(tc.c, tc.err); have != tc.want {
+			t.Errorf("%s: groupRefused = %v, want %v", tc.name, have, tc.want)
+		}
+	}
+	if code := Code(groupError("/sys/fs/cgroup/x", unix.EACCES)); code != ExitFailure {
+		t.Errorf("groupError's code %d, want %d", code, ExitFailure)
 	}
 }

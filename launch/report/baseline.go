@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
@@ -39,8 +38,14 @@ type BaselineCheck struct {
 }
 
 // LoadBaseline reads a --baseline file.
+// It is read through its directory, never through a symlink or a hard link (atomicfile.Dir.Read).
 func LoadBaseline(path string) (*Baseline, error) {
-	b, err := os.ReadFile(path)
+	d, name, err := atomicfile.Split(path)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	b, err := d.Read(name, maxBaselineSize)
 	if err != nil {
 		return nil, err
 	}
@@ -53,6 +58,9 @@ func LoadBaseline(path string) (*Baseline, error) {
 	}
 	return &bl, nil
 }
+
+// maxBaselineSize bounds how much of a --baseline file is read; cgrun's are a few hundred bytes.
+const maxBaselineSize = 1 << 20
 
 // Check compares a peak with the baseline.
 func (bl *Baseline) Check(file string, peak uint64, tolerancePct float64) BaselineCheck {

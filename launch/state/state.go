@@ -93,8 +93,12 @@ type Event struct {
 	Detail string `json:"detail"`
 }
 
-// maxRecent is how many recent events a state keeps.
-const maxRecent = 20
+// maxRecent is how many recent events a state keeps, and maxDetail how long each one's detail
+// may be (bytes): together with the dumps' brief lists they keep a state well under maxStateSize.
+const (
+	maxRecent = 20
+	maxDetail = 1024
+)
 
 // Dir is where this process's states live: /run/cgrun for root; for others
 // $XDG_RUNTIME_DIR/cgrun, or /run/user/UID/cgrun when that runtime directory exists (a unit
@@ -220,7 +224,7 @@ func (s *State) Save(dir string) error {
 
 // Note adds one of the recent events.
 func (s *State) Note(event, detail string) {
-	s.Recent = append(s.Recent, Event{Time: time.Now().Format(time.RFC3339), Event: event, Detail: detail})
+	s.Recent = append(s.Recent, Event{Time: time.Now().Format(time.RFC3339), Event: event, Detail: diagnose.Cut(detail, maxDetail)})
 	if len(s.Recent) > maxRecent {
 		s.Recent = s.Recent[len(s.Recent)-maxRecent:]
 	}

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgrun/cgrun/launch/diagnose"
 )
 
 // ownState is a state of a live process of this user, a child the test starts: it is listed,
@@ -263,4 +265,34 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q, %d) accepted %+v", b, uid, s)
 		}
 	})
+}
+
+// TestStateWithHugeDumpsStaysReadable: ten dumps of 700 files with 4000-byte names, in brief as
+// the state lists them, and twenty long recent events make a state that cgrun ps still reads.
+func TestStateWithHugeDumpsStaysReadable(t *testing.T) {
+	s := State{Name: "big", Pid: 1, UID: os.Geteuid()}
+	for i := 0; i < 10; i++ {
+		d := diagnose.Dump{Generation: i}
+		for j := 0; j < 700; j++ {
+			d.Files = append(d.Files, diagnose.File{Path: "/dumps/" + strings.Repeat("x", 4000), Size: 1})
+		}
+		s.Dumps = append(s.Dumps, d.Brief())
+		s.Note("dump", strings.Repeat("y", 100000))
+	}
+	for i := 0; i < 30; i++ {
+		s.Note("dump", strings.Repeat("z", 100000))
+	}
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) > maxStateSize/2 {
+		t.Errorf("state is %d bytes; want it well under the readers' %d", len(b), maxStateSize)
+	}
+	if n := s.Dumps[0].FilesLeftOut; n != 700-diagnose.BriefFiles {
+		t.Errorf("files_left_out %d, want %d", n, 700-diagnose.BriefFiles)
+	}
+	if _, err := Parse(b, os.Geteuid()); err != nil {
+		t.Errorf("Parse: %v", err)
+	}
 }

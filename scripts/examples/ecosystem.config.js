@@ -20,6 +20,9 @@
 // group. www-data is Debian's and Ubuntu's web user, there on every install; an aaPanel host runs
 // its sites as www (write 'www' there); elsewhere make a user for the app first:
 //   useradd --system --no-create-home --shell /usr/sbin/nologin app   (then '--user', 'app')
+// PM2's IPC channel (fd 3, NODE_CHANNEL_FD) does not cross --user (no fd of root's does): the
+// worker has no process.send(), so no wait_ready; without --user and --listen it is handed on
+// (docs/security.md).
 module.exports = {
   apps: [
     {

@@ -257,6 +257,35 @@ test_pm2_stop_leaves_nothing() {
   return $rc
 }
 
+# PM2 hands each app its IPC channel as fd 3 (NODE_CHANNEL_FD=3): through cgrun without --user
+# the app has process.send (PM2's wait_ready works); with --user it is root's fd and does not
+# cross, and node starts without a channel rather than failing on one (docs/security.md).
+test_pm2_ipc_channel() {
+  export PM2_HOME=/tmp/pm2
+  rm -rf "$PM2_HOME"
+  local app=/tmp/pm2ipc.js n
+  echo "console.log('ipc=' + typeof process.send + ' uid=' + process.getuid()); setInterval(() => {}, 1000);" >"$app"
+  chmod 644 "$app"
+  pm2 ping >/dev/null 2>&1 || fail "pm2 does not start" || return 1
+  for n in ipcplain ipcuser; do
+    local user=()
+    [[ $n == ipcuser ]] && user=(--user www-data)
+    pm2 start "$cg" --name $n --interpreter none -- run --name $n "${user[@]}" -- node "$app" >/dev/null 2>&1 ||
+      { pm2 kill >/dev/null 2>&1; fail "pm2 start $n failed"; } || return 1
+  done
+  local rc=0 out
+  for want in "ipcplain ipc=function uid=0" "ipcuser ipc=undefined uid=33"; do
+    n=${want%% *}
+    wait_for 20 grep -q ipc= "$PM2_HOME/logs/$n-out.log"
+    out=$(cat "$PM2_HOME/logs/$n-out.log" "$PM2_HOME/logs/$n-error.log" 2>/dev/null)
+    [[ $out == *"${want#* }"* ]] || { fail "$n: want ${want#* }, got: $out"; rc=1; }
+  done
+  pm2 kill >/dev/null 2>&1
+  wait_for 10 nothing_left "node $app" cgrun-ipc || { nothing_left "node $app" cgrun-ipc; rc=1; }
+  rm -f "$app"
+  return $rc
+}
+
 test_delegate_subgroup() {
   # What DelegateSubgroup=supervisor (systemd 254; this guest has 252) does: the unit's group is
   # delegated, and the main process starts in its leaf "supervisor". cgrun must use the unit's
@@ -477,6 +506,7 @@ run_test "SupervisordStopLeavesNothing" test_supervisord_stop_leaves_nothing
 run_test "SupervisordKillTimeoutLeavesNoOrphan" test_supervisord_kill_timeout_leaves_no_orphan
 run_test "SupervisordRunsAsUser" test_supervisord_runs_as_user
 run_test "PM2StopLeavesNothing" test_pm2_stop_leaves_nothing
+run_test "PM2IPCChannelOnlyWithoutUser" test_pm2_ipc_channel
 run_test "SystemdDelegateSubgroup" test_delegate_subgroup
 run_test "SystemdNotifyReady" test_notify_ready
 run_test "SystemdNotifyPassthrough" test_notify_passthrough
