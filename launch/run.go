@@ -300,7 +300,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		if cfg.Advise.Done != nil {
 			cfg.Advise.Done(a, last.windowEnded)
 		} else {
-			fmt.Fprintf(cfg.Log, "cgrun: %s: %s\n", r.name, a.Line())
+			fmt.Fprintf(cfg.Log, "cgrun: %s: %s\n", r.name, a.Line(cgroup.HostHasSwap()))
 		}
 	}
 	if cfg.Verbose {

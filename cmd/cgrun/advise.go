@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/spf13/pflag"
@@ -21,7 +22,10 @@ working set, what stays resident under gentle reclaim, beside the peak. memory.m
 it is, and memory.high is put back at the end. Then it prints one line to paste (or with --json
 one object) on stdout, e.g.
 
-  advice: --memory-max 73M --memory-high 65M  (working set 56M, peak 212M of which 156M was page cache it did not need again; 15s observed, pressure from refaults)
+  advice: --memory-max 73M  (working set 56M, peak 212M of which 156M was page cache it did not need again; 15s observed, pressure from refaults)
+
+(--memory-high, 65M here, is in the line only on a host with swap: without it a command past
+memory.high is throttled instead of restarted; --json has both.)
 
 Run it under a representative load: the advice is only as good as the window it saw. Without
 swap the working set is at least the command's anonymous memory. It exits 0 when --for ended the
@@ -104,7 +108,7 @@ func (a *advice) done(adv advise.Advice, ended bool) {
 		b, _ := json.Marshal(adv)
 		fmt.Fprintf(a.stdout, "%s\n", b)
 	} else {
-		fmt.Fprintln(a.stdout, adv.Line())
+		fmt.Fprintln(a.stdout, adv.Line(cgroup.HostHasSwap()))
 	}
 }
 

@@ -288,7 +288,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		w("pace", "%s", b.Pace)
 	}
 	if b.Advice != nil {
-		w("advice", "%s", escape(strings.TrimPrefix(b.Advice.Line(), "advice: ")))
+		w("advice", "%s", escape(strings.TrimPrefix(b.Advice.Line(cgroup.HostHasSwap()), "advice: ")))
 	}
 	if b.Ends != "" {
 		w("ends", "%s", escape(b.Ends))

@@ -57,7 +57,12 @@ func roundMiB(v uint64) uint64 { return (v + 1<<20 - 1) &^ (1<<20 - 1) }
 
 // Line is the one line to paste:
 // advice: --memory-max 230M --memory-high 200M  (working set 176M, peak 412M of which 236M was page cache it did not need again; 25 s observed)
-func (a Advice) Line() string {
+//
+// --memory-high is in it only when swap is true (the host has swap): without swap a command
+// whose anonymous memory grows past memory.high is throttled almost to a stop instead of being
+// OOM-killed and restarted (docs/limits.md), while memory.max alone already reclaims the page
+// cache above it. The figure stays in the JSON (memory_high) either way.
+func (a Advice) Line(swap bool) string {
 	peak := "peak " + cgroup.FormatSize(a.Peak)
 	if a.Peak > a.WorkingSet+a.WorkingSet/20 {
 		peak += fmt.Sprintf(" of which %s was page cache it did not need again", cgroup.FormatSize(a.Peak-a.WorkingSet))
@@ -66,8 +71,12 @@ func (a Advice) Line() string {
 	if !a.Settled {
 		more = "; the squeeze did not reach the working set: observe longer (--for) for a lower figure"
 	}
-	return fmt.Sprintf("advice: --memory-max %s --memory-high %s  (working set %s, %s; %s observed, pressure from %s%s)",
-		mib(a.MemoryMax), mib(a.MemoryHigh), cgroup.FormatSize(a.WorkingSet), peak,
+	flags := "--memory-max " + mib(a.MemoryMax)
+	if swap {
+		flags += " --memory-high " + mib(a.MemoryHigh)
+	}
+	return fmt.Sprintf("advice: %s  (working set %s, %s; %s observed, pressure from %s%s)",
+		flags, cgroup.FormatSize(a.WorkingSet), peak,
 		time.Duration(a.ObservedSeconds*float64(time.Second)).Round(time.Second), a.PressureSource, more)
 }
 

@@ -193,9 +193,16 @@ func TestStep(t *testing.T) {
 
 func TestAdviceLine(t *testing.T) {
 	a := advise.Advise(advise.Estimate{Source: advise.Refaults, WorkingSet: 176 * mib, Peak: 412 * mib, Settled: true, Observed: 25 * time.Second})
-	want := "advice: --memory-max 229M --memory-high 203M  (working set 176M, peak 412M of which 236M was page cache it did not need again; 25s observed, pressure from refaults)"
-	if got := a.Line(); got != want {
-		t.Errorf("line\n%s\nwant\n%s", got, want)
+	for _, tc := range []struct {
+		swap bool
+		want string
+	}{
+		{true, "advice: --memory-max 229M --memory-high 203M  (working set 176M, peak 412M of which 236M was page cache it did not need again; 25s observed, pressure from refaults)"},
+		{false, "advice: --memory-max 229M  (working set 176M, peak 412M of which 236M was page cache it did not need again; 25s observed, pressure from refaults)"},
+	} {
+		if got := a.Line(tc.swap); got != tc.want {
+			t.Errorf("line with swap %v\n%s\nwant\n%s", tc.swap, got, tc.want)
+		}
 	}
 	if a.MemoryHigh >= a.MemoryMax || a.MemoryMax%mib != 0 {
 		t.Errorf("advice %+v: want whole MiB, memory.high below memory.max", a)
