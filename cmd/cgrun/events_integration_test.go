@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // eventLine is what a test reads of one --events line; the names are the documented format.
@@ -165,21 +163,23 @@ func TestEventsHighCountersAddUp(t *testing.T) {
 // throttling counts in the leaf alone, and cgrun's high count must include it.
 func TestEventsHighCountsWhatTheLeafsReclaimEnded(t *testing.T) {
 	requireCgroup2(t)
-	big, err := os.Executable() // the test binary: tens of MiB of a file whose page cache the kernel can drop
+	// The command writes a file of its own and reads it back, on a disk file system (beside the
+	// test binary: the guest's tmpfs would be shared memory, which reclaim cannot drop without
+	// swap): its page cache is charged to the leaf whatever earlier tests left in the page cache.
+	// (Reading the test binary instead found it cached, charged elsewhere, in a full CI run.)
+	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Earlier tests may have read the whole binary: pages in page cache stay charged to the group
-	// that first read them, and cat would find them there and charge nothing to the leaf. Drop
-	// the clean page cache first (the pages the test is running from are mapped, and stay).
-	unix.Sync()
-	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
-		t.Fatalf("drop the page cache: %v", err)
+	dir, err := os.MkdirTemp(filepath.Dir(exe), "events-high-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	path := filepath.Join(t.TempDir(), "events.jsonl")
-	script := `for i in 1 2 3 4 5 6; do cat "$1" >/dev/null; done
+	script := `dd if=/dev/zero of="$1/file" bs=1M count=48 2>/dev/null; for i in 1 2 3; do cat "$1/file" >/dev/null; done
 sed -n 's/^high //p' "/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.events.local"`
-	out, errs, code := cgrunCmd(t, nil, "run", "--memory-high", "8M", "--events", path, "--", "/bin/sh", "-c", script, "sh", big)
+	out, errs, code := cgrunCmd(t, nil, "run", "--memory-high", "8M", "--events", path, "--", "/bin/sh", "-c", script, "sh", dir)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr %q", code, errs)
 	}
