@@ -16,6 +16,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -218,7 +219,7 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "NAME\tPID\tGEN\tUPTIME\tCURRENT\tHIGH\tMAX\tPEAK\tOOM\tHIGH EV\tRESTARTS\t")
 	for _, b := range boxes {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(escape(b.Name), 18), b.Pid, b.Generation,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", shorten(logline.Escape(b.Name), 18), b.Pid, b.Generation,
 			humanDuration(b.UptimeSeconds), cgroup.FormatSize(b.MemoryCurrent), sizeOrMax(b.MemoryHigh), sizeOrMax(b.MemoryMax),
 			cgroup.FormatSize(b.MemoryPeak), b.OOMKills, b.HighEvents, b.Restarts)
 		if n := b.Next; n != nil {
@@ -251,19 +252,19 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	// What comes from the state file is printed with control characters escaped: its writer
 	// may be another user, and root's terminal must not run their escape sequences.
-	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", escape(b.Name), b.Pid, b.UID, escape(strings.Join(b.Command, " ")))
+	fmt.Fprintf(stdout, "%s — cgrun pid %d, uid %d: %s\n", logline.Escape(b.Name), b.Pid, b.UID, logline.Escape(strings.Join(b.Command, " ")))
 	if u := b.User; u != nil {
-		w("user", "%s", escape(runAs(u)))
+		w("user", "%s", logline.Escape(runAs(u)))
 	}
-	w("group", "%s (generation %d, child pid %d, up %s)", escape(orNone(b.Group)), b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
+	w("group", "%s (generation %d, child pid %d, up %s)", logline.Escape(orNone(b.Group)), b.Generation, b.ChildPid, humanDuration(b.GenerationSeconds))
 	if n := b.Next; n != nil {
-		w("next", "%s (generation %d, child pid %d, starting beside the current one: --overlap; %s)", escape(n.Group), n.Generation, n.ChildPid, cgroup.FormatSize(n.MemoryCurrent))
+		w("next", "%s (generation %d, child pid %d, starting beside the current one: --overlap; %s)", logline.Escape(n.Group), n.Generation, n.ChildPid, cgroup.FormatSize(n.MemoryCurrent))
 	}
-	w("started", "%s (up %s)", escape(b.Started), humanDuration(b.UptimeSeconds))
+	w("started", "%s (up %s)", logline.Escape(b.Started), humanDuration(b.UptimeSeconds))
 	var lims []string
 	for _, k := range []string{"memory.max", "memory.high", "memory.low", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight"} {
 		if v, ok := b.Limits[k]; ok {
-			lims = append(lims, k+"="+escape(limitText(k, v)))
+			lims = append(lims, k+"="+logline.Escape(limitText(k, v)))
 		}
 	}
 	w("limits", "%s", orNone(strings.Join(lims, " ")))
@@ -288,15 +289,15 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		w("pace", "%s", b.Pace)
 	}
 	if b.Advice != nil {
-		w("advice", "%s", escape(strings.TrimPrefix(b.Advice.Line(cgroup.HostHasSwap()), "advice: ")))
+		w("advice", "%s", logline.Escape(strings.TrimPrefix(b.Advice.Line(cgroup.HostHasSwap()), "advice: ")))
 	}
 	if b.Ends != "" {
-		w("ends", "%s", escape(b.Ends))
+		w("ends", "%s", logline.Escape(b.Ends))
 	}
 	for _, d := range b.Dumps {
 		var files []string
 		for _, f := range d.Files {
-			files = append(files, fmt.Sprintf("%s (%s)", escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
+			files = append(files, fmt.Sprintf("%s (%s)", logline.Escape(f.Path), cgroup.FormatSize(uint64(f.Size))))
 		}
 		if d.FilesLeftOut > 0 { // the state lists a dump in brief (diagnose.Dump.Brief)
 			files = append(files, fmt.Sprintf("and %d more", d.FilesLeftOut))
@@ -305,22 +306,22 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		if !d.Complete {
 			state = "not complete"
 		}
-		w("dump", "generation %d, %s, %s after %.1fs: %s", d.Generation, escape(d.Reason), state, d.Seconds, orNone(strings.Join(files, ", ")))
+		w("dump", "generation %d, %s, %s after %.1fs: %s", d.Generation, logline.Escape(d.Reason), state, d.Seconds, orNone(strings.Join(files, ", ")))
 	}
 	w("events", "oom_kill %d, oom_group_kill %d, oom %d, max %d, high %d, low %d (all generations)",
 		b.Events["oom_kill"], b.Events["oom_group_kill"], b.Events["oom"], b.Events["max"], b.Events["high"], b.Events["low"])
 	var rs []string
 	for reason, n := range b.RestartsByReason {
-		rs = append(rs, fmt.Sprintf("%s %d", escape(reason), n))
+		rs = append(rs, fmt.Sprintf("%s %d", logline.Escape(reason), n))
 	}
 	w("restarts", "%d%s", b.Restarts, parenthesize(strings.Join(rs, ", ")))
 	if b.MetricsAddr != "" {
-		w("metrics", "http://%s/metrics", escape(b.MetricsAddr))
+		w("metrics", "http://%s/metrics", logline.Escape(b.MetricsAddr))
 	}
 	if len(b.Recent) > 0 {
 		fmt.Fprintln(stdout, "  recent:")
 		for _, e := range b.Recent {
-			fmt.Fprintf(stdout, "    %s  %-8s %s\n", escape(e.Time), escape(e.Event), escape(e.Detail))
+			fmt.Fprintf(stdout, "    %s  %-8s %s\n", logline.Escape(e.Time), logline.Escape(e.Event), logline.Escape(e.Detail))
 		}
 	}
 	return 0
@@ -347,7 +348,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 		return proc.ExitFailure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
-		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", escape(s.Name), s.Pid, s.UID, verb)
+		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", logline.Escape(s.Name), s.Pid, s.UID, verb)
 		return proc.ExitFailure
 	}
 	sig := unix.SIGTERM
@@ -416,24 +417,6 @@ func escapeJSON(b []byte) []byte {
 		b = b[n:]
 	}
 	return out.Bytes()
-}
-
-// escape writes the control characters in s (C0, DEL, C1, and invalid UTF-8) as Go escapes:
-// "\x1b]0;pwned\a" prints as \x1b]0;pwned\a, not as a terminal command.
-func escape(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			fmt.Fprintf(&b, "\\x%02x", s[i])
-		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }
 
 // limitText is a limit's kernel value as status shows it: memory sizes as 128M, not bytes;

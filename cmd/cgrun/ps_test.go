@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/state"
 )
 
@@ -21,7 +22,7 @@ func TestEscapeKeepsControlsOffTheTerminal(t *testing.T) {
 		"é and \uFFFD stay":      "é and \uFFFD stay",
 		"php-fpm: pool www (ok)": "php-fpm: pool www (ok)",
 	} {
-		if have := escape(in); have != want {
+		if have := logline.Escape(in); have != want {
 			t.Errorf("escape(%q) = %q, want %q", in, have, want)
 		}
 	}
