@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -381,12 +382,16 @@ func checkAdvise(t *testing.T, w workload) {
 		t.Errorf("under the advised limits: exit %d, %d OOM kills; want 0 and 0: %s", lim.code, limRep.OOMKills, lim.stderr)
 	}
 	// Less what its unlimited copy beside it lost as well (the thread's sleep reads a few
-	// percent even there: the guest's accounting is by the tick).
-	if d := limited.share() - free2Cost.share(); d > 0.25 {
-		t.Errorf("under the advised limits it lost %v, %.1f%% more than its unlimited copy: want at most 25%% (at least 75%% of its speed)", limited, 100*d)
+	// percent even there: the guest's accounting is by the tick). Where the kernel has no PSI
+	// that sleep is told from the scheduler's figures, which on a busy guest differ by a few
+	// percent between two runs that nothing limits: the two unlimited copies show by how much
+	// here and now, and the checks allow that much more (10% at most).
+	noise := min(math.Abs(freeCost.share()-free2Cost.share()), 0.10)
+	if d := limited.share() - free2Cost.share(); d > 0.25+noise {
+		t.Errorf("under the advised limits it lost %v, %.1f%% more than its unlimited copy: want at most 25%% (at least 75%% of its speed), %.1f%% more for the measurement's noise", limited, 100*d, 100*noise)
 	}
-	if d := probed.share() - freeCost.share(); d > 0.05 {
-		t.Errorf("while probed it lost %v, %.1f%% more than its unlimited copy: the probe may cost at most 5%%", probed, 100*d)
+	if d := probed.share() - freeCost.share(); d > 0.05+noise {
+		t.Errorf("while probed it lost %v, %.1f%% more than its unlimited copy: the probe may cost at most 5%%, %.1f%% more for the measurement's noise", probed, 100*d, 100*noise)
 	}
 }
 
