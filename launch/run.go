@@ -253,7 +253,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	defer r.log.settle()
 	r.report = &report.Report{Name: r.name, Command: cfg.Command, Keep: cfg.Report != nil}
 	cfg.Env = notify.Env(cfg.Env, cfg.NotifyReady)
-	r.notify = notify.New(cfg.NotifyReady, cfg.Policy.Health.Enabled())
+	r.notify = notify.New(cfg.NotifyReady, cfg.Policy.Health.Enabled(), cfg.Log)
 	defer r.notify.Stopping()
 	if err := r.initState(); err != nil {
 		return proc.ExitFailure, 0, err

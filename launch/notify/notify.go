@@ -3,8 +3,12 @@
 package notify
 
 import (
+	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -21,11 +25,15 @@ type Notifier struct {
 	waitHealthy bool // READY=1 only once a health probe passed
 	ready       bool
 	stop        chan struct{}
+	log         io.Writer // where the first message systemd did not get is told
+	warned      sync.Once // the watchdog's goroutine sends too
 }
 
 // New is a Notifier that speaks when on; with waitHealthy READY=1 waits for a passing probe.
-func New(on, waitHealthy bool) *Notifier {
-	n := &Notifier{on: on, waitHealthy: waitHealthy, stop: make(chan struct{})}
+// The first message that cannot be sent is told on log, once: without it a unit waiting for
+// READY=1 only times out.
+func New(on, waitHealthy bool, log io.Writer) *Notifier {
+	n := &Notifier{on: on, waitHealthy: waitHealthy, stop: make(chan struct{}), log: log}
 	if !on {
 		return n
 	}
@@ -41,7 +49,7 @@ func (n *Notifier) watchdog(every time.Duration) {
 	for {
 		select {
 		case <-t.C:
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyWatchdog)
+			n.send(daemon.SdNotifyWatchdog)
 		case <-n.stop:
 			return
 		}
@@ -58,7 +66,7 @@ func (n *Notifier) Started(gen, pid int) {
 		state = daemon.SdNotifyReady + "\n" + state
 		n.ready = true
 	}
-	_, _ = daemon.SdNotify(false, state)
+	n.send(state)
 }
 
 // Healthy tells systemd READY=1 after the first passing health probe, when that is what
@@ -66,7 +74,7 @@ func (n *Notifier) Started(gen, pid int) {
 func (n *Notifier) Healthy() {
 	if n.on && !n.ready {
 		n.ready = true
-		_, _ = daemon.SdNotify(false, daemon.SdNotifyReady)
+		n.send(daemon.SdNotifyReady)
 	}
 }
 
@@ -76,7 +84,23 @@ func (n *Notifier) Stopping() {
 		return
 	}
 	close(n.stop)
-	_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	n.send(daemon.SdNotifyStopping)
+}
+
+// send says state to systemd. SdNotify sends nothing, and says so, when NOTIFY_SOCKET is unset.
+func (n *Notifier) send(state string) {
+	sent, err := daemon.SdNotify(false, state)
+	if sent {
+		return
+	}
+	what, _, _ := strings.Cut(state, "\n")
+	n.warned.Do(func() {
+		if err != nil {
+			fmt.Fprintf(n.log, "cgrun: warning: --notify-ready: systemd did not get %s: %v (NOTIFY_SOCKET=%s)\n", what, err, os.Getenv("NOTIFY_SOCKET"))
+			return
+		}
+		fmt.Fprintf(n.log, "cgrun: warning: --notify-ready: NOTIFY_SOCKET is not set, so systemd hears nothing: run cgrun from a unit with Type=notify, or leave --notify-ready out\n")
+	})
 }
 
 // Env is the command's environment as far as sd_notify goes: with --notify-ready the

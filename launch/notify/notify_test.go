@@ -49,7 +49,8 @@ func TestNotifierSays(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := listen(t)
-			n := New(tc.on, tc.healthy)
+			var log strings.Builder
+			n := New(tc.on, tc.healthy, &log)
 			n.Started(1, 10)
 			n.Healthy()
 			n.Healthy() // READY=1 once
@@ -57,6 +58,35 @@ func TestNotifierSays(t *testing.T) {
 			n.Stopping()
 			if got := messages(t, c); !slices.Equal(got, tc.want) {
 				t.Errorf("said %q, want %q", got, tc.want)
+			}
+			if log.Len() != 0 {
+				t.Errorf("logged %q, want nothing: systemd got every message", log.String())
+			}
+		})
+	}
+}
+
+// TestNotifierTellsWhatSystemdMissed: a message that cannot be sent is told once (a unit
+// waiting for READY=1 would otherwise only time out), and without --notify-ready nothing is.
+func TestNotifierTellsWhatSystemdMissed(t *testing.T) {
+	for _, tc := range []struct {
+		name, socket string
+		on           bool
+		want         string // the one line told, "" for none
+	}{
+		{"no socket", "", true, "cgrun: warning: --notify-ready: NOTIFY_SOCKET is not set, so systemd hears nothing: run cgrun from a unit with Type=notify, or leave --notify-ready out\n"},
+		{"a socket nobody listens on", "/nonexistent/notify", true, "cgrun: warning: --notify-ready: systemd did not get READY=1: dial unixgram /nonexistent/notify: connect: no such file or directory (NOTIFY_SOCKET=/nonexistent/notify)\n"},
+		{"off", "", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("NOTIFY_SOCKET", tc.socket)
+			var log strings.Builder
+			n := New(tc.on, false, &log)
+			n.Started(1, 10)
+			n.Started(2, 11)
+			n.Stopping()
+			if log.String() != tc.want {
+				t.Errorf("logged %q, want %q", log.String(), tc.want)
 			}
 		})
 	}
