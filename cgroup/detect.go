@@ -33,24 +33,7 @@ func (h Hierarchy) Rel(dir string) string {
 // Detect finds the cgroup2 mount in /proc/self/mountinfo, checks it with statfs(2) and reads this
 // process's group from /proc/self/cgroup. Each failure is a *HostError that says how to fix it.
 func Detect() (Hierarchy, error) {
-	const miPath, pcPath = "/proc/self/mountinfo", "/proc/self/cgroup"
-	mi, err := os.ReadFile(miPath)
-	if err != nil {
-		return Hierarchy{}, fmt.Errorf("read %s: %w", miPath, err)
-	}
-	mounts, err := ParseMountInfo(miPath, mi)
-	if err != nil {
-		return Hierarchy{}, err
-	}
-	pcb, err := os.ReadFile(pcPath)
-	if err != nil {
-		return Hierarchy{}, fmt.Errorf("read %s: %w", pcPath, err)
-	}
-	pc, err := ParseProcCgroup(pcPath, pcb)
-	if err != nil {
-		return Hierarchy{}, err
-	}
-	h, err := FindHierarchy(mounts, pc)
+	h, err := DetectFrom(os.ReadFile)
 	if err != nil {
 		return Hierarchy{}, err
 	}
@@ -60,10 +43,35 @@ func Detect() (Hierarchy, error) {
 	}
 	if st.Type != unix.CGROUP2_SUPER_MAGIC {
 		return Hierarchy{}, &HostError{Err: ErrNoCgroup2, Path: h.Mount,
-			What: fmt.Sprintf("%s is listed as cgroup2 in %s but statfs says filesystem type %#x", h.Mount, miPath, st.Type),
+			What: fmt.Sprintf("%s is listed as cgroup2 in %s but statfs says filesystem type %#x", h.Mount, mountInfoPath, st.Type),
 			Fix:  "mount cgroup2 there: mount -t cgroup2 none " + h.Mount}
 	}
 	return h, nil
+}
+
+// The files Detect reads.
+const mountInfoPath, procCgroupPath = "/proc/self/mountinfo", "/proc/self/cgroup"
+
+// DetectFrom is Detect without the statfs check, reading the two files with read: os.ReadFile,
+// or, for cgrun check --root, the same files under a copy of another host's /proc.
+func DetectFrom(read func(path string) ([]byte, error)) (Hierarchy, error) {
+	mi, err := read(mountInfoPath)
+	if err != nil {
+		return Hierarchy{}, fmt.Errorf("read %s: %w", mountInfoPath, err)
+	}
+	mounts, err := ParseMountInfo(mountInfoPath, mi)
+	if err != nil {
+		return Hierarchy{}, err
+	}
+	pcb, err := read(procCgroupPath)
+	if err != nil {
+		return Hierarchy{}, fmt.Errorf("read %s: %w", procCgroupPath, err)
+	}
+	pc, err := ParseProcCgroup(procCgroupPath, pcb)
+	if err != nil {
+		return Hierarchy{}, err
+	}
+	return FindHierarchy(mounts, pc)
 }
 
 // FindHierarchy picks the cgroup2 mount that holds this process's group; it is Detect without I/O.

@@ -317,14 +317,14 @@ func checkGuest(r *checkResult, v hostView) string {
 // has the view's root in front of its mount, so that files are read from the view. In a guest
 // (checkGuest) the cgroup version is the host's choice, so the fix for cgroup v1 says so.
 func checkHierarchy(r *checkResult, v hostView, guest string) (cgroup.Hierarchy, bool) {
-	const miPath, pcPath = "/proc/self/mountinfo", "/proc/self/cgroup"
+	const miPath = "/proc/self/mountinfo"
 	var h cgroup.Hierarchy
 	var err error
 	var v1 []string
 	if v.root == "" {
 		h, err = cgroup.Detect()
 	} else {
-		h, err = detectFrom(v, miPath, pcPath)
+		h, err = cgroup.DetectFrom(func(p string) ([]byte, error) { return os.ReadFile(v.path(p)) })
 	}
 	if mi, rerr := os.ReadFile(v.path(miPath)); rerr == nil {
 		mounts, _ := cgroup.ParseMountInfo(miPath, mi)
@@ -364,28 +364,6 @@ func checkHierarchy(r *checkResult, v hostView, guest string) (cgroup.Hierarchy,
 	r.add("cgroup", statusOK, fmt.Sprintf("%s at %s; this process is in %s", layout, h.Mount, h.Self), "")
 	h.Mount = v.path(h.Mount)
 	return h, true
-}
-
-// detectFrom is cgroup.Detect for a view of fixture files: the same parsers and the same
-// choice of hierarchy, without statfs.
-func detectFrom(v hostView, miPath, pcPath string) (cgroup.Hierarchy, error) {
-	mi, err := os.ReadFile(v.path(miPath))
-	if err != nil {
-		return cgroup.Hierarchy{}, fmt.Errorf("read %s: %w", miPath, err)
-	}
-	mounts, err := cgroup.ParseMountInfo(miPath, mi)
-	if err != nil {
-		return cgroup.Hierarchy{}, err
-	}
-	pcb, err := os.ReadFile(v.path(pcPath))
-	if err != nil {
-		return cgroup.Hierarchy{}, fmt.Errorf("read %s: %w", pcPath, err)
-	}
-	pc, err := cgroup.ParseProcCgroup(pcPath, pcb)
-	if err != nil {
-		return cgroup.Hierarchy{}, err
-	}
-	return cgroup.FindHierarchy(mounts, pc)
 }
 
 // checkSite says where cgrun run would make its groups (launch.Plan), whether it may write
