@@ -106,16 +106,13 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		sb.GenerationSeconds = max(0, now.Sub(t).Seconds())
 	}
 	sb.Next = describeNext(h, s)
-	// What the ended generations add up to, and the last peak cgrun recorded: all there is to
-	// show between two generations, when there is no group to read.
-	sb.OOMKills, sb.HighEvents = cgroup.OOMKills(s.Totals), s.Totals["high"]
+	// The ended generations' counts and the running one's; between two generations, when there
+	// is no group to read, what the ended ones add up to and the last peak cgrun recorded.
+	events := state.LiveEvents(s, dir)
+	sb.OOMKills, sb.HighEvents = cgroup.OOMKills(events), events["high"]
 	sb.MemoryPeak, sb.MemoryPeakSource = s.MemoryPeak, s.MemoryPeakSource
 	if detail {
-		sb.Recent, sb.Dumps = s.Recent, s.Dumps
-		sb.Events = map[string]uint64{}
-		for _, k := range cgroup.MemoryEventNames() {
-			sb.Events[k] = s.Totals[k]
-		}
+		sb.Recent, sb.Dumps, sb.Events = s.Recent, s.Dumps, events
 	}
 	if dir == "" {
 		return sb
@@ -129,13 +126,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		}
 	}
 	sb.Pace = diagnose.Measure(s.GenerationMemoryStart, sb.MemoryCurrent, time.Duration(sb.GenerationSeconds*float64(time.Second)), sb.MemoryHigh, sb.MemoryMax)
-	live, _ := cgroup.MemoryEvents(dir, state.Leaf(dir))
-	sb.OOMKills += cgroup.OOMKills(live)
-	sb.HighEvents += live["high"]
 	if detail {
-		for _, k := range cgroup.MemoryEventNames() {
-			sb.Events[k] += live[k]
-		}
 		if st, err := cgroup.ReadKeyed(dir, "memory.stat"); err == nil {
 			sb.MemoryStat = map[string]uint64{}
 			for _, k := range []string{"anon", "file", "kernel", "sock", "shmem"} {

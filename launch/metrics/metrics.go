@@ -147,14 +147,9 @@ func (c *Collector) collect() []sample {
 	p, err := oomwatch.ReadPressure(dir)
 	read(c.pressure, "memory.pressure some", p.SomeAvg10, err, "some")
 	read(c.pressure, "memory.pressure full", p.FullAvg10, err, "full")
-	var live map[string]uint64
-	if s.Counted != s.Group {
-		// Once a generation ended its counters are in Totals, while its group may still be
-		// there: adding them again would count them twice, then drop (a counter reset).
-		live, _ = cgroup.MemoryEvents(dir, state.Leaf(dir))
-	}
+	events := state.LiveEvents(s, dir)
 	for _, k := range cgroup.MemoryEventNames() {
-		gauge(c.events, float64(s.Totals[k]+live[k]), k)
+		gauge(c.events, float64(events[k]), k)
 	}
 	if a := s.Advice; a != nil {
 		gauge(c.advice, float64(a.WorkingSet), "working_set")

@@ -522,6 +522,22 @@ func LivePeak(s State, dir string, cur uint64) (uint64, cgroup.PeakSource) {
 	return max(s.MemoryPeak, cur), cgroup.PeakSampled
 }
 
+// LiveEvents is a running cgrun's memory.events counts for ps, status and metrics: the ended
+// generations' (Totals) and those of dir, the current generation's group ("" between two
+// generations), unless Totals hold that group's already (Counted: it ended, and its group is
+// not removed yet), which would count them twice and then drop, a counter reset.
+func LiveEvents(s State, dir string) map[string]uint64 {
+	var live map[string]uint64
+	if dir != "" && s.Counted != s.Group {
+		live, _ = cgroup.MemoryEvents(dir, Leaf(dir))
+	}
+	all := make(map[string]uint64)
+	for _, k := range cgroup.MemoryEventNames() {
+		all[k] = s.Totals[k] + live[k]
+	}
+	return all
+}
+
 // Leaf is the group the command starts in: a child of its generation's payload group dir,
 // which carries a copy of the group's limits.
 func Leaf(dir string) string { return filepath.Join(dir, "main") }

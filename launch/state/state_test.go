@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
 )
 
@@ -294,5 +295,35 @@ func TestStateWithHugeDumpsStaysReadable(t *testing.T) {
 	}
 	if _, err := Parse(b, os.Geteuid()); err != nil {
 		t.Errorf("Parse: %v", err)
+	}
+}
+
+// TestLiveEvents: the run's memory.events counts as ps, status and metrics show them, one rule
+// for all three: the ended generations' totals, plus the running group's unless the totals hold
+// it already.
+func TestLiveEvents(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "memory.events"), []byte("low 0\nhigh 5\nmax 2\noom 1\noom_kill 1\noom_group_kill 0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	totals := map[string]uint64{"high": 10, "oom_kill": 3}
+	for _, tc := range []struct {
+		name           string
+		dir            string
+		group, counted string
+		want           map[string]uint64
+	}{
+		{"between generations", "", "/a-1.2", "/a-1.1", map[string]uint64{"high": 10, "oom_kill": 3}},
+		{"running", dir, "/a-1.2", "/a-1.1", map[string]uint64{"high": 15, "max": 2, "oom": 1, "oom_kill": 4}},
+		{"ended, its group not yet removed", dir, "/a-1.2", "/a-1.2", map[string]uint64{"high": 10, "oom_kill": 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := LiveEvents(State{Totals: totals, Group: tc.group, Counted: tc.counted}, tc.dir)
+			for _, k := range cgroup.MemoryEventNames() {
+				if got[k] != tc.want[k] {
+					t.Errorf("%s = %d, want %d (all: %v)", k, got[k], tc.want[k], got)
+				}
+			}
+		})
 	}
 }
