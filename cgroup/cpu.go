@@ -27,11 +27,11 @@ func (c CPUMax) String() string {
 }
 
 // SetCPUMax writes cpu.max.
-func SetCPUMax(dir string, c CPUMax) error { return WriteFile(dir, "cpu.max", c.String()) }
+func SetCPUMax(dir string, c CPUMax) error { return writeFile(dir, "cpu.max", c.String()) }
 
 // SetCPUWeight writes cpu.weight.
 func SetCPUWeight(dir string, w uint64) error {
-	return WriteFile(dir, "cpu.weight", strconv.FormatUint(w, 10))
+	return writeFile(dir, "cpu.weight", strconv.FormatUint(w, 10))
 }
 
 // ParseCPUQuota reads a CPU limit the way systemd reads CPUQuota=: a percentage of one CPU

@@ -103,7 +103,7 @@ func (l Limits) Apply(dir string) error {
 		return err
 	}
 	for _, k := range slices.Sorted(maps.Keys(l.Unified)) {
-		if err := WriteFile(dir, k, l.Unified[k]); err != nil {
+		if err := writeFile(dir, k, l.Unified[k]); err != nil {
 			return err
 		}
 	}

@@ -26,20 +26,20 @@ func MemoryCurrent(dir string) (uint64, error) {
 func MemoryMax(dir string) (Limit, error) { return readLimit(dir, "memory.max") }
 
 // SetMemoryMax writes memory.max; v must be Set.
-func SetMemoryMax(dir string, v Limit) error { return WriteFile(dir, "memory.max", v.String()) }
+func SetMemoryMax(dir string, v Limit) error { return writeFile(dir, "memory.max", v.String()) }
 
 // MemoryHigh reads memory.high.
 func MemoryHigh(dir string) (Limit, error) { return readLimit(dir, "memory.high") }
 
 // SetMemoryHigh writes memory.high; v must be Set.
-func SetMemoryHigh(dir string, v Limit) error { return WriteFile(dir, "memory.high", v.String()) }
+func SetMemoryHigh(dir string, v Limit) error { return writeFile(dir, "memory.high", v.String()) }
 
 // SetMemoryLow writes memory.low; v must be Set.
-func SetMemoryLow(dir string, v Limit) error { return WriteFile(dir, "memory.low", v.String()) }
+func SetMemoryLow(dir string, v Limit) error { return writeFile(dir, "memory.low", v.String()) }
 
 // SetMemorySwapMax writes memory.swap.max; v must be Set.
 func SetMemorySwapMax(dir string, v Limit) error {
-	return WriteFile(dir, "memory.swap.max", v.String())
+	return writeFile(dir, "memory.swap.max", v.String())
 }
 
 // SetMemoryOOMGroup writes memory.oom.group: on, the OOM killer takes the whole group, not one
@@ -49,7 +49,7 @@ func SetMemoryOOMGroup(dir string, on bool) error {
 	if on {
 		v = "1"
 	}
-	return WriteFile(dir, "memory.oom.group", v)
+	return writeFile(dir, "memory.oom.group", v)
 }
 
 // readLimit reads a file holding a number or "max".
