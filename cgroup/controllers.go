@@ -58,7 +58,7 @@ func EnableControllers(dir string, want ...string) (enabled []string, err error)
 	if len(ops) == 0 {
 		return nil, nil
 	}
-	err = WriteFile(dir, "cgroup.subtree_control", strings.Join(ops, " "))
+	err = writeFile(dir, "cgroup.subtree_control", strings.Join(ops, " "))
 	switch {
 	case err == nil:
 		return enabled, nil
@@ -83,5 +83,5 @@ func DisableControllers(dir string, ctrls ...string) error {
 	for i, c := range ctrls {
 		ops[i] = "-" + c
 	}
-	return WriteFile(dir, "cgroup.subtree_control", strings.Join(ops, " "))
+	return writeFile(dir, "cgroup.subtree_control", strings.Join(ops, " "))
 }

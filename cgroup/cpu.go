@@ -26,6 +26,14 @@ func (c CPUMax) String() string {
 	return fmt.Sprintf("%d %d", c.Quota, period)
 }
 
+// SetCPUMax writes cpu.max.
+func SetCPUMax(dir string, c CPUMax) error { return writeFile(dir, "cpu.max", c.String()) }
+
+// SetCPUWeight writes cpu.weight.
+func SetCPUWeight(dir string, w uint64) error {
+	return writeFile(dir, "cpu.weight", strconv.FormatUint(w, 10))
+}
+
 // ParseCPUQuota reads a CPU limit the way systemd reads CPUQuota=: a percentage of one CPU
 // ("150%" is one and a half CPUs), or max.
 func ParseCPUQuota(s string) (CPUMax, error) {

@@ -1,7 +1,9 @@
 // Package cgroup finds, creates, configures and removes cgroup v2 groups.
 //
-// Every read and write of a cgroupfs file goes through ReadFile and WriteFile, so that each error
-// names the file and, for writes, the value that the kernel refused.
+// Every read and write of a cgroupfs file goes through ReadFile and writeFile, so that each error
+// names the file and, for writes, the value that the kernel refused. Control files are written
+// only here, each by the typed setter beside its reader (SetMemoryHigh in memory.go), so that
+// nothing outside the package writes one by name.
 package cgroup
 
 import (
@@ -83,9 +85,9 @@ func readFile(path string) ([]byte, error) {
 	}
 }
 
-// WriteFile writes value to one file of the group at dir in a single write(2), as the kernel
+// writeFile writes value to one file of the group at dir in a single write(2), as the kernel
 // expects: cgroupfs files act on each write, not on the file's final content.
-func WriteFile(dir, name, value string) error {
+func writeFile(dir, name, value string) error {
 	path := filepath.Join(dir, name)
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_TRUNC|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -66,7 +66,7 @@ func RemoveTree(dir string) error {
 
 // Move puts process pid (0: the caller) into the group dir.
 func Move(dir string, pid int) error {
-	err := WriteFile(dir, "cgroup.procs", strconv.Itoa(pid))
+	err := writeFile(dir, "cgroup.procs", strconv.Itoa(pid))
 	switch {
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.EPERM):
 		return permissionError(dir, err)

@@ -15,7 +15,7 @@ import (
 // freezes the group (cgroup.freeze, Linux 5.2) so nothing can fork, kills every listed process,
 // thaws it so the kills are delivered, and repeats until the group is empty.
 func Kill(ctx context.Context, dir string) error {
-	err := WriteFile(dir, "cgroup.kill", "1")
+	err := writeFile(dir, "cgroup.kill", "1")
 	switch {
 	case err == nil:
 		return WaitEmpty(ctx, dir)
@@ -34,7 +34,7 @@ func Kill(ctx context.Context, dir string) error {
 // kill every listed process, thaw — which kills everything that was in the group when it
 // looked; a process forked in that instant may survive it, so follow it with Kill.
 func KillNow(dir string) error {
-	err := WriteFile(dir, "cgroup.kill", "1")
+	err := writeFile(dir, "cgroup.kill", "1")
 	if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -67,9 +67,9 @@ func killFrozen(ctx context.Context, dir string) error {
 
 // freezeAndKill is one pass of the fallback for kernels without cgroup.kill.
 func freezeAndKill(dir string) error {
-	_ = WriteFile(dir, "cgroup.freeze", "1") // best effort: without it, kill what we see
+	_ = writeFile(dir, "cgroup.freeze", "1") // best effort: without it, kill what we see
 	err := killListed(dir)
-	_ = WriteFile(dir, "cgroup.freeze", "0")
+	_ = writeFile(dir, "cgroup.freeze", "0")
 	return err
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -70,6 +69,29 @@ func (l Limits) Validate() error {
 	return nil
 }
 
+// limitFile is one field of Limits: whether it is set, whether Mirror copies it, and the
+// setter of its file.
+type limitFile struct {
+	set, mirror bool
+	write       func(dir string) error
+}
+
+// files are the fields of the limits in the order Apply writes them, memory.high before
+// memory.max. Mirror writes those a runtime reads, in the same order: all but memory.low, and
+// memory.oom.group only when on (a fresh leaf's is 0).
+func (l Limits) files() []limitFile {
+	return []limitFile{
+		{l.CPUWeight != 0, true, func(d string) error { return SetCPUWeight(d, l.CPUWeight) }},
+		{l.CPUMax != nil, true, func(d string) error { return SetCPUMax(d, *l.CPUMax) }},
+		{l.MemorySwapMax.Set, true, func(d string) error { return SetMemorySwapMax(d, l.MemorySwapMax) }},
+		{l.MemoryLow.Set, false, func(d string) error { return SetMemoryLow(d, l.MemoryLow) }},
+		{l.MemoryHigh.Set, true, func(d string) error { return SetMemoryHigh(d, l.MemoryHigh) }},
+		{l.MemoryMax.Set, true, func(d string) error { return SetMemoryMax(d, l.MemoryMax) }},
+		{l.PidsMax.Set, true, func(d string) error { return SetPidsMax(d, l.PidsMax) }},
+		{true, l.OOMGroup, func(d string) error { return SetMemoryOOMGroup(d, l.OOMGroup) }},
+	}
+}
+
 // Apply writes the limits into the group dir, one file each, in a fixed order: cpu.weight,
 // cpu.max, memory.swap.max, memory.low, memory.high, memory.max, pids.max, memory.oom.group,
 // then the Unified files by name. Straight writes, not containerd/cgroups' Manager.Update: a
@@ -77,37 +99,11 @@ func (l Limits) Validate() error {
 // initialise its protobuf stats (with protobuf and cilium/ebpf), 0.47 million of the 1.38
 // million instructions of `cgrun version` (README's Speed section).
 func (l Limits) Apply(dir string) error {
-	var files [][2]string
-	if l.CPUWeight != 0 {
-		files = append(files, [2]string{"cpu.weight", strconv.FormatUint(l.CPUWeight, 10)})
+	if err := l.writeFiles(dir, false); err != nil {
+		return err
 	}
-	if l.CPUMax != nil {
-		files = append(files, [2]string{"cpu.max", l.CPUMax.String()})
-	}
-	for _, s := range []struct {
-		file  string
-		limit Limit
-	}{
-		{"memory.swap.max", l.MemorySwapMax},
-		{"memory.low", l.MemoryLow},
-		{"memory.high", l.MemoryHigh},
-		{"memory.max", l.MemoryMax},
-		{"pids.max", l.PidsMax},
-	} {
-		if s.limit.Set {
-			files = append(files, [2]string{s.file, s.limit.String()})
-		}
-	}
-	oom := "0"
-	if l.OOMGroup {
-		oom = "1"
-	}
-	files = append(files, [2]string{"memory.oom.group", oom})
 	for _, k := range slices.Sorted(maps.Keys(l.Unified)) {
-		files = append(files, [2]string{k, l.Unified[k]})
-	}
-	for _, kv := range files {
-		if err := WriteFile(dir, kv[0], kv[1]); err != nil {
+		if err := writeFile(dir, k, l.Unified[k]); err != nil {
 			return err
 		}
 	}
@@ -115,8 +111,8 @@ func (l Limits) Apply(dir string) error {
 }
 
 // Mirror writes onto leaf, a child of the group the limits were applied to, the limits that a
-// runtime reads from the group it runs in: memory.max, memory.high, memory.swap.max, pids.max,
-// cpu.max and cpu.weight (and memory.oom.group, so that an OOM decided in the leaf takes as much
+// runtime reads from the group it runs in: cpu.weight, cpu.max, memory.swap.max, memory.high,
+// memory.max and pids.max (and memory.oom.group, so that an OOM decided in the leaf takes as much
 // as one decided in the group). Node (libuv's uv_get_constrained_memory), Go (GOMAXPROCS from
 // cpu.max), the JVM and .NET read only their own group's files, never its ancestors', so without
 // this a command in the leaf sees no limit at all.
@@ -124,33 +120,16 @@ func (l Limits) Apply(dir string) error {
 // The group keeps every limit: it bounds the whole tree, the leaf and the groups a nested cgrun
 // makes beside it. With the same memory.high on both, the kernel counts a high event at each
 // level that is over it (reclaim_high walks up the tree); MemoryEvents discounts the leaf's.
-func (l Limits) Mirror(leaf string) error {
-	var kv [][2]string
-	for _, s := range []struct {
-		file  string
-		limit Limit
-	}{
-		// memory.high before memory.max, as Apply writes them.
-		{"memory.swap.max", l.MemorySwapMax},
-		{"memory.high", l.MemoryHigh},
-		{"memory.max", l.MemoryMax},
-		{"pids.max", l.PidsMax},
-	} {
-		if s.limit.Set {
-			kv = append(kv, [2]string{s.file, s.limit.String()})
+func (l Limits) Mirror(leaf string) error { return l.writeFiles(leaf, true) }
+
+// writeFiles writes the files of the limits that are set into dir, only those Mirror copies when
+// mirror is true.
+func (l Limits) writeFiles(dir string, mirror bool) error {
+	for _, f := range l.files() {
+		if !f.set || mirror && !f.mirror {
+			continue
 		}
-	}
-	if l.CPUMax != nil {
-		kv = append(kv, [2]string{"cpu.max", l.CPUMax.String()})
-	}
-	if l.CPUWeight != 0 {
-		kv = append(kv, [2]string{"cpu.weight", fmt.Sprint(l.CPUWeight)})
-	}
-	if l.OOMGroup {
-		kv = append(kv, [2]string{"memory.oom.group", "1"})
-	}
-	for _, e := range kv {
-		if err := WriteFile(leaf, e[0], e[1]); err != nil {
+		if err := f.write(dir); err != nil {
 			return err
 		}
 	}

@@ -23,8 +23,38 @@ func MemoryCurrent(dir string) (uint64, error) {
 }
 
 // MemoryMax reads memory.max.
-func MemoryMax(dir string) (Limit, error) {
-	n, ok, err := ReadUint(dir, "memory.max")
+func MemoryMax(dir string) (Limit, error) { return readLimit(dir, "memory.max") }
+
+// SetMemoryMax writes memory.max; v must be Set.
+func SetMemoryMax(dir string, v Limit) error { return writeFile(dir, "memory.max", v.String()) }
+
+// MemoryHigh reads memory.high.
+func MemoryHigh(dir string) (Limit, error) { return readLimit(dir, "memory.high") }
+
+// SetMemoryHigh writes memory.high; v must be Set.
+func SetMemoryHigh(dir string, v Limit) error { return writeFile(dir, "memory.high", v.String()) }
+
+// SetMemoryLow writes memory.low; v must be Set.
+func SetMemoryLow(dir string, v Limit) error { return writeFile(dir, "memory.low", v.String()) }
+
+// SetMemorySwapMax writes memory.swap.max; v must be Set.
+func SetMemorySwapMax(dir string, v Limit) error {
+	return writeFile(dir, "memory.swap.max", v.String())
+}
+
+// SetMemoryOOMGroup writes memory.oom.group: on, the OOM killer takes the whole group, not one
+// process.
+func SetMemoryOOMGroup(dir string, on bool) error {
+	v := "0"
+	if on {
+		v = "1"
+	}
+	return writeFile(dir, "memory.oom.group", v)
+}
+
+// readLimit reads a file holding a number or "max".
+func readLimit(dir, name string) (Limit, error) {
+	n, ok, err := ReadUint(dir, name)
 	if err != nil {
 		return Limit{}, err
 	}

@@ -90,3 +90,15 @@ func TestPeakMeter(t *testing.T) {
 		})
 	}
 }
+
+func TestMemoryHigh(t *testing.T) {
+	for content, want := range map[string]cgroup.Limit{"max\n": cgroup.Unlimited, "50331648\n": cgroup.Bytes(48 << 20)} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "memory.high"), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if have, err := cgroup.MemoryHigh(dir); err != nil || have != want {
+			t.Errorf("MemoryHigh of %q = %+v, %v; want %+v", content, have, err, want)
+		}
+	}
+}

@@ -31,7 +31,7 @@ type Advise struct {
 // user's limits that runtimes read when they size themselves (Limits.Mirror), unchanged.
 type advisor struct {
 	dir     string
-	orig    string // the group's memory.high before the probe, written back by restore
+	orig    cgroup.Limit // the group's memory.high before the probe, written back by restore
 	prober  *advise.Prober
 	peak    *cgroup.PeakMeter
 	started time.Time
@@ -45,7 +45,7 @@ type advisor struct {
 // newAdvisor starts a probe on the group dir. The pressure source is PSI where the group has a
 // readable memory.pressure, memory.stat's refaults where it does not (no CONFIG_PSI, psi=0).
 func newAdvisor(dir string, peak *cgroup.PeakMeter, cfg *Advise, warn func(error)) (*advisor, error) {
-	orig, err := cgroup.ReadFile(dir, "memory.high")
+	orig, err := cgroup.MemoryHigh(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -54,10 +54,8 @@ func newAdvisor(dir string, peak *cgroup.PeakMeter, cfg *Advise, warn func(error
 		src = advise.PSI
 	}
 	var ceiling uint64
-	if orig != "max" {
-		if _, err := fmt.Sscan(orig, &ceiling); err != nil {
-			return nil, &cgroup.ParseError{Path: dir + "/memory.high", Line: orig, Err: err}
-		}
+	if !orig.Max {
+		ceiling = orig.Value
 	}
 	a := &advisor{dir: dir, orig: orig, peak: peak, started: time.Now(), warn: warn,
 		prober: advise.New(advise.DefaultConfig(src, uint64(os.Getpagesize()), ceiling))}
@@ -93,7 +91,7 @@ func (a *advisor) step(now time.Time) time.Duration {
 	case act.Restore:
 		a.restore()
 	case act.High != 0:
-		if err := cgroup.WriteFile(a.dir, "memory.high", fmt.Sprint(act.High)); err != nil {
+		if err := cgroup.SetMemoryHigh(a.dir, cgroup.Bytes(act.High)); err != nil {
 			a.warn(err)
 		} else {
 			a.written = true
@@ -114,7 +112,7 @@ func (a *advisor) restore() {
 	if a == nil || !a.written {
 		return
 	}
-	if err := cgroup.WriteFile(a.dir, "memory.high", a.orig); err != nil {
+	if err := cgroup.SetMemoryHigh(a.dir, a.orig); err != nil {
 		a.warn(err)
 		return
 	}

@@ -578,8 +578,8 @@ func (g *generation) stop(why string) {
 func (g *generation) liftThrottle() {
 	g.advisor.halt()
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
-		_ = cgroup.WriteFile(g.dir, "memory.high", "max")
-		_ = cgroup.WriteFile(g.leaf, "memory.high", "max") // its copy of the limits throttles too
+		_ = cgroup.SetMemoryHigh(g.dir, cgroup.Unlimited)
+		_ = cgroup.SetMemoryHigh(g.leaf, cgroup.Unlimited) // its copy of the limits throttles too
 	}
 }
 

@@ -78,7 +78,7 @@ func TestRealKernelWatcherLeaksNothing(t *testing.T) {
 // the group: the watcher reports the refused forks and one emptied event.
 func TestRealKernelEmptiedAndPidsMax(t *testing.T) {
 	dir := realGroup(t)
-	if err := cgroup.WriteFile(dir, "pids.max", "2"); err != nil {
+	if err := cgroup.SetPidsMax(dir, cgroup.Bytes(2)); err != nil {
 		t.Fatal(err)
 	}
 	evs, _ := watch(t, dir, oomwatch.Options{})
@@ -107,7 +107,7 @@ func TestRealKernelPressureTrigger(t *testing.T) {
 		}
 		t.Skipf("needs PSI in cgroups: %v", err)
 	}
-	if err := cgroup.WriteFile(dir, "memory.high", "8M"); err != nil {
+	if err := cgroup.SetMemoryHigh(dir, cgroup.Bytes(8<<20)); err != nil {
 		t.Fatal(err)
 	}
 	tr, err := oomwatch.ParseTrigger("some 100ms/1s")
@@ -144,10 +144,10 @@ func TestRealKernelKillIsNotifiedInTheLeaf(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cgroup.Kill(context.Background(), leaf); cgroup.Remove(leaf) })
-	if err := cgroup.WriteFile(dir, "memory.max", "16M"); err != nil {
+	if err := cgroup.SetMemoryMax(dir, cgroup.Bytes(16<<20)); err != nil {
 		t.Fatal(err)
 	}
-	cgroup.WriteFile(dir, "memory.swap.max", "0") // where there is swap accounting
+	cgroup.SetMemorySwapMax(dir, cgroup.Bytes(0)) // where there is swap accounting
 	ino, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
 		t.Fatal(err)

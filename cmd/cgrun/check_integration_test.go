@@ -132,16 +132,16 @@ func TestCheckBusyGroupAgreesWithRun(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name      string
-		memoryMax string // of the busy group
+		memoryMax cgroup.Limit // of the busy group
 		checkCode int
 		checkLine string
 		runCode   int
 	}{
-		{"limited group: run fails", "256M", 1, "FAIL  group       " + h.Rel(busy) + " holds 1 other processes (this shell?), and its parent", 125},
-		{"unlimited group: run goes beside it", "max", 0, "info  group       " + h.Rel(busy) + " holds 1 other processes; cgrun makes its groups beside it", 0},
+		{"limited group: run fails", cgroup.Bytes(256 << 20), 1, "FAIL  group       " + h.Rel(busy) + " holds 1 other processes (this shell?), and its parent", 125},
+		{"unlimited group: run goes beside it", cgroup.Unlimited, 0, "info  group       " + h.Rel(busy) + " holds 1 other processes; cgrun makes its groups beside it", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := cgroup.WriteFile(busy, "memory.max", tc.memoryMax); err != nil {
+			if err := cgroup.SetMemoryMax(busy, tc.memoryMax); err != nil {
 				t.Fatal(err)
 			}
 			out, errs, code := inBusy("check")

@@ -112,12 +112,12 @@ func parseNodeSizes(t *testing.T, out string) nodeSizes {
 
 // plainGroup makes a group beside cgrun's with only memory.max set, as systemd's MemoryMax= or
 // a hand-made group would, for comparison with cgrun's.
-func plainGroup(t *testing.T, h cgroup.Hierarchy, memoryMax string) string {
+func plainGroup(t *testing.T, h cgroup.Hierarchy, memoryMax uint64) string {
 	t.Helper()
 	if _, err := cgroup.EnableControllers(h.Mount, "memory", "pids"); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-plain-%d-%s-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"), memoryMax))
+	dir := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-plain-%d-%s-%d", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"), memoryMax))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func plainGroup(t *testing.T, h cgroup.Hierarchy, memoryMax string) string {
 			unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
 		}
 	})
-	if err := cgroup.WriteFile(dir, "memory.max", memoryMax); err != nil {
+	if err := cgroup.SetMemoryMax(dir, cgroup.Bytes(memoryMax)); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -168,7 +168,7 @@ func TestRuntimeNodeSeesItsLimit(t *testing.T) {
 	if high := run("--memory-max", "256M", "--memory-high", "192M"); high.Constrained != 192<<20 {
 		t.Errorf("--memory-high 192M under --memory-max 256M: process.constrainedMemory() = %v, want %d (the lower)", high.Constrained, 192<<20)
 	}
-	out, errs, code := runIn(t, plainGroup(t, h, "268435456"), node, "-e", nodeSizesJS)
+	out, errs, code := runIn(t, plainGroup(t, h, 256<<20), node, "-e", nodeSizesJS)
 	if code != 0 {
 		t.Fatalf("node in a plain group: exit %d, %q", code, errs)
 	}
@@ -183,7 +183,7 @@ func TestRuntimeNodeSeesItsLimit(t *testing.T) {
 	}
 	// 256M is at V8's floor (259 MiB); above it the heap grows with the limit, as in a plain group.
 	larger := run("--memory-max", "768M")
-	out, errs, code = runIn(t, plainGroup(t, h, "805306368"), node, "-e", nodeSizesJS)
+	out, errs, code = runIn(t, plainGroup(t, h, 768<<20), node, "-e", nodeSizesJS)
 	if code != 0 {
 		t.Fatalf("node in a plain group of 768M: exit %d, %q", code, errs)
 	}
@@ -229,7 +229,7 @@ func TestRuntimeNodeChurnSurvives(t *testing.T) {
 		out, errs string
 		code      int
 	}
-	dir := plainGroup(t, h, strconv.Itoa(320<<20))
+	dir := plainGroup(t, h, 320<<20)
 	plain := make(chan result, 1)
 	go func() {
 		out, errs, code := runIn(t, dir, node, "-e", churnJS, live, seconds)

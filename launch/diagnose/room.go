@@ -16,7 +16,7 @@ func Room(dir, leaf, mount string, high, limit, headroom uint64) (raised uint64,
 	var said []string
 	if high != 0 {
 		for _, d := range []string{dir, leaf} {
-			if err := cgroup.WriteFile(d, "memory.high", "max"); err != nil {
+			if err := cgroup.SetMemoryHigh(d, cgroup.Unlimited); err != nil {
 				return 0, "", err
 			}
 		}
@@ -32,7 +32,7 @@ func Room(dir, leaf, mount string, high, limit, headroom uint64) (raised uint64,
 		default:
 			// The group first: the leaf's limit counts only within its parent's.
 			for _, d := range []string{dir, leaf} {
-				if err := cgroup.WriteFile(d, "memory.max", fmt.Sprint(raised)); err != nil {
+				if err := cgroup.SetMemoryMax(d, cgroup.Bytes(raised)); err != nil {
 					return 0, "", err
 				}
 			}
