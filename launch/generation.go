@@ -23,15 +23,13 @@ import (
 // the recycle triggers and health probes — until the child exits; then the watcher is stopped
 // and drained, and the group is killed and removed.
 type generation struct {
-	number  int
-	dir     string // the payload group: the limits and the watcher are on it
-	leaf    string // its leaf that the command starts in (dir/main)
-	run     *runner
-	pid     int
-	started time.Time // when the child started
+	genState        // what the decisions (core) go on: its number, why it is ending
+	dir      string // the payload group: the limits and the watcher are on it
+	leaf     string // its leaf that the command starts in (dir/main)
+	run      *runner
+	pid      int
+	started  time.Time // when the child started
 
-	recycled    policy.Reason // why cgrun ended this generation, or ""
-	stopAsked   unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
 	stopTimer   *time.Timer
 	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
@@ -275,11 +273,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	for {
 		select {
 		case sig := <-g.run.sigs.stop:
-			g.signal(sig.(unix.Signal))
+			g.step(evSignal{sig.(unix.Signal)})
 		case sig := <-g.run.sigs.other:
-			g.signal(sig.(unix.Signal))
+			g.step(evSignal{sig.(unix.Signal)})
 		case <-g.run.sigs.child:
-			if ws, done := g.signal(unix.SIGCHLD); done {
+			if ws, done := g.reap(); done {
 				return ws
 			}
 		case ev := <-events:
@@ -290,7 +288,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-adviseEnd:
 			g.endWindow()
 		case <-lifetime:
-			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
+			g.step(evLifetime{time.Since(started)})
 		case now := <-tickerC(g.aboveTimer):
 			g.checkAbove(now)
 		case now := <-tickerC(g.thrashTick):
@@ -320,7 +318,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-g.next.timeout():
 			g.nextNotReady()
 		case <-timerC(g.stopTimer):
-			g.stopTimedOut()
+			g.stopTimer = nil
+			g.step(evStopTimer{})
 		}
 	}
 }
@@ -473,48 +472,23 @@ func (g *generation) probe() {
 	}
 }
 
-// stopTimedOut kills the group of a child that outlived the stop timeout. Not Kill: the
-// supervisor must not block; the child's death comes back as SIGCHLD, and teardown then kills
-// whatever a fork slipped past this pass.
-func (g *generation) stopTimedOut() {
-	p := g.run.cfg.Policy
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, proc.SignalName(p.StopSignal))
-	if err := cgroup.KillNow(g.dir); err != nil {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
-	}
-	g.stopTimer = nil
-}
-
-// signal handles one signal to cgrun; it reports the child's wait status once the child exited.
-func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
-	switch sig {
-	case unix.SIGCHLD:
-		var ws unix.WaitStatus
-		done := false
-		for _, e := range append(g.run.takeEarly(), proc.ReapAll()...) {
-			switch {
-			case e.Pid == g.pid:
-				ws, done = e.Status, true
-			case g.next != nil && g.nextReaped(e.Pid, e.Status):
-			case g.health != nil:
-				if r, ok := g.health.exited(e.Pid, e.Status); ok {
-					g.probed(r)
-				}
+// reap collects the children that exited; it reports the child's wait status once the child
+// exited.
+func (g *generation) reap() (unix.WaitStatus, bool) {
+	var ws unix.WaitStatus
+	done := false
+	for _, e := range append(g.run.takeEarly(), proc.ReapAll()...) {
+		switch {
+		case e.Pid == g.pid:
+			ws, done = e.Status, true
+		case g.next != nil && g.nextReaped(e.Pid, e.Status):
+		case g.health != nil:
+			if r, ok := g.health.exited(e.Pid, e.Status); ok {
+				g.probed(r)
 			}
 		}
-		return ws, done
-	case recycleSignal:
-		g.recycle(policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
-	case unix.SIGTERM, unix.SIGINT:
-		g.abandonNext("cgrun is stopping")
-		g.stopAsked = sig
-		g.liftThrottle()
-		_ = unix.Kill(g.pid, sig)
-		g.armStopTimer()
-	default:
-		_ = unix.Kill(g.pid, sig) // ESRCH: it is exiting; SIGCHLD follows
 	}
-	return 0, false
+	return ws, done
 }
 
 // probed handles the result of one health probe.
@@ -527,48 +501,46 @@ func (g *generation) probed(r policy.Probe) {
 	}
 }
 
-// recycle ends the generation gracefully: the stop signal now, the group killed after the stop
-// timeout. The run loop then starts the next generation.
+// recycle asks the core for a recycle of the generation.
 func (g *generation) recycle(reason policy.Reason, why string) {
-	if g.recycled != "" || g.stopAsked != 0 || g.overlap(reason, why) {
-		return
-	}
-	g.recycled = reason
-	if reason == policy.Thrashing {
-		g.killThrashing(why) // first: the state file's write may take a while on a busy disk
-	}
-	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
-	if reason == policy.Thrashing {
-		return
-	}
-	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
-		return // the stop follows the dump
-	}
-	g.stop(why)
+	g.step(evRecycle{reason, why})
 }
 
-// killThrashing kills the group of a thrashing generation at once, without the stop signal: at
-// memory.max its stop handler would wait for memory as the rest of it does, and the kernel's
-// OOM killer would end it the same way, only seconds later.
-func (g *generation) killThrashing(why string) {
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
-		g.run.name, g.number, why)
-	if err := cgroup.KillNow(g.dir); err != nil {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+// step hands ev to the core and does what it decides: the core's adapter for a generation.
+// Not cgroup.Kill for the group: the supervisor must not block; the child's death comes back
+// as SIGCHLD, and teardown then kills whatever a fork slipped past that pass.
+func (g *generation) step(ev any) {
+	for _, a := range g.run.core.step(&g.genState, ev) {
+		switch a := a.(type) {
+		case actLog:
+			fmt.Fprint(g.run.cfg.Log, a.line)
+		case actSignal:
+			_ = unix.Kill(g.pid, a.sig) // ESRCH: it is exiting; SIGCHLD follows
+		case actKillGroup:
+			if err := cgroup.KillNow(g.dir); err != nil {
+				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+			}
+		case actLiftThrottle:
+			g.liftThrottle()
+		case actArmStopTimer:
+			g.armStopTimer()
+		case actNote:
+			g.run.updateState(func(s *state.State) { s.Note(a.kind, a.text) })
+		case actOverlap:
+			if !g.overlap(a.reason, a.why) {
+				g.step(evNoOverlap(a))
+			}
+		case actDump:
+			then := func() { g.step(evDumpEnded{}) }
+			if !g.startDump(string(a.reason), true, then) {
+				then()
+			}
+		case actAbandonNext:
+			g.abandonNext(a.why)
+		default:
+			panic(fmt.Sprintf("generation: no effect for %T", a))
+		}
 	}
-}
-
-// stop sends the stop signal for a recycle, and arms the timer that kills the group.
-func (g *generation) stop(why string) {
-	if g.stopAsked != 0 {
-		return
-	}
-	p := g.run.cfg.Policy
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
-		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
-	g.liftThrottle()
-	_ = unix.Kill(g.pid, p.StopSignal)
-	g.armStopTimer()
 }
 
 // liftThrottle raises memory.high to max on a generation that is being stopped. Without swap, a

@@ -89,7 +89,7 @@ func (g *generation) overlap(reason policy.Reason, why string) bool {
 		g.nextFailed = true
 		return false
 	}
-	next := &generation{number: n, dir: dir, run: g.run, notify: notify}
+	next := &generation{genState: genState{number: n}, dir: dir, run: g.run, notify: notify}
 	if _, err := next.begin(); err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot start generation %d beside generation %d (%v); recycling without overlap\n",
 			g.run.name, next.number, g.number, err)

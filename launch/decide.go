@@ -1,0 +1,239 @@
+package launch
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/proc"
+	"golang.org/x/sys/unix"
+)
+
+// core is the supervisor's decisions, apart from their effects: step takes what happened (an
+// event) and returns what to do (actions), and does no I/O — no signal, no cgroupfs, no clock,
+// no log. The runner and the generation are its adapter: they turn signals, timers and the
+// child's exit into events, and the actions into syscalls and lines on stderr. A host test
+// replays a sequence through it in microseconds (decide_test.go).
+type core struct {
+	name     string
+	p        policy.Policy
+	dump     bool // --diagnose-*: a recycle for memory takes a dump first
+	restarts *policy.Restarts
+	// While the restart delay runs: the exit code of the generation that ended, and why the
+	// next one starts.
+	code int
+	why  policy.Reason
+}
+
+func newCore(name string, p policy.Policy, dump bool) *core {
+	return &core{name: name, p: p, dump: dump, restarts: policy.NewRestarts(p)}
+}
+
+// genState is what the core knows of the generation it supervises; generation embeds it.
+type genState struct {
+	number    int
+	recycled  policy.Reason // why cgrun ended this generation, or ""
+	stopAsked unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
+	// stopAfterDump is the recycle's reason to log once the dump before it ended; "" for none.
+	stopAfterDump string
+}
+
+// The events: what happened.
+type (
+	// evSignal: a signal reached cgrun (SIGCHLD is the adapter's: it reaps).
+	evSignal struct{ sig unix.Signal }
+	// evRecycle: a trigger asks for a recycle of the generation.
+	evRecycle struct {
+		reason policy.Reason
+		why    string
+	}
+	// evLifetime: the --max-lifetime timer fired after the generation ran for uptime.
+	evLifetime struct{ uptime time.Duration }
+	// evNoOverlap: the --overlap recycle could not start the next generation (or --overlap
+	// did not apply): recycle as without it.
+	evNoOverlap struct {
+		reason policy.Reason
+		why    string
+	}
+	// evDumpEnded: the dump a recycle waited for ended, or none could be started.
+	evDumpEnded struct{}
+	// evStopTimer: the stop timeout passed and the child still runs.
+	evStopTimer struct{}
+	// evExited: the generation ended (its supervisor returned).
+	evExited struct {
+		now        time.Time
+		number     int // the generation's number
+		last       int // the highest generation number begun
+		status     unix.WaitStatus
+		uptime     time.Duration
+		oomKills   uint64
+		recycled   policy.Reason // why cgrun ended it, or ""
+		stopAsked  bool          // SIGTERM or SIGINT (or the advise window) ended the run
+		stopSignal unix.Signal   // the signal that asked cgrun to stop; 0 for none
+		next       *nextStarted  // --overlap: the next generation, running and ready; nil for none
+	}
+	// evDelayOver: the restart delay passed.
+	evDelayOver struct{}
+)
+
+// nextStarted is the --overlap generation that takes over.
+type nextStarted struct{ number, pid int }
+
+// The actions: what to do.
+type (
+	actLog          struct{ line string }       // write line (it ends in a newline) to cgrun's log
+	actSignal       struct{ sig unix.Signal }   // signal the child
+	actKillGroup    struct{}                    // kill the generation's group now (cgroup.kill), without waiting
+	actLiftThrottle struct{}                    // raise memory.high to max, for a stop
+	actArmStopTimer struct{}                    // start the stop timeout, unless it runs
+	actNote         struct{ kind, text string } // note in the state file
+	actOverlap      struct {                    // start the next generation beside this one (evNoOverlap when it does not)
+		reason policy.Reason
+		why    string
+	}
+	actDump        struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
+	actAbandonNext struct{ why string }           // give up an --overlap generation not yet ready
+	actDropNext    struct{}                       // remove a ready --overlap generation that will not take over
+	actShowEnded   struct{}                       // save the state, showing the ended generation
+	actWait        struct{ d time.Duration }      // wait out the restart delay (evDelayOver, or evSignal)
+	actStart       struct{ why policy.Reason }    // start the next generation, for why
+	actExit        struct {                       // end the run
+		code  int
+		raise unix.Signal // the signal to die of once cleaned up; 0 for none
+		err   error
+	}
+)
+
+// step decides what follows ev. g is the generation supervised; nil between generations.
+func (c *core) step(g *genState, ev any) []action {
+	switch ev := ev.(type) {
+	case evSignal:
+		if g == nil {
+			return c.signalWaiting(ev.sig)
+		}
+		return c.signal(g, ev.sig)
+	case evRecycle:
+		return c.recycle(g, ev.reason, ev.why, true)
+	case evLifetime:
+		return c.recycle(g, policy.Lifetime, fmt.Sprintf("lifetime of %v reached", ev.uptime.Round(time.Second)), true)
+	case evNoOverlap:
+		return c.recycle(g, ev.reason, ev.why, false)
+	case evDumpEnded:
+		why := g.stopAfterDump
+		g.stopAfterDump = ""
+		if why == "" {
+			return nil
+		}
+		return c.stop(g, why)
+	case evStopTimer:
+		return []action{actLog{fmt.Sprintf("cgrun: %s: still running %v after %s; killing its group\n", c.name, c.p.StopTimeout, proc.SignalName(c.p.StopSignal))}, actKillGroup{}}
+	case evExited:
+		return c.exited(ev)
+	case evDelayOver:
+		return []action{actStart{c.why}}
+	}
+	panic(fmt.Sprintf("core: unknown event %T", ev))
+}
+
+// action is one of the act* types.
+type action any
+
+// signal is a signal to cgrun while a generation runs.
+func (c *core) signal(g *genState, sig unix.Signal) []action {
+	switch sig {
+	case recycleSignal:
+		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(recycleSignal), true)
+	case unix.SIGTERM, unix.SIGINT:
+		g.stopAsked = sig
+		return []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{sig}, actArmStopTimer{}}
+	}
+	return []action{actSignal{sig}} // ESRCH: it is exiting; SIGCHLD follows
+}
+
+// recycle ends the generation gracefully: the stop signal now, the group killed after the stop
+// timeout; a thrashing one is killed at once, and one recycled for memory growing is dumped
+// first when --diagnose-* asks for it. overlap says whether --overlap may still apply.
+func (c *core) recycle(g *genState, reason policy.Reason, why string, overlap bool) []action {
+	if g.recycled != "" || g.stopAsked != 0 {
+		return nil
+	}
+	if overlap && c.p.Overlap {
+		return []action{actOverlap{reason, why}}
+	}
+	g.recycled = reason
+	note := actNote{"recycle", string(reason) + ": " + why}
+	if reason == policy.Thrashing {
+		// The kill first: the state file's write may take a while on a busy disk. At memory.max
+		// its stop handler would wait for memory as the rest of it does, and the kernel's OOM
+		// killer would end it the same way, only seconds later.
+		return []action{actLog{fmt.Sprintf("cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
+			c.name, g.number, why)}, actKillGroup{}, note}
+	}
+	if reason.Memory() && c.dump {
+		g.stopAfterDump = why
+		return []action{note, actDump{reason}}
+	}
+	return append([]action{note}, c.stop(g, why)...)
+}
+
+// stop sends the stop signal for a recycle, and arms the timer that kills the group.
+func (c *core) stop(g *genState, why string) []action {
+	if g.stopAsked != 0 {
+		return nil
+	}
+	return []action{actLog{fmt.Sprintf("cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
+		c.name, g.number, why, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
+		actLiftThrottle{}, actSignal{c.p.StopSignal}, actArmStopTimer{}}
+}
+
+// exited decides what follows a generation that ended: the run's end, or the next generation
+// after the restart delay (growing after short-lived ones), or giving up at the start limit.
+func (c *core) exited(ev evExited) []action {
+	code := proc.StatusCode(ev.status)
+	why := c.restarts.Why(ev.status, ev.oomKills, ev.recycled)
+	var acts []action
+	if ev.next != nil && (ev.stopAsked || why == "") {
+		acts = append(acts, actDropNext{}) // started by an --overlap recycle; not needed now
+	}
+	if ev.stopAsked {
+		var raise unix.Signal
+		if ev.status.Signaled() && ev.status.Signal() == ev.stopSignal {
+			raise = ev.stopSignal
+		}
+		return append(acts, actExit{code: code, raise: raise})
+	}
+	if why == "" {
+		return append(acts, actExit{code: code})
+	}
+	delay, ok := c.restarts.Next(ev.now, ev.uptime)
+	if ev.next != nil {
+		delay, ok = 0, true // it already runs, and is ready
+	}
+	if !ok {
+		p := c.p
+		err := &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
+			c.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(ev.status))}
+		return append(acts, actExit{code: proc.ExitStartLimit, err: err})
+	}
+	if ev.next != nil {
+		return append(acts, actLog{fmt.Sprintf("cgrun: %s: generation %d (pid %d) took over (%s)\n", c.name, ev.next.number, ev.next.pid, why)}, actStart{why})
+	}
+	acts = append(acts, actLog{fmt.Sprintf("cgrun: %s: restarting (%s) as generation %d in %v\n", c.name, why, max(ev.number, ev.last)+1, delay)})
+	if delay > 0 {
+		acts = append(acts, actShowEnded{})
+	}
+	c.code, c.why = code, why
+	return append(acts, actWait{delay})
+}
+
+// signalWaiting is a signal to cgrun during the restart delay: SIGTERM or SIGINT ends the run
+// (no generation runs: cgrun stops as the signal asks); the recycle signal cuts the delay short.
+func (c *core) signalWaiting(sig unix.Signal) []action {
+	switch sig {
+	case unix.SIGTERM, unix.SIGINT:
+		return []action{actExit{code: c.code, raise: sig}}
+	case recycleSignal:
+		return []action{actStart{c.why}}
+	}
+	return nil
+}
