@@ -34,9 +34,25 @@ type genState struct {
 	number    int
 	recycled  policy.Reason // why cgrun ended this generation, or ""
 	stopAsked unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
+	// overlapPhase is where the --overlap recycle is; overlapReason and overlapWhy are the
+	// recycle that waits for the next generation.
+	overlapPhase  overlapPhase
+	overlapReason policy.Reason
+	overlapWhy    string
+	healthCount   policy.HealthCount // the failed health probes in a row
 	// stopAfterDump is the recycle's reason to log once the dump before it ended; "" for none.
 	stopAfterDump string
 }
+
+// overlapPhase is where an --overlap recycle is.
+type overlapPhase int
+
+const (
+	overlapNone    overlapPhase = iota // none began: a recycle for a reason that overlaps may start one
+	overlapWaiting                     // the next generation runs beside this one, not ready yet
+	overlapReady                       // it is ready: this one recycles
+	overlapGone                        // it was given up, or could not start: recycle as without --overlap
+)
 
 // The events: what happened.
 type (
@@ -49,14 +65,25 @@ type (
 	}
 	// evLifetime: the --max-lifetime timer fired after the generation ran for uptime.
 	evLifetime struct{ uptime time.Duration }
-	// evNoOverlap: the --overlap recycle could not start the next generation (or --overlap
-	// did not apply): recycle as without it.
-	evNoOverlap struct {
-		reason policy.Reason
-		why    string
+	// evNoOverlap: the --overlap recycle could not start the next generation: recycle as
+	// without it.
+	evNoOverlap struct{}
+	// evNextReady: the next generation said READY=1 or passed its probe, after it ran for after.
+	evNextReady struct {
+		number int
+		after  time.Duration
 	}
+	// evNextNotReady: --ready-timeout passed, and the next generation is not ready.
+	evNextNotReady struct{}
+	// evNextEnded: the next generation's command ended before it was ready.
+	evNextEnded struct{ status unix.WaitStatus }
 	// evDumpEnded: the dump a recycle waited for ended, or none could be started.
 	evDumpEnded struct{}
+	// evProbed: a health probe ended, after the generation ran for uptime.
+	evProbed struct {
+		r      policy.Probe
+		uptime time.Duration
+	}
 	// evStopTimer: the stop timeout passed and the child still runs.
 	evStopTimer struct{}
 	// evExited: the generation ended (its supervisor returned).
@@ -81,23 +108,21 @@ type nextStarted struct{ number, pid int }
 
 // The actions: what to do.
 type (
-	actLog          struct{ line string }       // write line (it ends in a newline) to cgrun's log
-	actSignal       struct{ sig unix.Signal }   // signal the child
-	actKillGroup    struct{}                    // kill the generation's group now (cgroup.kill), without waiting
-	actLiftThrottle struct{}                    // raise memory.high to max, for a stop
-	actArmStopTimer struct{}                    // start the stop timeout, unless it runs
-	actNote         struct{ kind, text string } // note in the state file
-	actOverlap      struct {                    // start the next generation beside this one (evNoOverlap when it does not)
-		reason policy.Reason
-		why    string
-	}
-	actDump        struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
-	actAbandonNext struct{ why string }           // give up an --overlap generation not yet ready
-	actDropNext    struct{}                       // remove a ready --overlap generation that will not take over
-	actShowEnded   struct{}                       // save the state, showing the ended generation
-	actWait        struct{ d time.Duration }      // wait out the restart delay (evDelayOver, or evSignal)
-	actStart       struct{ why policy.Reason }    // start the next generation, for why
-	actExit        struct {                       // end the run
+	actLog          struct{ line string }          // write line (it ends in a newline) to cgrun's log
+	actSignal       struct{ sig unix.Signal }      // signal the child
+	actKillGroup    struct{}                       // kill the generation's group now (cgroup.kill), without waiting
+	actLiftThrottle struct{}                       // raise memory.high to max, for a stop
+	actArmStopTimer struct{}                       // start the stop timeout, unless it runs
+	actNote         struct{ kind, text string }    // note in the state file
+	actOverlap      struct{ why string }           // start the next generation beside this one (evNoOverlap when it cannot)
+	actDump         struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
+	actHealthy      struct{}                       // tell systemd (sd_notify) the generation passed a health probe
+	actAbandonNext  struct{ why string }           // give up an --overlap generation not yet ready
+	actDropNext     struct{}                       // remove a ready --overlap generation that will not take over
+	actShowEnded    struct{}                       // save the state, showing the ended generation
+	actWait         struct{ d time.Duration }      // wait out the restart delay (evDelayOver, or evSignal)
+	actStart        struct{ why policy.Reason }    // start the next generation, for why
+	actExit         struct {                       // end the run
 		code  int
 		raise unix.Signal // the signal to die of once cleaned up; 0 for none
 		err   error
@@ -113,11 +138,23 @@ func (c *core) step(g *genState, ev any) []action {
 		}
 		return c.signal(g, ev.sig)
 	case evRecycle:
-		return c.recycle(g, ev.reason, ev.why, true)
+		return c.recycle(g, ev.reason, ev.why)
 	case evLifetime:
-		return c.recycle(g, policy.Lifetime, fmt.Sprintf("lifetime of %v reached", ev.uptime.Round(time.Second)), true)
+		return c.recycle(g, policy.Lifetime, fmt.Sprintf("lifetime of %v reached", ev.uptime.Round(time.Second)))
 	case evNoOverlap:
-		return c.recycle(g, ev.reason, ev.why, false)
+		g.overlapPhase = overlapGone
+		return c.recycle(g, g.overlapReason, g.overlapWhy)
+	case evNextReady:
+		if g.overlapPhase != overlapWaiting {
+			return nil
+		}
+		g.overlapPhase = overlapReady
+		return append([]action{actLog{fmt.Sprintf("cgrun: %s: generation %d is ready after %v\n", c.name, ev.number, ev.after.Round(time.Millisecond))}},
+			c.recycle(g, g.overlapReason, g.overlapWhy)...)
+	case evNextNotReady:
+		return c.fallBack(g, fmt.Sprintf("not ready after --ready-timeout %v", c.p.ReadyTimeout))
+	case evNextEnded:
+		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
 	case evDumpEnded:
 		why := g.stopAfterDump
 		g.stopAfterDump = ""
@@ -125,6 +162,15 @@ func (c *core) step(g *genState, ev any) []action {
 			return nil
 		}
 		return c.stop(g, why)
+	case evProbed:
+		var acts []action
+		if ev.r.OK {
+			acts = append(acts, actHealthy{})
+		}
+		if g.healthCount.Record(ev.r, ev.uptime) {
+			acts = append(acts, c.recycle(g, policy.Health, fmt.Sprintf("health check failed %d times in a row (last: %s)", g.healthCount.Fails(), ev.r.Why))...)
+		}
+		return acts
 	case evStopTimer:
 		return []action{actLog{fmt.Sprintf("cgrun: %s: still running %v after %s; killing its group\n", c.name, c.p.StopTimeout, proc.SignalName(c.p.StopSignal))}, actKillGroup{}}
 	case evExited:
@@ -142,9 +188,12 @@ type action any
 func (c *core) signal(g *genState, sig unix.Signal) []action {
 	switch sig {
 	case recycleSignal:
-		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(recycleSignal), true)
+		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.stopAsked = sig
+		if g.overlapPhase != overlapNone {
+			g.overlapPhase = overlapGone
+		}
 		return []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{sig}, actArmStopTimer{}}
 	}
 	return []action{actSignal{sig}} // ESRCH: it is exiting; SIGCHLD follows
@@ -152,13 +201,17 @@ func (c *core) signal(g *genState, sig unix.Signal) []action {
 
 // recycle ends the generation gracefully: the stop signal now, the group killed after the stop
 // timeout; a thrashing one is killed at once, and one recycled for memory growing is dumped
-// first when --diagnose-* asks for it. overlap says whether --overlap may still apply.
-func (c *core) recycle(g *genState, reason policy.Reason, why string, overlap bool) []action {
-	if g.recycled != "" || g.stopAsked != 0 {
+// first when --diagnose-* asks for it; under --overlap, a recycle of one that still serves
+// waits for the next generation to be ready.
+func (c *core) recycle(g *genState, reason policy.Reason, why string) []action {
+	switch {
+	case g.recycled != "" || g.stopAsked != 0:
 		return nil
-	}
-	if overlap && c.p.Overlap {
-		return []action{actOverlap{reason, why}}
+	case g.overlapPhase == overlapWaiting:
+		return nil // one recycle at a time; once the next is ready, this one stops
+	case c.p.Overlap && g.overlapPhase == overlapNone && reason.Overlap():
+		g.overlapPhase, g.overlapReason, g.overlapWhy = overlapWaiting, reason, why
+		return []action{actOverlap{why}}
 	}
 	g.recycled = reason
 	note := actNote{"recycle", string(reason) + ": " + why}
@@ -174,6 +227,16 @@ func (c *core) recycle(g *genState, reason policy.Reason, why string, overlap bo
 		return []action{note, actDump{reason}}
 	}
 	return append([]action{note}, c.stop(g, why)...)
+}
+
+// fallBack gives up an --overlap generation that is not ready (why says how), and recycles
+// as without --overlap.
+func (c *core) fallBack(g *genState, why string) []action {
+	if g.overlapPhase != overlapWaiting {
+		return nil
+	}
+	g.overlapPhase = overlapGone
+	return append([]action{actAbandonNext{why}}, c.recycle(g, g.overlapReason, g.overlapWhy)...)
 }
 
 // stop sends the stop signal for a recycle, and arms the timer that kills the group.

@@ -310,19 +310,115 @@ func TestCoreRecycle(t *testing.T) {
 func TestCoreOverlap(t *testing.T) {
 	p := policy.DefaultPolicy()
 	p.Overlap = true
-	t.Run("a recycle tries the overlap first; without it, the stop", func(t *testing.T) {
+	lifetime := "lifetime of 1h0m0s reached"
+	recycled := append([]action{actNote{"recycle", "lifetime: " + lifetime}}, recycling(1, lifetime)...)
+	t.Run("ready: the old generation recycles", func(t *testing.T) {
 		c, g := newCore("app", p, false), running(1)
 		replay(t, c, g, []step{
-			{evLifetime{time.Hour}, []action{actOverlap{policy.Lifetime, "lifetime of 1h0m0s reached"}}},
-			{evNoOverlap{policy.Lifetime, "lifetime of 1h0m0s reached"}, append([]action{actNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(1, "lifetime of 1h0m0s reached")...)},
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evSignal{recycleSignal}, nil}, // one recycle at a time
+			{evNextReady{2, 1234567 * time.Microsecond}, append(logs("cgrun: app: generation 2 is ready after 1.235s\n"), recycled...)},
+			{evNextReady{2, time.Second}, nil},
+			{evNextNotReady{}, nil},
 		})
 	})
-	t.Run("SIGTERM during the overlap gives it up and stops", func(t *testing.T) {
+	t.Run("not ready by --ready-timeout: given up, and the recycle goes on without it", func(t *testing.T) {
 		c, g := newCore("app", p, false), running(1)
 		replay(t, c, g, []step{
-			{evSignal{recycleSignal}, []action{actOverlap{policy.Request, "recycle requested with SIGALRM"}}},
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNextNotReady{}, append([]action{actAbandonNext{"not ready after --ready-timeout 30s"}}, recycled...)},
+		})
+	})
+	t.Run("the next one ended before it was ready: the same fallback", func(t *testing.T) {
+		c, g := newCore("app", p, false), running(1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNextEnded{exitedWith(2)}, append([]action{actAbandonNext{"it exited with status 2 before it was ready"}}, recycled...)},
+		})
+	})
+	t.Run("the next one could not start: recycle without overlap, and no overlap after", func(t *testing.T) {
+		c, g := newCore("app", p, false), running(1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNoOverlap{}, recycled},
+		})
+	})
+	t.Run("SIGTERM during the overlap gives it up and stops; nothing recycles after", func(t *testing.T) {
+		c, g := newCore("app", p, false), running(1)
+		replay(t, c, g, []step{
+			{evSignal{recycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
-			{evNoOverlap{policy.Request, "recycle requested with SIGALRM"}, nil},
+			{evNextReady{2, time.Second}, nil},
+			{evNextNotReady{}, nil},
+			{evLifetime{time.Hour}, nil},
+		})
+	})
+	t.Run("a recycle that is no overlap (health, stall, thrash) goes ahead at once", func(t *testing.T) {
+		replay(t, newCore("app", p, false), running(1), []step{
+			{evRecycle{policy.Stall, "stuck"}, append([]action{actNote{"recycle", "stall: stuck"}}, recycling(1, "stuck")...)},
+		})
+	})
+	t.Run("a memory recycle dumps once the next is ready", func(t *testing.T) {
+		c, g := newCore("app", p, true), running(1)
+		why := "5 memory.high events"
+		replay(t, c, g, []step{
+			{evRecycle{policy.MemoryHigh, why}, []action{actOverlap{why}}},
+			{evNextReady{2, time.Second}, append(logs("cgrun: app: generation 2 is ready after 1s\n"), actNote{"recycle", "memory_high: " + why}, actDump{policy.MemoryHigh})},
+			{evDumpEnded{}, recycling(1, why)},
+		})
+	})
+}
+
+func TestCoreHealth(t *testing.T) {
+	p := policy.DefaultPolicy()
+	p.Health = policy.HealthCheck{Cmd: "check", Interval: time.Second, Timeout: time.Second, Retries: 2, StartPeriod: 10 * time.Second}
+	failed := func(uptime time.Duration) evProbed { return evProbed{policy.Probe{Why: "exit status 1"}, uptime} }
+	passed := func(uptime time.Duration) evProbed { return evProbed{policy.Probe{OK: true}, uptime} }
+	why := "health check failed 2 times in a row (last: exit status 1)"
+	unhealthy := append([]action{actNote{"recycle", "health: " + why}}, recycling(1, why)...)
+	t.Run("failures in the start period do not count; then --health-retries in a row recycle", func(t *testing.T) {
+		c, g := newCore("app", p, false), running(1)
+		g.healthCount = policy.NewHealthCount(p.Health)
+		replay(t, c, g, []step{
+			{failed(time.Second), nil},
+			{failed(2 * time.Second), nil},
+			{failed(9 * time.Second), nil},
+			{failed(10 * time.Second), nil},
+			{passed(11 * time.Second), []action{actHealthy{}}}, // starts the count over
+			{failed(12 * time.Second), nil},
+			{failed(13 * time.Second), unhealthy},
+			{failed(14 * time.Second), nil}, // recycled once
+		})
+	})
+	t.Run("no start period: the first failures count", func(t *testing.T) {
+		p := p
+		p.Health.StartPeriod = 0
+		c, g := newCore("app", p, false), running(1)
+		g.healthCount = policy.NewHealthCount(p.Health)
+		replay(t, c, g, []step{
+			{failed(0), nil},
+			{failed(time.Second), unhealthy},
+		})
+	})
+	t.Run("a health recycle is no overlap: it goes ahead under --overlap too", func(t *testing.T) {
+		p := p
+		p.Overlap = true
+		c, g := newCore("app", p, false), running(1)
+		g.healthCount = policy.NewHealthCount(p.Health)
+		replay(t, c, g, []step{
+			{failed(time.Minute), nil},
+			{failed(time.Minute), unhealthy},
+		})
+	})
+	t.Run("... but waits while an --overlap generation is not ready", func(t *testing.T) {
+		p := p
+		p.Overlap = true
+		c, g := newCore("app", p, false), running(1)
+		g.healthCount = policy.NewHealthCount(p.Health)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{"lifetime of 1h0m0s reached"}}},
+			{failed(time.Minute), nil},
+			{failed(time.Minute), nil},
 		})
 	})
 }

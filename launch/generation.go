@@ -54,7 +54,6 @@ type generation struct {
 	adviseTimer  *time.Timer
 	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
-	nextFailed   bool           // the overlap was given up: recycle as without --overlap
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
 
@@ -243,6 +242,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	var probeResults chan policy.Probe
 	if p.Health.Enabled() {
 		g.health = newProber(p.Health)
+		g.healthCount = policy.NewHealthCount(p.Health)
 		defer g.health.stop()
 		t := time.NewTicker(p.Health.Interval)
 		defer t.Stop()
@@ -493,12 +493,8 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
-	if r.OK {
-		g.run.notify.Healthy()
-	}
-	if g.health.record(r, time.Since(g.started)) {
-		g.recycle(policy.Health, fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.count.Fails(), r.Why))
-	}
+	g.health.stop() // the probe ended
+	g.step(evProbed{r, time.Since(g.started)})
 }
 
 // recycle asks the core for a recycle of the generation.
@@ -527,14 +523,16 @@ func (g *generation) step(ev any) {
 		case actNote:
 			g.run.updateState(func(s *state.State) { s.Note(a.kind, a.text) })
 		case actOverlap:
-			if !g.overlap(a.reason, a.why) {
-				g.step(evNoOverlap(a))
+			if !g.overlap(a.why) {
+				g.step(evNoOverlap{})
 			}
 		case actDump:
 			then := func() { g.step(evDumpEnded{}) }
 			if !g.startDump(string(a.reason), true, then) {
 				then()
 			}
+		case actHealthy:
+			g.run.notify.Healthy()
 		case actAbandonNext:
 			g.abandonNext(a.why)
 		default:
