@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -39,6 +41,7 @@ type genState struct {
 	overlapPhase  overlapPhase
 	overlapReason policy.Reason
 	overlapWhy    string
+	triggers      *policy.Triggers   // the recycle triggers on memory events
 	healthCount   policy.HealthCount // the failed health probes in a row
 	// stopAfterDump is the recycle's reason to log once the dump before it ended; "" for none.
 	stopAfterDump string
@@ -79,6 +82,14 @@ type (
 	evNextEnded struct{ status unix.WaitStatus }
 	// evDumpEnded: the dump a recycle waited for ended, or none could be started.
 	evDumpEnded struct{}
+	// evMemory: the watcher reported an event of the group.
+	evMemory struct{ ev oomwatch.Event }
+	// evAboveTick: the once-a-second look at memory (current) while it is at the
+	// --recycle-above mark.
+	evAboveTick struct {
+		now     time.Time
+		current uint64
+	}
 	// evProbed: a health probe ended, after the generation ran for uptime.
 	evProbed struct {
 		r      policy.Probe
@@ -116,6 +127,8 @@ type (
 	actNote         struct{ kind, text string }    // note in the state file
 	actOverlap      struct{ why string }           // start the next generation beside this one (evNoOverlap when it cannot)
 	actDump         struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
+	actWatchAbove   struct{}                       // look at memory once a second (evAboveTick), unless that runs
+	actUnwatchAbove struct{}                       // stop those looks
 	actHealthy      struct{}                       // tell systemd (sd_notify) the generation passed a health probe
 	actAbandonNext  struct{ why string }           // give up an --overlap generation not yet ready
 	actDropNext     struct{}                       // remove a ready --overlap generation that will not take over
@@ -162,6 +175,30 @@ func (c *core) step(g *genState, ev any) []action {
 			return nil
 		}
 		return c.stop(g, why)
+	case evMemory:
+		reason, say, arm := g.triggers.Observe(ev.ev)
+		var acts []action
+		switch {
+		case reason != "":
+			acts = c.recycle(g, reason, say)
+		case say != "":
+			acts = []action{actLog{fmt.Sprintf("cgrun: %s: %s\n", c.name, say)}, actNote{"stall", say}}
+		}
+		if arm {
+			acts = append(acts, actWatchAbove{})
+		}
+		return acts
+	case evAboveTick:
+		var acts []action
+		recycle, keep := g.triggers.CheckAbove(ev.now, ev.current)
+		if !keep {
+			acts = append(acts, actUnwatchAbove{})
+		}
+		if recycle {
+			acts = append(acts, c.recycle(g, policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
+				cgroup.FormatSize(ev.current), c.p.RecycleAbove.Human(), c.p.RecycleAfter))...)
+		}
+		return acts
 	case evProbed:
 		var acts []action
 		if ev.r.OK {

@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
 
@@ -419,6 +421,58 @@ func TestCoreHealth(t *testing.T) {
 			{evLifetime{time.Hour}, []action{actOverlap{"lifetime of 1h0m0s reached"}}},
 			{failed(time.Minute), nil},
 			{failed(time.Minute), nil},
+		})
+	})
+}
+
+func TestCoreRecycleAbove(t *testing.T) {
+	const mib = 1 << 20
+	p := policy.DefaultPolicy()
+	p.RecycleAbove = cgroup.Limit{Set: true, Value: 800 * mib}
+	lim := cgroup.Limits{MemoryHigh: p.RecycleAbove}
+	high := func(at time.Duration, current uint64) evMemory {
+		return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: 1, MemoryCurrent: current}}
+	}
+	tick := func(at time.Duration, current uint64) evAboveTick { return evAboveTick{t0.Add(at), current} }
+	why := "memory at " + cgroup.FormatSize(790*mib) + " held at or above " + p.RecycleAbove.Human() + " for 30s"
+
+	c, g := newCore("app", p, false), running(1)
+	g.triggers = policy.NewTriggers(p, lim)
+	replay(t, c, g, []step{
+		{high(0, 700*mib), nil},                                 // below the mark
+		{high(time.Second, 790*mib), []action{actWatchAbove{}}}, // at it, within 5%
+		{high(2*time.Second, 800*mib), nil},                     // already watched
+		{tick(10*time.Second, 790*mib), nil},
+		{tick(20*time.Second, 700*mib), []action{actUnwatchAbove{}}}, // fell below 90%: the timer disarmed, the wait starts over
+		{high(25*time.Second, 790*mib), []action{actWatchAbove{}}},
+		{tick(54*time.Second, 790*mib), nil},
+		{tick(55*time.Second, 790*mib), append([]action{actNote{"recycle", "memory_above: " + why}}, recycling(1, why)...)},
+		{tick(56*time.Second, 790*mib), nil}, // recycled once
+	})
+}
+
+func TestCoreMemoryEvents(t *testing.T) {
+	t.Run("--recycle-on-high", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.RecycleOnHigh = 2
+		c, g := newCore("app", p, false), running(1)
+		g.triggers = policy.NewTriggers(p, cgroup.Limits{})
+		ev := func(at time.Duration, n uint64) evMemory {
+			return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: n}}
+		}
+		why := "2 memory.high events within 10s"
+		replay(t, c, g, []step{
+			{ev(0, 1), nil},
+			{ev(time.Second, 2), nil},
+			{ev(2*time.Second, 3), append([]action{actNote{"recycle", "memory_high: " + why}}, recycling(1, why)...)},
+		})
+	})
+	t.Run("events that trigger nothing", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), false), running(1)
+		g.triggers = policy.NewTriggers(policy.DefaultPolicy(), cgroup.Limits{})
+		replay(t, c, g, []step{
+			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.OOMKill, Count: 1}}, nil},
+			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.Max, Count: 1}}, nil},
 		})
 	})
 }

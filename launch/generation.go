@@ -31,7 +31,6 @@ type generation struct {
 	started  time.Time // when the child started
 
 	stopTimer   *time.Timer
-	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
 	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
 	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
@@ -364,17 +363,7 @@ func (g *generation) observe(ev oomwatch.Event) {
 	} else if g.thrash != nil {
 		g.thrashed(g.thrash.Event(ev), ev.Time)
 	}
-	reason, say, arm := g.triggers.Observe(ev)
-	switch {
-	case reason != "":
-		g.recycle(reason, say)
-	case say != "":
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
-		g.run.updateState(func(s *state.State) { s.Note("stall", say) })
-	}
-	if arm && g.aboveTimer == nil {
-		g.aboveTimer = time.NewTicker(time.Second)
-	}
+	g.step(evMemory{ev})
 }
 
 // thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
@@ -441,17 +430,8 @@ func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
 // checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was
 // held there for --recycle-after.
 func (g *generation) checkAbove(now time.Time) {
-	p := g.run.cfg.Policy
 	cur, _, _ := g.peak.Sample()
-	recycle, keep := g.triggers.CheckAbove(now, cur)
-	if !keep {
-		g.aboveTimer.Stop()
-		g.aboveTimer = nil
-	}
-	if recycle {
-		g.recycle(policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
-			cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
-	}
+	g.step(evAboveTick{now, cur})
 }
 
 // sampleSteady takes the once-a-second memory.current sample for a baseline's median.
@@ -531,6 +511,13 @@ func (g *generation) step(ev any) {
 			if !g.startDump(string(a.reason), true, then) {
 				then()
 			}
+		case actWatchAbove:
+			if g.aboveTimer == nil {
+				g.aboveTimer = time.NewTicker(time.Second)
+			}
+		case actUnwatchAbove:
+			g.aboveTimer.Stop()
+			g.aboveTimer = nil
 		case actHealthy:
 			g.run.notify.Healthy()
 		case actAbandonNext:
