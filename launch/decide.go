@@ -19,6 +19,7 @@ import (
 type core struct {
 	name     string
 	p        policy.Policy
+	limits   cgroup.Limits
 	dump     bool // --diagnose-*: a recycle for memory takes a dump first
 	restarts *policy.Restarts
 	// While the restart delay runs: the exit code of the generation that ended, and why the
@@ -27,8 +28,14 @@ type core struct {
 	why  policy.Reason
 }
 
-func newCore(name string, p policy.Policy, dump bool) *core {
-	return &core{name: name, p: p, dump: dump, restarts: policy.NewRestarts(p)}
+func newCore(name string, p policy.Policy, l cgroup.Limits, dump bool) *core {
+	return &core{name: name, p: p, limits: l, dump: dump, restarts: policy.NewRestarts(p)}
+}
+
+// watch starts the recycle triggers and the health count of g, as its supervision begins.
+func (c *core) watch(g *genState) {
+	g.triggers = policy.NewTriggers(c.p, c.limits)
+	g.healthCount = policy.NewHealthCount(c.p.Health)
 }
 
 // genState is what the core knows of the generation it supervises; generation embeds it.

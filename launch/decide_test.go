@@ -61,7 +61,7 @@ func onOOM() policy.Policy {
 
 func TestCoreRestarts(t *testing.T) {
 	t.Run("OOM kills back off, doubling, and a healthy uptime resets the delay", func(t *testing.T) {
-		c := newCore("app", onOOM(), false)
+		c := newCore("app", onOOM(), cgroup.Limits{}, false)
 		c.p.MaxRestarts = 0 // no start limit
 		restart := func(n int, d time.Duration, show bool) []action {
 			acts := logs("cgrun: app: restarting (oom_kill) as generation " + strconv.Itoa(n+1) + " in " + d.String() + "\n")
@@ -85,7 +85,7 @@ func TestCoreRestarts(t *testing.T) {
 	t.Run("the delay stops growing at --restart-delay-max", func(t *testing.T) {
 		p := onOOM()
 		p.MaxRestarts, p.RestartDelay, p.RestartDelayMax = 0, time.Second, 3*time.Second
-		c := newCore("app", p, false)
+		c := newCore("app", p, cgroup.Limits{}, false)
 		var have []time.Duration
 		for n := 1; n <= 4; n++ {
 			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
@@ -98,19 +98,19 @@ func TestCoreRestarts(t *testing.T) {
 	t.Run("a zero delay waits without saving the state", func(t *testing.T) {
 		p := onOOM()
 		p.RestartDelay = 0
-		replay(t, newCore("app", p, false), nil, []step{
+		replay(t, newCore("app", p, cgroup.Limits{}, false), nil, []step{
 			{oomKilled(1, t0, time.Second), append(logs("cgrun: app: restarting (oom_kill) as generation 2 in 0s\n"), actWait{0})},
 		})
 	})
 	t.Run("the next generation's number follows the highest begun", func(t *testing.T) {
 		ev := oomKilled(2, t0, time.Second)
 		ev.last = 3 // an --overlap recycle gave up generation 3
-		replay(t, newCore("app", onOOM(), false), nil, []step{
+		replay(t, newCore("app", onOOM(), cgroup.Limits{}, false), nil, []step{
 			{ev, append(logs("cgrun: app: restarting (oom_kill) as generation 4 in 100ms\n"), actShowEnded{}, actWait{100 * time.Millisecond})},
 		})
 	})
 	t.Run("the recycle signal cuts the delay short; other signals do not", func(t *testing.T) {
-		c := newCore("app", onOOM(), false)
+		c := newCore("app", onOOM(), cgroup.Limits{}, false)
 		c.step(nil, oomKilled(1, t0, time.Second))
 		replay(t, c, nil, []step{
 			{evSignal{unix.SIGHUP}, nil},
@@ -119,7 +119,7 @@ func TestCoreRestarts(t *testing.T) {
 	})
 	t.Run("a ready --overlap generation takes over at once", func(t *testing.T) {
 		ev := evExited{now: t0, number: 1, last: 2, status: killed(unix.SIGTERM), uptime: time.Hour, recycled: policy.Lifetime, next: &nextStarted{2, 42}}
-		replay(t, newCore("app", policy.DefaultPolicy(), false), nil, []step{
+		replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false), nil, []step{
 			{ev, append(logs("cgrun: app: generation 2 (pid 42) took over (lifetime)\n"), actStart{policy.Lifetime})},
 		})
 	})
@@ -152,7 +152,7 @@ func TestCoreEnds(t *testing.T) {
 			[]action{actDropNext{}, actExit{code: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			replay(t, newCore("app", tc.p, false), nil, []step{{tc.ev, tc.want}})
+			replay(t, newCore("app", tc.p, cgroup.Limits{}, false), nil, []step{{tc.ev, tc.want}})
 		})
 	}
 }
@@ -160,7 +160,7 @@ func TestCoreEnds(t *testing.T) {
 func TestCoreGivesUp(t *testing.T) {
 	p := onOOM()
 	p.MaxRestarts, p.RestartWindow = 2, 10*time.Second
-	c := newCore("app", p, false)
+	c := newCore("app", p, cgroup.Limits{}, false)
 	c.step(nil, oomKilled(1, t0, time.Second))
 	c.step(nil, oomKilled(2, t0.Add(time.Second), time.Second))
 	acts := c.step(nil, oomKilled(3, t0.Add(2*time.Second), time.Second))
@@ -180,7 +180,7 @@ func TestCoreGivesUp(t *testing.T) {
 	}
 
 	t.Run("restarts outside the window do not count", func(t *testing.T) {
-		c := newCore("app", p, false)
+		c := newCore("app", p, cgroup.Limits{}, false)
 		for n := 1; n <= 5; n++ {
 			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
 			if _, ok := acts[len(acts)-1].(actWait); !ok {
@@ -193,7 +193,7 @@ func TestCoreGivesUp(t *testing.T) {
 func TestCoreStopDuringDelay(t *testing.T) {
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT} {
 		t.Run(proc.SignalName(sig), func(t *testing.T) {
-			c := newCore("app", onOOM(), false)
+			c := newCore("app", onOOM(), cgroup.Limits{}, false)
 			c.step(nil, evExited{now: t0, number: 1, last: 1, status: exitedWith(134)}) // abort: restarts under on-oom
 			// No new generation: cgrun ends with the ended one's code, and dies of the signal.
 			replay(t, c, nil, []step{{evSignal{sig}, []action{actExit{code: 134, raise: sig}}}})
@@ -201,12 +201,17 @@ func TestCoreStopDuringDelay(t *testing.T) {
 	}
 }
 
-// running is the generation the core supervises, numbered n.
-func running(n int) *genState { return &genState{number: n} }
+// running is generation n, as c begins to supervise it.
+func running(c *core, n int) *genState {
+	g := &genState{number: n}
+	c.watch(g)
+	return g
+}
 
 func TestCoreStop(t *testing.T) {
 	t.Run("SIGTERM: forwarded, memory.high lifted, the stop timer kills the group", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), false), running(1)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
 			{evStopTimer{}, append(logs("cgrun: app: still running 10s after SIGTERM; killing its group\n"), actKillGroup{})},
@@ -216,7 +221,8 @@ func TestCoreStop(t *testing.T) {
 		}
 	})
 	t.Run("a stop asked ends all recycles", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), false), running(1)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGINT}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
 			{evLifetime{time.Hour}, nil},
@@ -224,7 +230,8 @@ func TestCoreStop(t *testing.T) {
 		})
 	})
 	t.Run("other signals are forwarded", func(t *testing.T) {
-		replay(t, newCore("app", policy.DefaultPolicy(), false), running(1), []step{
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
 			{evSignal{unix.SIGHUP}, []action{actSignal{unix.SIGHUP}}},
 			{evSignal{unix.SIGUSR1}, []action{actSignal{unix.SIGUSR1}}},
 		})
@@ -239,7 +246,8 @@ func recycling(n int, why string) []action {
 
 func TestCoreRecycle(t *testing.T) {
 	t.Run("lifetime: the stop signal, then the group killed at the stop timeout", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), false), running(2)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 2)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour + 400*time.Millisecond}, append([]action{actNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(2, "lifetime of 1h0m0s reached")...)},
 			{evLifetime{time.Hour}, nil}, // once
@@ -251,12 +259,14 @@ func TestCoreRecycle(t *testing.T) {
 		}
 	})
 	t.Run("the recycle signal", func(t *testing.T) {
-		replay(t, newCore("app", policy.DefaultPolicy(), false), running(1), []step{
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
 			{evSignal{recycleSignal}, append([]action{actNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
 		})
 	})
 	t.Run("SIGTERM after a recycle still stops cgrun", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), false), running(1)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
 		c.step(g, evRecycle{policy.MemoryAbove, "memory high"})
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
@@ -264,14 +274,16 @@ func TestCoreRecycle(t *testing.T) {
 	})
 	t.Run("--recycle-above without --diagnose: the stop at once", func(t *testing.T) {
 		why := "memory at 900M held at or above 800M for 30s"
-		replay(t, newCore("app", policy.DefaultPolicy(), false), running(1), []step{
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.MemoryAbove, why}, append([]action{actNote{"recycle", "memory_above: " + why}}, recycling(1, why)...)},
 			{evDumpEnded{}, nil}, // a --diagnose-above dump's end stops nothing
 		})
 	})
 	t.Run("a recycle for memory waits for the dump", func(t *testing.T) {
 		why := "memory at 900M held at or above 800M for 30s"
-		c, g := newCore("app", policy.DefaultPolicy(), true), running(1)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evRecycle{policy.MemoryAbove, why}, []action{actNote{"recycle", "memory_above: " + why}, actDump{policy.MemoryAbove}}},
 			{evRecycle{policy.Lifetime, "later"}, nil},
@@ -280,7 +292,8 @@ func TestCoreRecycle(t *testing.T) {
 		})
 	})
 	t.Run("SIGTERM during the dump: the dump's end sends nothing more", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), true), running(1)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		g := running(c, 1)
 		c.step(g, evRecycle{policy.MemoryHigh, "5 memory.high events"})
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
@@ -288,12 +301,14 @@ func TestCoreRecycle(t *testing.T) {
 		})
 	})
 	t.Run("a recycle not for memory takes no dump", func(t *testing.T) {
-		replay(t, newCore("app", policy.DefaultPolicy(), true), running(1), []step{
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Health, "bad"}, append([]action{actNote{"recycle", "health: bad"}}, recycling(1, "bad")...)},
 		})
 	})
 	t.Run("thrashing: the group killed at once, no stop signal, no dump", func(t *testing.T) {
-		replay(t, newCore("app", policy.DefaultPolicy(), true), running(3), []step{
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		replay(t, c, running(c, 3), []step{
 			{evRecycle{policy.Thrashing, "refaults"}, append(logs("cgrun: app: recycling generation 3: refaults; killing its group (a thrashing worker cannot run its stop handler)\n"),
 				actKillGroup{}, actNote{"recycle", "thrash: refaults"})},
 		})
@@ -301,7 +316,8 @@ func TestCoreRecycle(t *testing.T) {
 	t.Run("--stop-signal and --stop-timeout", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.StopSignal, p.StopTimeout = unix.SIGINT, 3*time.Second
-		replay(t, newCore("app", p, false), running(1), []step{
+		c := newCore("app", p, cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Request, "asked"}, []action{actNote{"recycle", "request: asked"},
 				actLog{"cgrun: app: recycling generation 1: asked; sending SIGINT (group killed after 3s)\n"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
 			{evStopTimer{}, append(logs("cgrun: app: still running 3s after SIGINT; killing its group\n"), actKillGroup{})},
@@ -315,7 +331,8 @@ func TestCoreOverlap(t *testing.T) {
 	lifetime := "lifetime of 1h0m0s reached"
 	recycled := append([]action{actNote{"recycle", "lifetime: " + lifetime}}, recycling(1, lifetime)...)
 	t.Run("ready: the old generation recycles", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
 			{evSignal{recycleSignal}, nil}, // one recycle at a time
@@ -325,28 +342,32 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("not ready by --ready-timeout: given up, and the recycle goes on without it", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
 			{evNextNotReady{}, append([]action{actAbandonNext{"not ready after --ready-timeout 30s"}}, recycled...)},
 		})
 	})
 	t.Run("the next one ended before it was ready: the same fallback", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
 			{evNextEnded{exitedWith(2)}, append([]action{actAbandonNext{"it exited with status 2 before it was ready"}}, recycled...)},
 		})
 	})
 	t.Run("the next one could not start: recycle without overlap, and no overlap after", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
 			{evNoOverlap{}, recycled},
 		})
 	})
 	t.Run("SIGTERM during the overlap gives it up and stops; nothing recycles after", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{recycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
@@ -356,12 +377,14 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("a recycle that is no overlap (health, stall, thrash) goes ahead at once", func(t *testing.T) {
-		replay(t, newCore("app", p, false), running(1), []step{
+		c := newCore("app", p, cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Stall, "stuck"}, append([]action{actNote{"recycle", "stall: stuck"}}, recycling(1, "stuck")...)},
 		})
 	})
 	t.Run("a memory recycle dumps once the next is ready", func(t *testing.T) {
-		c, g := newCore("app", p, true), running(1)
+		c := newCore("app", p, cgroup.Limits{}, true)
+		g := running(c, 1)
 		why := "5 memory.high events"
 		replay(t, c, g, []step{
 			{evRecycle{policy.MemoryHigh, why}, []action{actOverlap{why}}},
@@ -379,8 +402,8 @@ func TestCoreHealth(t *testing.T) {
 	why := "health check failed 2 times in a row (last: exit status 1)"
 	unhealthy := append([]action{actNote{"recycle", "health: " + why}}, recycling(1, why)...)
 	t.Run("failures in the start period do not count; then --health-retries in a row recycle", func(t *testing.T) {
-		c, g := newCore("app", p, false), running(1)
-		g.healthCount = policy.NewHealthCount(p.Health)
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{failed(time.Second), nil},
 			{failed(2 * time.Second), nil},
@@ -392,37 +415,24 @@ func TestCoreHealth(t *testing.T) {
 			{failed(14 * time.Second), nil}, // recycled once
 		})
 	})
-	t.Run("no start period: the first failures count", func(t *testing.T) {
-		p := p
-		p.Health.StartPeriod = 0
-		c, g := newCore("app", p, false), running(1)
-		g.healthCount = policy.NewHealthCount(p.Health)
-		replay(t, c, g, []step{
-			{failed(0), nil},
-			{failed(time.Second), unhealthy},
+	for _, tc := range []struct {
+		name        string
+		overlap     bool
+		startPeriod time.Duration
+		steps       []step
+	}{
+		{"no start period: the first failures count", false, 0, []step{{failed(0), nil}, {failed(time.Second), unhealthy}}},
+		{"a health recycle is no overlap: it goes ahead under --overlap too", true, 0, []step{{failed(0), nil}, {failed(time.Second), unhealthy}}},
+		{"... but waits while an --overlap generation is not ready", true, 0, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{"lifetime of 1h0m0s reached"}}}, {failed(0), nil}, {failed(time.Second), nil}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := p
+			p.Overlap, p.Health.StartPeriod = tc.overlap, tc.startPeriod
+			c := newCore("app", p, cgroup.Limits{}, false)
+			replay(t, c, running(c, 1), tc.steps)
 		})
-	})
-	t.Run("a health recycle is no overlap: it goes ahead under --overlap too", func(t *testing.T) {
-		p := p
-		p.Overlap = true
-		c, g := newCore("app", p, false), running(1)
-		g.healthCount = policy.NewHealthCount(p.Health)
-		replay(t, c, g, []step{
-			{failed(time.Minute), nil},
-			{failed(time.Minute), unhealthy},
-		})
-	})
-	t.Run("... but waits while an --overlap generation is not ready", func(t *testing.T) {
-		p := p
-		p.Overlap = true
-		c, g := newCore("app", p, false), running(1)
-		g.healthCount = policy.NewHealthCount(p.Health)
-		replay(t, c, g, []step{
-			{evLifetime{time.Hour}, []action{actOverlap{"lifetime of 1h0m0s reached"}}},
-			{failed(time.Minute), nil},
-			{failed(time.Minute), nil},
-		})
-	})
+	}
 }
 
 func TestCoreRecycleAbove(t *testing.T) {
@@ -436,7 +446,8 @@ func TestCoreRecycleAbove(t *testing.T) {
 	tick := func(at time.Duration, current uint64) evAboveTick { return evAboveTick{t0.Add(at), current} }
 	why := "memory at " + cgroup.FormatSize(790*mib) + " held at or above " + p.RecycleAbove.Human() + " for 30s"
 
-	c, g := newCore("app", p, false), running(1)
+	c := newCore("app", p, cgroup.Limits{}, false)
+	g := running(c, 1)
 	g.triggers = policy.NewTriggers(p, lim)
 	replay(t, c, g, []step{
 		{high(0, 700*mib), nil},                                 // below the mark
@@ -455,8 +466,8 @@ func TestCoreMemoryEvents(t *testing.T) {
 	t.Run("--recycle-on-high", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.RecycleOnHigh = 2
-		c, g := newCore("app", p, false), running(1)
-		g.triggers = policy.NewTriggers(p, cgroup.Limits{})
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
 		ev := func(at time.Duration, n uint64) evMemory {
 			return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: n}}
 		}
@@ -468,8 +479,8 @@ func TestCoreMemoryEvents(t *testing.T) {
 		})
 	})
 	t.Run("events that trigger nothing", func(t *testing.T) {
-		c, g := newCore("app", policy.DefaultPolicy(), false), running(1)
-		g.triggers = policy.NewTriggers(policy.DefaultPolicy(), cgroup.Limits{})
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.OOMKill, Count: 1}}, nil},
 			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.Max, Count: 1}}, nil},

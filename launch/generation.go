@@ -212,7 +212,7 @@ func (g *generation) end() {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.started = started
-	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
+	g.run.core.watch(&g.genState)
 	if p.Thrash.Enabled(p.Restart) {
 		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
 	}
@@ -241,7 +241,6 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	var probeResults chan policy.Probe
 	if p.Health.Enabled() {
 		g.health = newProber(p.Health)
-		g.healthCount = policy.NewHealthCount(p.Health)
 		defer g.health.stop()
 		t := time.NewTicker(p.Health.Interval)
 		defer t.Stop()

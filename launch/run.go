@@ -208,7 +208,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval},
-		core: newCore(cfg.Name, cfg.Policy, cfg.Diagnose.Enabled())}
+		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled())}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
