@@ -45,11 +45,12 @@ type genState struct {
 	stopAsked unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
 	// overlapPhase is where the --overlap recycle is; overlapReason and overlapWhy are the
 	// recycle that waits for the next generation.
-	overlapPhase  overlapPhase
-	overlapReason policy.Reason
-	overlapWhy    string
-	triggers      *policy.Triggers   // the recycle triggers on memory events
-	healthCount   policy.HealthCount // the failed health probes in a row
+	overlapPhase   overlapPhase
+	overlapReason  policy.Reason
+	overlapWhy     string
+	thrashSampling bool               // the refault samples for the thrash detector run
+	triggers       *policy.Triggers   // the recycle triggers on memory events
+	healthCount    policy.HealthCount // the failed health probes in a row
 	// stopAfterDump is the recycle's reason to log once the dump before it ended; "" for none.
 	stopAfterDump string
 }
@@ -97,6 +98,11 @@ type (
 		now     time.Time
 		current uint64
 	}
+	// evThrash: the thrash detector's verdict on an event or a refault sample at now.
+	evThrash struct {
+		v   policy.ThrashVerdict
+		now time.Time
+	}
 	// evProbed: a health probe ended, after the generation ran for uptime.
 	evProbed struct {
 		r      policy.Probe
@@ -126,23 +132,29 @@ type nextStarted struct{ number, pid int }
 
 // The actions: what to do.
 type (
-	actLog          struct{ line string }          // write line (it ends in a newline) to cgrun's log
-	actSignal       struct{ sig unix.Signal }      // signal the child
-	actKillGroup    struct{}                       // kill the generation's group now (cgroup.kill), without waiting
-	actLiftThrottle struct{}                       // raise memory.high to max, for a stop
-	actArmStopTimer struct{}                       // start the stop timeout, unless it runs
-	actNote         struct{ kind, text string }    // note in the state file
-	actOverlap      struct{ why string }           // start the next generation beside this one (evNoOverlap when it cannot)
-	actDump         struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
-	actWatchAbove   struct{}                       // look at memory once a second (evAboveTick), unless that runs
-	actUnwatchAbove struct{}                       // stop those looks
-	actHealthy      struct{}                       // tell systemd (sd_notify) the generation passed a health probe
-	actAbandonNext  struct{ why string }           // give up an --overlap generation not yet ready
-	actDropNext     struct{}                       // remove a ready --overlap generation that will not take over
-	actShowEnded    struct{}                       // save the state, showing the ended generation
-	actWait         struct{ d time.Duration }      // wait out the restart delay (evDelayOver, or evSignal)
-	actStart        struct{ why policy.Reason }    // start the next generation, for why
-	actExit         struct {                       // end the run
+	actLog            struct{ line string }          // write line (it ends in a newline) to cgrun's log
+	actSignal         struct{ sig unix.Signal }      // signal the child
+	actKillGroup      struct{}                       // kill the generation's group now (cgroup.kill), without waiting
+	actLiftThrottle   struct{}                       // raise memory.high to max, for a stop
+	actArmStopTimer   struct{}                       // start the stop timeout, unless it runs
+	actNote           struct{ kind, text string }    // note in the state file
+	actOverlap        struct{ why string }           // start the next generation beside this one (evNoOverlap when it cannot)
+	actDump           struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
+	actWatchAbove     struct{}                       // look at memory once a second (evAboveTick), unless that runs
+	actUnwatchAbove   struct{}                       // stop those looks
+	actSampleThrash   struct{ now time.Time }        // read refaults for the thrash detector every policy.ThrashEvery, the first now (evThrash)
+	actUnsampleThrash struct{}                       // stop those reads
+	actRecordThrash   struct {                       // the thrash record for --events
+		v   policy.ThrashVerdict
+		now time.Time
+	}
+	actHealthy     struct{}                    // tell systemd (sd_notify) the generation passed a health probe
+	actAbandonNext struct{ why string }        // give up an --overlap generation not yet ready
+	actDropNext    struct{}                    // remove a ready --overlap generation that will not take over
+	actShowEnded   struct{}                    // save the state, showing the ended generation
+	actWait        struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
+	actStart       struct{ why policy.Reason } // start the next generation, for why
+	actExit        struct {                    // end the run
 		code  int
 		raise unix.Signal // the signal to die of once cleaned up; 0 for none
 		err   error
@@ -206,6 +218,24 @@ func (c *core) step(g *genState, ev any) []action {
 				cgroup.FormatSize(ev.current), c.p.RecycleAbove.Human(), c.p.RecycleAfter))...)
 		}
 		return acts
+	case evThrash:
+		var acts []action
+		switch v := ev.v; {
+		case v.Thrash:
+			if g.thrashSampling {
+				acts = append(acts, actUnsampleThrash{})
+			}
+			g.thrashSampling = false
+			acts = append(acts, actRecordThrash{v, ev.now})
+			return append(acts, c.recycle(g, policy.Thrashing, v.Why)...)
+		case v.Sample && !g.thrashSampling:
+			g.thrashSampling = true
+			return []action{actSampleThrash{ev.now}}
+		case !v.Sample && g.thrashSampling:
+			g.thrashSampling = false
+			return []action{actUnsampleThrash{}}
+		}
+		return nil
 	case evProbed:
 		var acts []action
 		if ev.r.OK {

@@ -487,3 +487,23 @@ func TestCoreMemoryEvents(t *testing.T) {
 		})
 	})
 }
+
+func TestCoreThrash(t *testing.T) {
+	c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+	g := running(c, 2)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	sample := policy.ThrashVerdict{Sample: true}
+	thrash := policy.ThrashVerdict{Thrash: true, Why: "refaults", Source: "memory.stat", Rate: 500}
+	replay(t, c, g, []step{
+		{evThrash{policy.ThrashVerdict{}, at(0)}, nil},
+		{evThrash{sample, at(1)}, []action{actSampleThrash{at(1)}}}, // near memory.max: the samples start
+		{evThrash{sample, at(2)}, nil},                              // and run
+		{evThrash{policy.ThrashVerdict{}, at(3)}, []action{actUnsampleThrash{}}},
+		{evThrash{sample, at(4)}, []action{actSampleThrash{at(4)}}},
+		// Thrashing: the samples stop, the record, the group killed at once, without a dump.
+		{evThrash{thrash, at(5)}, append([]action{actUnsampleThrash{}, actRecordThrash{thrash, at(5)}},
+			append(logs("cgrun: app: recycling generation 2: refaults; killing its group (a thrashing worker cannot run its stop handler)\n"),
+				actKillGroup{}, actNote{"recycle", "thrash: refaults"})...)},
+		{evThrash{thrash, at(6)}, []action{actRecordThrash{thrash, at(6)}}}, // recycled once
+	})
+}

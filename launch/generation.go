@@ -381,26 +381,9 @@ func (g *generation) thrashOnly(ev oomwatch.Event) bool {
 	return true
 }
 
-// thrashed acts on what the thrash detector said: a recycle, or the refault samples started or
-// stopped.
+// thrashed hands the core what the thrash detector said.
 func (g *generation) thrashed(v policy.ThrashVerdict, now time.Time) {
-	switch {
-	case v.Thrash:
-		if g.thrashTick != nil {
-			g.thrashTick.Stop()
-			g.thrashTick = nil
-		}
-		g.run.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindThrash}, func(r *report.Event) {
-			r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
-		}))
-		g.recycle(policy.Thrashing, v.Why)
-	case v.Sample && g.thrashTick == nil:
-		g.thrashTick = time.NewTicker(policy.ThrashEvery)
-		g.sampleThrash(now) // the window starts at the max event
-	case !v.Sample && g.thrashTick != nil:
-		g.thrashTick.Stop()
-		g.thrashTick = nil
-	}
+	g.step(evThrash{v, now})
 }
 
 // sampleThrash reads memory.current and the refaults for the thrash detector, while memory sits
@@ -517,6 +500,17 @@ func (g *generation) step(ev any) {
 		case actUnwatchAbove:
 			g.aboveTimer.Stop()
 			g.aboveTimer = nil
+		case actSampleThrash:
+			g.thrashTick = time.NewTicker(policy.ThrashEvery)
+			g.sampleThrash(a.now) // the window starts at the max event
+		case actUnsampleThrash:
+			g.thrashTick.Stop()
+			g.thrashTick = nil
+		case actRecordThrash:
+			v := a.v
+			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
+				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
+			}))
 		case actHealthy:
 			g.run.notify.Healthy()
 		case actAbandonNext:
