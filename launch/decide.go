@@ -51,7 +51,8 @@ type genState struct {
 	thrashSampling bool               // the refault samples for the thrash detector run
 	triggers       *policy.Triggers   // the recycle triggers on memory events
 	healthCount    policy.HealthCount // the failed health probes in a row
-	// stopAfterDump is the recycle's reason to log once the dump before it ended; "" for none.
+	// stopAfterDump is why the generation recycles, for the stop that follows the dump before
+	// it; "" when no stop waits for a dump.
 	stopAfterDump string
 }
 
