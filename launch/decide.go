@@ -49,6 +49,7 @@ type genState struct {
 	overlapReason  policy.Reason
 	overlapWhy     string
 	thrashSampling bool               // the refault samples for the thrash detector run
+	watchingAbove  bool               // the once-a-second look at memory at the --recycle-above mark runs
 	triggers       *policy.Triggers   // the recycle triggers on memory events
 	healthCount    policy.HealthCount // the failed health probes in a row
 	// stopAfterDump is why the generation recycles, for the stop that follows the dump before
@@ -141,7 +142,7 @@ type (
 	actNote           struct{ kind, text string }    // note in the state file
 	actOverlap        struct{ why string }           // start the next generation beside this one (evNoOverlap when it cannot)
 	actDump           struct{ reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
-	actWatchAbove     struct{}                       // look at memory once a second (evAboveTick), unless that runs
+	actWatchAbove     struct{}                       // look at memory once a second (evAboveTick)
 	actUnwatchAbove   struct{}                       // stop those looks
 	actSampleThrash   struct{ now time.Time }        // read refaults for the thrash detector every policy.ThrashEvery, the first now (evThrash)
 	actUnsampleThrash struct{}                       // stop those reads
@@ -204,14 +205,16 @@ func (c *core) step(g *genState, ev any) []action {
 		case say != "":
 			acts = []action{actLog{fmt.Sprintf("cgrun: %s: %s\n", c.name, say)}, actNote{"stall", say}}
 		}
-		if arm {
+		if arm && !g.watchingAbove {
+			g.watchingAbove = true
 			acts = append(acts, actWatchAbove{})
 		}
 		return acts
 	case evAboveTick:
 		var acts []action
 		recycle, keep := g.triggers.CheckAbove(ev.now, ev.current)
-		if !keep {
+		if !keep && g.watchingAbove {
+			g.watchingAbove = false
 			acts = append(acts, actUnwatchAbove{})
 		}
 		if recycle {

@@ -494,9 +494,7 @@ func (g *generation) step(ev any) {
 				then()
 			}
 		case actWatchAbove:
-			if g.aboveTimer == nil {
-				g.aboveTimer = time.NewTicker(time.Second)
-			}
+			g.aboveTimer = time.NewTicker(time.Second)
 		case actUnwatchAbove:
 			g.aboveTimer.Stop()
 			g.aboveTimer = nil
