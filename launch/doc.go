@@ -2,6 +2,10 @@
 // the command in it, hears signals and the kernel's events, recycles and restarts by policy, and
 // kills and removes every group it made on every path out.
 //
+// Its decisions — restart or not and when, what a stop or a recycle does, when the group is
+// killed — are a core with no I/O (decide.go): the runner and each generation turn signals,
+// timers and the kernel's events into its events, and its actions into syscalls.
+//
 // What it uses lives in the packages below it, which know nothing of the supervisor: proc
 // (starting, reaping, exit codes), policy (when to recycle and restart), state (the file cgrun ps
 // reads), report (the stable output formats), metrics (Prometheus), notify (sd_notify both ways),

@@ -23,17 +23,14 @@ import (
 // the recycle triggers and health probes — until the child exits; then the watcher is stopped
 // and drained, and the group is killed and removed.
 type generation struct {
-	number  int
-	dir     string // the payload group: the limits and the watcher are on it
-	leaf    string // its leaf that the command starts in (dir/main)
-	run     *runner
-	pid     int
-	started time.Time // when the child started
+	genState        // what the decisions (core) go on: its number, why it is ending
+	dir      string // the payload group: the limits and the watcher are on it
+	leaf     string // its leaf that the command starts in (dir/main)
+	run      *runner
+	pid      int
+	started  time.Time // when the child started
 
-	recycled    policy.Reason // why cgrun ended this generation, or ""
-	stopAsked   unix.Signal   // SIGTERM or SIGINT reached cgrun: no restart after this one
 	stopTimer   *time.Timer
-	triggers    *policy.Triggers
 	aboveTimer  *time.Ticker
 	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
 	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
@@ -56,7 +53,6 @@ type generation struct {
 	adviseTimer  *time.Timer
 	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
-	nextFailed   bool           // the overlap was given up: recycle as without --overlap
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
 
@@ -216,7 +212,7 @@ func (g *generation) end() {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.started = started
-	g.triggers = policy.NewTriggers(p, g.run.cfg.Limits)
+	g.run.core.watch(&g.genState)
 	if p.Thrash.Enabled(p.Restart) {
 		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
 	}
@@ -275,11 +271,11 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	for {
 		select {
 		case sig := <-g.run.sigs.stop:
-			g.signal(sig.(unix.Signal))
+			g.step(evSignal{sig.(unix.Signal)})
 		case sig := <-g.run.sigs.other:
-			g.signal(sig.(unix.Signal))
+			g.step(evSignal{sig.(unix.Signal)})
 		case <-g.run.sigs.child:
-			if ws, done := g.signal(unix.SIGCHLD); done {
+			if ws, done := g.reap(); done {
 				return ws
 			}
 		case ev := <-events:
@@ -290,7 +286,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-adviseEnd:
 			g.endWindow()
 		case <-lifetime:
-			g.recycle(policy.Lifetime, fmt.Sprintf("lifetime of %v reached", time.Since(started).Round(time.Second)))
+			g.step(evLifetime{time.Since(started)})
 		case now := <-tickerC(g.aboveTimer):
 			g.checkAbove(now)
 		case now := <-tickerC(g.thrashTick):
@@ -320,7 +316,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case <-g.next.timeout():
 			g.nextNotReady()
 		case <-timerC(g.stopTimer):
-			g.stopTimedOut()
+			g.stopTimer = nil
+			g.step(evStopTimer{})
 		}
 	}
 }
@@ -365,17 +362,7 @@ func (g *generation) observe(ev oomwatch.Event) {
 	} else if g.thrash != nil {
 		g.thrashed(g.thrash.Event(ev), ev.Time)
 	}
-	reason, say, arm := g.triggers.Observe(ev)
-	switch {
-	case reason != "":
-		g.recycle(reason, say)
-	case say != "":
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s\n", g.run.name, say)
-		g.run.updateState(func(s *state.State) { s.Note("stall", say) })
-	}
-	if arm && g.aboveTimer == nil {
-		g.aboveTimer = time.NewTicker(time.Second)
-	}
+	g.step(evMemory{ev})
 }
 
 // thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
@@ -394,26 +381,9 @@ func (g *generation) thrashOnly(ev oomwatch.Event) bool {
 	return true
 }
 
-// thrashed acts on what the thrash detector said: a recycle, or the refault samples started or
-// stopped.
+// thrashed hands the core what the thrash detector said.
 func (g *generation) thrashed(v policy.ThrashVerdict, now time.Time) {
-	switch {
-	case v.Thrash:
-		if g.thrashTick != nil {
-			g.thrashTick.Stop()
-			g.thrashTick = nil
-		}
-		g.run.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindThrash}, func(r *report.Event) {
-			r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
-		}))
-		g.recycle(policy.Thrashing, v.Why)
-	case v.Sample && g.thrashTick == nil:
-		g.thrashTick = time.NewTicker(policy.ThrashEvery)
-		g.sampleThrash(now) // the window starts at the max event
-	case !v.Sample && g.thrashTick != nil:
-		g.thrashTick.Stop()
-		g.thrashTick = nil
-	}
+	g.step(evThrash{v, now})
 }
 
 // sampleThrash reads memory.current and the refaults for the thrash detector, while memory sits
@@ -442,17 +412,8 @@ func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
 // checkAbove looks once a second, while memory is at the --recycle-above mark, whether it was
 // held there for --recycle-after.
 func (g *generation) checkAbove(now time.Time) {
-	p := g.run.cfg.Policy
 	cur, _, _ := g.peak.Sample()
-	recycle, keep := g.triggers.CheckAbove(now, cur)
-	if !keep {
-		g.aboveTimer.Stop()
-		g.aboveTimer = nil
-	}
-	if recycle {
-		g.recycle(policy.MemoryAbove, fmt.Sprintf("memory at %s held at or above %s for %v",
-			cgroup.FormatSize(cur), p.RecycleAbove.Human(), p.RecycleAfter))
-	}
+	g.step(evAboveTick{now, cur})
 }
 
 // sampleSteady takes the once-a-second memory.current sample for a baseline's median.
@@ -473,102 +434,89 @@ func (g *generation) probe() {
 	}
 }
 
-// stopTimedOut kills the group of a child that outlived the stop timeout. Not Kill: the
-// supervisor must not block; the child's death comes back as SIGCHLD, and teardown then kills
-// whatever a fork slipped past this pass.
-func (g *generation) stopTimedOut() {
-	p := g.run.cfg.Policy
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: still running %v after %s; killing its group\n", g.run.name, p.StopTimeout, proc.SignalName(p.StopSignal))
-	if err := cgroup.KillNow(g.dir); err != nil {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
-	}
-	g.stopTimer = nil
-}
-
-// signal handles one signal to cgrun; it reports the child's wait status once the child exited.
-func (g *generation) signal(sig unix.Signal) (unix.WaitStatus, bool) {
-	switch sig {
-	case unix.SIGCHLD:
-		var ws unix.WaitStatus
-		done := false
-		for _, e := range append(g.run.takeEarly(), proc.ReapAll()...) {
-			switch {
-			case e.Pid == g.pid:
-				ws, done = e.Status, true
-			case g.next != nil && g.nextReaped(e.Pid, e.Status):
-			case g.health != nil:
-				if r, ok := g.health.exited(e.Pid, e.Status); ok {
-					g.probed(r)
-				}
+// reap collects the children that exited; it reports the child's wait status once the child
+// exited.
+func (g *generation) reap() (unix.WaitStatus, bool) {
+	var ws unix.WaitStatus
+	done := false
+	for _, e := range append(g.run.takeEarly(), proc.ReapAll()...) {
+		switch {
+		case e.Pid == g.pid:
+			ws, done = e.Status, true
+		case g.next != nil && g.nextReaped(e.Pid, e.Status):
+		case g.health != nil:
+			if r, ok := g.health.exited(e.Pid, e.Status); ok {
+				g.probed(r)
 			}
 		}
-		return ws, done
-	case recycleSignal:
-		g.recycle(policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
-	case unix.SIGTERM, unix.SIGINT:
-		g.abandonNext("cgrun is stopping")
-		g.stopAsked = sig
-		g.liftThrottle()
-		_ = unix.Kill(g.pid, sig)
-		g.armStopTimer()
-	default:
-		_ = unix.Kill(g.pid, sig) // ESRCH: it is exiting; SIGCHLD follows
 	}
-	return 0, false
+	return ws, done
 }
 
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
-	if r.OK {
-		g.run.notify.Healthy()
-	}
-	if g.health.record(r, time.Since(g.started)) {
-		g.recycle(policy.Health, fmt.Sprintf("health check failed %d times in a row (last: %s)", g.health.count.Fails(), r.Why))
-	}
+	g.health.stop() // the probe ended
+	g.step(evProbed{r, time.Since(g.started)})
 }
 
-// recycle ends the generation gracefully: the stop signal now, the group killed after the stop
-// timeout. The run loop then starts the next generation.
+// recycle asks the core for a recycle of the generation.
 func (g *generation) recycle(reason policy.Reason, why string) {
-	if g.recycled != "" || g.stopAsked != 0 || g.overlap(reason, why) {
-		return
-	}
-	g.recycled = reason
-	if reason == policy.Thrashing {
-		g.killThrashing(why) // first: the state file's write may take a while on a busy disk
-	}
-	g.run.updateState(func(s *state.State) { s.Note("recycle", string(reason)+": "+why) })
-	if reason == policy.Thrashing {
-		return
-	}
-	if reason.Memory() && g.startDump(string(reason), true, func() { g.stop(why) }) {
-		return // the stop follows the dump
-	}
-	g.stop(why)
+	g.step(evRecycle{reason, why})
 }
 
-// killThrashing kills the group of a thrashing generation at once, without the stop signal: at
-// memory.max its stop handler would wait for memory as the rest of it does, and the kernel's
-// OOM killer would end it the same way, only seconds later.
-func (g *generation) killThrashing(why string) {
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
-		g.run.name, g.number, why)
-	if err := cgroup.KillNow(g.dir); err != nil {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+// step hands ev to the core and does what it decides: the core's adapter for a generation.
+// Not cgroup.Kill for the group: the supervisor must not block; the child's death comes back
+// as SIGCHLD, and teardown then kills whatever a fork slipped past that pass.
+func (g *generation) step(ev any) {
+	for _, a := range g.run.core.step(&g.genState, ev) {
+		switch a := a.(type) {
+		case actLog:
+			fmt.Fprint(g.run.cfg.Log, a.line)
+		case actSignal:
+			_ = unix.Kill(g.pid, a.sig) // ESRCH: it is exiting; SIGCHLD follows
+		case actKillGroup:
+			if err := cgroup.KillNow(g.dir); err != nil {
+				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
+			}
+		case actLiftThrottle:
+			g.liftThrottle()
+		case actArmStopTimer:
+			g.armStopTimer()
+		case actNote:
+			g.run.updateState(func(s *state.State) { s.Note(a.kind, a.text) })
+		case actOverlap:
+			if !g.overlap(a.why) {
+				g.step(evNoOverlap{})
+			}
+		case actDump:
+			then := func() { g.step(evDumpEnded{}) }
+			if !g.startDump(string(a.reason), true, then) {
+				then()
+			}
+		case actWatchAbove:
+			g.aboveTimer = time.NewTicker(time.Second)
+		case actUnwatchAbove:
+			g.aboveTimer.Stop()
+			g.aboveTimer = nil
+		case actSampleThrash:
+			g.thrashTick = time.NewTicker(policy.ThrashEvery)
+			g.sampleThrash(a.now) // the window starts at the max event
+		case actUnsampleThrash:
+			g.thrashTick.Stop()
+			g.thrashTick = nil
+		case actRecordThrash:
+			v := a.v
+			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
+				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
+			}))
+		case actHealthy:
+			g.run.notify.Healthy()
+		case actAbandonNext:
+			g.abandonNext(a.why)
+		default:
+			panic(fmt.Sprintf("generation: no effect for %T", a))
+		}
 	}
-}
-
-// stop sends the stop signal for a recycle, and arms the timer that kills the group.
-func (g *generation) stop(why string) {
-	if g.stopAsked != 0 {
-		return
-	}
-	p := g.run.cfg.Policy
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
-		g.run.name, g.number, why, proc.SignalName(p.StopSignal), p.StopTimeout)
-	g.liftThrottle()
-	_ = unix.Kill(g.pid, p.StopSignal)
-	g.armStopTimer()
 }
 
 // liftThrottle raises memory.high to max on a generation that is being stopped. Without swap, a

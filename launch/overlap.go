@@ -25,9 +25,7 @@ import (
 // Its timers and probes are actors of the current generation's supervisor; the nil handover's
 // channels are nil, so the supervisor's select never picks them.
 type handover struct {
-	g        *generation   // the next generation, begun
-	reason   policy.Reason // why the current one recycles
-	why      string
+	g        *generation // the next generation, begun
 	started  time.Time
 	probe    *prober      // the --health-cmd, run in its group; nil without one
 	ticker   *time.Ticker // the probes'; stopped without a probe
@@ -67,16 +65,10 @@ func (h *handover) timeout() <-chan time.Time {
 	return h.deadline.C
 }
 
-// overlap starts the next generation for a recycle, when --overlap applies; it reports whether
-// the recycle waits for it (true) or goes ahead now (false).
-func (g *generation) overlap(reason policy.Reason, why string) bool {
+// overlap starts the next generation beside this one for a recycle (the core decided that
+// --overlap applies); it reports whether it started, and the recycle waits for it.
+func (g *generation) overlap(why string) bool {
 	p := g.run.cfg.Policy
-	switch {
-	case g.next != nil:
-		return !g.next.ready // one recycle at a time; once ready, the old one stops
-	case !p.Overlap || g.nextFailed || !reason.Overlap():
-		return false
-	}
 	n := g.run.last + 1
 	dir := g.run.groupDir(n)
 	// Only a process in the next generation's group may say it is ready.
@@ -86,20 +78,18 @@ func (g *generation) overlap(reason policy.Reason, why string) bool {
 	})
 	if err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot hear the next generation's READY=1 (%v); recycling without overlap\n", g.run.name, err)
-		g.nextFailed = true
 		return false
 	}
-	next := &generation{number: n, dir: dir, run: g.run, notify: notify}
+	next := &generation{genState: genState{number: n}, dir: dir, run: g.run, notify: notify}
 	if _, err := next.begin(); err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot start generation %d beside generation %d (%v); recycling without overlap\n",
 			g.run.name, next.number, g.number, err)
 		next.end()
-		g.nextFailed = true
 		return false
 	}
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s; started generation %d (pid %d) beside generation %d, which stops once it is ready (--ready-timeout %v)\n",
 		g.run.name, why, next.number, next.pid, g.number, p.ReadyTimeout)
-	h := &handover{g: next, reason: reason, why: why, started: time.Now(),
+	h := &handover{g: next, started: time.Now(),
 		ticker: time.NewTicker(min(p.Health.Interval, readyProbeEvery)), deadline: time.NewTimer(p.ReadyTimeout)}
 	if p.Health.Cmd != "" {
 		h.probe = newProber(policy.HealthCheck{Cmd: p.Health.Cmd, Timeout: p.Health.Timeout})
@@ -147,15 +137,12 @@ func (g *generation) nextReady() {
 	h.probe.stop()
 	h.ticker.Stop()
 	h.deadline.Stop()
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d is ready after %v\n", g.run.name, h.g.number, time.Since(h.started).Round(time.Millisecond))
-	g.recycle(h.reason, h.why)
+	g.step(evNextReady{h.g.number, time.Since(h.started)})
 }
 
 // nextNotReady gives up the overlap at --ready-timeout.
 func (g *generation) nextNotReady() {
-	h := g.next
-	g.abandonNext(fmt.Sprintf("not ready after --ready-timeout %v", g.run.cfg.Policy.ReadyTimeout))
-	g.recycle(h.reason, h.why)
+	g.step(evNextNotReady{})
 }
 
 // nextReaped takes a child of the next generation that the supervisor reaped: its command, or
@@ -168,8 +155,7 @@ func (g *generation) nextReaped(pid int, ws unix.WaitStatus) bool {
 		return true
 	case pid == h.g.pid:
 		h.g.pid = 0 // reaped: abandonNext must not signal a pid that may be reused
-		g.abandonNext("it " + describe(ws) + " before it was ready")
-		g.recycle(h.reason, h.why)
+		g.step(evNextEnded{ws})
 		return true
 	}
 	if h.probe == nil {
@@ -188,7 +174,7 @@ func (g *generation) abandonNext(why string) {
 	if h == nil {
 		return
 	}
-	g.next, g.nextFailed = nil, true
+	g.next, g.overlapPhase = nil, overlapGone // the core's too: the advise window's end gives it up without the core
 	h.ticker.Stop()
 	h.deadline.Stop()
 	h.probe.stop()

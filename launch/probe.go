@@ -23,11 +23,10 @@ type prober struct {
 	pid     int       // the running command probe, or 0
 	started time.Time // when it started
 	cancel  context.CancelFunc
-	count   policy.HealthCount
 }
 
 func newProber(h policy.HealthCheck) *prober {
-	return &prober{h: h, count: policy.NewHealthCount(h), results: make(chan policy.Probe, 1)}
+	return &prober{h: h, results: make(chan policy.Probe, 1)}
 }
 
 // start begins a probe, unless one is still running; a command probe starts as c says (its
@@ -76,16 +75,8 @@ func (p *prober) exited(pid int, ws unix.WaitStatus) (policy.Probe, bool) {
 	return p.h.CommandResult(ws, time.Since(p.started)), true
 }
 
-// record counts a result; it reports whether the generation is now unhealthy.
-func (p *prober) record(r policy.Probe, uptime time.Duration) bool {
-	if p.cancel != nil {
-		p.cancel()
-		p.cancel = nil
-	}
-	return p.count.Record(r, uptime)
-}
-
-// stop ends a running HTTP probe; a command probe dies with the group. nil is fine.
+// stop ends a running HTTP probe, or releases the context of one that ended; a command probe
+// dies with the group. nil is fine.
 func (p *prober) stop() {
 	if p == nil {
 		return

@@ -85,6 +85,7 @@ type runner struct {
 	site *cgroup.Site
 	log  *eventLog
 	sigs signals
+	core *core // the decisions; runner and generation are its adapter
 
 	report *report.Report // filled in by each generation as it ends
 	steady report.Samples // memory.current once a second, when a baseline is recorded or checked
@@ -206,7 +207,8 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if cfg.Log != nil {
 		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval}}
+	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval},
+		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled())}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
@@ -328,14 +330,13 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 // loop runs generations until the policy says stop. It returns the last generation's outcome
 // (nil when none ran) and the exit code for the run.
 func (r *runner) loop() (*outcome, int, error) {
-	rs := policy.NewRestarts(r.cfg.Policy)
 	var prev *outcome
 	var why policy.Reason // why prev was followed by a new generation
 	for n := 1; ; n++ {
 		if n <= r.last && (prev == nil || prev.next == nil) {
 			n = r.last + 1 // an --overlap recycle gave up a generation that took this number
 		}
-		g := &generation{number: n, dir: r.groupDir(n), run: r}
+		g := &generation{genState: genState{number: n}, dir: r.groupDir(n), run: r}
 		if prev != nil && prev.next != nil {
 			g, n = prev.next, prev.next.number // --overlap: started beside the one before, and ready
 		}
@@ -375,42 +376,14 @@ func (r *runner) loop() (*outcome, int, error) {
 			}
 			return prev, proc.Code(err), err
 		}
-		code := proc.StatusCode(out.status)
-		why = rs.Why(out.status, out.oomKill, out.recycled)
-		if out.stopAsked || why == "" {
-			out.next.drop() // started by an --overlap recycle; not needed now
-		}
-		if out.stopAsked {
-			if out.status.Signaled() && out.status.Signal() == out.stopSignal {
-				r.raise = out.stopSignal
-			}
-			return &out, code, nil
-		}
-		if why == "" {
-			return &out, code, nil
-		}
-		delay, ok := rs.Next(time.Now(), out.uptime)
+		ev := evExited{now: time.Now(), number: n, last: r.last, status: out.status, uptime: out.uptime, oomKills: out.oomKill,
+			recycled: out.recycled, stopAsked: out.stopAsked, stopSignal: out.stopSignal}
 		if out.next != nil {
-			delay, ok = 0, true // it already runs, and is ready
+			ev.next = &nextStarted{out.next.number, out.next.pid}
 		}
-		if !ok {
-			p := r.cfg.Policy
-			return &out, proc.ExitStartLimit, &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
-				r.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(out.status))}
-		}
-		if out.next != nil {
-			fmt.Fprintf(r.cfg.Log, "cgrun: %s: generation %d (pid %d) took over (%s)\n", r.name, out.next.number, out.next.pid, why)
-		} else {
-			fmt.Fprintf(r.cfg.Log, "cgrun: %s: restarting (%s) as generation %d in %v\n", r.name, why, max(n, r.last)+1, delay)
-		}
-		if delay > 0 {
-			r.updateState(func(*state.State) {}) // show the ended generation while cgrun waits
-		}
-		if out.next == nil { // the next one already runs: its exit, if it came, waits in r.early
-			if sig := r.wait(delay); sig != 0 {
-				r.raise = sig // no generation runs: cgrun stops as the signal asks
-				return &out, code, nil
-			}
+		var code int
+		if why, code, r.raise, err = r.step(ev, out.next); why == "" {
+			return &out, code, err
 		}
 		prev = &out
 	}
@@ -454,22 +427,50 @@ func (r *runner) releaseGuard() {
 	}
 }
 
-// wait sleeps through a restart delay. SIGTERM or SIGINT ends it at once, and is returned: do
-// not restart; the recycle signal cuts it short.
-func (r *runner) wait(d time.Duration) unix.Signal {
+// step hands ev, the end of a generation, to the core and does what it decides, through the
+// restart delay: the core's adapter between generations. It returns why the next generation
+// starts, or "" when the run ends, with its exit code, the signal to die of and the error.
+// next is the --overlap generation that ev.next names.
+func (r *runner) step(ev any, next *generation) (why policy.Reason, code int, raise unix.Signal, err error) {
+	for acts := r.core.step(nil, ev); len(acts) > 0; {
+		a := acts[0]
+		acts = acts[1:]
+		switch a := a.(type) {
+		case actLog:
+			fmt.Fprint(r.cfg.Log, a.line)
+		case actDropNext:
+			next.drop()
+		case actShowEnded:
+			r.updateState(func(*state.State) {}) // show the ended generation while cgrun waits
+		case actWait:
+			acts = r.core.step(nil, r.wait(a.d))
+		case actStart:
+			return a.why, 0, 0, nil
+		case actExit:
+			return "", a.code, a.raise, a.err
+		default:
+			panic(fmt.Sprintf("runner: no effect for %T", a))
+		}
+	}
+	panic("runner: the core decided neither a start nor an exit")
+}
+
+// wait sleeps through a restart delay, and returns what ended it: the delay's end, or a
+// signal to cgrun (SIGTERM, SIGINT, the recycle signal).
+func (r *runner) wait(d time.Duration) any {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			return 0
+			return evDelayOver{}
 		case sig := <-r.sigs.stop:
-			return sig.(unix.Signal)
+			return evSignal{sig.(unix.Signal)}
 		case <-r.sigs.child:
 			proc.ReapAll()
 		case sig := <-r.sigs.other:
 			if sig == recycleSignal {
-				return 0
+				return evSignal{sig.(unix.Signal)}
 			}
 		}
 	}

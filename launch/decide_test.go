@@ -1,0 +1,509 @@
+package launch
+
+import (
+	"errors"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
+)
+
+// The core's tests replay what happens to a run — a child's exits, signals, timers, dumps —
+// and compare what the core decides with what cgrun does today. No process, no group, no clock.
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func killed(sig unix.Signal) unix.WaitStatus { return unix.WaitStatus(sig) }
+func exitedWith(code int) unix.WaitStatus    { return unix.WaitStatus(code << 8) }
+
+// oomKilled is the end of a generation that the OOM killer took after uptime.
+func oomKilled(n int, at time.Time, uptime time.Duration) evExited {
+	return evExited{now: at, number: n, last: n, status: killed(unix.SIGKILL), uptime: uptime, oomKills: 1}
+}
+
+func logs(lines ...string) []action {
+	var acts []action
+	for _, l := range lines {
+		acts = append(acts, actLog{l})
+	}
+	return acts
+}
+
+// step is one event of a replay and the actions it must give.
+type step struct {
+	ev   any
+	want []action
+}
+
+// replay feeds the steps to c, for the generation g (nil between generations), and fails at
+// the first step whose actions differ.
+func replay(t *testing.T, c *core, g *genState, steps []step) {
+	t.Helper()
+	for i, s := range steps {
+		have := c.step(g, s.ev)
+		if !reflect.DeepEqual(have, s.want) {
+			t.Fatalf("step %d, %#v:\nhave %#v\nwant %#v", i, s.ev, have, s.want)
+		}
+	}
+}
+
+func onOOM() policy.Policy {
+	p := policy.DefaultPolicy()
+	p.Restart = policy.RestartOnOOM
+	return p
+}
+
+func TestCoreRestarts(t *testing.T) {
+	t.Run("OOM kills back off, doubling, and a healthy uptime resets the delay", func(t *testing.T) {
+		c := newCore("app", onOOM(), cgroup.Limits{}, false)
+		c.p.MaxRestarts = 0 // no start limit
+		restart := func(n int, d time.Duration, show bool) []action {
+			acts := logs("cgrun: app: restarting (oom_kill) as generation " + strconv.Itoa(n+1) + " in " + d.String() + "\n")
+			if show {
+				acts = append(acts, actShowEnded{})
+			}
+			return append(acts, actWait{d})
+		}
+		replay(t, c, nil, []step{
+			{oomKilled(1, t0, time.Second), restart(1, 100*time.Millisecond, true)},
+			{evDelayOver{}, []action{actStart{policy.OOMKill}}},
+			{oomKilled(2, t0.Add(2*time.Second), time.Second), restart(2, 200*time.Millisecond, true)},
+			{evDelayOver{}, []action{actStart{policy.OOMKill}}},
+			{oomKilled(3, t0.Add(4*time.Second), time.Second), restart(3, 400*time.Millisecond, true)},
+			{evDelayOver{}, []action{actStart{policy.OOMKill}}},
+			// --min-uptime 10s: a generation that ran that long starts the backoff over.
+			{oomKilled(4, t0.Add(20*time.Second), 15*time.Second), restart(4, 100*time.Millisecond, true)},
+			{evDelayOver{}, []action{actStart{policy.OOMKill}}},
+		})
+	})
+	t.Run("the delay stops growing at --restart-delay-max", func(t *testing.T) {
+		p := onOOM()
+		p.MaxRestarts, p.RestartDelay, p.RestartDelayMax = 0, time.Second, 3*time.Second
+		c := newCore("app", p, cgroup.Limits{}, false)
+		var have []time.Duration
+		for n := 1; n <= 4; n++ {
+			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
+			have = append(have, acts[len(acts)-1].(actWait).d)
+		}
+		if want := []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}; !reflect.DeepEqual(have, want) {
+			t.Errorf("delays %v, want %v", have, want)
+		}
+	})
+	t.Run("a zero delay waits without saving the state", func(t *testing.T) {
+		p := onOOM()
+		p.RestartDelay = 0
+		replay(t, newCore("app", p, cgroup.Limits{}, false), nil, []step{
+			{oomKilled(1, t0, time.Second), append(logs("cgrun: app: restarting (oom_kill) as generation 2 in 0s\n"), actWait{0})},
+		})
+	})
+	t.Run("the next generation's number follows the highest begun", func(t *testing.T) {
+		ev := oomKilled(2, t0, time.Second)
+		ev.last = 3 // an --overlap recycle gave up generation 3
+		replay(t, newCore("app", onOOM(), cgroup.Limits{}, false), nil, []step{
+			{ev, append(logs("cgrun: app: restarting (oom_kill) as generation 4 in 100ms\n"), actShowEnded{}, actWait{100 * time.Millisecond})},
+		})
+	})
+	t.Run("the recycle signal cuts the delay short; other signals do not", func(t *testing.T) {
+		c := newCore("app", onOOM(), cgroup.Limits{}, false)
+		c.step(nil, oomKilled(1, t0, time.Second))
+		replay(t, c, nil, []step{
+			{evSignal{unix.SIGHUP}, nil},
+			{evSignal{recycleSignal}, []action{actStart{policy.OOMKill}}},
+		})
+	})
+	t.Run("a ready --overlap generation takes over at once", func(t *testing.T) {
+		ev := evExited{now: t0, number: 1, last: 2, status: killed(unix.SIGTERM), uptime: time.Hour, recycled: policy.Lifetime, next: &nextStarted{2, 42}}
+		replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false), nil, []step{
+			{ev, append(logs("cgrun: app: generation 2 (pid 42) took over (lifetime)\n"), actStart{policy.Lifetime})},
+		})
+	})
+}
+
+func TestCoreEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		p    policy.Policy
+		ev   evExited
+		want []action
+	}{
+		{"a run once ends with the child's code", policy.DefaultPolicy(),
+			evExited{now: t0, number: 1, last: 1, status: exitedWith(3)}, []action{actExit{code: 3}}},
+		{"--restart on-oom: a clean exit ends the run", onOOM(),
+			evExited{now: t0, number: 1, last: 1, status: exitedWith(0)}, []action{actExit{code: 0}}},
+		{"a SIGKILL without an OOM kill is no OOM kill", onOOM(),
+			evExited{now: t0, number: 1, last: 1, status: killed(unix.SIGKILL)}, []action{actExit{code: 137}}},
+		{"SIGTERM to cgrun: no restart; cgrun dies of it too", onOOM(),
+			evExited{now: t0, number: 1, last: 1, status: killed(unix.SIGTERM), stopAsked: true, stopSignal: unix.SIGTERM, oomKills: 1},
+			[]action{actExit{code: 143, raise: unix.SIGTERM}}},
+		{"SIGINT to cgrun, the child exits 0: cgrun exits 0", onOOM(),
+			evExited{now: t0, number: 1, last: 1, status: exitedWith(0), stopAsked: true, stopSignal: unix.SIGINT},
+			[]action{actExit{code: 0}}},
+		{"a ready --overlap generation is dropped when cgrun stops", policy.DefaultPolicy(),
+			evExited{now: t0, number: 1, last: 2, status: killed(unix.SIGTERM), stopAsked: true, stopSignal: unix.SIGTERM, next: &nextStarted{2, 42}},
+			[]action{actDropNext{}, actExit{code: 143, raise: unix.SIGTERM}}},
+		{"... and when nothing restarts", policy.DefaultPolicy(),
+			evExited{now: t0, number: 1, last: 2, status: exitedWith(1), next: &nextStarted{2, 42}},
+			[]action{actDropNext{}, actExit{code: 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			replay(t, newCore("app", tc.p, cgroup.Limits{}, false), nil, []step{{tc.ev, tc.want}})
+		})
+	}
+}
+
+func TestCoreGivesUp(t *testing.T) {
+	p := onOOM()
+	p.MaxRestarts, p.RestartWindow = 2, 10*time.Second
+	c := newCore("app", p, cgroup.Limits{}, false)
+	c.step(nil, oomKilled(1, t0, time.Second))
+	c.step(nil, oomKilled(2, t0.Add(time.Second), time.Second))
+	acts := c.step(nil, oomKilled(3, t0.Add(2*time.Second), time.Second))
+	if len(acts) != 1 {
+		t.Fatalf("have %#v, want one exit", acts)
+	}
+	exit, ok := acts[0].(actExit)
+	if !ok || exit.code != proc.ExitStartLimit || exit.raise != 0 {
+		t.Fatalf("have %#v, want exit %d", acts[0], proc.ExitStartLimit)
+	}
+	var perr *proc.Error
+	if !errors.As(exit.err, &perr) || perr.Code != proc.ExitStartLimit {
+		t.Fatalf("error %#v, want a proc.Error with code %d", exit.err, proc.ExitStartLimit)
+	}
+	if have, want := exit.err.Error(), "app: gave up: 2 restarts within 10s (--max-restarts 2, --restart-window 10s); the last generation was killed by SIGKILL"; have != want {
+		t.Errorf("message\nhave %q\nwant %q", have, want)
+	}
+
+	t.Run("restarts outside the window do not count", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		for n := 1; n <= 5; n++ {
+			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
+			if _, ok := acts[len(acts)-1].(actWait); !ok {
+				t.Fatalf("generation %d: have %#v, want a restart", n, acts)
+			}
+		}
+	})
+}
+
+func TestCoreStopDuringDelay(t *testing.T) {
+	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT} {
+		t.Run(proc.SignalName(sig), func(t *testing.T) {
+			c := newCore("app", onOOM(), cgroup.Limits{}, false)
+			c.step(nil, evExited{now: t0, number: 1, last: 1, status: exitedWith(134)}) // abort: restarts under on-oom
+			// No new generation: cgrun ends with the ended one's code, and dies of the signal.
+			replay(t, c, nil, []step{{evSignal{sig}, []action{actExit{code: 134, raise: sig}}}})
+		})
+	}
+}
+
+// running is generation n, as c begins to supervise it.
+func running(c *core, n int) *genState {
+	g := &genState{number: n}
+	c.watch(g)
+	return g
+}
+
+func TestCoreStop(t *testing.T) {
+	t.Run("SIGTERM: forwarded, memory.high lifted, the stop timer kills the group", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
+			{evStopTimer{}, append(logs("cgrun: app: still running 10s after SIGTERM; killing its group\n"), actKillGroup{})},
+		})
+		if g.stopAsked != unix.SIGTERM {
+			t.Errorf("stopAsked %v, want SIGTERM", g.stopAsked)
+		}
+	})
+	t.Run("a stop asked ends all recycles", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evSignal{unix.SIGINT}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
+			{evLifetime{time.Hour}, nil},
+			{evSignal{recycleSignal}, nil},
+		})
+	})
+	t.Run("other signals are forwarded", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
+			{evSignal{unix.SIGHUP}, []action{actSignal{unix.SIGHUP}}},
+			{evSignal{unix.SIGUSR1}, []action{actSignal{unix.SIGUSR1}}},
+		})
+	})
+}
+
+// recycling is what a recycle's stop does, with the default --stop-signal and --stop-timeout.
+func recycling(n int, why string) []action {
+	return append(logs("cgrun: app: recycling generation "+strconv.Itoa(n)+": "+why+"; sending SIGTERM (group killed after 10s)\n"),
+		actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{})
+}
+
+func TestCoreRecycle(t *testing.T) {
+	t.Run("lifetime: the stop signal, then the group killed at the stop timeout", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 2)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour + 400*time.Millisecond}, append([]action{actNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(2, "lifetime of 1h0m0s reached")...)},
+			{evLifetime{time.Hour}, nil}, // once
+			{evSignal{recycleSignal}, nil},
+			{evStopTimer{}, append(logs("cgrun: app: still running 10s after SIGTERM; killing its group\n"), actKillGroup{})},
+		})
+		if g.recycled != policy.Lifetime {
+			t.Errorf("recycled %q, want lifetime", g.recycled)
+		}
+	})
+	t.Run("the recycle signal", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
+			{evSignal{recycleSignal}, append([]action{actNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
+		})
+	})
+	t.Run("SIGTERM after a recycle still stops cgrun", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
+		c.step(g, evRecycle{policy.MemoryAbove, "memory high"})
+		replay(t, c, g, []step{
+			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
+		})
+	})
+	t.Run("--recycle-above without --diagnose: the stop at once", func(t *testing.T) {
+		why := "memory at 900M held at or above 800M for 30s"
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
+			{evRecycle{policy.MemoryAbove, why}, append([]action{actNote{"recycle", "memory_above: " + why}}, recycling(1, why)...)},
+			{evDumpEnded{}, nil}, // a --diagnose-above dump's end stops nothing
+		})
+	})
+	t.Run("a recycle for memory waits for the dump", func(t *testing.T) {
+		why := "memory at 900M held at or above 800M for 30s"
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evRecycle{policy.MemoryAbove, why}, []action{actNote{"recycle", "memory_above: " + why}, actDump{policy.MemoryAbove}}},
+			{evRecycle{policy.Lifetime, "later"}, nil},
+			{evDumpEnded{}, recycling(1, why)},
+			{evDumpEnded{}, nil},
+		})
+	})
+	t.Run("SIGTERM during the dump: the dump's end sends nothing more", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		g := running(c, 1)
+		c.step(g, evRecycle{policy.MemoryHigh, "5 memory.high events"})
+		replay(t, c, g, []step{
+			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
+			{evDumpEnded{}, nil},
+		})
+	})
+	t.Run("a recycle not for memory takes no dump", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		replay(t, c, running(c, 1), []step{
+			{evRecycle{policy.Health, "bad"}, append([]action{actNote{"recycle", "health: bad"}}, recycling(1, "bad")...)},
+		})
+	})
+	t.Run("thrashing: the group killed at once, no stop signal, no dump", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		replay(t, c, running(c, 3), []step{
+			{evRecycle{policy.Thrashing, "refaults"}, append(logs("cgrun: app: recycling generation 3: refaults; killing its group (a thrashing worker cannot run its stop handler)\n"),
+				actKillGroup{}, actNote{"recycle", "thrash: refaults"})},
+		})
+	})
+	t.Run("--stop-signal and --stop-timeout", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.StopSignal, p.StopTimeout = unix.SIGINT, 3*time.Second
+		c := newCore("app", p, cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
+			{evRecycle{policy.Request, "asked"}, []action{actNote{"recycle", "request: asked"},
+				actLog{"cgrun: app: recycling generation 1: asked; sending SIGINT (group killed after 3s)\n"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
+			{evStopTimer{}, append(logs("cgrun: app: still running 3s after SIGINT; killing its group\n"), actKillGroup{})},
+		})
+	})
+}
+
+func TestCoreOverlap(t *testing.T) {
+	p := policy.DefaultPolicy()
+	p.Overlap = true
+	lifetime := "lifetime of 1h0m0s reached"
+	recycled := append([]action{actNote{"recycle", "lifetime: " + lifetime}}, recycling(1, lifetime)...)
+	t.Run("ready: the old generation recycles", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evSignal{recycleSignal}, nil}, // one recycle at a time
+			{evNextReady{2, 1234567 * time.Microsecond}, append(logs("cgrun: app: generation 2 is ready after 1.235s\n"), recycled...)},
+			{evNextReady{2, time.Second}, nil},
+			{evNextNotReady{}, nil},
+		})
+	})
+	t.Run("not ready by --ready-timeout: given up, and the recycle goes on without it", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNextNotReady{}, append([]action{actAbandonNext{"not ready after --ready-timeout 30s"}}, recycled...)},
+		})
+	})
+	t.Run("the next one ended before it was ready: the same fallback", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNextEnded{exitedWith(2)}, append([]action{actAbandonNext{"it exited with status 2 before it was ready"}}, recycled...)},
+		})
+	})
+	t.Run("the next one could not start: recycle without overlap, and no overlap after", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
+			{evNoOverlap{}, recycled},
+		})
+	})
+	t.Run("SIGTERM during the overlap gives it up and stops; nothing recycles after", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evSignal{recycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
+			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
+			{evNextReady{2, time.Second}, nil},
+			{evNextNotReady{}, nil},
+			{evLifetime{time.Hour}, nil},
+		})
+	})
+	t.Run("a recycle that is no overlap (health, stall, thrash) goes ahead at once", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		replay(t, c, running(c, 1), []step{
+			{evRecycle{policy.Stall, "stuck"}, append([]action{actNote{"recycle", "stall: stuck"}}, recycling(1, "stuck")...)},
+		})
+	})
+	t.Run("a memory recycle dumps once the next is ready", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, true)
+		g := running(c, 1)
+		why := "5 memory.high events"
+		replay(t, c, g, []step{
+			{evRecycle{policy.MemoryHigh, why}, []action{actOverlap{why}}},
+			{evNextReady{2, time.Second}, append(logs("cgrun: app: generation 2 is ready after 1s\n"), actNote{"recycle", "memory_high: " + why}, actDump{policy.MemoryHigh})},
+			{evDumpEnded{}, recycling(1, why)},
+		})
+	})
+}
+
+func TestCoreHealth(t *testing.T) {
+	p := policy.DefaultPolicy()
+	p.Health = policy.HealthCheck{Cmd: "check", Interval: time.Second, Timeout: time.Second, Retries: 2, StartPeriod: 10 * time.Second}
+	failed := func(uptime time.Duration) evProbed { return evProbed{policy.Probe{Why: "exit status 1"}, uptime} }
+	passed := func(uptime time.Duration) evProbed { return evProbed{policy.Probe{OK: true}, uptime} }
+	why := "health check failed 2 times in a row (last: exit status 1)"
+	unhealthy := append([]action{actNote{"recycle", "health: " + why}}, recycling(1, why)...)
+	t.Run("failures in the start period do not count; then --health-retries in a row recycle", func(t *testing.T) {
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{failed(time.Second), nil},
+			{failed(2 * time.Second), nil},
+			{failed(9 * time.Second), nil},
+			{failed(10 * time.Second), nil},
+			{passed(11 * time.Second), []action{actHealthy{}}}, // starts the count over
+			{failed(12 * time.Second), nil},
+			{failed(13 * time.Second), unhealthy},
+			{failed(14 * time.Second), nil}, // recycled once
+		})
+	})
+	for _, tc := range []struct {
+		name        string
+		overlap     bool
+		startPeriod time.Duration
+		steps       []step
+	}{
+		{"no start period: the first failures count", false, 0, []step{{failed(0), nil}, {failed(time.Second), unhealthy}}},
+		{"a health recycle is no overlap: it goes ahead under --overlap too", true, 0, []step{{failed(0), nil}, {failed(time.Second), unhealthy}}},
+		{"... but waits while an --overlap generation is not ready", true, 0, []step{
+			{evLifetime{time.Hour}, []action{actOverlap{"lifetime of 1h0m0s reached"}}}, {failed(0), nil}, {failed(time.Second), nil}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := p
+			p.Overlap, p.Health.StartPeriod = tc.overlap, tc.startPeriod
+			c := newCore("app", p, cgroup.Limits{}, false)
+			replay(t, c, running(c, 1), tc.steps)
+		})
+	}
+}
+
+func TestCoreRecycleAbove(t *testing.T) {
+	const mib = 1 << 20
+	p := policy.DefaultPolicy()
+	p.RecycleAbove = cgroup.Limit{Set: true, Value: 800 * mib}
+	lim := cgroup.Limits{MemoryHigh: p.RecycleAbove}
+	high := func(at time.Duration, current uint64) evMemory {
+		return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: 1, MemoryCurrent: current}}
+	}
+	tick := func(at time.Duration, current uint64) evAboveTick { return evAboveTick{t0.Add(at), current} }
+	why := "memory at " + cgroup.FormatSize(790*mib) + " held at or above " + p.RecycleAbove.Human() + " for 30s"
+
+	c := newCore("app", p, cgroup.Limits{}, false)
+	g := running(c, 1)
+	g.triggers = policy.NewTriggers(p, lim)
+	replay(t, c, g, []step{
+		{high(0, 700*mib), nil},                                 // below the mark
+		{high(time.Second, 790*mib), []action{actWatchAbove{}}}, // at it, within 5%
+		{high(2*time.Second, 800*mib), nil},                     // already watched
+		{tick(10*time.Second, 790*mib), nil},
+		{tick(20*time.Second, 700*mib), []action{actUnwatchAbove{}}}, // fell below 90%: the timer disarmed, the wait starts over
+		{high(25*time.Second, 790*mib), []action{actWatchAbove{}}},
+		{tick(54*time.Second, 790*mib), nil},
+		{tick(55*time.Second, 790*mib), append([]action{actNote{"recycle", "memory_above: " + why}}, recycling(1, why)...)},
+		{tick(56*time.Second, 790*mib), nil}, // recycled once
+	})
+}
+
+func TestCoreMemoryEvents(t *testing.T) {
+	t.Run("--recycle-on-high", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.RecycleOnHigh = 2
+		c := newCore("app", p, cgroup.Limits{}, false)
+		g := running(c, 1)
+		ev := func(at time.Duration, n uint64) evMemory {
+			return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: n}}
+		}
+		why := "2 memory.high events within 10s"
+		replay(t, c, g, []step{
+			{ev(0, 1), nil},
+			{ev(time.Second, 2), nil},
+			{ev(2*time.Second, 3), append([]action{actNote{"recycle", "memory_high: " + why}}, recycling(1, why)...)},
+		})
+	})
+	t.Run("events that trigger nothing", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		g := running(c, 1)
+		replay(t, c, g, []step{
+			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.OOMKill, Count: 1}}, nil},
+			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.Max, Count: 1}}, nil},
+		})
+	})
+}
+
+func TestCoreThrash(t *testing.T) {
+	c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+	g := running(c, 2)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	sample := policy.ThrashVerdict{Sample: true}
+	thrash := policy.ThrashVerdict{Thrash: true, Why: "refaults", Source: "memory.stat", Rate: 500}
+	replay(t, c, g, []step{
+		{evThrash{policy.ThrashVerdict{}, at(0)}, nil},
+		{evThrash{sample, at(1)}, []action{actSampleThrash{at(1)}}}, // near memory.max: the samples start
+		{evThrash{sample, at(2)}, nil},                              // and run
+		{evThrash{policy.ThrashVerdict{}, at(3)}, []action{actUnsampleThrash{}}},
+		{evThrash{sample, at(4)}, []action{actSampleThrash{at(4)}}},
+		// Thrashing: the samples stop, the record, the group killed at once, without a dump.
+		{evThrash{thrash, at(5)}, append([]action{actUnsampleThrash{}, actRecordThrash{thrash, at(5)}},
+			append(logs("cgrun: app: recycling generation 2: refaults; killing its group (a thrashing worker cannot run its stop handler)\n"),
+				actKillGroup{}, actNote{"recycle", "thrash: refaults"})...)},
+		{evThrash{thrash, at(6)}, []action{actRecordThrash{thrash, at(6)}}}, // recycled once
+	})
+}
