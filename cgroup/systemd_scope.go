@@ -6,15 +6,23 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 )
 
-// StartScope asks systemd for a transient scope unit with Delegate=yes holding process pid —
-// what `systemd-run --scope -p Delegate=yes` does — and returns once systemd has moved pid into
-// it. It talks to the system manager as root and to the user's own manager otherwise. After it,
-// pid's group is the scope's, which is delegated: cgrun may create groups below it.
+// StartScope asks systemd for a transient scope unit holding process pid, delegated with the
+// controllers cgrun uses — what `systemd-run --scope -p Delegate="memory pids"` does — and
+// returns once systemd has moved pid into it. It talks to the system manager as root and to the
+// user's own manager otherwise. After it, pid's group is the scope's, which is delegated: cgrun
+// may create groups below it.
+//
+// Only the controllers asked for (DelegateControllers), not Delegate=yes: a scope delegated every
+// controller makes systemd switch cpu and io on in its slice and the root, and then apply again
+// the settings of every other unit in that slice, at each start (in the systemd guest 3 times
+// the manager's system calls of systemd-run's scope). A manager older than DelegateControllers
+// (systemd 236) is asked for Delegate=yes.
 //
 // As systemd-run does, it talks to the manager straight over its private socket where it can
 // (/run/systemd/private for root, $XDG_RUNTIME_DIR/systemd/private for a user): one
@@ -22,7 +30,7 @@ import (
 // dbus-daemon, go-systemd's connection) the same takes two connections, each with its Hello,
 // and an AddMatch round trip first; that is the way where the private socket is not there or
 // refuses cgrun.
-func StartScope(ctx context.Context, unit, description string, pid int) error {
+func StartScope(ctx context.Context, unit, description string, pid int, controllers []string) error {
 	bus, private := "system", "/run/systemd/private"
 	if os.Geteuid() != 0 {
 		bus, private = "user", ""
@@ -30,13 +38,32 @@ func StartScope(ctx context.Context, unit, description string, pid int) error {
 			private = dir + "/systemd/private"
 		}
 	}
-	props := []sddbus.Property{
+	props := scopeProperties(description, pid, godbus.MakeVariant(controllers))
+	err := startScope(ctx, bus, private, unit, props)
+	if err != nil && strings.Contains(err.Error(), "DelegateControllers") {
+		err = startScope(ctx, bus, private, unit, scopeProperties(description, pid, godbus.MakeVariant(true)))
+	}
+	return err
+}
+
+// scopeProperties are the scope's properties; delegate is DelegateControllers' list of
+// controllers, or Delegate's true.
+func scopeProperties(description string, pid int, delegate godbus.Variant) []sddbus.Property {
+	name := "DelegateControllers"
+	if delegate.Signature().String() == "b" {
+		name = "Delegate"
+	}
+	return []sddbus.Property{
 		sddbus.PropDescription(description),
 		sddbus.PropPids(uint32(pid)),
-		{Name: "Delegate", Value: godbus.MakeVariant(true)},
+		{Name: name, Value: delegate},
 		// Remove the scope also when it failed, so that no unit is left behind.
 		{Name: "CollectMode", Value: godbus.MakeVariant("inactive-or-failed")},
 	}
+}
+
+// startScope asks over the private socket where it can, else over the bus.
+func startScope(ctx context.Context, bus, private, unit string, props []sddbus.Property) error {
 	if private != "" {
 		err := startScopePrivate(ctx, private, unit, props)
 		if !errors.Is(err, errNoPrivateSocket) {

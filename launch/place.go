@@ -18,7 +18,7 @@ import (
 //
 //   - --parent: under that group;
 //   - under systemd, in a group systemd did not delegate (PM2 or supervisord started by
-//     systemd, a login shell): in a transient scope with Delegate=yes that cgrun asks systemd for
+//     systemd, a login shell): in a transient scope delegated cgrun's controllers that cgrun asks systemd for
 //     over D-Bus — cgrun never writes on a group systemd owns;
 //   - under systemd in a leaf of a delegated unit group (DelegateSubgroup=): in the unit group;
 //   - otherwise — a unit with Delegate=yes, a container, a host without systemd: nested in
@@ -38,7 +38,7 @@ func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.H
 		defer cancel()
 		unit := fmt.Sprintf("cgrun-%s-%d.scope", unitName(name), os.Getpid())
 		desc := "cgrun: " + shortCommand(cfg.Command)
-		if err := cgroup.StartScope(ctx, unit, desc, os.Getpid()); err != nil {
+		if err := cgroup.StartScope(ctx, unit, desc, os.Getpid(), ctrls); err != nil {
 			return nil, h, fmt.Errorf("%s is systemd's and not delegated, so cgrun asked for a scope of its own: %w; "+
 				"run cgrun in a unit with Delegate=yes, or give it a group with --parent", own, err)
 		}
@@ -111,7 +111,7 @@ type PlaceKind string
 const (
 	PlaceParent PlaceKind = "parent" // under --parent
 	PlaceAdopt  PlaceKind = "adopt"  // the delegated unit group above cgrun's own (DelegateSubgroup=)
-	PlaceScope  PlaceKind = "scope"  // a transient scope with Delegate=yes asked of systemd, then nested there
+	PlaceScope  PlaceKind = "scope"  // a transient delegated scope asked of systemd, then nested there
 	PlaceNest   PlaceKind = "nest"   // nested in cgrun's own group
 )
 

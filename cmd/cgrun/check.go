@@ -413,7 +413,7 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 }
 
 // checkScope covers a group systemd owns and did not delegate: cgrun run asks systemd for a
-// scope with Delegate=yes over D-Bus, on the system bus as root and the user's bus otherwise.
+// delegated scope over D-Bus, on the system bus as root and the user's bus otherwise.
 func checkScope(r *checkResult, v hostView, h cgroup.Hierarchy, who string) {
 	user := v.euid != 0
 	bus := "system"
@@ -439,13 +439,13 @@ func checkScope(r *checkResult, v hostView, h cgroup.Hierarchy, who string) {
 		}
 		return
 	}
-	r.add("systemd", statusOK, fmt.Sprintf("systemd %s; the %s manager answers over D-Bus, so cgrun can ask it for a scope with Delegate=yes", ver, bus), "")
+	r.add("systemd", statusOK, fmt.Sprintf("systemd %s; the %s manager answers over D-Bus, so cgrun can ask it for a delegated scope", ver, bus), "")
 	if user {
 		r.add("access", statusOK, fmt.Sprintf("as %s: the scope the user manager makes is delegated to this user", who), "")
 	} else {
 		r.add("access", statusOK, "running as root", "")
 	}
-	r.Place = fmt.Sprintf("as %s, cgrun asks the systemd %s manager for a scope with Delegate=yes (this group %s is systemd's) and nests its groups there",
+	r.Place = fmt.Sprintf("as %s, cgrun asks the systemd %s manager for a scope delegated the controllers it uses (this group %s is systemd's) and nests its groups there",
 		who, bus, h.Rel(h.SelfDir()))
 	// The scope gets the controllers its manager may hand out: all of them for the system
 	// manager, those user@UID.service was delegated for a user's.
