@@ -15,6 +15,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/notify"
@@ -99,7 +100,7 @@ type runner struct {
 	// guard kills the generations if cgrun is SIGKILLed; nil until the first one has run for
 	// guardDelay. guardMu guards it and guardOff (set once cgrun releases it) against the
 	// timer that starts it.
-	guard      *guard
+	guard      *guard.Guard
 	guardMu    sync.Mutex
 	guardOff   bool
 	guardTimer *time.Timer
@@ -406,7 +407,7 @@ func (r *runner) startGuard() {
 	if r.guard != nil || r.guardOff {
 		return
 	}
-	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
+	g, err := guard.Start(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
 	if err != nil {
 		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
 		return
@@ -423,7 +424,7 @@ func (r *runner) releaseGuard() {
 		r.guardTimer.Stop()
 	}
 	if r.guard != nil {
-		r.guard.release()
+		r.guard.Release()
 	}
 }
 
