@@ -83,7 +83,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		how = "--diagnose-cmd"
 		child := g.run.child(g.leaf)
 		child.Env = append(child.Env, fmt.Sprintf("CGRUN_CHILD_PID=%d", g.pid), "CGRUN_DUMP_DIR="+c.Dir)
-		_, err = startProbe(c.Cmd, child) // reaped with the probes: its files say when it is done
+		_, err = proc.StartShell(c.Cmd, child) // reaped with the probes: its files say when it is done
 	}
 	if err != nil {
 		w.Close()

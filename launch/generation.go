@@ -9,6 +9,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -35,7 +36,7 @@ type generation struct {
 	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
 	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
 	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
-	health      *prober
+	health      *health.Prober
 	peak        *cgroup.PeakMeter
 	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
 	peakEvery   time.Duration // the current interval of the peak samples
@@ -238,14 +239,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		defer t.Stop()
 		lifetime = t.C
 	}
-	var probeResults chan policy.Probe
+	var probeResults <-chan policy.Probe
 	if p.Health.Enabled() {
-		g.health = newProber(p.Health)
-		defer g.health.stop()
+		g.health = health.New(p.Health)
+		defer g.health.Stop()
 		t := time.NewTicker(p.Health.Interval)
 		defer t.Stop()
 		probeTick = t.C
-		probeResults = g.health.results
+		probeResults = g.health.Results()
 	}
 	if a := g.run.cfg.Advise; a != nil {
 		if t := g.startAdvisor(); t != nil {
@@ -426,10 +427,10 @@ func (g *generation) sampleSteady() {
 // probe starts a health probe, unless the last one is still running: one that ran past its
 // timeout is killed, and its failure comes back through the reaper.
 func (g *generation) probe() {
-	if g.health.timedOut() {
+	if g.health.TimedOut() {
 		return
 	}
-	if r, done := g.health.start(g.run.child(g.leaf)); done {
+	if r, done := g.health.Start(g.run.child(g.leaf)); done {
 		g.probed(r)
 	}
 }
@@ -445,7 +446,7 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 			ws, done = e.Status, true
 		case g.next != nil && g.nextReaped(e.Pid, e.Status):
 		case g.health != nil:
-			if r, ok := g.health.exited(e.Pid, e.Status); ok {
+			if r, ok := g.health.Exited(e.Pid, e.Status); ok {
 				g.probed(r)
 			}
 		}
@@ -455,7 +456,7 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
-	g.health.stop() // the probe ended
+	g.health.Stop() // the probe ended
 	g.step(evProbed{r, time.Since(g.started)})
 }
 
