@@ -188,7 +188,7 @@ func Validate(cfg *Config) error {
 		return err
 	}
 	if cfg.User != nil {
-		if err := CheckUser(cfg.User); err != nil {
+		if err := account.CheckUser(cfg.User); err != nil {
 			return err
 		}
 	}
