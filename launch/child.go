@@ -1,6 +1,8 @@
 package launch
 
 import (
+	"fmt"
+
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -33,4 +35,22 @@ func bindListen(cfg Config) (*listen.Set, error) {
 		owner = &listen.Owner{UID: u.UID, GID: u.GID}
 	}
 	return listen.Bind(cfg.Listen, owner)
+}
+
+// shmRefused says, once per run, that a generation starts with the host's /dev/shm because the
+// kernel refused its own (root in a container without CAP_SYS_ADMIN).
+func (r *runner) shmRefused(err error) {
+	r.shmOnce.Do(func() {
+		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; the command shares the host's %s, where what it leaves outlives the generation and its memory limit (--shared-shm: meant so)\n", err, proc.ShmDir)
+	})
+}
+
+// privateShm is the /dev/shm each generation gets (proc.ShmFor): its tmpfs is capped at
+// --memory-max, as nothing more could be written there anyway.
+func privateShm(cfg Config) *proc.Shm {
+	var size uint64
+	if m := cfg.Limits.MemoryMax; m.Set && !m.Max {
+		size = m.Value
+	}
+	return proc.ShmFor(cfg.SharedShm, size, cfg.Log)
 }
