@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
@@ -50,7 +51,8 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
-	advisor      *advisor // --advise: the probe of the memory it needs; nil without
+	advisor      *advise.Advisor // --advise: the probe of the memory it needs; nil without
+	adviceSaved  time.Time       // when noteAdvice last wrote the state file
 	adviseTimer  *time.Timer
 	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
@@ -282,7 +284,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case ev := <-events:
 			g.observe(ev)
 		case now := <-adviseTick:
-			g.adviseTimer.Reset(g.advisor.step(now))
+			g.adviseTimer.Reset(g.advisor.Step(now))
 			g.noteAdvice(now)
 		case <-adviseEnd:
 			g.endWindow()
@@ -525,7 +527,7 @@ func (g *generation) step(ev any) {
 // shutdown code included — and may not get to exit before the stop timeout. memory.max still
 // bounds it.
 func (g *generation) liftThrottle() {
-	g.advisor.halt()
+	g.advisor.Halt()
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		_ = cgroup.SetMemoryHigh(g.dir, cgroup.Unlimited)
 		_ = cgroup.SetMemoryHigh(g.leaf, cgroup.Unlimited) // its copy of the limits throttles too
