@@ -1,0 +1,202 @@
+package launch
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/notify"
+	"github.com/cgrun/cgrun/launch/policy"
+	"github.com/cgrun/cgrun/launch/report"
+	"github.com/cgrun/cgrun/launch/state"
+	"github.com/cgrun/cgrun/oomwatch"
+	"golang.org/x/sys/unix"
+)
+
+// These tests run a generation's whole supervision on the host: a real child (sleep, or a shell
+// that ignores SIGTERM), a temp dir standing in for its group with the files the supervisor
+// reads, events and signals fed into its channels, and SIGCHLD sent until the child is reaped.
+// The group is not created by the test's generation (created is false), so nothing is removed.
+
+type hostRun struct {
+	g      *generation
+	log    *bytes.Buffer
+	stop   chan os.Signal
+	other  chan os.Signal
+	events chan oomwatch.Event
+	done   chan outcome
+}
+
+// fakeGroupDir makes a payload group and its leaf under a temp dir standing in for the
+// hierarchy's mount: memory.current at 8 MiB, no memory.peak (a kernel before 5.19).
+func fakeGroupDir(t *testing.T) (mount, dir string) {
+	t.Helper()
+	mount = t.TempDir()
+	dir = filepath.Join(mount, "app-1.1")
+	files := map[string]string{
+		"memory.current": "8388608", "memory.max": "max", "memory.high": "max",
+		"memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
+		"memory.stat":   "anon 4194304\nfile 4194304\nactive_file 2097152\ninactive_file 2097152\n",
+		"cgroup.kill":   "", "cgroup.events": "populated 1\nfrozen 0\n",
+		"cpu.stat": "usage_usec 2000000\nuser_usec 1500000\nsystem_usec 500000\n",
+	}
+	for _, d := range []string{dir, state.Leaf(dir)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(d, name), []byte(text+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return mount, dir
+}
+
+// superviseOnHost starts argv as generation 1 under cfg's policy and supervises it on a
+// goroutine; the outcome comes on done.
+func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
+	t.Helper()
+	mount, dir := fakeGroupDir(t)
+	log := &bytes.Buffer{}
+	cfg.Log, cfg.Name = log, "app"
+	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
+	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
+		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, false),
+		log: newEventLog("app", cfg.Limits, nil, log), report: &report.Report{Name: "app", Keep: true},
+		notify: &notify.Notifier{}, early: map[int]unix.WaitStatus{},
+		state: state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}}}
+	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setpgid: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan oomwatch.Event, 8)
+	g := &generation{genState: genState{number: 1}, run: r, pid: pid, dir: dir, leaf: state.Leaf(dir),
+		peak: cgroup.NewPeakMeter(dir, state.Leaf(dir)), events: events, stopWatching: func() {},
+		begun: outcome{pid: pid, started: time.Now()}}
+	h := &hostRun{g: g, log: log, stop: stop, other: other, events: events, done: make(chan outcome, 1)}
+	quit := make(chan struct{})
+	t.Cleanup(func() {
+		close(quit)
+		_ = unix.Kill(-pid, unix.SIGKILL)
+	})
+	go func() {
+		// SIGCHLD, as the signal handler would send it, until the child is reaped.
+		for {
+			select {
+			case <-quit:
+				return
+			case <-time.After(10 * time.Millisecond):
+				select {
+				case child <- unix.SIGCHLD:
+				default:
+				}
+			}
+		}
+	}()
+	go func() {
+		out, _ := g.start(nil)
+		h.done <- out
+	}()
+	return h
+}
+
+func (h *hostRun) wait(t *testing.T) outcome {
+	t.Helper()
+	select {
+	case out := <-h.done:
+		return out
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the generation did not end; log:\n%s", h.log)
+		return outcome{}
+	}
+}
+
+func TestSuperviseOnHost(t *testing.T) {
+	t.Run("SIGTERM: forwarded, the child dies of it, its end recorded", func(t *testing.T) {
+		cfg := &Config{Policy: policy.DefaultPolicy()}
+		h := superviseOnHost(t, cfg, "/bin/sleep", "60")
+		time.Sleep(250 * time.Millisecond) // a few peak samples, 100ms apart
+		h.stop <- unix.SIGTERM
+		out := h.wait(t)
+		if !out.status.Signaled() || out.status.Signal() != unix.SIGTERM || !out.stopAsked || out.stopSignal != unix.SIGTERM {
+			t.Errorf("outcome %+v; want killed by SIGTERM, asked to stop", out)
+		}
+		if out.peak != 8<<20 || out.peakSource == "" {
+			t.Errorf("peak %d (%q); want the sampled 8 MiB", out.peak, out.peakSource)
+		}
+		s := h.g.run.state
+		if s.MemoryPeak != 8<<20 || len(s.Recent) == 0 || !strings.Contains(s.Recent[len(s.Recent)-1].Detail, "generation 1 (pid ") {
+			t.Errorf("state %+v; want the peak and the exit noted", s)
+		}
+		if gens := h.g.run.report.Generations; len(gens) != 1 || gens[0].Signal != "SIGTERM" || gens[0].CPUUserSeconds != 1.5 {
+			t.Errorf("report %+v; want one generation killed by SIGTERM, its cpu.stat read", gens)
+		}
+	})
+	t.Run("--lifetime: recycled with the stop signal", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.MaxLifetime, p.StopSignal = 50*time.Millisecond, unix.SIGINT
+		h := superviseOnHost(t, &Config{Policy: p}, "/bin/sleep", "60")
+		out := h.wait(t)
+		if out.recycled != policy.Lifetime || !out.status.Signaled() || out.status.Signal() != unix.SIGINT {
+			t.Errorf("outcome %+v; want recycled for its lifetime by SIGINT", out)
+		}
+		if l := h.log.String(); !strings.HasPrefix(l, "cgrun: app: recycling generation 1: lifetime of ") || !strings.Contains(l, " reached; sending SIGINT (group killed after 10s)\n") {
+			t.Errorf("log %q", h.log)
+		}
+	})
+	t.Run("the stop timeout: the group killed", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.StopTimeout = 50 * time.Millisecond
+		h := superviseOnHost(t, &Config{Policy: p}, "/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.01; done")
+		time.Sleep(50 * time.Millisecond) // the trap set
+		h.stop <- unix.SIGTERM
+		kill := filepath.Join(h.g.dir, "cgroup.kill")
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			if b, _ := os.ReadFile(kill); string(b) == "1" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cgroup.kill never written; log:\n%s", h.log)
+			}
+		}
+		_ = unix.Kill(-h.g.pid, unix.SIGKILL) // what the kernel does for cgroup.kill
+		if out := h.wait(t); !out.status.Signaled() || out.status.Signal() != unix.SIGKILL {
+			t.Errorf("outcome %+v; want killed", out)
+		}
+	})
+	t.Run("an OOM kill the watcher reports is logged and counted", func(t *testing.T) {
+		h := superviseOnHost(t, &Config{Policy: policy.DefaultPolicy()}, "/bin/sleep", "60")
+		h.events <- oomwatch.Event{Time: time.Now(), Kind: oomwatch.OOMKill, Count: 1, Delta: 1, MemoryCurrent: 16 << 20}
+		time.Sleep(50 * time.Millisecond)
+		h.stop <- unix.SIGTERM
+		out := h.wait(t)
+		if out.peak != 16<<20 {
+			t.Errorf("peak %d; want the event's 16 MiB", out.peak)
+		}
+		if want := "cgrun: app: the OOM killer killed a process in the group (1 so far; current 16M, max unset)\n"; !strings.Contains(h.log.String(), want) {
+			t.Errorf("log %q; want the OOM kill", h.log)
+		}
+	})
+	t.Run("failing health probes recycle it", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }))
+		defer srv.Close()
+		p.Health = policy.HealthCheck{URL: srv.URL, Interval: 20 * time.Millisecond, Timeout: time.Second, Retries: 2}
+		h := superviseOnHost(t, &Config{Policy: p}, "/bin/sleep", "60")
+		out := h.wait(t)
+		if want := "cgrun: app: recycling generation 1: health check failed 2 times in a row (last: HTTP 503 Service Unavailable); sending SIGTERM (group killed after 10s)\n"; h.log.String() != want {
+			t.Errorf("log %q; want %q", h.log, want)
+		}
+		if out.recycled != policy.Health {
+			t.Errorf("outcome %+v; want recycled as unhealthy", out)
+		}
+	})
+}
