@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/report"
@@ -27,7 +29,7 @@ import (
 
 type hostRun struct {
 	g      *generation
-	log    *bytes.Buffer
+	log    *syncBuffer
 	stop   chan os.Signal
 	other  chan os.Signal
 	events chan oomwatch.Event
@@ -65,15 +67,23 @@ func fakeGroupDir(t *testing.T) (mount, dir string) {
 func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	t.Helper()
 	mount, dir := fakeGroupDir(t)
-	log := &bytes.Buffer{}
+	log := &syncBuffer{}
 	cfg.Log, cfg.Name = log, "app"
 	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
 	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
-		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, false),
+		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled()),
 		log: newEventLog("app", cfg.Limits, nil, log), report: &report.Report{Name: "app", Keep: true},
 		notify: &notify.Notifier{}, early: map[int]unix.WaitStatus{},
-		state: state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}}}
-	pid, err := syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setpgid: true}})
+		state:         state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}},
+		aboveDumps:    diagnose.Limiter{Interval: cfg.Diagnose.Interval},
+		adviseStarted: time.Now()}
+	var pid int
+	var err error
+	if r.dumpDir, err = openDumpDir(cfg.Diagnose, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.dumpDir.Close() })
+	pid, err = syscall.ForkExec(argv[0], argv, &syscall.ProcAttr{Files: []uintptr{0, 1, 2}, Sys: &syscall.SysProcAttr{Setpgid: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +116,24 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 		h.done <- out
 	}()
 	return h
+}
+
+// syncBuffer is cgrun's stderr, read while the supervisor writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func (h *hostRun) wait(t *testing.T) outcome {
@@ -197,6 +225,66 @@ func TestSuperviseOnHost(t *testing.T) {
 		}
 		if out.recycled != policy.Health {
 			t.Errorf("outcome %+v; want recycled as unhealthy", out)
+		}
+	})
+	t.Run("a recycle for a memory reason waits for the dump first", func(t *testing.T) {
+		dumps := t.TempDir()
+		p := policy.DefaultPolicy()
+		p.RecycleOnHigh = 1
+		cfg := &Config{Policy: p, Diagnose: diagnose.Config{Signal: unix.SIGUSR1, Dir: dumps, Timeout: 10 * time.Second, Keep: 3}}
+		h := superviseOnHost(t, cfg, "/bin/sh", "-c", "trap 'echo heap > "+dumps+"/heap.1' USR1; while :; do sleep 0.01; done")
+		time.Sleep(50 * time.Millisecond) // the trap set
+		for n := uint64(1); n <= 2; n++ { // the first is the count the window grows from
+			h.events <- oomwatch.Event{Time: time.Now(), Kind: oomwatch.High, Count: n, Delta: 1, MemoryCurrent: 8 << 20}
+		}
+		out := h.wait(t)
+		l := h.log.String()
+		for _, want := range []string{
+			"cgrun: app: generation 1: before the recycle for memory_high: taking a diagnostic dump (SIGUSR1) into " + dumps + ", waiting at most 10s",
+			"cgrun: app: generation 1: dump complete after ",
+			"/heap.1 (5)\ncgrun: app: recycling generation 1: 1 memory.high events within 10s; sending SIGTERM (group killed after 10s)\n",
+		} {
+			if !strings.Contains(l, want) {
+				t.Errorf("log %q; want %q in it", l, want)
+			}
+		}
+		if out.recycled != policy.MemoryHigh || out.dump == nil || !out.dump.Complete || len(out.dump.Files) != 1 {
+			t.Errorf("outcome %+v, dump %+v; want recycled for memory.high after a complete dump", out, out.dump)
+		}
+		if d := h.g.run.state.Dumps; len(d) != 1 || d[0].Reason != "memory_high" {
+			t.Errorf("state's dumps %+v", d)
+		}
+	})
+	t.Run("--diagnose-above: a dump and no recycle", func(t *testing.T) {
+		dumps := t.TempDir()
+		cfg := &Config{Policy: policy.DefaultPolicy(), Diagnose: diagnose.Config{Signal: unix.SIGUSR1, Dir: dumps, Timeout: 10 * time.Second, Above: 4 << 20, Interval: time.Hour}}
+		h := superviseOnHost(t, cfg, "/bin/sh", "-c", "trap 'echo heap > "+dumps+"/heap.1' USR1; while :; do sleep 0.01; done")
+		for deadline := time.Now().Add(8 * time.Second); !strings.Contains(h.log.String(), "dump complete"); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no dump; log %q", h.log.String())
+			}
+		}
+		h.stop <- unix.SIGTERM
+		out := h.wait(t)
+		if want := "cgrun: app: generation 1: memory crossed --diagnose-above 4M: taking a diagnostic dump (SIGUSR1)"; !strings.HasPrefix(h.log.String(), want) {
+			t.Errorf("log %q; want it to start %q", h.log, want)
+		}
+		if out.recycled != "" || out.dump == nil || out.dump.Reason != "above" || len(h.g.run.dumps) != 1 {
+			t.Errorf("outcome %+v, dumps %+v; want no recycle, one dump kept", out, h.g.run.dumps)
+		}
+	})
+	t.Run("cgrun advise --for: the window's end stops the run, memory.high back", func(t *testing.T) {
+		cfg := &Config{Policy: policy.DefaultPolicy(), Advise: &Advise{For: 300 * time.Millisecond}}
+		h := superviseOnHost(t, cfg, "/bin/sleep", "60")
+		out := h.wait(t)
+		if want := "cgrun: app: observed for 300ms; sending SIGTERM (group killed after 10s)\n"; h.log.String() != want {
+			t.Errorf("log %q; want %q", h.log, want)
+		}
+		if !out.windowEnded || !out.stopAsked || !h.g.run.adviceSeen || h.g.run.state.Advice == nil {
+			t.Errorf("outcome %+v, advice seen %v, state's %+v; want the window ended and the advice noted", out, h.g.run.adviceSeen, h.g.run.state.Advice)
+		}
+		if b, _ := os.ReadFile(filepath.Join(h.g.dir, "memory.high")); string(b) != "max\n" {
+			t.Errorf("memory.high %q after the probe; want max", b)
 		}
 	})
 }
