@@ -2,6 +2,7 @@ package launch
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -285,6 +287,68 @@ func TestSuperviseOnHost(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(filepath.Join(h.g.dir, "memory.high")); string(b) != "max\n" {
 			t.Errorf("memory.high %q after the probe; want max", b)
+		}
+	})
+}
+
+// The run's end after a generation supervised on the host: the summary, the report, the
+// baseline recorded, or checked and exceeded (report.ExitBaseline).
+func TestRunEndOnHost(t *testing.T) {
+	// exits0 supervises a command that exits 0 after a few peak samples.
+	exits0 := func(t *testing.T, cfg *Config) (*hostRun, outcome) {
+		h := superviseOnHost(t, cfg, "/bin/sleep", "0.3")
+		return h, h.wait(t)
+	}
+	t.Run("a baseline recorded, the report written, the summary said", func(t *testing.T) {
+		rep := &bytes.Buffer{}
+		base := filepath.Join(t.TempDir(), "base.json")
+		cfg := &Config{Policy: policy.DefaultPolicy(), Command: []string{"sleep", "0.3"}, Verbose: true, Report: rep, RecordBaseline: base}
+		h, out := exits0(t, cfg)
+		code, err := h.g.run.end(out.started, out, 0, nil)
+		if code != 0 || err != nil {
+			t.Fatalf("end = %d, %v", code, err)
+		}
+		if want := "cgrun: app exited with status 0 after "; !strings.HasPrefix(h.log.String(), want) || !strings.Contains(h.log.String(), "; peak memory 8M sampled (no memory.max), 0 OOM kills, 0 memory.high events, 0 memory.max events, 0 restarts\ncgrun: app: wall ") {
+			t.Errorf("log %q; want the summary", h.log)
+		}
+		var r report.Report
+		if err := json.Unmarshal(rep.Bytes(), &r); err != nil || r.MemoryPeak == nil || *r.MemoryPeak != 8<<20 || len(r.Generations) != 1 {
+			t.Errorf("report %s: %v", rep, err)
+		}
+		bl, err := report.LoadBaseline(base)
+		if err != nil || bl.MemoryPeak != 8<<20 {
+			t.Errorf("baseline %+v, %v; want the peak of 8M", bl, err)
+		}
+	})
+	t.Run("a failed run records no baseline", func(t *testing.T) {
+		base := filepath.Join(t.TempDir(), "base.json")
+		cfg := &Config{Policy: policy.DefaultPolicy(), RecordBaseline: base}
+		h, out := exits0(t, cfg)
+		if code, _ := h.g.run.end(out.started, out, 3, nil); code != 3 {
+			t.Errorf("code %d; want 3", code)
+		}
+		if want := "cgrun: not recording a baseline in " + base + ": the run failed (exit 3)\n"; h.log.String() != want {
+			t.Errorf("log %q; want %q", h.log, want)
+		}
+		if _, err := os.Stat(base); !os.IsNotExist(err) {
+			t.Errorf("baseline written: %v", err)
+		}
+	})
+	t.Run("a peak over the baseline fails the run", func(t *testing.T) {
+		cfg := &Config{Policy: policy.DefaultPolicy(), Baseline: &report.Baseline{Version: 1, MemoryPeak: 4 << 20}, BaselineFile: "base.json", BaselineTolerance: 10}
+		h, out := exits0(t, cfg)
+		code, err := h.g.run.end(out.started, out, 0, nil)
+		if code != report.ExitBaseline || err == nil || !strings.Contains(err.Error(), "app peaked at 8M, 100.0% over the baseline 4M in base.json (tolerance 10%") {
+			t.Errorf("end = %d, %v; want exit %d, the line", code, err, report.ExitBaseline)
+		}
+	})
+	t.Run("advise: the advice said at the end", func(t *testing.T) {
+		var got *advise.Advice
+		cfg := &Config{Policy: policy.DefaultPolicy(), Advise: &Advise{Done: func(a advise.Advice, ended bool) { got = &a }}}
+		h, out := exits0(t, cfg)
+		h.g.run.end(out.started, out, 0, nil)
+		if got == nil || got.Peak != 8<<20 || h.g.run.report.Advice == nil {
+			t.Errorf("advice %+v, in the report %+v; want the peak of 8M", got, h.g.run.report.Advice)
 		}
 	})
 }
