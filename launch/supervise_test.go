@@ -229,6 +229,23 @@ func TestSuperviseOnHost(t *testing.T) {
 			t.Errorf("outcome %+v; want recycled as unhealthy", out)
 		}
 	})
+	t.Run("--recycle-above held for --recycle-after: recycled", func(t *testing.T) {
+		p := policy.DefaultPolicy()
+		p.RecycleAbove, p.RecycleAfter = cgroup.Bytes(8<<20), 10*time.Millisecond
+		cfg := &Config{Policy: p, Limits: cgroup.Limits{MemoryHigh: cgroup.Bytes(8 << 20)}}
+		h := superviseOnHost(t, cfg, "/bin/sleep", "60")
+		h.events <- oomwatch.Event{Time: time.Now(), Kind: oomwatch.High, Count: 1, Delta: 1, MemoryCurrent: 8 << 20}
+		out := h.wait(t) // the look once a second finds memory still at the mark
+		if out.recycled != policy.MemoryAbove || !out.status.Signaled() || out.status.Signal() != unix.SIGTERM {
+			t.Errorf("outcome %+v; want recycled for memory above the mark", out)
+		}
+		if l, want := h.log.String(), "cgrun: app: recycling generation 1: memory at 8M held at or above 8M for 10ms; sending SIGTERM (group killed after 10s)\n"; !strings.HasSuffix(l, want) {
+			t.Errorf("log %q; want it to end %q", l, want)
+		}
+		if b, _ := os.ReadFile(filepath.Join(h.g.dir, "memory.high")); string(b) != "max" {
+			t.Errorf("memory.high %q; want the throttle lifted for the stop", b)
+		}
+	})
 	t.Run("a recycle for a memory reason waits for the dump first", func(t *testing.T) {
 		dumps := t.TempDir()
 		p := policy.DefaultPolicy()
