@@ -19,6 +19,7 @@ import (
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/notify"
+	"github.com/cgrun/cgrun/launch/place"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -235,7 +236,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, err
 	}
 	state.CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
-	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
+	if r.site, r.h, err = place.Site(r.h, cfg.Parent, cfg.Limits.Controllers(), r.name, cfg.Command); err != nil {
 		return proc.ExitFailure, 0, err
 	}
 	defer func() {

@@ -1,4 +1,4 @@
-package launch
+package place
 
 import (
 	"maps"
@@ -103,11 +103,11 @@ func TestPlan(t *testing.T) {
 		systemd bool
 		want    Placement
 	}{
-		{"--parent, relative to the mount", "/workers", true, Placement{Kind: PlaceParent, Dir: filepath.Join(h.Mount, "workers")}},
-		{"--parent, under the mount", filepath.Join(h.Mount, "workers"), false, Placement{Kind: PlaceParent, Dir: filepath.Join(h.Mount, "workers")}},
-		{"--parent with ..: kept as given, refused where it is used", "/a/../b", false, Placement{Kind: PlaceParent, Dir: "/a/../b"}},
-		{"no systemd: nested in cgrun's own group", "", false, Placement{Kind: PlaceNest, Dir: own}},
-		{"systemd's group, not delegated: a scope", "", true, Placement{Kind: PlaceScope, Dir: own}},
+		{"--parent, relative to the mount", "/workers", true, Placement{Kind: Parent, Dir: filepath.Join(h.Mount, "workers")}},
+		{"--parent, under the mount", filepath.Join(h.Mount, "workers"), false, Placement{Kind: Parent, Dir: filepath.Join(h.Mount, "workers")}},
+		{"--parent with ..: kept as given, refused where it is used", "/a/../b", false, Placement{Kind: Parent, Dir: "/a/../b"}},
+		{"no systemd: nested in cgrun's own group", "", false, Placement{Kind: Nest, Dir: own}},
+		{"systemd's group, not delegated: a scope", "", true, Placement{Kind: Scope, Dir: own}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if have := Plan(h, c.parent, c.systemd); have != c.want {
