@@ -5,9 +5,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/launch/advise"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
-	"golang.org/x/sys/unix"
 )
 
 // Advise is `cgrun advise`, or `cgrun run --advise`: a probe of the memory each generation needs
@@ -62,22 +60,6 @@ func (g *generation) noteAdvice(now time.Time) {
 }
 
 const adviceSaveEvery = 2 * time.Second
-
-// endWindow ends the run when cgrun advise --for is over: memory.high back, then the stop
-// signal, and the group killed after the stop timeout, as a recycle's stop but with no restart.
-func (g *generation) endWindow() {
-	if g.stopAsked != 0 || g.windowEnded {
-		return
-	}
-	g.windowEnded = true
-	p := g.run.cfg.Policy
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: observed for %v; sending %s (group killed after %v)\n",
-		g.run.name, g.run.cfg.Advise.For, proc.SignalName(p.StopSignal), p.StopTimeout)
-	g.abandonNext("the advise window ended")
-	g.liftThrottle()
-	_ = unix.Kill(g.pid, p.StopSignal)
-	g.armStopTimer()
-}
 
 // checkAdvise refuses what the probe's squeeze of memory.high would set off: the recycle
 // triggers that read memory.high events, memory pressure or the --recycle-above mark.

@@ -55,6 +55,7 @@ type genState struct {
 	// stopAfterDump is why the generation recycles, for the stop that follows the dump before
 	// it; "" when no stop waits for a dump.
 	stopAfterDump string
+	windowEnded   bool // cgrun advise --for ended the run
 }
 
 // overlapPhase is where an --overlap recycle is.
@@ -125,6 +126,8 @@ type (
 		stopSignal unix.Signal   // the signal that asked cgrun to stop; 0 for none
 		next       *nextStarted  // --overlap: the next generation, running and ready; nil for none
 	}
+	// evWindowEnd: cgrun advise --for's window (of this long) is over.
+	evWindowEnd struct{ window time.Duration }
 	// evDelayOver: the restart delay passed.
 	evDelayOver struct{}
 )
@@ -189,6 +192,8 @@ func (c *core) step(g *genState, ev any) []action {
 		return c.fallBack(g, fmt.Sprintf("not ready after --ready-timeout %v", c.p.ReadyTimeout))
 	case evNextEnded:
 		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
+	case evWindowEnd:
+		return c.endWindow(g, ev.window)
 	case evDumpEnded:
 		why := g.stopAfterDump
 		g.stopAfterDump = ""
@@ -377,4 +382,16 @@ func (c *core) signalWaiting(sig unix.Signal) []action {
 		return []action{actStart{c.why}}
 	}
 	return nil
+}
+
+// endWindow ends the run when cgrun advise --for is over: memory.high back, then the stop
+// signal, and the group killed after the stop timeout, as a recycle's stop but with no restart.
+func (c *core) endWindow(g *genState, window time.Duration) []action {
+	if g.stopAsked != 0 || g.windowEnded {
+		return nil
+	}
+	g.windowEnded = true
+	return []action{actLog{fmt.Sprintf("cgrun: %s: observed for %v; sending %s (group killed after %v)\n",
+		c.name, window, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
+		actAbandonNext{"the advise window ended"}, actLiftThrottle{}, actSignal{c.p.StopSignal}, actArmStopTimer{}}
 }

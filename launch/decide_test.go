@@ -507,3 +507,27 @@ func TestCoreThrash(t *testing.T) {
 		{evThrash{thrash, at(6)}, []action{actRecordThrash{thrash, at(6)}}}, // recycled once
 	})
 }
+
+// The end of cgrun advise --for's window stops the run as a recycle does, once; not after
+// SIGTERM, which stops it already.
+func TestCoreAdviseWindow(t *testing.T) {
+	p := policy.DefaultPolicy()
+	p.StopSignal, p.StopTimeout = unix.SIGINT, 5*time.Second
+	stop := []action{actLog{"cgrun: app: observed for 10m0s; sending SIGINT (group killed after 5s)\n"},
+		actAbandonNext{"the advise window ended"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}
+	t.Run("the window ends: the stop signal, once", func(t *testing.T) {
+		c, g := newCore("app", p, cgroup.Limits{}, false), &genState{number: 1}
+		replay(t, c, g, []step{{evWindowEnd{10 * time.Minute}, stop}, {evWindowEnd{10 * time.Minute}, nil}})
+		if !g.windowEnded || g.recycled != "" {
+			t.Errorf("windowEnded %v, recycled %q; want the window ended, no recycle", g.windowEnded, g.recycled)
+		}
+	})
+	t.Run("after SIGTERM: nothing more", func(t *testing.T) {
+		c, g := newCore("app", p, cgroup.Limits{}, false), &genState{number: 1}
+		c.step(g, evSignal{unix.SIGTERM})
+		replay(t, c, g, []step{{evWindowEnd{10 * time.Minute}, nil}})
+		if g.windowEnded {
+			t.Error("the window taken as ended after SIGTERM stopped the run")
+		}
+	})
+}

@@ -54,7 +54,6 @@ type generation struct {
 	advisor      *advise.Advisor // --advise: the probe of the memory it needs; nil without
 	adviceSaved  time.Time       // when noteAdvice last wrote the state file
 	adviseTimer  *time.Timer
-	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
@@ -287,7 +286,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.adviseTimer.Reset(g.advisor.Step(now))
 			g.noteAdvice(now)
 		case <-adviseEnd:
-			g.endWindow()
+			g.step(evWindowEnd{g.run.cfg.Advise.For})
 		case <-lifetime:
 			g.step(evLifetime{time.Since(started)})
 		case now := <-tickerC(g.aboveTimer):

@@ -175,7 +175,7 @@ func (g *generation) abandonNext(why string) {
 	if h == nil {
 		return
 	}
-	g.next, g.overlapPhase = nil, overlapGone // the core's too: the advise window's end gives it up without the core
+	g.next, g.overlapPhase = nil, overlapGone // the core's too: a generation that ends gives it up without the core
 	h.ticker.Stop()
 	h.deadline.Stop()
 	h.probe.Stop()
