@@ -17,11 +17,14 @@ import (
 // child's exit into events, and the actions into syscalls and lines on stderr. A host test
 // replays a sequence through it in microseconds (decide_test.go).
 type core struct {
-	name     string
-	p        policy.Policy
-	limits   cgroup.Limits
-	dump     bool // --diagnose-*: a recycle for memory takes a dump first
-	restarts *policy.Restarts
+	name   string
+	p      policy.Policy
+	limits cgroup.Limits
+	dump   bool // --diagnose-*: a recycle for memory takes a dump first
+	// peakAsked: the run's peak was asked for (a report, a baseline, --verbose), so a sampled
+	// peak is sampled at the fastest rate throughout.
+	peakAsked bool
+	restarts  *policy.Restarts
 	// While the restart delay runs: the exit code of the generation that ended, and why the
 	// next one starts.
 	code int
@@ -55,8 +58,18 @@ type genState struct {
 	// stopAfterDump is why the generation recycles, for the stop that follows the dump before
 	// it; "" when no stop waits for a dump.
 	stopAfterDump string
-	windowEnded   bool // cgrun advise --for ended the run
+	windowEnded   bool          // cgrun advise --for ended the run
+	peakEvery     time.Duration // the current interval of the peak samples (no memory.peak)
 }
+
+// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
+// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
+// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
+// baseline, --verbose), so that a spike after a quiet spell is not missed.
+const (
+	peakSampleEvery = 100 * time.Millisecond
+	peakSampleIdle  = 2 * time.Second
+)
 
 // overlapPhase is where an --overlap recycle is.
 type overlapPhase int
@@ -126,6 +139,8 @@ type (
 		stopSignal unix.Signal   // the signal that asked cgrun to stop; 0 for none
 		next       *nextStarted  // --overlap: the next generation, running and ready; nil for none
 	}
+	// evPeakSampled: a peak sample (no memory.peak) read memory.current, a new high or not.
+	evPeakSampled struct{ higher bool }
 	// evWindowEnd: cgrun advise --for's window (of this long) is over.
 	evWindowEnd struct{ window time.Duration }
 	// evDelayOver: the restart delay passed.
@@ -153,13 +168,14 @@ type (
 		v   policy.ThrashVerdict
 		now time.Time
 	}
-	actHealthy     struct{}                    // tell systemd (sd_notify) the generation passed a health probe
-	actAbandonNext struct{ why string }        // give up an --overlap generation not yet ready
-	actDropNext    struct{}                    // remove a ready --overlap generation that will not take over
-	actShowEnded   struct{}                    // save the state, showing the ended generation
-	actWait        struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
-	actStart       struct{ why policy.Reason } // start the next generation, for why
-	actExit        struct {                    // end the run
+	actHealthy      struct{}                    // tell systemd (sd_notify) the generation passed a health probe
+	actSamplePeakIn struct{ d time.Duration }   // take the next peak sample after d
+	actAbandonNext  struct{ why string }        // give up an --overlap generation not yet ready
+	actDropNext     struct{}                    // remove a ready --overlap generation that will not take over
+	actShowEnded    struct{}                    // save the state, showing the ended generation
+	actWait         struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
+	actStart        struct{ why policy.Reason } // start the next generation, for why
+	actExit         struct {                    // end the run
 		code  int
 		raise unix.Signal // the signal to die of once cleaned up; 0 for none
 		err   error
@@ -194,6 +210,17 @@ func (c *core) step(g *genState, ev any) []action {
 		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
 	case evWindowEnd:
 		return c.endWindow(g, ev.window)
+	case evPeakSampled:
+		ceiling := peakSampleIdle
+		if c.peakAsked {
+			ceiling = peakSampleEvery
+		}
+		if ev.higher {
+			g.peakEvery = peakSampleEvery
+		} else {
+			g.peakEvery = min(2*g.peakEvery, ceiling)
+		}
+		return []action{actSamplePeakIn{g.peakEvery}}
 	case evDumpEnded:
 		why := g.stopAfterDump
 		g.stopAfterDump = ""

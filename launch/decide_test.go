@@ -531,3 +531,27 @@ func TestCoreAdviseWindow(t *testing.T) {
 		}
 	})
 }
+
+// The peak samples (kernels without memory.peak): at the fastest rate while memory rises, then
+// twice as long after each sample up to the idle ceiling, or at the fastest rate throughout when
+// the run's peak was asked for.
+func TestCorePeakSampling(t *testing.T) {
+	in := func(d time.Duration) []action { return []action{actSamplePeakIn{d}} }
+	t.Run("backs off while memory does not rise, back to the fastest on a new high", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false), &genState{number: 1, peakEvery: peakSampleEvery}
+		replay(t, c, g, []step{
+			{evPeakSampled{false}, in(200 * time.Millisecond)},
+			{evPeakSampled{false}, in(400 * time.Millisecond)},
+			{evPeakSampled{false}, in(800 * time.Millisecond)},
+			{evPeakSampled{false}, in(1600 * time.Millisecond)},
+			{evPeakSampled{false}, in(peakSampleIdle)},
+			{evPeakSampled{false}, in(peakSampleIdle)},
+			{evPeakSampled{true}, in(peakSampleEvery)},
+		})
+	})
+	t.Run("the peak asked for: the fastest rate throughout", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false), &genState{number: 1, peakEvery: peakSampleEvery}
+		c.peakAsked = true
+		replay(t, c, g, []step{{evPeakSampled{false}, in(peakSampleEvery)}, {evPeakSampled{true}, in(peakSampleEvery)}})
+	})
+}

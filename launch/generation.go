@@ -39,10 +39,9 @@ type generation struct {
 	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
 	health      *health.Prober
 	peak        *cgroup.PeakMeter
-	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
-	peakEvery   time.Duration // the current interval of the peak samples
-	peakSaved   time.Time     // when a sampled peak last went into the state file
-	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
+	peakTimer   *time.Timer // the next peak sample, on kernels without memory.peak
+	peakSaved   time.Time   // when a sampled peak last went into the state file
+	peakUnsaved bool        // the state in memory has a higher sampled peak than the file
 
 	dumping      *dumping              // a diagnostic dump in progress; nil for none
 	dumped       *diagnose.Dump        // the dump taken before this generation's recycle
@@ -57,15 +56,6 @@ type generation struct {
 	next         *handover      // --overlap: the next generation, started beside this one
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
-
-// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
-// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
-// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
-// baseline, --verbose), so that a spike after a quiet spell is not missed.
-const (
-	peakSampleEvery = 100 * time.Millisecond
-	peakSampleIdle  = 2 * time.Second
-)
 
 // outcome is how a generation ended.
 type outcome struct {
@@ -511,6 +501,8 @@ func (g *generation) step(ev any) {
 			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
+		case actSamplePeakIn:
+			g.peakTimer.Reset(a.d)
 		case actHealthy:
 			g.run.notify.Healthy()
 		case actAbandonNext:
@@ -560,20 +552,11 @@ func (g *generation) notePeak(peak uint64, src cgroup.PeakSource) {
 	})
 }
 
-// samplePeak reads memory.current for the peak on a kernel without memory.peak, and sets the
-// interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
+// samplePeak reads memory.current for the peak on a kernel without memory.peak; the core sets
+// the interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
 // and on disk at most once a second.
 func (g *generation) samplePeak(now time.Time) {
 	_, higher, err := g.peak.Sample()
-	ceiling := peakSampleIdle
-	if cfg := g.run.cfg; cfg.Report != nil || cfg.Verbose || g.run.sample {
-		ceiling = peakSampleEvery
-	}
-	if higher {
-		g.peakEvery = peakSampleEvery
-	} else {
-		g.peakEvery = min(2*g.peakEvery, ceiling)
-	}
 	if err == nil && higher {
 		g.notePeak(g.peak.Peak())
 	}
@@ -581,7 +564,7 @@ func (g *generation) samplePeak(now time.Time) {
 		g.peakSaved, g.peakUnsaved = now, false
 		g.run.updateState(func(*state.State) {})
 	}
-	g.peakTimer.Reset(g.peakEvery)
+	g.step(evPeakSampled{higher})
 }
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.

@@ -264,6 +264,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	r.core.peakAsked = cfg.Report != nil || cfg.Verbose || r.sample
 	r.shm = privateShm(cfg)
 	started := time.Now()
 	r.adviseStarted = started
