@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -21,6 +22,10 @@ type core struct {
 	p      policy.Policy
 	limits cgroup.Limits
 	dump   bool // --diagnose-*: a recycle for memory takes a dump first
+	// diagnose is --diagnose-*; aboveDumps allows one --diagnose-above dump per
+	// --diagnose-interval, across generations.
+	diagnose   diagnose.Config
+	aboveDumps diagnose.Limiter
 	// peakAsked: the run's peak was asked for (a report, a baseline, --verbose), so a sampled
 	// peak is sampled at the fastest rate throughout.
 	peakAsked bool
@@ -31,8 +36,9 @@ type core struct {
 	why  policy.Reason
 }
 
-func newCore(name string, p policy.Policy, l cgroup.Limits, dump bool) *core {
-	return &core{name: name, p: p, limits: l, dump: dump, restarts: policy.NewRestarts(p)}
+func newCore(name string, p policy.Policy, l cgroup.Limits, d diagnose.Config) *core {
+	return &core{name: name, p: p, limits: l, dump: d.Enabled(), diagnose: d, aboveDumps: diagnose.Limiter{Interval: d.Interval},
+		restarts: policy.NewRestarts(p)}
 }
 
 // watch starts the recycle triggers and the health count of g, as its supervision begins.
@@ -139,6 +145,14 @@ type (
 		stopSignal unix.Signal   // the signal that asked cgrun to stop; 0 for none
 		next       *nextStarted  // --overlap: the next generation, running and ready; nil for none
 	}
+	// evDiagnoseAbove: the once-a-second look for --diagnose-above's mark read memory.current
+	// (read: it could), while a dump was in progress or not.
+	evDiagnoseAbove struct {
+		now     time.Time
+		current uint64
+		read    bool
+		dumping bool
+	}
 	// evPeakSampled: a peak sample (no memory.peak) read memory.current, a new high or not.
 	evPeakSampled struct{ higher bool }
 	// evWindowEnd: cgrun advise --for's window (of this long) is over.
@@ -168,14 +182,16 @@ type (
 		v   policy.ThrashVerdict
 		now time.Time
 	}
-	actHealthy      struct{}                    // tell systemd (sd_notify) the generation passed a health probe
-	actSamplePeakIn struct{ d time.Duration }   // take the next peak sample after d
-	actAbandonNext  struct{ why string }        // give up an --overlap generation not yet ready
-	actDropNext     struct{}                    // remove a ready --overlap generation that will not take over
-	actShowEnded    struct{}                    // save the state, showing the ended generation
-	actWait         struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
-	actStart        struct{ why policy.Reason } // start the next generation, for why
-	actExit         struct {                    // end the run
+	actHealthy              struct{}                    // tell systemd (sd_notify) the generation passed a health probe
+	actSamplePeakIn         struct{ d time.Duration }   // take the next peak sample after d
+	actDumpAbove            struct{}                    // take the --diagnose-above dump (no recycle follows)
+	actUnwatchDiagnoseAbove struct{}                    // stop looking for --diagnose-above's mark
+	actAbandonNext          struct{ why string }        // give up an --overlap generation not yet ready
+	actDropNext             struct{}                    // remove a ready --overlap generation that will not take over
+	actShowEnded            struct{}                    // save the state, showing the ended generation
+	actWait                 struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
+	actStart                struct{ why policy.Reason } // start the next generation, for why
+	actExit                 struct {                    // end the run
 		code  int
 		raise unix.Signal // the signal to die of once cleaned up; 0 for none
 		err   error
@@ -210,6 +226,8 @@ func (c *core) step(g *genState, ev any) []action {
 		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
 	case evWindowEnd:
 		return c.endWindow(g, ev.window)
+	case evDiagnoseAbove:
+		return c.diagnoseAbove(g, ev)
 	case evPeakSampled:
 		ceiling := peakSampleIdle
 		if c.peakAsked {
@@ -421,4 +439,21 @@ func (c *core) endWindow(g *genState, window time.Duration) []action {
 	return []action{actLog{fmt.Sprintf("cgrun: %s: observed for %v; sending %s (group killed after %v)\n",
 		c.name, window, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
 		actAbandonNext{"the advise window ended"}, actLiftThrottle{}, actSignal{c.p.StopSignal}, actArmStopTimer{}}
+}
+
+// diagnoseAbove takes the generation's one --diagnose-above dump when memory first crosses the
+// mark, unless one was taken less than --diagnose-interval ago; it stops looking once it took or
+// refused one, or once the generation is ending.
+func (c *core) diagnoseAbove(g *genState, ev evDiagnoseAbove) []action {
+	if ending := g.recycled != "" || g.stopAsked != 0; !ev.read || ev.current < c.diagnose.Above || ev.dumping || ending {
+		if ending {
+			return []action{actUnwatchDiagnoseAbove{}}
+		}
+		return nil
+	}
+	if !c.aboveDumps.Allow(ev.now) {
+		return []action{actLog{fmt.Sprintf("cgrun: %s: generation %d: memory at %s crossed --diagnose-above %s; no dump: the last was less than --diagnose-interval %v ago\n",
+			c.name, g.number, cgroup.FormatSize(ev.current), cgroup.FormatSize(c.diagnose.Above), c.diagnose.Interval)}, actUnwatchDiagnoseAbove{}}
+	}
+	return []action{actDumpAbove{}, actUnwatchDiagnoseAbove{}}
 }

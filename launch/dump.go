@@ -219,22 +219,11 @@ func (g *generation) diagnoseAboveTick() *time.Ticker {
 	return time.NewTicker(time.Second)
 }
 
-// checkDiagnoseAbove takes the generation's one --diagnose-above dump when memory first crosses
-// the mark, unless one was taken less than --diagnose-interval ago. It reports whether to keep
-// looking.
-func (g *generation) checkDiagnoseAbove(now time.Time) bool {
-	c := g.run.cfg.Diagnose
+// checkDiagnoseAbove reads memory.current for the once-a-second look for --diagnose-above's
+// mark; the core decides whether the dump is due.
+func (g *generation) checkDiagnoseAbove(now time.Time) {
 	cur, err := cgroup.MemoryCurrent(g.dir)
-	if err != nil || cur < c.Above || g.dumping != nil || g.recycled != "" || g.stopAsked != 0 {
-		return g.recycled == "" && g.stopAsked == 0
-	}
-	if !g.run.aboveDumps.Allow(now) {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: memory at %s crossed --diagnose-above %s; no dump: the last was less than --diagnose-interval %v ago\n",
-			g.run.name, g.number, cgroup.FormatSize(cur), cgroup.FormatSize(c.Above), c.Interval)
-		return false
-	}
-	g.startDump("above", false, nil)
-	return false
+	g.step(evDiagnoseAbove{now: now, current: cur, read: err == nil, dumping: g.dumping != nil})
 }
 
 // pastGeneration is how an ended generation shows in the pace's history.

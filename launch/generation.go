@@ -32,16 +32,19 @@ type generation struct {
 	pid      int
 	started  time.Time // when the child started
 
-	stopTimer   *time.Timer
-	aboveTimer  *time.Ticker
-	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
-	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
-	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
-	health      *health.Prober
-	peak        *cgroup.PeakMeter
-	peakTimer   *time.Timer // the next peak sample, on kernels without memory.peak
-	peakSaved   time.Time   // when a sampled peak last went into the state file
-	peakUnsaved bool        // the state in memory has a higher sampled peak than the file
+	stopTimer  *time.Timer
+	aboveTimer *time.Ticker
+	// aboveDumpTick looks for --diagnose-above's mark once a second; nil once the dump was
+	// taken or refused, or without one.
+	aboveDumpTick *time.Ticker
+	thrash        *policy.ThrashWatch // nil: thrash recycles nothing here
+	thrashPSI     bool                // the thrash trigger is armed on memory.pressure
+	thrashTick    *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
+	health        *health.Prober
+	peak          *cgroup.PeakMeter
+	peakTimer     *time.Timer // the next peak sample, on kernels without memory.peak
+	peakSaved     time.Time   // when a sampled peak last went into the state file
+	peakUnsaved   bool        // the state in memory has a higher sampled peak than the file
 
 	dumping      *dumping              // a diagnostic dump in progress; nil for none
 	dumped       *diagnose.Dump        // the dump taken before this generation's recycle
@@ -208,11 +211,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	if p.Thrash.Enabled(p.Restart) {
 		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
 	}
-	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick, adviseTick, adviseEnd <-chan time.Time
+	var lifetime, probeTick, sampleTick, peakTick, adviseTick, adviseEnd <-chan time.Time
 	defer g.endDump()
-	if t := g.diagnoseAboveTick(); t != nil {
-		defer t.Stop()
-		dumpAboveTick = t.C
+	if g.aboveDumpTick = g.diagnoseAboveTick(); g.aboveDumpTick != nil {
+		defer func() {
+			if g.aboveDumpTick != nil {
+				g.aboveDumpTick.Stop()
+			}
+		}()
 	}
 	if !g.peak.Kernel() {
 		g.peakEvery = peakSampleEvery
@@ -295,10 +301,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.dumpEnded(r)
 		case now := <-g.dumpTick():
 			g.checkDumpAtMax(now)
-		case now := <-dumpAboveTick:
-			if !g.checkDiagnoseAbove(now) {
-				dumpAboveTick = nil
-			}
+		case now := <-tickerC(g.aboveDumpTick):
+			g.checkDiagnoseAbove(now)
 		case <-g.next.tick():
 			g.probeNext()
 		case r := <-g.next.results():
@@ -501,6 +505,11 @@ func (g *generation) step(ev any) {
 			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
+		case actDumpAbove:
+			g.startDump("above", false, nil)
+		case actUnwatchDiagnoseAbove:
+			g.aboveDumpTick.Stop()
+			g.aboveDumpTick = nil
 		case actSamplePeakIn:
 			g.peakTimer.Reset(a.d)
 		case actHealthy:

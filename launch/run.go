@@ -95,9 +95,8 @@ type runner struct {
 
 	notify *notify.Notifier
 
-	dumpDir    *diagnose.Dir    // --diagnose-dir, open for the run; nil without a dump
-	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
-	aboveDumps diagnose.Limiter // --diagnose-interval
+	dumpDir *diagnose.Dir   // --diagnose-dir, open for the run; nil without a dump
+	dumps   []diagnose.Dump // the dumps cgrun asked for and keeps, oldest first
 	// guard kills the generations if cgrun is SIGKILLed; nil until the first one has run for
 	// guardDelay. guardMu guards it and guardOff (set once cgrun releases it) against the
 	// timer that starts it.
@@ -209,8 +208,8 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if cfg.Log != nil {
 		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval},
-		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled())}
+	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{},
+		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose)}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err

@@ -73,11 +73,10 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	cfg.Log, cfg.Name = log, "app"
 	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
 	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
-		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled()),
+		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, cfg.Diagnose),
 		log: newEventLog("app", cfg.Limits, nil, log), report: &report.Report{Name: "app", Keep: true},
 		notify: &notify.Notifier{}, early: map[int]unix.WaitStatus{},
 		state:         state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}},
-		aboveDumps:    diagnose.Limiter{Interval: cfg.Diagnose.Interval},
 		adviseStarted: time.Now()}
 	var pid int
 	var err error
