@@ -153,6 +153,13 @@ type (
 		read    bool
 		dumping bool
 	}
+	// evDumpAtMax: the dump in progress sat at memory.max (limit) for at so far; aboveOnly: it
+	// is a --diagnose-above dump that no recycle waits for; onTmpfs: --diagnose-dir is on tmpfs.
+	evDumpAtMax struct {
+		at                 time.Duration
+		limit              uint64
+		aboveOnly, onTmpfs bool
+	}
 	// evPeakSampled: a peak sample (no memory.peak) read memory.current, a new high or not.
 	evPeakSampled struct{ higher bool }
 	// evWindowEnd: cgrun advise --for's window (of this long) is over.
@@ -184,6 +191,7 @@ type (
 	}
 	actHealthy              struct{}                    // tell systemd (sd_notify) the generation passed a health probe
 	actSamplePeakIn         struct{ d time.Duration }   // take the next peak sample after d
+	actGiveUpDump           struct{ why string }        // stop waiting for the dump in progress: it is stuck
 	actDumpAbove            struct{}                    // take the --diagnose-above dump (no recycle follows)
 	actUnwatchDiagnoseAbove struct{}                    // stop looking for --diagnose-above's mark
 	actAbandonNext          struct{ why string }        // give up an --overlap generation not yet ready
@@ -228,6 +236,8 @@ func (c *core) step(g *genState, ev any) []action {
 		return c.endWindow(g, ev.window)
 	case evDiagnoseAbove:
 		return c.diagnoseAbove(g, ev)
+	case evDumpAtMax:
+		return c.dumpAtMax(g, ev)
 	case evPeakSampled:
 		ceiling := peakSampleIdle
 		if c.peakAsked {
@@ -456,4 +466,25 @@ func (c *core) diagnoseAbove(g *genState, ev evDiagnoseAbove) []action {
 			c.name, g.number, cgroup.FormatSize(ev.current), cgroup.FormatSize(c.diagnose.Above), c.diagnose.Interval)}, actUnwatchDiagnoseAbove{}}
 	}
 	return []action{actDumpAbove{}, actUnwatchDiagnoseAbove{}}
+}
+
+// dumpAtMax gives up a dump that sat at memory.max for diagnose.StuckAfter: it needs more room
+// than it has, so cgrun says so, and how to give it room, instead of waiting out
+// --diagnose-timeout.
+func (c *core) dumpAtMax(g *genState, ev evDumpAtMax) []action {
+	if ev.at < diagnose.StuckAfter {
+		return nil
+	}
+	fix := fmt.Sprintf("give it more --diagnose-headroom (now %s)", cgroup.FormatSize(c.diagnose.Headroom))
+	switch {
+	case ev.aboveOnly:
+		fix = "set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"
+	case c.diagnose.Headroom == 0:
+		fix = "give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"
+	}
+	if ev.onTmpfs {
+		fix += ", and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"
+	}
+	stuck := fmt.Sprintf("the dump sat at memory.max %s for %s, too little room to write it: %s", cgroup.FormatSize(ev.limit), ev.at.Round(time.Second), fix)
+	return []action{actLog{fmt.Sprintf("cgrun: %s: generation %d: %s; not waiting for it any longer\n", c.name, g.number, stuck)}, actGiveUpDump{stuck}}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -592,4 +593,36 @@ func TestCoreDiagnoseAbove(t *testing.T) {
 		c, g = newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1, stopAsked: unix.SIGTERM}
 		replay(t, c, g, []step{{look(t0, 50<<20), []action{unwatch}}})
 	})
+}
+
+// A dump that sits at memory.max for diagnose.StuckAfter is given up, with what would give it
+// room.
+func TestCoreDumpStuckAtMax(t *testing.T) {
+	const prefix = "cgrun: app: generation 1: the dump sat at memory.max 512M for 5s, too little room to write it: "
+	for _, c := range []struct {
+		name     string
+		headroom uint64
+		ev       evDumpAtMax
+		fix      string // "" for no action
+	}{
+		{"not yet", 0, evDumpAtMax{at: diagnose.StuckAfter - time.Second, limit: 512 << 20}, ""},
+		{"no headroom", 0, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20},
+			"give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"},
+		{"too little headroom", 64 << 20, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20}, "give it more --diagnose-headroom (now 64M)"},
+		{"a --diagnose-above dump raises no limit", 64 << 20, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20, aboveOnly: true},
+			"set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"},
+		{"on tmpfs", 0, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20, onTmpfs: true},
+			"give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap), and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := dumpOn
+			d.Headroom = c.headroom
+			var want []action
+			if c.fix != "" {
+				stuck := strings.TrimPrefix(prefix, "cgrun: app: generation 1: ") + c.fix
+				want = []action{actLog{prefix + c.fix + "; not waiting for it any longer\n"}, actGiveUpDump{stuck}}
+			}
+			replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1}, []step{{c.ev, want}})
+		})
+	}
 }

@@ -120,9 +120,8 @@ func (g *generation) dumpTick() <-chan time.Time {
 	return g.dumping.tick.C
 }
 
-// checkDumpAtMax looks at the group while a dump is written: one that sits at memory.max for
-// diagnose.StuckAfter needs more room than it has, so cgrun says so and stops waiting for it
-// (the dump is recorded as not complete) instead of waiting out --diagnose-timeout.
+// checkDumpAtMax looks at the group while a dump is written: how long it sat at memory.max
+// (diagnose.AtMax); the core decides when the dump is given up.
 func (g *generation) checkDumpAtMax(now time.Time) {
 	d := g.dumping
 	cur, err1 := cgroup.MemoryCurrent(g.dir)
@@ -132,23 +131,7 @@ func (g *generation) checkDumpAtMax(now time.Time) {
 		return
 	}
 	at := d.atMax.Observe(now, cur, limit.Value, events["max"])
-	if at < diagnose.StuckAfter {
-		return
-	}
-	c := g.run.cfg.Diagnose
-	fix := fmt.Sprintf("give it more --diagnose-headroom (now %s)", cgroup.FormatSize(c.Headroom))
-	switch {
-	case d.d.Reason == "above" && d.then == nil:
-		fix = "set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"
-	case c.Headroom == 0:
-		fix = "give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"
-	}
-	if g.run.dumpDir.OnTmpfs() {
-		fix += ", and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"
-	}
-	d.stuck = fmt.Sprintf("the dump sat at memory.max %s for %s, too little room to write it: %s", cgroup.FormatSize(limit.Value), at.Round(time.Second), fix)
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s; not waiting for it any longer\n", g.run.name, g.number, d.stuck)
-	d.w.Close() // Wait returns what was written so far
+	g.step(evDumpAtMax{at: at, limit: limit.Value, aboveOnly: d.d.Reason == "above" && d.then == nil, onTmpfs: g.run.dumpDir.OnTmpfs()})
 }
 
 // dumpEnded records a dump whose wait ended, keeps the newest --diagnose-keep, and goes on with
@@ -296,4 +279,11 @@ func CheckDumpDir(c diagnose.Config, u *account.User) error {
 	d, err := openDumpDir(c, u)
 	d.Close()
 	return err
+}
+
+// giveUpDump stops waiting for the dump in progress, stuck at memory.max: Wait returns what was
+// written so far, and the dump is recorded as not complete, for why.
+func (g *generation) giveUpDump(why string) {
+	g.dumping.stuck = why
+	g.dumping.w.Close()
 }

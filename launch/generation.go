@@ -505,6 +505,8 @@ func (g *generation) step(ev any) {
 			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
+		case actGiveUpDump:
+			g.giveUpDump(a.why)
 		case actDumpAbove:
 			g.startDump("above", false, nil)
 		case actUnwatchDiagnoseAbove:
