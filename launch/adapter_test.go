@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -25,7 +26,7 @@ func testRunner(p policy.Policy) (*runner, *bytes.Buffer, chan os.Signal, chan o
 	stop, other := make(chan os.Signal, 2), make(chan os.Signal, 4)
 	cfg := &Config{Name: "app", Policy: p, Log: log}
 	return &runner{cfg: cfg, name: "app", sigs: signals{stop: stop, other: other},
-		core: newCore("app", p, cgroup.Limits{}, false)}, log, stop, other
+		core: newCore("app", p, cgroup.Limits{}, diagnose.Config{})}, log, stop, other
 }
 
 func TestRunnerStep(t *testing.T) {

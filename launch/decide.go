@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -17,19 +18,27 @@ import (
 // child's exit into events, and the actions into syscalls and lines on stderr. A host test
 // replays a sequence through it in microseconds (decide_test.go).
 type core struct {
-	name     string
-	p        policy.Policy
-	limits   cgroup.Limits
-	dump     bool // --diagnose-*: a recycle for memory takes a dump first
-	restarts *policy.Restarts
+	name   string
+	p      policy.Policy
+	limits cgroup.Limits
+	dump   bool // --diagnose-*: a recycle for memory takes a dump first
+	// diagnose is --diagnose-*; aboveDumps allows one --diagnose-above dump per
+	// --diagnose-interval, across generations.
+	diagnose   diagnose.Config
+	aboveDumps diagnose.Limiter
+	// peakAsked: the run's peak was asked for (a report, a baseline, --verbose), so a sampled
+	// peak is sampled at the fastest rate throughout.
+	peakAsked bool
+	restarts  *policy.Restarts
 	// While the restart delay runs: the exit code of the generation that ended, and why the
 	// next one starts.
 	code int
 	why  policy.Reason
 }
 
-func newCore(name string, p policy.Policy, l cgroup.Limits, dump bool) *core {
-	return &core{name: name, p: p, limits: l, dump: dump, restarts: policy.NewRestarts(p)}
+func newCore(name string, p policy.Policy, l cgroup.Limits, d diagnose.Config) *core {
+	return &core{name: name, p: p, limits: l, dump: d.Enabled(), diagnose: d, aboveDumps: diagnose.Limiter{Interval: d.Interval},
+		restarts: policy.NewRestarts(p)}
 }
 
 // watch starts the recycle triggers and the health count of g, as its supervision begins.
@@ -55,7 +64,18 @@ type genState struct {
 	// stopAfterDump is why the generation recycles, for the stop that follows the dump before
 	// it; "" when no stop waits for a dump.
 	stopAfterDump string
+	windowEnded   bool          // cgrun advise --for ended the run
+	peakEvery     time.Duration // the current interval of the peak samples (no memory.peak)
 }
+
+// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
+// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
+// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
+// baseline, --verbose), so that a spike after a quiet spell is not missed.
+const (
+	peakSampleEvery = 100 * time.Millisecond
+	peakSampleIdle  = 2 * time.Second
+)
 
 // overlapPhase is where an --overlap recycle is.
 type overlapPhase int
@@ -125,6 +145,25 @@ type (
 		stopSignal unix.Signal   // the signal that asked cgrun to stop; 0 for none
 		next       *nextStarted  // --overlap: the next generation, running and ready; nil for none
 	}
+	// evDiagnoseAbove: the once-a-second look for --diagnose-above's mark read memory.current
+	// (read: it could), while a dump was in progress or not.
+	evDiagnoseAbove struct {
+		now     time.Time
+		current uint64
+		read    bool
+		dumping bool
+	}
+	// evDumpAtMax: the dump in progress sat at memory.max (limit) for at so far; aboveOnly: it
+	// is a --diagnose-above dump that no recycle waits for; onTmpfs: --diagnose-dir is on tmpfs.
+	evDumpAtMax struct {
+		at                 time.Duration
+		limit              uint64
+		aboveOnly, onTmpfs bool
+	}
+	// evPeakSampled: a peak sample (no memory.peak) read memory.current, a new high or not.
+	evPeakSampled struct{ higher bool }
+	// evWindowEnd: cgrun advise --for's window (of this long) is over.
+	evWindowEnd struct{ window time.Duration }
 	// evDelayOver: the restart delay passed.
 	evDelayOver struct{}
 )
@@ -150,13 +189,17 @@ type (
 		v   policy.ThrashVerdict
 		now time.Time
 	}
-	actHealthy     struct{}                    // tell systemd (sd_notify) the generation passed a health probe
-	actAbandonNext struct{ why string }        // give up an --overlap generation not yet ready
-	actDropNext    struct{}                    // remove a ready --overlap generation that will not take over
-	actShowEnded   struct{}                    // save the state, showing the ended generation
-	actWait        struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
-	actStart       struct{ why policy.Reason } // start the next generation, for why
-	actExit        struct {                    // end the run
+	actHealthy              struct{}                    // tell systemd (sd_notify) the generation passed a health probe
+	actSamplePeakIn         struct{ d time.Duration }   // take the next peak sample after d
+	actGiveUpDump           struct{ why string }        // stop waiting for the dump in progress: it is stuck
+	actDumpAbove            struct{}                    // take the --diagnose-above dump (no recycle follows)
+	actUnwatchDiagnoseAbove struct{}                    // stop looking for --diagnose-above's mark
+	actAbandonNext          struct{ why string }        // give up an --overlap generation not yet ready
+	actDropNext             struct{}                    // remove a ready --overlap generation that will not take over
+	actShowEnded            struct{}                    // save the state, showing the ended generation
+	actWait                 struct{ d time.Duration }   // wait out the restart delay (evDelayOver, or evSignal)
+	actStart                struct{ why policy.Reason } // start the next generation, for why
+	actExit                 struct {                    // end the run
 		code  int
 		raise unix.Signal // the signal to die of once cleaned up; 0 for none
 		err   error
@@ -189,6 +232,23 @@ func (c *core) step(g *genState, ev any) []action {
 		return c.fallBack(g, fmt.Sprintf("not ready after --ready-timeout %v", c.p.ReadyTimeout))
 	case evNextEnded:
 		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
+	case evWindowEnd:
+		return c.endWindow(g, ev.window)
+	case evDiagnoseAbove:
+		return c.diagnoseAbove(g, ev)
+	case evDumpAtMax:
+		return c.dumpAtMax(g, ev)
+	case evPeakSampled:
+		ceiling := peakSampleIdle
+		if c.peakAsked {
+			ceiling = peakSampleEvery
+		}
+		if ev.higher {
+			g.peakEvery = peakSampleEvery
+		} else {
+			g.peakEvery = min(2*g.peakEvery, ceiling)
+		}
+		return []action{actSamplePeakIn{g.peakEvery}}
 	case evDumpEnded:
 		why := g.stopAfterDump
 		g.stopAfterDump = ""
@@ -377,4 +437,54 @@ func (c *core) signalWaiting(sig unix.Signal) []action {
 		return []action{actStart{c.why}}
 	}
 	return nil
+}
+
+// endWindow ends the run when cgrun advise --for is over: memory.high back, then the stop
+// signal, and the group killed after the stop timeout, as a recycle's stop but with no restart.
+func (c *core) endWindow(g *genState, window time.Duration) []action {
+	if g.stopAsked != 0 || g.windowEnded {
+		return nil
+	}
+	g.windowEnded = true
+	return []action{actLog{fmt.Sprintf("cgrun: %s: observed for %v; sending %s (group killed after %v)\n",
+		c.name, window, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
+		actAbandonNext{"the advise window ended"}, actLiftThrottle{}, actSignal{c.p.StopSignal}, actArmStopTimer{}}
+}
+
+// diagnoseAbove takes the generation's one --diagnose-above dump when memory first crosses the
+// mark, unless one was taken less than --diagnose-interval ago; it stops looking once it took or
+// refused one, or once the generation is ending.
+func (c *core) diagnoseAbove(g *genState, ev evDiagnoseAbove) []action {
+	if ending := g.recycled != "" || g.stopAsked != 0; !ev.read || ev.current < c.diagnose.Above || ev.dumping || ending {
+		if ending {
+			return []action{actUnwatchDiagnoseAbove{}}
+		}
+		return nil
+	}
+	if !c.aboveDumps.Allow(ev.now) {
+		return []action{actLog{fmt.Sprintf("cgrun: %s: generation %d: memory at %s crossed --diagnose-above %s; no dump: the last was less than --diagnose-interval %v ago\n",
+			c.name, g.number, cgroup.FormatSize(ev.current), cgroup.FormatSize(c.diagnose.Above), c.diagnose.Interval)}, actUnwatchDiagnoseAbove{}}
+	}
+	return []action{actDumpAbove{}, actUnwatchDiagnoseAbove{}}
+}
+
+// dumpAtMax gives up a dump that sat at memory.max for diagnose.StuckAfter: it needs more room
+// than it has, so cgrun says so, and how to give it room, instead of waiting out
+// --diagnose-timeout.
+func (c *core) dumpAtMax(g *genState, ev evDumpAtMax) []action {
+	if ev.at < diagnose.StuckAfter {
+		return nil
+	}
+	fix := fmt.Sprintf("give it more --diagnose-headroom (now %s)", cgroup.FormatSize(c.diagnose.Headroom))
+	switch {
+	case ev.aboveOnly:
+		fix = "set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"
+	case c.diagnose.Headroom == 0:
+		fix = "give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"
+	}
+	if ev.onTmpfs {
+		fix += ", and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"
+	}
+	stuck := fmt.Sprintf("the dump sat at memory.max %s for %s, too little room to write it: %s", cgroup.FormatSize(ev.limit), ev.at.Round(time.Second), fix)
+	return []action{actLog{fmt.Sprintf("cgrun: %s: generation %d: %s; not waiting for it any longer\n", c.name, g.number, stuck)}, actGiveUpDump{stuck}}
 }

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
@@ -61,7 +63,7 @@ func onOOM() policy.Policy {
 
 func TestCoreRestarts(t *testing.T) {
 	t.Run("OOM kills back off, doubling, and a healthy uptime resets the delay", func(t *testing.T) {
-		c := newCore("app", onOOM(), cgroup.Limits{}, false)
+		c := newCore("app", onOOM(), cgroup.Limits{}, diagnose.Config{})
 		c.p.MaxRestarts = 0 // no start limit
 		restart := func(n int, d time.Duration, show bool) []action {
 			acts := logs("cgrun: app: restarting (oom_kill) as generation " + strconv.Itoa(n+1) + " in " + d.String() + "\n")
@@ -85,7 +87,7 @@ func TestCoreRestarts(t *testing.T) {
 	t.Run("the delay stops growing at --restart-delay-max", func(t *testing.T) {
 		p := onOOM()
 		p.MaxRestarts, p.RestartDelay, p.RestartDelayMax = 0, time.Second, 3*time.Second
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		var have []time.Duration
 		for n := 1; n <= 4; n++ {
 			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
@@ -98,19 +100,19 @@ func TestCoreRestarts(t *testing.T) {
 	t.Run("a zero delay waits without saving the state", func(t *testing.T) {
 		p := onOOM()
 		p.RestartDelay = 0
-		replay(t, newCore("app", p, cgroup.Limits{}, false), nil, []step{
+		replay(t, newCore("app", p, cgroup.Limits{}, diagnose.Config{}), nil, []step{
 			{oomKilled(1, t0, time.Second), append(logs("cgrun: app: restarting (oom_kill) as generation 2 in 0s\n"), actWait{0})},
 		})
 	})
 	t.Run("the next generation's number follows the highest begun", func(t *testing.T) {
 		ev := oomKilled(2, t0, time.Second)
 		ev.last = 3 // an --overlap recycle gave up generation 3
-		replay(t, newCore("app", onOOM(), cgroup.Limits{}, false), nil, []step{
+		replay(t, newCore("app", onOOM(), cgroup.Limits{}, diagnose.Config{}), nil, []step{
 			{ev, append(logs("cgrun: app: restarting (oom_kill) as generation 4 in 100ms\n"), actShowEnded{}, actWait{100 * time.Millisecond})},
 		})
 	})
 	t.Run("the recycle signal cuts the delay short; other signals do not", func(t *testing.T) {
-		c := newCore("app", onOOM(), cgroup.Limits{}, false)
+		c := newCore("app", onOOM(), cgroup.Limits{}, diagnose.Config{})
 		c.step(nil, oomKilled(1, t0, time.Second))
 		replay(t, c, nil, []step{
 			{evSignal{unix.SIGHUP}, nil},
@@ -119,7 +121,7 @@ func TestCoreRestarts(t *testing.T) {
 	})
 	t.Run("a ready --overlap generation takes over at once", func(t *testing.T) {
 		ev := evExited{now: t0, number: 1, last: 2, status: killed(unix.SIGTERM), uptime: time.Hour, recycled: policy.Lifetime, next: &nextStarted{2, 42}}
-		replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false), nil, []step{
+		replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{}), nil, []step{
 			{ev, append(logs("cgrun: app: generation 2 (pid 42) took over (lifetime)\n"), actStart{policy.Lifetime})},
 		})
 	})
@@ -152,7 +154,7 @@ func TestCoreEnds(t *testing.T) {
 			[]action{actDropNext{}, actExit{code: 1}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			replay(t, newCore("app", tc.p, cgroup.Limits{}, false), nil, []step{{tc.ev, tc.want}})
+			replay(t, newCore("app", tc.p, cgroup.Limits{}, diagnose.Config{}), nil, []step{{tc.ev, tc.want}})
 		})
 	}
 }
@@ -160,7 +162,7 @@ func TestCoreEnds(t *testing.T) {
 func TestCoreGivesUp(t *testing.T) {
 	p := onOOM()
 	p.MaxRestarts, p.RestartWindow = 2, 10*time.Second
-	c := newCore("app", p, cgroup.Limits{}, false)
+	c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 	c.step(nil, oomKilled(1, t0, time.Second))
 	c.step(nil, oomKilled(2, t0.Add(time.Second), time.Second))
 	acts := c.step(nil, oomKilled(3, t0.Add(2*time.Second), time.Second))
@@ -180,7 +182,7 @@ func TestCoreGivesUp(t *testing.T) {
 	}
 
 	t.Run("restarts outside the window do not count", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		for n := 1; n <= 5; n++ {
 			acts := c.step(nil, oomKilled(n, t0.Add(time.Duration(n)*time.Minute), time.Second))
 			if _, ok := acts[len(acts)-1].(actWait); !ok {
@@ -193,7 +195,7 @@ func TestCoreGivesUp(t *testing.T) {
 func TestCoreStopDuringDelay(t *testing.T) {
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT} {
 		t.Run(proc.SignalName(sig), func(t *testing.T) {
-			c := newCore("app", onOOM(), cgroup.Limits{}, false)
+			c := newCore("app", onOOM(), cgroup.Limits{}, diagnose.Config{})
 			c.step(nil, evExited{now: t0, number: 1, last: 1, status: exitedWith(134)}) // abort: restarts under on-oom
 			// No new generation: cgrun ends with the ended one's code, and dies of the signal.
 			replay(t, c, nil, []step{{evSignal{sig}, []action{actExit{code: 134, raise: sig}}}})
@@ -210,7 +212,7 @@ func running(c *core, n int) *genState {
 
 func TestCoreStop(t *testing.T) {
 	t.Run("SIGTERM: forwarded, memory.high lifted, the stop timer kills the group", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
@@ -221,7 +223,7 @@ func TestCoreStop(t *testing.T) {
 		}
 	})
 	t.Run("a stop asked ends all recycles", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGINT}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
@@ -230,7 +232,7 @@ func TestCoreStop(t *testing.T) {
 		})
 	})
 	t.Run("other signals are forwarded", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
 			{evSignal{unix.SIGHUP}, []action{actSignal{unix.SIGHUP}}},
 			{evSignal{unix.SIGUSR1}, []action{actSignal{unix.SIGUSR1}}},
@@ -246,7 +248,7 @@ func recycling(n int, why string) []action {
 
 func TestCoreRecycle(t *testing.T) {
 	t.Run("lifetime: the stop signal, then the group killed at the stop timeout", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 2)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour + 400*time.Millisecond}, append([]action{actNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(2, "lifetime of 1h0m0s reached")...)},
@@ -259,13 +261,13 @@ func TestCoreRecycle(t *testing.T) {
 		}
 	})
 	t.Run("the recycle signal", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
 			{evSignal{recycleSignal}, append([]action{actNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
 		})
 	})
 	t.Run("SIGTERM after a recycle still stops cgrun", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		c.step(g, evRecycle{policy.MemoryAbove, "memory high"})
 		replay(t, c, g, []step{
@@ -274,7 +276,7 @@ func TestCoreRecycle(t *testing.T) {
 	})
 	t.Run("--recycle-above without --diagnose: the stop at once", func(t *testing.T) {
 		why := "memory at 900M held at or above 800M for 30s"
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.MemoryAbove, why}, append([]action{actNote{"recycle", "memory_above: " + why}}, recycling(1, why)...)},
 			{evDumpEnded{}, nil}, // a --diagnose-above dump's end stops nothing
@@ -282,7 +284,7 @@ func TestCoreRecycle(t *testing.T) {
 	})
 	t.Run("a recycle for memory waits for the dump", func(t *testing.T) {
 		why := "memory at 900M held at or above 800M for 30s"
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, dumpOn)
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evRecycle{policy.MemoryAbove, why}, []action{actNote{"recycle", "memory_above: " + why}, actDump{policy.MemoryAbove}}},
@@ -292,7 +294,7 @@ func TestCoreRecycle(t *testing.T) {
 		})
 	})
 	t.Run("SIGTERM during the dump: the dump's end sends nothing more", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, dumpOn)
 		g := running(c, 1)
 		c.step(g, evRecycle{policy.MemoryHigh, "5 memory.high events"})
 		replay(t, c, g, []step{
@@ -301,13 +303,13 @@ func TestCoreRecycle(t *testing.T) {
 		})
 	})
 	t.Run("a recycle not for memory takes no dump", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, dumpOn)
 		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Health, "bad"}, append([]action{actNote{"recycle", "health: bad"}}, recycling(1, "bad")...)},
 		})
 	})
 	t.Run("thrashing: the group killed at once, no stop signal, no dump", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, dumpOn)
 		replay(t, c, running(c, 3), []step{
 			{evRecycle{policy.Thrashing, "refaults"}, append(logs("cgrun: app: recycling generation 3: refaults; killing its group (a thrashing worker cannot run its stop handler)\n"),
 				actKillGroup{}, actNote{"recycle", "thrash: refaults"})},
@@ -316,7 +318,7 @@ func TestCoreRecycle(t *testing.T) {
 	t.Run("--stop-signal and --stop-timeout", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.StopSignal, p.StopTimeout = unix.SIGINT, 3*time.Second
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Request, "asked"}, []action{actNote{"recycle", "request: asked"},
 				actLog{"cgrun: app: recycling generation 1: asked; sending SIGINT (group killed after 3s)\n"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
@@ -331,7 +333,7 @@ func TestCoreOverlap(t *testing.T) {
 	lifetime := "lifetime of 1h0m0s reached"
 	recycled := append([]action{actNote{"recycle", "lifetime: " + lifetime}}, recycling(1, lifetime)...)
 	t.Run("ready: the old generation recycles", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
@@ -342,7 +344,7 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("not ready by --ready-timeout: given up, and the recycle goes on without it", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
@@ -350,7 +352,7 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("the next one ended before it was ready: the same fallback", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
@@ -358,7 +360,7 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("the next one could not start: recycle without overlap, and no overlap after", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
@@ -366,7 +368,7 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("SIGTERM during the overlap gives it up and stops; nothing recycles after", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evSignal{recycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
@@ -377,13 +379,13 @@ func TestCoreOverlap(t *testing.T) {
 		})
 	})
 	t.Run("a recycle that is no overlap (health, stall, thrash) goes ahead at once", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
 			{evRecycle{policy.Stall, "stuck"}, append([]action{actNote{"recycle", "stall: stuck"}}, recycling(1, "stuck")...)},
 		})
 	})
 	t.Run("a memory recycle dumps once the next is ready", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, true)
+		c := newCore("app", p, cgroup.Limits{}, dumpOn)
 		g := running(c, 1)
 		why := "5 memory.high events"
 		replay(t, c, g, []step{
@@ -402,7 +404,7 @@ func TestCoreHealth(t *testing.T) {
 	why := "health check failed 2 times in a row (last: exit status 1)"
 	unhealthy := append([]action{actNote{"recycle", "health: " + why}}, recycling(1, why)...)
 	t.Run("failures in the start period do not count; then --health-retries in a row recycle", func(t *testing.T) {
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{failed(time.Second), nil},
@@ -429,7 +431,7 @@ func TestCoreHealth(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := p
 			p.Overlap, p.Health.StartPeriod = tc.overlap, tc.startPeriod
-			c := newCore("app", p, cgroup.Limits{}, false)
+			c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 			replay(t, c, running(c, 1), tc.steps)
 		})
 	}
@@ -446,7 +448,7 @@ func TestCoreRecycleAbove(t *testing.T) {
 	tick := func(at time.Duration, current uint64) evAboveTick { return evAboveTick{t0.Add(at), current} }
 	why := "memory at " + cgroup.FormatSize(790*mib) + " held at or above " + p.RecycleAbove.Human() + " for 30s"
 
-	c := newCore("app", p, cgroup.Limits{}, false)
+	c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 	g := running(c, 1)
 	g.triggers = policy.NewTriggers(p, lim)
 	replay(t, c, g, []step{
@@ -466,7 +468,7 @@ func TestCoreMemoryEvents(t *testing.T) {
 	t.Run("--recycle-on-high", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.RecycleOnHigh = 2
-		c := newCore("app", p, cgroup.Limits{}, false)
+		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		ev := func(at time.Duration, n uint64) evMemory {
 			return evMemory{oomwatch.Event{Time: t0.Add(at), Kind: oomwatch.High, Count: n}}
@@ -479,7 +481,7 @@ func TestCoreMemoryEvents(t *testing.T) {
 		})
 	})
 	t.Run("events that trigger nothing", func(t *testing.T) {
-		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, false)
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evMemory{oomwatch.Event{Time: t0, Kind: oomwatch.OOMKill, Count: 1}}, nil},
@@ -489,7 +491,7 @@ func TestCoreMemoryEvents(t *testing.T) {
 }
 
 func TestCoreThrash(t *testing.T) {
-	c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, true)
+	c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, dumpOn)
 	g := running(c, 2)
 	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
 	sample := policy.ThrashVerdict{Sample: true}
@@ -506,4 +508,121 @@ func TestCoreThrash(t *testing.T) {
 				actKillGroup{}, actNote{"recycle", "thrash: refaults"})...)},
 		{evThrash{thrash, at(6)}, []action{actRecordThrash{thrash, at(6)}}}, // recycled once
 	})
+}
+
+// The end of cgrun advise --for's window stops the run as a recycle does, once; not after
+// SIGTERM, which stops it already.
+func TestCoreAdviseWindow(t *testing.T) {
+	p := policy.DefaultPolicy()
+	p.StopSignal, p.StopTimeout = unix.SIGINT, 5*time.Second
+	stop := []action{actLog{"cgrun: app: observed for 10m0s; sending SIGINT (group killed after 5s)\n"},
+		actAbandonNext{"the advise window ended"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}
+	t.Run("the window ends: the stop signal, once", func(t *testing.T) {
+		c, g := newCore("app", p, cgroup.Limits{}, diagnose.Config{}), &genState{number: 1}
+		replay(t, c, g, []step{{evWindowEnd{10 * time.Minute}, stop}, {evWindowEnd{10 * time.Minute}, nil}})
+		if !g.windowEnded || g.recycled != "" {
+			t.Errorf("windowEnded %v, recycled %q; want the window ended, no recycle", g.windowEnded, g.recycled)
+		}
+	})
+	t.Run("after SIGTERM: nothing more", func(t *testing.T) {
+		c, g := newCore("app", p, cgroup.Limits{}, diagnose.Config{}), &genState{number: 1}
+		c.step(g, evSignal{unix.SIGTERM})
+		replay(t, c, g, []step{{evWindowEnd{10 * time.Minute}, nil}})
+		if g.windowEnded {
+			t.Error("the window taken as ended after SIGTERM stopped the run")
+		}
+	})
+}
+
+// The peak samples (kernels without memory.peak): at the fastest rate while memory rises, then
+// twice as long after each sample up to the idle ceiling, or at the fastest rate throughout when
+// the run's peak was asked for.
+func TestCorePeakSampling(t *testing.T) {
+	in := func(d time.Duration) []action { return []action{actSamplePeakIn{d}} }
+	t.Run("backs off while memory does not rise, back to the fastest on a new high", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{}), &genState{number: 1, peakEvery: peakSampleEvery}
+		replay(t, c, g, []step{
+			{evPeakSampled{false}, in(200 * time.Millisecond)},
+			{evPeakSampled{false}, in(400 * time.Millisecond)},
+			{evPeakSampled{false}, in(800 * time.Millisecond)},
+			{evPeakSampled{false}, in(1600 * time.Millisecond)},
+			{evPeakSampled{false}, in(peakSampleIdle)},
+			{evPeakSampled{false}, in(peakSampleIdle)},
+			{evPeakSampled{true}, in(peakSampleEvery)},
+		})
+	})
+	t.Run("the peak asked for: the fastest rate throughout", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{}), &genState{number: 1, peakEvery: peakSampleEvery}
+		c.peakAsked = true
+		replay(t, c, g, []step{{evPeakSampled{false}, in(peakSampleEvery)}, {evPeakSampled{true}, in(peakSampleEvery)}})
+	})
+}
+
+// dumpOn is a --diagnose-signal configuration: a recycle for memory takes a dump first.
+var dumpOn = diagnose.Config{Signal: unix.SIGUSR1, Dir: "/dumps", Timeout: time.Minute}
+
+// The --diagnose-above dump: once, when memory first crosses the mark; not while a dump runs
+// or when memory.current cannot be read; refused within --diagnose-interval of the last, across
+// generations; no more looking once the generation ends.
+func TestCoreDiagnoseAbove(t *testing.T) {
+	d := dumpOn
+	d.Above, d.Interval = 100<<20, time.Hour
+	look := func(at time.Time, cur uint64) evDiagnoseAbove {
+		return evDiagnoseAbove{now: at, current: cur, read: true}
+	}
+	unwatch := actUnwatchDiagnoseAbove{}
+	t.Run("below the mark, unread, or a dump in progress: go on looking; then the dump", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1}
+		replay(t, c, g, []step{
+			{look(t0, 50<<20), nil},
+			{evDiagnoseAbove{now: t0, current: 200 << 20}, nil},
+			{evDiagnoseAbove{now: t0, current: 200 << 20, read: true, dumping: true}, nil},
+			{look(t0, 100<<20), []action{actDumpAbove{}, unwatch}},
+		})
+	})
+	t.Run("the next generation within --diagnose-interval: said, no dump", func(t *testing.T) {
+		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d)
+		replay(t, c, &genState{number: 1}, []step{{look(t0, 200<<20), []action{actDumpAbove{}, unwatch}}})
+		replay(t, c, &genState{number: 2}, []step{{look(t0.Add(time.Minute), 200<<20), []action{
+			actLog{"cgrun: app: generation 2: memory at 200M crossed --diagnose-above 100M; no dump: the last was less than --diagnose-interval 1h0m0s ago\n"}, unwatch}}})
+		replay(t, c, &genState{number: 3}, []step{{look(t0.Add(2*time.Hour), 200<<20), []action{actDumpAbove{}, unwatch}}})
+	})
+	t.Run("a generation ending: no more looking", func(t *testing.T) {
+		c, g := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1, recycled: policy.Lifetime}
+		replay(t, c, g, []step{{look(t0, 200<<20), []action{unwatch}}})
+		c, g = newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1, stopAsked: unix.SIGTERM}
+		replay(t, c, g, []step{{look(t0, 50<<20), []action{unwatch}}})
+	})
+}
+
+// A dump that sits at memory.max for diagnose.StuckAfter is given up, with what would give it
+// room.
+func TestCoreDumpStuckAtMax(t *testing.T) {
+	const prefix = "cgrun: app: generation 1: the dump sat at memory.max 512M for 5s, too little room to write it: "
+	for _, c := range []struct {
+		name     string
+		headroom uint64
+		ev       evDumpAtMax
+		fix      string // "" for no action
+	}{
+		{"not yet", 0, evDumpAtMax{at: diagnose.StuckAfter - time.Second, limit: 512 << 20}, ""},
+		{"no headroom", 0, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20},
+			"give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"},
+		{"too little headroom", 64 << 20, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20}, "give it more --diagnose-headroom (now 64M)"},
+		{"a --diagnose-above dump raises no limit", 64 << 20, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20, aboveOnly: true},
+			"set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"},
+		{"on tmpfs", 0, evDumpAtMax{at: diagnose.StuckAfter, limit: 512 << 20, onTmpfs: true},
+			"give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap), and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := dumpOn
+			d.Headroom = c.headroom
+			var want []action
+			if c.fix != "" {
+				stuck := strings.TrimPrefix(prefix, "cgrun: app: generation 1: ") + c.fix
+				want = []action{actLog{prefix + c.fix + "; not waiting for it any longer\n"}, actGiveUpDump{stuck}}
+			}
+			replay(t, newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, d), &genState{number: 1}, []step{{c.ev, want}})
+		})
+	}
 }

@@ -7,8 +7,9 @@
 // timers and the kernel's events into its events, and its actions into syscalls.
 //
 // What it uses lives in the packages below it, which know nothing of the supervisor: proc
-// (starting, reaping, exit codes), policy (when to recycle and restart), state (the file cgrun ps
-// reads), report (the stable output formats), metrics (Prometheus), notify (sd_notify both ways),
-// diagnose (the dump before a memory recycle), listen (--listen's sockets), account (--user) and
-// atomicfile.
+// (starting, reaping, exit codes), place (where the groups go), policy (when to recycle and
+// restart), health (running the health probes), state (the file cgrun ps reads), report (the stable
+// output formats), metrics (Prometheus), notify (sd_notify both ways), diagnose (the dump before a
+// memory recycle), advise (--advise's probe), listen (--listen's sockets), account (--user), guard
+// (the process that cleans up after a SIGKILLed cgrun) and atomicfile.
 package launch

@@ -83,7 +83,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		how = "--diagnose-cmd"
 		child := g.run.child(g.leaf)
 		child.Env = append(child.Env, fmt.Sprintf("CGRUN_CHILD_PID=%d", g.pid), "CGRUN_DUMP_DIR="+c.Dir)
-		_, err = startProbe(c.Cmd, child) // reaped with the probes: its files say when it is done
+		_, err = proc.StartShell(c.Cmd, child) // reaped with the probes: its files say when it is done
 	}
 	if err != nil {
 		w.Close()
@@ -120,9 +120,8 @@ func (g *generation) dumpTick() <-chan time.Time {
 	return g.dumping.tick.C
 }
 
-// checkDumpAtMax looks at the group while a dump is written: one that sits at memory.max for
-// diagnose.StuckAfter needs more room than it has, so cgrun says so and stops waiting for it
-// (the dump is recorded as not complete) instead of waiting out --diagnose-timeout.
+// checkDumpAtMax looks at the group while a dump is written: how long it sat at memory.max
+// (diagnose.AtMax); the core decides when the dump is given up.
 func (g *generation) checkDumpAtMax(now time.Time) {
 	d := g.dumping
 	cur, err1 := cgroup.MemoryCurrent(g.dir)
@@ -132,23 +131,7 @@ func (g *generation) checkDumpAtMax(now time.Time) {
 		return
 	}
 	at := d.atMax.Observe(now, cur, limit.Value, events["max"])
-	if at < diagnose.StuckAfter {
-		return
-	}
-	c := g.run.cfg.Diagnose
-	fix := fmt.Sprintf("give it more --diagnose-headroom (now %s)", cgroup.FormatSize(c.Headroom))
-	switch {
-	case d.d.Reason == "above" && d.then == nil:
-		fix = "set --diagnose-above lower, far enough below the limit for the dump to fit (that dump raises no limit)"
-	case c.Headroom == 0:
-		fix = "give it --diagnose-headroom (about the dump's size; V8 may need as much again as its heap)"
-	}
-	if g.run.dumpDir.OnTmpfs() {
-		fix += ", and put --diagnose-dir on a disk: on tmpfs the dump itself is charged to the group"
-	}
-	d.stuck = fmt.Sprintf("the dump sat at memory.max %s for %s, too little room to write it: %s", cgroup.FormatSize(limit.Value), at.Round(time.Second), fix)
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s; not waiting for it any longer\n", g.run.name, g.number, d.stuck)
-	d.w.Close() // Wait returns what was written so far
+	g.step(evDumpAtMax{at: at, limit: limit.Value, aboveOnly: d.d.Reason == "above" && d.then == nil, onTmpfs: g.run.dumpDir.OnTmpfs()})
 }
 
 // dumpEnded records a dump whose wait ended, keeps the newest --diagnose-keep, and goes on with
@@ -219,22 +202,11 @@ func (g *generation) diagnoseAboveTick() *time.Ticker {
 	return time.NewTicker(time.Second)
 }
 
-// checkDiagnoseAbove takes the generation's one --diagnose-above dump when memory first crosses
-// the mark, unless one was taken less than --diagnose-interval ago. It reports whether to keep
-// looking.
-func (g *generation) checkDiagnoseAbove(now time.Time) bool {
-	c := g.run.cfg.Diagnose
+// checkDiagnoseAbove reads memory.current for the once-a-second look for --diagnose-above's
+// mark; the core decides whether the dump is due.
+func (g *generation) checkDiagnoseAbove(now time.Time) {
 	cur, err := cgroup.MemoryCurrent(g.dir)
-	if err != nil || cur < c.Above || g.dumping != nil || g.recycled != "" || g.stopAsked != 0 {
-		return g.recycled == "" && g.stopAsked == 0
-	}
-	if !g.run.aboveDumps.Allow(now) {
-		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: memory at %s crossed --diagnose-above %s; no dump: the last was less than --diagnose-interval %v ago\n",
-			g.run.name, g.number, cgroup.FormatSize(cur), cgroup.FormatSize(c.Above), c.Interval)
-		return false
-	}
-	g.startDump("above", false, nil)
-	return false
+	g.step(evDiagnoseAbove{now: now, current: cur, read: err == nil, dumping: g.dumping != nil})
 }
 
 // pastGeneration is how an ended generation shows in the pace's history.
@@ -307,4 +279,11 @@ func CheckDumpDir(c diagnose.Config, u *account.User) error {
 	d, err := openDumpDir(c, u)
 	d.Close()
 	return err
+}
+
+// giveUpDump stops waiting for the dump in progress, stuck at memory.max: Wait returns what was
+// written so far, and the dump is recorded as not complete, for why.
+func (g *generation) giveUpDump(why string) {
+	g.dumping.stuck = why
+	g.dumping.w.Close()
 }

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -30,17 +32,19 @@ type generation struct {
 	pid      int
 	started  time.Time // when the child started
 
-	stopTimer   *time.Timer
-	aboveTimer  *time.Ticker
-	thrash      *policy.ThrashWatch // nil: thrash recycles nothing here
-	thrashPSI   bool                // the thrash trigger is armed on memory.pressure
-	thrashTick  *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
-	health      *prober
-	peak        *cgroup.PeakMeter
-	peakTimer   *time.Timer   // the next peak sample, on kernels without memory.peak
-	peakEvery   time.Duration // the current interval of the peak samples
-	peakSaved   time.Time     // when a sampled peak last went into the state file
-	peakUnsaved bool          // the state in memory has a higher sampled peak than the file
+	stopTimer  *time.Timer
+	aboveTimer *time.Ticker
+	// aboveDumpTick looks for --diagnose-above's mark once a second; nil once the dump was
+	// taken or refused, or without one.
+	aboveDumpTick *time.Ticker
+	thrash        *policy.ThrashWatch // nil: thrash recycles nothing here
+	thrashPSI     bool                // the thrash trigger is armed on memory.pressure
+	thrashTick    *time.Ticker        // refault samples while memory sits near memory.max (no PSI)
+	health        *health.Prober
+	peak          *cgroup.PeakMeter
+	peakTimer     *time.Timer // the next peak sample, on kernels without memory.peak
+	peakSaved     time.Time   // when a sampled peak last went into the state file
+	peakUnsaved   bool        // the state in memory has a higher sampled peak than the file
 
 	dumping      *dumping              // a diagnostic dump in progress; nil for none
 	dumped       *diagnose.Dump        // the dump taken before this generation's recycle
@@ -49,21 +53,12 @@ type generation struct {
 	events       <-chan oomwatch.Event // the watcher's, closed after stopWatching
 	stopWatching func()
 	closeWatch   func()
-	advisor      *advisor // --advise: the probe of the memory it needs; nil without
+	advisor      *advise.Advisor // --advise: the probe of the memory it needs; nil without
+	adviceSaved  time.Time       // when noteAdvice last wrote the state file
 	adviseTimer  *time.Timer
-	windowEnded  bool           // cgrun advise --for ended the run
 	next         *handover      // --overlap: the next generation, started beside this one
 	notify       *notify.Socket // --overlap: the NOTIFY_SOCKET it says READY=1 on, open until it ends
 }
-
-// On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
-// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
-// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
-// baseline, --verbose), so that a spike after a quiet spell is not missed.
-const (
-	peakSampleEvery = 100 * time.Millisecond
-	peakSampleIdle  = 2 * time.Second
-)
 
 // outcome is how a generation ended.
 type outcome struct {
@@ -216,11 +211,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	if p.Thrash.Enabled(p.Restart) {
 		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
 	}
-	var lifetime, probeTick, sampleTick, peakTick, dumpAboveTick, adviseTick, adviseEnd <-chan time.Time
+	var lifetime, probeTick, sampleTick, peakTick, adviseTick, adviseEnd <-chan time.Time
 	defer g.endDump()
-	if t := g.diagnoseAboveTick(); t != nil {
-		defer t.Stop()
-		dumpAboveTick = t.C
+	if g.aboveDumpTick = g.diagnoseAboveTick(); g.aboveDumpTick != nil {
+		defer func() {
+			if g.aboveDumpTick != nil {
+				g.aboveDumpTick.Stop()
+			}
+		}()
 	}
 	if !g.peak.Kernel() {
 		g.peakEvery = peakSampleEvery
@@ -238,14 +236,14 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		defer t.Stop()
 		lifetime = t.C
 	}
-	var probeResults chan policy.Probe
+	var probeResults <-chan policy.Probe
 	if p.Health.Enabled() {
-		g.health = newProber(p.Health)
-		defer g.health.stop()
+		g.health = health.New(p.Health)
+		defer g.health.Stop()
 		t := time.NewTicker(p.Health.Interval)
 		defer t.Stop()
 		probeTick = t.C
-		probeResults = g.health.results
+		probeResults = g.health.Results()
 	}
 	if a := g.run.cfg.Advise; a != nil {
 		if t := g.startAdvisor(); t != nil {
@@ -281,10 +279,10 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		case ev := <-events:
 			g.observe(ev)
 		case now := <-adviseTick:
-			g.adviseTimer.Reset(g.advisor.step(now))
+			g.adviseTimer.Reset(g.advisor.Step(now))
 			g.noteAdvice(now)
 		case <-adviseEnd:
-			g.endWindow()
+			g.step(evWindowEnd{g.run.cfg.Advise.For})
 		case <-lifetime:
 			g.step(evLifetime{time.Since(started)})
 		case now := <-tickerC(g.aboveTimer):
@@ -303,10 +301,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.dumpEnded(r)
 		case now := <-g.dumpTick():
 			g.checkDumpAtMax(now)
-		case now := <-dumpAboveTick:
-			if !g.checkDiagnoseAbove(now) {
-				dumpAboveTick = nil
-			}
+		case now := <-tickerC(g.aboveDumpTick):
+			g.checkDiagnoseAbove(now)
 		case <-g.next.tick():
 			g.probeNext()
 		case r := <-g.next.results():
@@ -426,10 +422,10 @@ func (g *generation) sampleSteady() {
 // probe starts a health probe, unless the last one is still running: one that ran past its
 // timeout is killed, and its failure comes back through the reaper.
 func (g *generation) probe() {
-	if g.health.timedOut() {
+	if g.health.TimedOut() {
 		return
 	}
-	if r, done := g.health.start(g.run.child(g.leaf)); done {
+	if r, done := g.health.Start(g.run.child(g.leaf)); done {
 		g.probed(r)
 	}
 }
@@ -445,7 +441,7 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 			ws, done = e.Status, true
 		case g.next != nil && g.nextReaped(e.Pid, e.Status):
 		case g.health != nil:
-			if r, ok := g.health.exited(e.Pid, e.Status); ok {
+			if r, ok := g.health.Exited(e.Pid, e.Status); ok {
 				g.probed(r)
 			}
 		}
@@ -455,7 +451,7 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
-	g.health.stop() // the probe ended
+	g.health.Stop() // the probe ended
 	g.step(evProbed{r, time.Since(g.started)})
 }
 
@@ -509,6 +505,15 @@ func (g *generation) step(ev any) {
 			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
+		case actGiveUpDump:
+			g.giveUpDump(a.why)
+		case actDumpAbove:
+			g.startDump("above", false, nil)
+		case actUnwatchDiagnoseAbove:
+			g.aboveDumpTick.Stop()
+			g.aboveDumpTick = nil
+		case actSamplePeakIn:
+			g.peakTimer.Reset(a.d)
 		case actHealthy:
 			g.run.notify.Healthy()
 		case actAbandonNext:
@@ -524,7 +529,7 @@ func (g *generation) step(ev any) {
 // shutdown code included — and may not get to exit before the stop timeout. memory.max still
 // bounds it.
 func (g *generation) liftThrottle() {
-	g.advisor.halt()
+	g.advisor.Halt()
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		_ = cgroup.SetMemoryHigh(g.dir, cgroup.Unlimited)
 		_ = cgroup.SetMemoryHigh(g.leaf, cgroup.Unlimited) // its copy of the limits throttles too
@@ -558,20 +563,11 @@ func (g *generation) notePeak(peak uint64, src cgroup.PeakSource) {
 	})
 }
 
-// samplePeak reads memory.current for the peak on a kernel without memory.peak, and sets the
-// interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
+// samplePeak reads memory.current for the peak on a kernel without memory.peak; the core sets
+// the interval to the next sample. The state (for ps, status and metrics) follows at once in memory,
 // and on disk at most once a second.
 func (g *generation) samplePeak(now time.Time) {
 	_, higher, err := g.peak.Sample()
-	ceiling := peakSampleIdle
-	if cfg := g.run.cfg; cfg.Report != nil || cfg.Verbose || g.run.sample {
-		ceiling = peakSampleEvery
-	}
-	if higher {
-		g.peakEvery = peakSampleEvery
-	} else {
-		g.peakEvery = min(2*g.peakEvery, ceiling)
-	}
 	if err == nil && higher {
 		g.notePeak(g.peak.Peak())
 	}
@@ -579,7 +575,7 @@ func (g *generation) samplePeak(now time.Time) {
 		g.peakSaved, g.peakUnsaved = now, false
 		g.run.updateState(func(*state.State) {})
 	}
-	g.peakTimer.Reset(g.peakEvery)
+	g.step(evPeakSampled{higher})
 }
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -27,8 +28,8 @@ import (
 type handover struct {
 	g        *generation // the next generation, begun
 	started  time.Time
-	probe    *prober      // the --health-cmd, run in its group; nil without one
-	ticker   *time.Ticker // the probes'; stopped without a probe
+	probe    *health.Prober // the --health-cmd, run in its group; nil without one
+	ticker   *time.Ticker   // the probes'; stopped without a probe
 	deadline *time.Timer
 	ready    bool
 }
@@ -48,7 +49,7 @@ func (h *handover) results() <-chan policy.Probe {
 	if h == nil || h.ready || h.probe == nil {
 		return nil
 	}
-	return h.probe.results
+	return h.probe.Results()
 }
 
 func (h *handover) readyC() <-chan struct{} {
@@ -92,7 +93,7 @@ func (g *generation) overlap(why string) bool {
 	h := &handover{g: next, started: time.Now(),
 		ticker: time.NewTicker(min(p.Health.Interval, readyProbeEvery)), deadline: time.NewTimer(p.ReadyTimeout)}
 	if p.Health.Cmd != "" {
-		h.probe = newProber(policy.HealthCheck{Cmd: p.Health.Cmd, Timeout: p.Health.Timeout})
+		h.probe = health.New(policy.HealthCheck{Cmd: p.Health.Cmd, Timeout: p.Health.Timeout})
 	} else {
 		h.ticker.Stop()
 	}
@@ -107,10 +108,10 @@ func (g *generation) overlap(why string) bool {
 // probeNext starts a readiness probe of the next generation.
 func (g *generation) probeNext() {
 	h := g.next
-	if h.probe.timedOut() {
+	if h.probe.TimedOut() {
 		return // its failure comes back through the reaper
 	}
-	if r, done := h.probe.start(g.run.child(h.g.leaf)); done {
+	if r, done := h.probe.Start(g.run.child(h.g.leaf)); done {
 		g.nextProbed(r)
 	}
 }
@@ -134,7 +135,7 @@ func (g *generation) nextProbed(r policy.Probe) {
 func (g *generation) nextReady() {
 	h := g.next
 	h.ready = true
-	h.probe.stop()
+	h.probe.Stop()
 	h.ticker.Stop()
 	h.deadline.Stop()
 	g.step(evNextReady{h.g.number, time.Since(h.started)})
@@ -161,7 +162,7 @@ func (g *generation) nextReaped(pid int, ws unix.WaitStatus) bool {
 	if h.probe == nil {
 		return false
 	}
-	if r, ok := h.probe.exited(pid, ws); ok {
+	if r, ok := h.probe.Exited(pid, ws); ok {
 		g.nextProbed(r)
 		return true
 	}
@@ -174,10 +175,10 @@ func (g *generation) abandonNext(why string) {
 	if h == nil {
 		return
 	}
-	g.next, g.overlapPhase = nil, overlapGone // the core's too: the advise window's end gives it up without the core
+	g.next, g.overlapPhase = nil, overlapGone // the core's too: a generation that ends gives it up without the core
 	h.ticker.Stop()
 	h.deadline.Stop()
-	h.probe.stop()
+	h.probe.Stop()
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: giving up the overlap with generation %d: %s\n",
 		g.run.name, h.g.number, why)
 	h.g.stopWatching()

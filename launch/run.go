@@ -15,9 +15,11 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/notify"
+	"github.com/cgrun/cgrun/launch/place"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
@@ -93,13 +95,12 @@ type runner struct {
 
 	notify *notify.Notifier
 
-	dumpDir    *diagnose.Dir    // --diagnose-dir, open for the run; nil without a dump
-	dumps      []diagnose.Dump  // the dumps cgrun asked for and keeps, oldest first
-	aboveDumps diagnose.Limiter // --diagnose-interval
+	dumpDir *diagnose.Dir   // --diagnose-dir, open for the run; nil without a dump
+	dumps   []diagnose.Dump // the dumps cgrun asked for and keeps, oldest first
 	// guard kills the generations if cgrun is SIGKILLed; nil until the first one has run for
 	// guardDelay. guardMu guards it and guardOff (set once cgrun releases it) against the
 	// timer that starts it.
-	guard      *guard
+	guard      *guard.Guard
 	guardMu    sync.Mutex
 	guardOff   bool
 	guardTimer *time.Timer
@@ -187,7 +188,7 @@ func Validate(cfg *Config) error {
 		return err
 	}
 	if cfg.User != nil {
-		if err := CheckUser(cfg.User); err != nil {
+		if err := account.CheckUser(cfg.User); err != nil {
 			return err
 		}
 	}
@@ -207,8 +208,8 @@ func run(cfg Config) (int, unix.Signal, error) {
 	if cfg.Log != nil {
 		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
-	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{}, aboveDumps: diagnose.Limiter{Interval: cfg.Diagnose.Interval},
-		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose.Enabled())}
+	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{},
+		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose)}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
@@ -234,7 +235,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		return proc.ExitFailure, 0, err
 	}
 	state.CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
-	if r.site, r.h, err = place(r.h, &cfg, r.name); err != nil {
+	if r.site, r.h, err = place.Site(r.h, cfg.Parent, cfg.Limits.Controllers(), r.name, cfg.Command); err != nil {
 		return proc.ExitFailure, 0, err
 	}
 	defer func() {
@@ -262,6 +263,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
+	r.core.peakAsked = cfg.Report != nil || cfg.Verbose || r.sample
 	r.shm = privateShm(cfg)
 	started := time.Now()
 	r.adviseStarted = started
@@ -406,7 +408,7 @@ func (r *runner) startGuard() {
 	if r.guard != nil || r.guardOff {
 		return
 	}
-	g, err := startGuard(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
+	g, err := guard.Start(r.site.Dir, fmt.Sprintf("%s-%d.", r.name, os.Getpid()))
 	if err != nil {
 		fmt.Fprintf(r.cfg.Log, "cgrun: warning: %v; if cgrun is SIGKILLed, the next cgrun ps or cgrun run removes what it left\n", err)
 		return
@@ -423,7 +425,7 @@ func (r *runner) releaseGuard() {
 		r.guardTimer.Stop()
 	}
 	if r.guard != nil {
-		r.guard.release()
+		r.guard.Release()
 	}
 }
 

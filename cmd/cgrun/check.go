@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
-	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/place"
 	"github.com/cgrun/cgrun/launch/proc"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/spf13/pflag"
@@ -366,7 +366,7 @@ func checkHierarchy(r *checkResult, v hostView, guest string) (cgroup.Hierarchy,
 	return h, true
 }
 
-// checkSite says where cgrun run would make its groups (launch.Plan), whether it may write
+// checkSite says where cgrun run would make its groups (place.Plan), whether it may write
 // there, and whether the memory and pids controllers are available there.
 func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 	show := func(dir string) string { return h.Rel(dir) }
@@ -374,11 +374,11 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 	if mount := strings.TrimPrefix(h.Mount, v.root); v.root != "" && strings.HasPrefix(parent, mount+"/") {
 		parent = v.path(parent) // a fixture: the group lies under the view's root
 	}
-	plan := launch.Plan(h, parent, v.systemd)
+	plan := place.Plan(h, parent, v.systemd)
 	own := h.SelfDir()
 	var site string // the group whose children cgrun makes
 	switch plan.Kind {
-	case launch.PlaceParent:
+	case place.Parent:
 		site = plan.Dir
 		checkSystemd(r, v, "not needed here: cgrun makes its groups itself under --parent")
 		if _, err := os.Stat(filepath.Join(site, "cgroup.procs")); err != nil {
@@ -387,11 +387,11 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 			return
 		}
 		r.Place = fmt.Sprintf("its groups go under --parent %s", show(site))
-	case launch.PlaceAdopt:
+	case place.Adopt:
 		site = plan.Dir
 		checkSystemd(r, v, "not needed here: systemd delegated this unit's group, so cgrun makes its groups itself")
 		r.Place = fmt.Sprintf("its groups go beside this process's leaf, in the delegated unit group %s", show(site))
-	case launch.PlaceNest:
+	case place.Nest:
 		site = own
 		why := "no systemd here"
 		if v.systemd {
@@ -399,7 +399,7 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 		}
 		checkSystemd(r, v, "not needed here: systemd delegated this group, so cgrun makes its groups itself")
 		r.Place = fmt.Sprintf("its groups nest in this process's group %s (%s)", show(own), why)
-	case launch.PlaceScope:
+	case place.Scope:
 		checkScope(r, v, h, who)
 		return
 	}
@@ -407,7 +407,7 @@ func checkSite(r *checkResult, v hostView, h cgroup.Hierarchy, parent string) {
 		return
 	}
 	checkControllers(r, site, show(site))
-	if plan.Kind == launch.PlaceNest {
+	if plan.Kind == place.Nest {
 		checkBusy(r, v, h, own)
 	}
 }
@@ -502,7 +502,7 @@ func checkControllers(r *checkResult, dir, shown string) {
 
 // checkBusy: cgroup v2 puts processes only in leaf groups; cgrun moves itself into a leaf of
 // its own group, which works when nothing else is in the group (or cgrun is a container's init).
-// Otherwise cgrun run makes its groups beside the own group where launch.Nestable allows it, and
+// Otherwise cgrun run makes its groups beside the own group where place.Nestable allows it, and
 // fails where it does not (launch's place: cgroup.Nest answers ErrGroupBusy): a FAIL then.
 func checkBusy(r *checkResult, v hostView, h cgroup.Hierarchy, own string) {
 	procs, err := cgroup.Procs(own)
@@ -512,7 +512,7 @@ func checkBusy(r *checkResult, v hostView, h cgroup.Hierarchy, own string) {
 	others := slices.DeleteFunc(procs, func(p int) bool { return p == v.pid })
 	switch {
 	case len(others) == 0, v.pid == 1:
-	case launch.Nestable(h, []string{"memory", "pids"}):
+	case place.Nestable(h, []string{"memory", "pids"}):
 		r.add("group", statusInfo, fmt.Sprintf("%s holds %d other processes; cgrun makes its groups beside it, in %s", h.Rel(own), len(others), h.Rel(filepath.Dir(own))), "")
 	default:
 		r.add("group", statusFail, fmt.Sprintf("%s holds %d other processes (this shell?), and its parent %s is not ready for groups beside it; cgrun run started from here fails",

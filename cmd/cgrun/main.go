@@ -11,7 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 
-	"github.com/cgrun/cgrun/launch"
+	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
@@ -82,8 +82,8 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		return completionCommand(args[1:], stdout, stderr)
 	case "check":
 		return checkCommand(args[1:], stdout, stderr)
-	case launch.GuardCommand:
-		if err := launch.Guard(args[1:]); err != nil {
+	case guard.Command:
+		if err := guard.Run(args[1:]); err != nil {
 			fmt.Fprintf(stderr, "cgrun: %v\n", err)
 			return proc.ExitFailure
 		}

@@ -1,6 +1,7 @@
 // Package advise finds how much memory a command needs by squeezing its group's memory.high
 // toward memory.current while the group's memory pressure stays low (senpai's method, from the
-// TMO paper): the decisions, one sample at a time, and the advice they add up to; pure logic.
+// TMO paper): the decisions, one sample at a time (Prober: pure logic), the advice they add up
+// to, and the Advisor that reads a group's files into samples and writes the memory.high decided.
 //
 // Without swap, reclaim can take only page cache (and reclaimable kernel memory): anonymous
 // memory stays, so the working set is never below it. What the squeeze finds is how much of the

@@ -2,6 +2,8 @@ package proc
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strconv"
 
@@ -46,4 +48,26 @@ func PrivateShm(shm Shm) error {
 		return fmt.Errorf("private %s: mount tmpfs (%s): %w", ShmDir, opts, err)
 	}
 	return nil
+}
+
+// ShmFor is the /dev/shm each generation gets: a private tmpfs of size bytes (0: tmpfs's
+// default, half of RAM) when cgrun is root, as mounting it needs; nil, the host's, when shared
+// (--shared-shm), where the host has no /dev/shm, or when cgrun is not root — then it says on
+// log that what the command leaves there outlives it.
+func ShmFor(shared bool, size uint64, log io.Writer) *Shm {
+	return shmFor(shared, size, os.Geteuid(), ShmDir, log)
+}
+
+func shmFor(shared bool, size uint64, euid int, dir string, log io.Writer) *Shm {
+	if shared {
+		return nil
+	}
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil
+	}
+	if euid != 0 {
+		fmt.Fprintf(log, "cgrun: notice: the command shares the host's %s: only root can give it a private one; what it leaves there outlives the run and its memory limit (--shared-shm: meant so)\n", ShmDir)
+		return nil
+	}
+	return &Shm{Size: size}
 }

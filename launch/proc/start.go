@@ -364,3 +364,17 @@ func ReclaimForeground() {
 	signal.Ignore(unix.SIGTTOU)
 	_ = unix.IoctlSetPointerInt(0, unix.TIOCSPGRP, unix.Getpgrp())
 }
+
+// StartShell starts `sh -c cmd` as c says, with /dev/null as its stdio, the way the command
+// itself is started (clone3 into the group, or the re-exec stub; as the --user): a health probe,
+// or a --diagnose-cmd.
+func StartShell(cmd string, c Child) (int, error) {
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(null)
+	fd := uintptr(null)
+	c.Path, c.Argv, c.Stdio = "/bin/sh", []string{"sh", "-c", cmd}, []uintptr{fd, fd, fd}
+	return Start(c)
+}

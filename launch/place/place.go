@@ -1,4 +1,6 @@
-package launch
+// Package place decides where a run's groups go — under --parent, in cgrun's own group, beside
+// it, in the delegated unit group, or in a systemd scope asked for over D-Bus — and readies it.
+package place
 
 import (
 	"context"
@@ -14,7 +16,9 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 )
 
-// place picks where payload groups go, and returns the hierarchy as cgrun sees it afterwards:
+// Site picks where payload groups go (under --parent when parent is not "", with the
+// controllers ctrls on; name and command name and describe a scope), readies it, and returns
+// the hierarchy as cgrun sees it afterwards:
 //
 //   - --parent: under that group;
 //   - under systemd, in a group systemd did not delegate (PM2 or supervisord started by
@@ -23,21 +27,20 @@ import (
 //   - under systemd in a leaf of a delegated unit group (DelegateSubgroup=): in the unit group;
 //   - otherwise — a unit with Delegate=yes, a container, a host without systemd: nested in
 //     cgrun's own group (Nest).
-func place(h cgroup.Hierarchy, cfg *Config, name string) (*cgroup.Site, cgroup.Hierarchy, error) {
-	ctrls := cfg.Limits.Controllers()
+func Site(h cgroup.Hierarchy, parent string, ctrls []string, name string, command []string) (*cgroup.Site, cgroup.Hierarchy, error) {
 	own := h.SelfDir()
-	switch plan := Plan(h, cfg.Parent, cgroup.SystemdRunning()); plan.Kind {
-	case PlaceParent:
-		s, err := cgroup.Under(h, cfg.Parent, ctrls...)
+	switch plan := Plan(h, parent, cgroup.SystemdRunning()); plan.Kind {
+	case Parent:
+		s, err := cgroup.Under(h, parent, ctrls...)
 		return s, h, err
-	case PlaceAdopt:
+	case Adopt:
 		s, err := cgroup.Adopt(plan.Dir, ctrls...)
 		return s, h, err
-	case PlaceScope:
+	case Scope:
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		unit := fmt.Sprintf("cgrun-%s-%d.scope", unitName(name), os.Getpid())
-		desc := "cgrun: " + shortCommand(cfg.Command)
+		desc := "cgrun: " + shortCommand(command)
 		if err := cgroup.StartScope(ctx, unit, desc, os.Getpid(), ctrls); err != nil {
 			return nil, h, fmt.Errorf("%s is systemd's and not delegated, so cgrun asked for a scope of its own: %w; "+
 				"run cgrun in a unit with Delegate=yes, or give it a group with --parent", own, err)
@@ -105,23 +108,23 @@ func Nestable(h cgroup.Hierarchy, ctrls []string) bool {
 	return true
 }
 
-// PlaceKind is one of the ways place readies a site; see place.
-type PlaceKind string
+// Kind is one of the ways Site readies a site; see Site.
+type Kind string
 
 const (
-	PlaceParent PlaceKind = "parent" // under --parent
-	PlaceAdopt  PlaceKind = "adopt"  // the delegated unit group above cgrun's own (DelegateSubgroup=)
-	PlaceScope  PlaceKind = "scope"  // a transient delegated scope asked of systemd, then nested there
-	PlaceNest   PlaceKind = "nest"   // nested in cgrun's own group
+	Parent Kind = "parent" // under --parent
+	Adopt  Kind = "adopt"  // the delegated unit group above cgrun's own (DelegateSubgroup=)
+	Scope  Kind = "scope"  // a transient delegated scope asked of systemd, then nested there
+	Nest   Kind = "nest"   // nested in cgrun's own group
 )
 
-// Placement is where place will put the payload groups, decided before anything is written.
+// Placement is where Site will put the payload groups, decided before anything is written.
 type Placement struct {
-	Kind PlaceKind
-	Dir  string // the site; for PlaceScope the group cgrun leaves for its scope
+	Kind Kind
+	Dir  string // the site; for Scope the group cgrun leaves for its scope
 }
 
-// Plan is place's decision, without I/O beyond reading the delegation marks: `cgrun check`
+// Plan is Site's decision, without I/O beyond reading the delegation marks: `cgrun check`
 // shows it. systemd says whether systemd is the init system (cgroup.SystemdRunning).
 func Plan(h cgroup.Hierarchy, parent string, systemd bool) Placement {
 	own := h.SelfDir()
@@ -131,13 +134,13 @@ func Plan(h cgroup.Hierarchy, parent string, systemd bool) Placement {
 		if err != nil {
 			dir = parent
 		}
-		return Placement{Kind: PlaceParent, Dir: dir}
+		return Placement{Kind: Parent, Dir: dir}
 	case !systemd || cgroup.Delegated(own):
-		return Placement{Kind: PlaceNest, Dir: own}
+		return Placement{Kind: Nest, Dir: own}
 	case own != h.Mount && cgroup.Delegated(filepath.Dir(own)):
-		return Placement{Kind: PlaceAdopt, Dir: filepath.Dir(own)}
+		return Placement{Kind: Adopt, Dir: filepath.Dir(own)}
 	}
-	return Placement{Kind: PlaceScope, Dir: own}
+	return Placement{Kind: Scope, Dir: own}
 }
 
 // unitName makes name fit in a systemd unit name: letters, digits, ":", "_", "." and "-".

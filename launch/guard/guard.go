@@ -1,4 +1,6 @@
-package launch
+// Package guard is the process that kills and removes the groups of a cgrun that was SIGKILLed
+// before it could remove them itself.
+package guard
 
 import (
 	"context"
@@ -16,10 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// GuardCommand is the hidden first argument that makes cgrun act as the guard of another cgrun.
-const GuardCommand = "__cgrun_guard"
+// Command is the hidden first argument that makes cgrun act as the guard of another cgrun.
+const Command = "__cgrun_guard"
 
-// guard is a small process that outlives a cgrun that is SIGKILLed (a supervisor's kill
+// teardownTimeout bounds how long the guard waits for a killed group to empty, as cgrun does.
+const teardownTimeout = 10 * time.Second
+
+// Guard is a small process that outlives a cgrun that is SIGKILLed (a supervisor's kill
 // timeout, an operator's kill -9, the OOM killer) and then kills and removes the groups that
 // cgrun left running: the command must not outlive its supervisor, or the supervisor's next
 // start runs a second worker beside the orphan.
@@ -30,14 +35,14 @@ const GuardCommand = "__cgrun_guard"
 // first: the guard then exits without touching anything. The guard leads a process group of its
 // own and ignores the stop signals, so that ^C at a terminal or a supervisor's kill of cgrun's
 // process group does not take it along.
-type guard struct {
+type Guard struct {
 	pid   int
 	pidfd int      // names the guard even after the supervisor's reaper took it; -1 without pidfds (Linux < 5.3)
 	pipe  *os.File // the write end
 }
 
-// startGuard starts the guard of the generations named prefix+N under site.
-func startGuard(site, prefix string) (*guard, error) {
+// Start starts the guard of the generations named prefix+N under site.
+func Start(site, prefix string) (*Guard, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("start the guard: %w", err)
@@ -50,7 +55,7 @@ func startGuard(site, prefix string) (*guard, error) {
 	}
 	defer unix.Close(null)
 	// /proc/self/exe: the binary that runs, even when a package upgrade replaced the file.
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"cgrun", GuardCommand, site, prefix, strconv.Itoa(os.Getpid())},
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"cgrun", Command, site, prefix, strconv.Itoa(os.Getpid())},
 		&syscall.ProcAttr{Env: []string{"GOMAXPROCS=1"}, Files: []uintptr{uintptr(null), uintptr(null), 2, r.Fd()},
 			Sys: &syscall.SysProcAttr{Setpgid: true}})
 	if err != nil {
@@ -62,13 +67,13 @@ func startGuard(site, prefix string) (*guard, error) {
 	if err != nil {
 		pidfd = -1
 	}
-	return &guard{pid: pid, pidfd: pidfd, pipe: w}, nil
+	return &Guard{pid: pid, pidfd: pidfd, pipe: w}, nil
 }
 
-// release ends the guard once cgrun has cleaned up itself, and reaps it, so that no process of
+// Release ends the guard once cgrun has cleaned up itself, and reaps it, so that no process of
 // cgrun's outlives it. With a pidfd it is killed at once; without one, it is told through the
 // pipe and waited for (a bounded time), since its pid may have been reaped and reused.
-func (g *guard) release() {
+func (g *Guard) Release() {
 	var ws unix.WaitStatus
 	if g.pidfd >= 0 {
 		_ = unix.PidfdSendSignal(g.pidfd, unix.SIGKILL, nil, 0)
@@ -97,11 +102,11 @@ func (g *guard) release() {
 	}
 }
 
-// Guard is the guard process: args are what follows GuardCommand (SITE PREFIX PID), fd 3 is
+// Run is the guard process: args are what follows Command (SITE PREFIX PID), fd 3 is
 // the pipe. It returns when cgrun ended; an error only when it could not clean up.
-func Guard(args []string) error {
+func Run(args []string) error {
 	if len(args) != 3 {
-		return errors.New(GuardCommand + ": want SITE PREFIX PID")
+		return errors.New(Command + ": want SITE PREFIX PID")
 	}
 	site, prefix, owner := args[0], args[1], args[2]
 	signal.Ignore(unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGPIPE, unix.SIGUSR1, unix.SIGUSR2, unix.SIGALRM, unix.SIGWINCH)

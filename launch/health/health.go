@@ -1,4 +1,6 @@
-package launch
+// Package health runs one generation's health probes: --health-cmd as a process in its group,
+// --health-http as a GET, each bounded by the probe's timeout; package policy judges the results.
+package health
 
 import (
 	"context"
@@ -11,13 +13,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// prober runs the probes of one generation. Command probes are processes in the generation's
+// Prober runs the probes of one generation. Command probes are processes in the generation's
 // group; their exit comes back through the supervisor's reaper (the only caller of wait4),
-// which hands it to exited. Their results are returned to the supervisor, which handles them at
+// which hands it to Exited. Their results are returned to the supervisor, which handles them at
 // once: nothing on the supervisor's goroutine ever waits to send a result. HTTP probes run on a
-// goroutine that sends its one result into results (one slot: at most one probe runs at a
-// time) and that cancel ends.
-type prober struct {
+// goroutine that sends its one result into Results (one slot: at most one probe runs at a
+// time) and that Stop ends.
+type Prober struct {
 	h       policy.HealthCheck
 	results chan policy.Probe
 	pid     int       // the running command probe, or 0
@@ -25,20 +27,25 @@ type prober struct {
 	cancel  context.CancelFunc
 }
 
-func newProber(h policy.HealthCheck) *prober {
-	return &prober{h: h, results: make(chan policy.Probe, 1)}
+func New(h policy.HealthCheck) *Prober {
+	return &Prober{h: h, results: make(chan policy.Probe, 1)}
 }
 
-// start begins a probe, unless one is still running; a command probe starts as c says (its
+// Results delivers the result of each HTTP probe.
+func (p *Prober) Results() <-chan policy.Probe {
+	return p.results
+}
+
+// Start begins a probe, unless one is still running; a command probe starts as c says (its
 // group, environment and user). A command probe that cannot start (no room under pids.max, say)
 // is a failed probe: its result is returned, with true.
-func (p *prober) start(c proc.Child) (policy.Probe, bool) {
+func (p *Prober) Start(c proc.Child) (policy.Probe, bool) {
 	if p.pid != 0 || p.cancel != nil {
 		return policy.Probe{}, false
 	}
 	p.started = time.Now()
 	if p.h.Cmd != "" {
-		pid, err := startProbe(p.h.Cmd, c)
+		pid, err := proc.StartShell(p.h.Cmd, c)
 		if err != nil {
 			return policy.Probe{Why: fmt.Sprintf("cannot start: %v", err)}, true
 		}
@@ -53,9 +60,9 @@ func (p *prober) start(c proc.Child) (policy.Probe, bool) {
 	return policy.Probe{}, false
 }
 
-// timedOut kills a command probe that ran past the timeout — its whole process group, so that
+// TimedOut kills a command probe that ran past the timeout — its whole process group, so that
 // what the probe's shell started dies with it; it reports the failure when reaped.
-func (p *prober) timedOut() bool {
+func (p *Prober) TimedOut() bool {
 	if p.pid != 0 && time.Since(p.started) > p.h.Timeout {
 		// The probe leads a process group of its own (proc.Start sets Setpgid, or Setsid with --user), and it is not reaped
 		// yet, so the group's id cannot have been reused.
@@ -65,9 +72,9 @@ func (p *prober) timedOut() bool {
 	return false
 }
 
-// exited takes the wait status of a reaped pid if it is the running command probe, and
+// Exited takes the wait status of a reaped pid if it is the running command probe, and
 // returns the probe's result.
-func (p *prober) exited(pid int, ws unix.WaitStatus) (policy.Probe, bool) {
+func (p *Prober) Exited(pid int, ws unix.WaitStatus) (policy.Probe, bool) {
 	if pid == 0 || pid != p.pid {
 		return policy.Probe{}, false
 	}
@@ -75,9 +82,9 @@ func (p *prober) exited(pid int, ws unix.WaitStatus) (policy.Probe, bool) {
 	return p.h.CommandResult(ws, time.Since(p.started)), true
 }
 
-// stop ends a running HTTP probe, or releases the context of one that ended; a command probe
+// Stop ends a running HTTP probe, or releases the context of one that ended; a command probe
 // dies with the group. nil is fine.
-func (p *prober) stop() {
+func (p *Prober) Stop() {
 	if p == nil {
 		return
 	}
@@ -99,17 +106,4 @@ func httpProbe(ctx context.Context, u string) policy.Probe {
 		return policy.HTTPResult(resp.StatusCode, resp.Status, nil)
 	}
 	return policy.HTTPResult(0, "", err)
-}
-
-// startProbe starts a command probe as c says, with /dev/null as its stdio, the way the command
-// itself is started (clone3 into the group, or the re-exec stub; as the --user).
-func startProbe(cmd string, c proc.Child) (int, error) {
-	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(null)
-	fd := uintptr(null)
-	c.Path, c.Argv, c.Stdio = "/bin/sh", []string{"sh", "-c", cmd}, []uintptr{fd, fd, fd}
-	return proc.Start(c)
 }

@@ -1,4 +1,4 @@
-package launch
+package place
 
 import (
 	"maps"
@@ -90,5 +90,41 @@ func TestNestable(t *testing.T) {
 	}
 	if Nestable(cgroup.Hierarchy{Mount: t.TempDir(), Self: "/"}, []string{"memory"}) {
 		t.Error("Nestable at the hierarchy's root: there is no parent to nest in")
+	}
+}
+
+// Plan's decision where the hierarchy carries no delegation marks (a temp dir stands in for it).
+func TestPlan(t *testing.T) {
+	h := cgroup.Hierarchy{Mount: t.TempDir(), Self: "/user.slice/session-1.scope"}
+	own := h.SelfDir()
+	for _, c := range []struct {
+		name    string
+		parent  string
+		systemd bool
+		want    Placement
+	}{
+		{"--parent, relative to the mount", "/workers", true, Placement{Kind: Parent, Dir: filepath.Join(h.Mount, "workers")}},
+		{"--parent, under the mount", filepath.Join(h.Mount, "workers"), false, Placement{Kind: Parent, Dir: filepath.Join(h.Mount, "workers")}},
+		{"--parent with ..: kept as given, refused where it is used", "/a/../b", false, Placement{Kind: Parent, Dir: "/a/../b"}},
+		{"no systemd: nested in cgrun's own group", "", false, Placement{Kind: Nest, Dir: own}},
+		{"systemd's group, not delegated: a scope", "", true, Placement{Kind: Scope, Dir: own}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if have := Plan(h, c.parent, c.systemd); have != c.want {
+				t.Errorf("have %+v; want %+v", have, c.want)
+			}
+		})
+	}
+}
+
+func TestUnitName(t *testing.T) {
+	for in, want := range map[string]string{
+		"php-fpm":         "php-fpm",
+		"node@worker:1":   "node_worker:1",
+		"a b/c\u00e9.x_y": "a_b_c_.x_y",
+	} {
+		if have := unitName(in); have != want {
+			t.Errorf("unitName(%q) = %q; want %q", in, have, want)
+		}
 	}
 }
