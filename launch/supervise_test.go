@@ -64,6 +64,26 @@ func fakeGroupDir(t *testing.T) (mount, dir string) {
 	return mount, dir
 }
 
+// trapShell is a shell that sets trap, says so by making a file, then idles; trapped waits for
+// that file. A signal sent before the trap is set would end the shell instead (on a busy guest a
+// shell takes more than 50 ms to get there).
+func trapShell(t *testing.T, trap string) (argv []string, trapped func()) {
+	t.Helper()
+	ready := filepath.Join(t.TempDir(), "trapped")
+	argv = []string{"/bin/sh", "-c", trap + "; : >'" + ready + "'; while :; do sleep 0.01; done"}
+	return argv, func() {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if _, err := os.Stat(ready); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the shell never set its trap (%s)", trap)
+			}
+		}
+	}
+}
+
 // superviseOnHost starts argv as generation 1 under cfg's policy and supervises it on a
 // goroutine; the outcome comes on done.
 func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
@@ -184,8 +204,9 @@ func TestSuperviseOnHost(t *testing.T) {
 	t.Run("the stop timeout: the group killed", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.StopTimeout = 50 * time.Millisecond
-		h := superviseOnHost(t, &Config{Policy: p}, "/bin/sh", "-c", "trap '' TERM; while :; do sleep 0.01; done")
-		time.Sleep(50 * time.Millisecond) // the trap set
+		argv, trapped := trapShell(t, "trap '' TERM")
+		h := superviseOnHost(t, &Config{Policy: p}, argv...)
+		trapped()
 		h.stop <- unix.SIGTERM
 		kill := filepath.Join(h.g.dir, "cgroup.kill")
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
@@ -204,7 +225,9 @@ func TestSuperviseOnHost(t *testing.T) {
 	t.Run("an OOM kill the watcher reports is logged and counted", func(t *testing.T) {
 		h := superviseOnHost(t, &Config{Policy: policy.DefaultPolicy()}, "/bin/sleep", "60")
 		h.events <- oomwatch.Event{Time: time.Now(), Kind: oomwatch.OOMKill, Count: 1, Delta: 1, MemoryCurrent: 16 << 20}
-		time.Sleep(50 * time.Millisecond)
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(h.log.String(), "the OOM killer killed") && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond) // the event taken before the stop: the select picks either
+		}
 		h.stop <- unix.SIGTERM
 		out := h.wait(t)
 		if out.peak != 16<<20 {
@@ -250,8 +273,9 @@ func TestSuperviseOnHost(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.RecycleOnHigh = 1
 		cfg := &Config{Policy: p, Diagnose: diagnose.Config{Signal: unix.SIGUSR1, Dir: dumps, Timeout: 10 * time.Second, Keep: 3}}
-		h := superviseOnHost(t, cfg, "/bin/sh", "-c", "trap 'echo heap > "+dumps+"/heap.1' USR1; while :; do sleep 0.01; done")
-		time.Sleep(50 * time.Millisecond) // the trap set
+		argv, trapped := trapShell(t, "trap 'echo heap > "+dumps+"/heap.1' USR1")
+		h := superviseOnHost(t, cfg, argv...)
+		trapped()
 		for n := uint64(1); n <= 2; n++ { // the first is the count the window grows from
 			h.events <- oomwatch.Event{Time: time.Now(), Kind: oomwatch.High, Count: n, Delta: 1, MemoryCurrent: 8 << 20}
 		}
@@ -276,7 +300,8 @@ func TestSuperviseOnHost(t *testing.T) {
 	t.Run("--diagnose-above: a dump and no recycle", func(t *testing.T) {
 		dumps := t.TempDir()
 		cfg := &Config{Policy: policy.DefaultPolicy(), Diagnose: diagnose.Config{Signal: unix.SIGUSR1, Dir: dumps, Timeout: 10 * time.Second, Above: 4 << 20, Interval: time.Hour}}
-		h := superviseOnHost(t, cfg, "/bin/sh", "-c", "trap 'echo heap > "+dumps+"/heap.1' USR1; while :; do sleep 0.01; done")
+		argv, _ := trapShell(t, "trap 'echo heap > "+dumps+"/heap.1' USR1") // set long before the first look at memory
+		h := superviseOnHost(t, cfg, argv...)
 		for deadline := time.Now().Add(8 * time.Second); !strings.Contains(h.log.String(), "dump complete"); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no dump; log %q", h.log.String())
