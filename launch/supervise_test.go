@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,7 +30,7 @@ import (
 
 type hostRun struct {
 	g      *generation
-	log    *syncBuffer
+	log    *lockedBuffer
 	stop   chan os.Signal
 	other  chan os.Signal
 	events chan oomwatch.Event
@@ -89,7 +88,7 @@ func trapShell(t *testing.T, trap string) (argv []string, trapped func()) {
 func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	t.Helper()
 	mount, dir := fakeGroupDir(t)
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	cfg.Log, cfg.Name = log, "app"
 	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
 	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
@@ -137,24 +136,6 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 		h.done <- out
 	}()
 	return h
-}
-
-// syncBuffer is cgrun's stderr, read while the supervisor writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (h *hostRun) wait(t *testing.T) outcome {

@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 // retried, removed at exit and never written again.
 func TestStateFile(t *testing.T) {
 	dir := t.TempDir()
-	log := &syncBuffer{}
+	log := &lockedBuffer{}
 	r := &runner{cfg: &Config{Log: log}, name: "app", stateDir: dir,
 		state: state.State{Name: "app", Pid: os.Getpid(), RestartsByReason: map[string]int{}, Totals: map[string]uint64{"oom_kill": 1}}}
 	path := state.Path(dir, os.Getpid())
