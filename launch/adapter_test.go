@@ -45,7 +45,7 @@ func TestRunnerStep(t *testing.T) {
 		p.RestartDelay, p.RestartDelayMax = time.Hour, time.Hour
 		r, _, _, other := testRunner(p)
 		other <- unix.SIGHUP
-		other <- recycleSignal
+		other <- proc.RecycleSignal
 		if why, _, _, _ := r.step(oomKilled(1, time.Now(), time.Second), nil); why != policy.OOMKill {
 			t.Errorf("have %q, want oom_kill", why)
 		}

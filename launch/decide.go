@@ -231,7 +231,7 @@ func (c *core) step(g *genState, ev any) []action {
 	case evNextNotReady:
 		return c.fallBack(g, fmt.Sprintf("not ready after --ready-timeout %v", c.p.ReadyTimeout))
 	case evNextEnded:
-		return c.fallBack(g, "it "+describe(ev.status)+" before it was ready")
+		return c.fallBack(g, "it "+proc.Describe(ev.status)+" before it was ready")
 	case evWindowEnd:
 		return c.endWindow(g, ev.window)
 	case evDiagnoseAbove:
@@ -325,8 +325,8 @@ type action any
 // signal is a signal to cgrun while a generation runs.
 func (c *core) signal(g *genState, sig unix.Signal) []action {
 	switch sig {
-	case recycleSignal:
-		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(recycleSignal))
+	case proc.RecycleSignal:
+		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(proc.RecycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.stopAsked = sig
 		if g.overlapPhase != overlapNone {
@@ -413,7 +413,7 @@ func (c *core) exited(ev evExited) []action {
 	if !ok {
 		p := c.p
 		err := &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
-			c.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, describe(ev.status))}
+			c.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, proc.Describe(ev.status))}
 		return append(acts, actExit{code: proc.ExitStartLimit, err: err})
 	}
 	if ev.next != nil {
@@ -433,7 +433,7 @@ func (c *core) signalWaiting(sig unix.Signal) []action {
 	switch sig {
 	case unix.SIGTERM, unix.SIGINT:
 		return []action{actExit{code: c.code, raise: sig}}
-	case recycleSignal:
+	case proc.RecycleSignal:
 		return []action{actStart{c.why}}
 	}
 	return nil

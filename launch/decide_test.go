@@ -116,7 +116,7 @@ func TestCoreRestarts(t *testing.T) {
 		c.step(nil, oomKilled(1, t0, time.Second))
 		replay(t, c, nil, []step{
 			{evSignal{unix.SIGHUP}, nil},
-			{evSignal{recycleSignal}, []action{actStart{policy.OOMKill}}},
+			{evSignal{proc.RecycleSignal}, []action{actStart{policy.OOMKill}}},
 		})
 	})
 	t.Run("a ready --overlap generation takes over at once", func(t *testing.T) {
@@ -228,7 +228,7 @@ func TestCoreStop(t *testing.T) {
 		replay(t, c, g, []step{
 			{evSignal{unix.SIGINT}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGINT}, actArmStopTimer{}}},
 			{evLifetime{time.Hour}, nil},
-			{evSignal{recycleSignal}, nil},
+			{evSignal{proc.RecycleSignal}, nil},
 		})
 	})
 	t.Run("other signals are forwarded", func(t *testing.T) {
@@ -253,7 +253,7 @@ func TestCoreRecycle(t *testing.T) {
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour + 400*time.Millisecond}, append([]action{actNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(2, "lifetime of 1h0m0s reached")...)},
 			{evLifetime{time.Hour}, nil}, // once
-			{evSignal{recycleSignal}, nil},
+			{evSignal{proc.RecycleSignal}, nil},
 			{evStopTimer{}, append(logs("cgrun: app: still running 10s after SIGTERM; killing its group\n"), actKillGroup{})},
 		})
 		if g.recycled != policy.Lifetime {
@@ -263,7 +263,7 @@ func TestCoreRecycle(t *testing.T) {
 	t.Run("the recycle signal", func(t *testing.T) {
 		c := newCore("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
-			{evSignal{recycleSignal}, append([]action{actNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
+			{evSignal{proc.RecycleSignal}, append([]action{actNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
 		})
 	})
 	t.Run("SIGTERM after a recycle still stops cgrun", func(t *testing.T) {
@@ -337,7 +337,7 @@ func TestCoreOverlap(t *testing.T) {
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{evLifetime{time.Hour}, []action{actOverlap{lifetime}}},
-			{evSignal{recycleSignal}, nil}, // one recycle at a time
+			{evSignal{proc.RecycleSignal}, nil}, // one recycle at a time
 			{evNextReady{2, 1234567 * time.Microsecond}, append(logs("cgrun: app: generation 2 is ready after 1.235s\n"), recycled...)},
 			{evNextReady{2, time.Second}, nil},
 			{evNextNotReady{}, nil},
@@ -371,7 +371,7 @@ func TestCoreOverlap(t *testing.T) {
 		c := newCore("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
-			{evSignal{recycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
+			{evSignal{proc.RecycleSignal}, []action{actOverlap{"recycle requested with SIGALRM"}}},
 			{evSignal{unix.SIGTERM}, []action{actAbandonNext{"cgrun is stopping"}, actLiftThrottle{}, actSignal{unix.SIGTERM}, actArmStopTimer{}}},
 			{evNextReady{2, time.Second}, nil},
 			{evNextNotReady{}, nil},

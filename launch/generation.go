@@ -616,7 +616,7 @@ func (g *generation) finish(out *outcome) {
 			s.MemoryPeak, s.MemoryPeakSource = out.peak, out.peakSource
 		}
 		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.number, *out))
-		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, describe(out.status), out.uptime.Round(time.Millisecond))
+		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, proc.Describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
 		}

@@ -471,7 +471,7 @@ func (r *runner) wait(d time.Duration) any {
 		case <-r.sigs.child:
 			proc.ReapAll()
 		case sig := <-r.sigs.other:
-			if sig == recycleSignal {
+			if sig == proc.RecycleSignal {
 				return evSignal{sig.(unix.Signal)}
 			}
 		}
@@ -484,14 +484,6 @@ func (r *runner) summarize(out outcome, restarts int, wall time.Duration) {
 	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
 		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, r.report.OOMKills, wall))
 	}
-}
-
-// describe says how a child ended: "exited with status 3", "was killed by SIGKILL".
-func describe(ws unix.WaitStatus) string {
-	if ws.Signaled() {
-		return "was killed by " + proc.SignalName(ws.Signal())
-	}
-	return fmt.Sprintf("exited with status %d", ws.ExitStatus())
 }
 
 // summary is the one line printed at exit: how the command ended and what memory it used.
@@ -508,6 +500,6 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 		after = fmt.Sprintf("%s (the last generation; the whole run %s)", after, wall.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
-		name, describe(out.status), after, peak, max,
+		name, proc.Describe(out.status), after, peak, max,
 		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
 }

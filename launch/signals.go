@@ -4,12 +4,9 @@ import (
 	"os"
 	"os/signal"
 
+	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
-
-// recycleSignal asks cgrun for a graceful recycle of the current generation. cgrun does not
-// forward it; SIGALRM is one no supervisor sends by accident (cgrun recycle NAME sends it too).
-const recycleSignal = unix.SIGALRM
 
 // signals are the channels the supervisor hears signals on. Each kind has its own channel, so
 // that a flood of one kind (SIGCHLD from a forking command, SIGWINCH from a terminal) cannot fill
@@ -34,7 +31,7 @@ func notifySignals() (signals, func()) {
 	stop, child, other, pipe := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 32), make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGTERM, unix.SIGINT)
 	signal.Notify(child, unix.SIGCHLD)
-	signal.Notify(other, recycleSignal, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(other, proc.RecycleSignal, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	signal.Notify(pipe, unix.SIGPIPE)
 	return signals{stop: stop, child: child, other: other}, func() {
 		for _, c := range []chan os.Signal{stop, child, other, pipe} {

@@ -344,7 +344,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	sig := unix.SIGTERM
 	if verb == "recycle" {
-		sig = unix.SIGALRM
+		sig = proc.RecycleSignal
 	}
 	// A pidfd names this very process, so a pid reused since the state was read is never hit.
 	pfd, err := unix.PidfdOpen(s.Pid, 0)

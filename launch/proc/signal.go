@@ -7,6 +7,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// RecycleSignal asks a running cgrun for a graceful recycle of its current generation (cgrun
+// recycle NAME sends it). cgrun does not forward it; SIGALRM is one no supervisor sends by
+// accident.
+const RecycleSignal = unix.SIGALRM
+
+// Describe says how a child ended: "exited with status 3", "was killed by SIGKILL".
+func Describe(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "was killed by " + SignalName(ws.Signal())
+	}
+	return fmt.Sprintf("exited with status %d", ws.ExitStatus())
+}
+
 // SignalName is "SIGKILL" for 9.
 func SignalName(s unix.Signal) string {
 	if n := unix.SignalName(s); n != "" {
