@@ -8,6 +8,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
+	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -62,7 +63,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		return warn(err)
 	}
 	d := &dumping{started: time.Now(), w: w, done: make(chan dumpResult, 1), then: then,
-		d: diagnose.Dump{Generation: g.number, Reason: reason}, tick: time.NewTicker(time.Second)}
+		d: diagnose.Dump{Generation: g.Number, Reason: reason}, tick: time.NewTicker(time.Second)}
 	d.d.Time = d.started.Format(time.RFC3339Nano)
 	if room {
 		var high, max uint64
@@ -95,7 +96,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 		when = "memory crossed --diagnose-above " + cgroup.FormatSize(c.Above)
 	}
 	fmt.Fprintf(cfg.Log, "cgrun: %s: generation %d: %s: taking a diagnostic dump (%s) into %s, waiting at most %v%s\n",
-		g.run.name, g.number, when, how, c.Dir, c.Timeout, parenthesized(d.d.Note))
+		g.run.name, g.Number, when, how, c.Dir, c.Timeout, parenthesized(d.d.Note))
 	go func() {
 		files, complete := w.Wait(d.started.Add(c.Timeout), diagnose.Quiet)
 		d.done <- dumpResult{files, complete}
@@ -131,7 +132,7 @@ func (g *generation) checkDumpAtMax(now time.Time) {
 		return
 	}
 	at := d.atMax.Observe(now, cur, limit.Value, events["max"])
-	g.step(evDumpAtMax{at: at, limit: limit.Value, aboveOnly: d.d.Reason == "above" && d.then == nil, onTmpfs: g.run.dumpDir.OnTmpfs()})
+	g.step(core.EvDumpAtMax{At: at, Limit: limit.Value, AboveOnly: d.d.Reason == "above" && d.then == nil, OnTmpfs: g.run.dumpDir.OnTmpfs()})
 }
 
 // dumpEnded records a dump whose wait ended, keeps the newest --diagnose-keep, and goes on with
@@ -153,7 +154,7 @@ func (g *generation) dumpEnded(res dumpResult) {
 		what = fmt.Sprintf("dump not complete after %.1fs (--diagnose-timeout %v, or the child ended): %s",
 			d.d.Seconds, g.run.cfg.Diagnose.Timeout, orNothing(names))
 	}
-	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s\n", g.run.name, g.number, what)
+	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: generation %d: %s\n", g.run.name, g.Number, what)
 	g.dumped = &d.d
 	g.run.dumps = append(g.run.dumps, d.d)
 	var errs []error
@@ -174,7 +175,7 @@ func (g *generation) dumpEnded(res dumpResult) {
 		s.Note("dump", what)
 	})
 	cur, _ := cgroup.MemoryCurrent(g.dir)
-	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindDiagnose, MemoryCurrent: cur}, func(r *report.Event) {
+	g.run.log.Add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindDiagnose, MemoryCurrent: cur}, func(r *report.Event) {
 		// the recycle reason it came before, or "above" for --diagnose-above (docs/diagnose.md)
 		r.Reason, r.Diagnosis = policy.Reason(d.d.Reason), &d.d
 	}))
@@ -206,7 +207,7 @@ func (g *generation) diagnoseAboveTick() *time.Ticker {
 // mark; the core decides whether the dump is due.
 func (g *generation) checkDiagnoseAbove(now time.Time) {
 	cur, err := cgroup.MemoryCurrent(g.dir)
-	g.step(evDiagnoseAbove{now: now, current: cur, read: err == nil, dumping: g.dumping != nil})
+	g.step(core.EvDiagnoseAbove{Now: now, Current: cur, Read: err == nil, Dumping: g.dumping != nil})
 }
 
 // pastGeneration is how an ended generation shows in the pace's history.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
+	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
@@ -25,7 +26,7 @@ import (
 // the recycle triggers and health probes — until the child exits; then the watcher is stopped
 // and drained, and the group is killed and removed.
 type generation struct {
-	genState        // what the decisions (core) go on: its number, why it is ending
+	core.Gen        // what the decisions (core) go on: its number, why it is ending
 	dir      string // the payload group: the limits and the watcher are on it
 	leaf     string // its leaf that the command starts in (dir/main)
 	run      *runner
@@ -97,9 +98,9 @@ func (g *generation) start(onStart func(pid int)) (out outcome, err error) {
 	out.uptime = time.Since(out.started)
 	proc.ReclaimForeground()
 	g.stopWatching()
-	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.recycled, g.stopAsked != 0 || g.windowEnded, g.stopAsked, g.dumped
+	out.recycled, out.stopAsked, out.stopSignal, out.dump = g.Recycled, g.StopAsked != 0 || g.WindowEnded, g.StopAsked, g.dumped
 	out.next = g.handedTo()
-	out.windowEnded = g.windowEnded
+	out.windowEnded = g.WindowEnded
 	g.finish(&out)
 	return out, nil
 }
@@ -111,7 +112,7 @@ func (g *generation) begin() (out outcome, err error) {
 		return out, err
 	}
 	g.created = true
-	g.run.last = max(g.run.last, g.number)
+	g.run.last = max(g.run.last, g.Number)
 	if err := cfg.Limits.Apply(g.dir); err != nil {
 		return out, err
 	}
@@ -147,7 +148,7 @@ func (g *generation) begin() (out outcome, err error) {
 	}
 	g.thrashPSI = thrash && w.Armed(cfg.Policy.Thrash.Pressure)
 	g.closeWatch = func() { w.Close() }
-	if n := w.Notice(); n != nil && g.number == 1 {
+	if n := w.Notice(); n != nil && g.Number == 1 {
 		fmt.Fprintf(cfg.Log, "cgrun: notice: %v\n", n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -181,7 +182,7 @@ func (g *generation) begin() (out outcome, err error) {
 		return out, tooSmall(cfg.Limits, err)
 	}
 	out.pid = g.pid
-	g.run.log.add(g.record(oomwatch.Event{Time: out.started, Kind: report.KindStart}, func(r *report.Event) { r.Command = cfg.Command }))
+	g.run.log.Add(g.record(oomwatch.Event{Time: out.started, Kind: report.KindStart}, func(r *report.Event) { r.Command = cfg.Command }))
 	g.begun = out
 	return out, nil
 }
@@ -207,7 +208,7 @@ func (g *generation) end() {
 func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) unix.WaitStatus {
 	p := g.run.cfg.Policy
 	g.started = started
-	g.run.core.watch(&g.genState)
+	g.run.core.Watch(&g.Gen)
 	if p.Thrash.Enabled(p.Restart) {
 		g.thrash = policy.NewThrashWatch(p.Thrash, g.run.cfg.Limits, g.thrashPSI)
 	}
@@ -221,8 +222,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		}()
 	}
 	if !g.peak.Kernel() {
-		g.peakEvery = peakSampleEvery
-		g.peakTimer = time.NewTimer(g.peakEvery)
+		g.PeakEvery = core.PeakSampleEvery
+		g.peakTimer = time.NewTimer(g.PeakEvery)
 		defer g.peakTimer.Stop()
 		peakTick = g.peakTimer.C
 	}
@@ -231,7 +232,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		defer t.Stop()
 		sampleTick = t.C
 	}
-	if d := g.triggers.Lifetime(); d > 0 {
+	if d := g.Triggers.Lifetime(); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		lifetime = t.C
@@ -269,9 +270,9 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 	for {
 		select {
 		case sig := <-g.run.sigs.stop:
-			g.step(evSignal{sig.(unix.Signal)})
+			g.step(core.EvSignal{Sig: sig.(unix.Signal)})
 		case sig := <-g.run.sigs.other:
-			g.step(evSignal{sig.(unix.Signal)})
+			g.step(core.EvSignal{Sig: sig.(unix.Signal)})
 		case <-g.run.sigs.child:
 			if ws, done := g.reap(); done {
 				return ws
@@ -282,9 +283,9 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.adviseTimer.Reset(g.advisor.Step(now))
 			g.noteAdvice(now)
 		case <-adviseEnd:
-			g.step(evWindowEnd{g.run.cfg.Advise.For})
+			g.step(core.EvWindowEnd{Window: g.run.cfg.Advise.For})
 		case <-lifetime:
-			g.step(evLifetime{time.Since(started)})
+			g.step(core.EvLifetime{Uptime: time.Since(started)})
 		case now := <-tickerC(g.aboveTimer):
 			g.checkAbove(now)
 		case now := <-tickerC(g.thrashTick):
@@ -313,7 +314,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.nextNotReady()
 		case <-timerC(g.stopTimer):
 			g.stopTimer = nil
-			g.step(evStopTimer{})
+			g.step(core.EvStopTimer{})
 		}
 	}
 }
@@ -358,7 +359,7 @@ func (g *generation) observe(ev oomwatch.Event) {
 	} else if g.thrash != nil {
 		g.thrashed(g.thrash.Event(ev), ev.Time)
 	}
-	g.step(evMemory{ev})
+	g.step(core.EvMemory{Event: ev})
 }
 
 // thrashOnly reports whether ev is a firing of the thrash trigger that nobody asked to see
@@ -379,7 +380,7 @@ func (g *generation) thrashOnly(ev oomwatch.Event) bool {
 
 // thrashed hands the core what the thrash detector said.
 func (g *generation) thrashed(v policy.ThrashVerdict, now time.Time) {
-	g.step(evThrash{v, now})
+	g.step(core.EvThrash{Verdict: v, Now: now})
 }
 
 // sampleThrash reads memory.current and the refaults for the thrash detector, while memory sits
@@ -409,7 +410,7 @@ func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
 // held there for --recycle-after.
 func (g *generation) checkAbove(now time.Time) {
 	cur, _, _ := g.peak.Sample()
-	g.step(evAboveTick{now, cur})
+	g.step(core.EvAboveTick{Now: now, Current: cur})
 }
 
 // sampleSteady takes the once-a-second memory.current sample for a baseline's median.
@@ -452,72 +453,72 @@ func (g *generation) reap() (unix.WaitStatus, bool) {
 // probed handles the result of one health probe.
 func (g *generation) probed(r policy.Probe) {
 	g.health.Stop() // the probe ended
-	g.step(evProbed{r, time.Since(g.started)})
+	g.step(core.EvProbed{Result: r, Uptime: time.Since(g.started)})
 }
 
 // recycle asks the core for a recycle of the generation.
 func (g *generation) recycle(reason policy.Reason, why string) {
-	g.step(evRecycle{reason, why})
+	g.step(core.EvRecycle{Reason: reason, Why: why})
 }
 
 // step hands ev to the core and does what it decides: the core's adapter for a generation.
 // Not cgroup.Kill for the group: the supervisor must not block; the child's death comes back
 // as SIGCHLD, and teardown then kills whatever a fork slipped past that pass.
 func (g *generation) step(ev any) {
-	for _, a := range g.run.core.step(&g.genState, ev) {
+	for _, a := range g.run.core.Step(&g.Gen, ev) {
 		switch a := a.(type) {
-		case actLog:
-			fmt.Fprint(g.run.cfg.Log, a.line)
-		case actSignal:
-			_ = unix.Kill(g.pid, a.sig) // ESRCH: it is exiting; SIGCHLD follows
-		case actKillGroup:
+		case core.ActLog:
+			fmt.Fprint(g.run.cfg.Log, a.Line)
+		case core.ActSignal:
+			_ = unix.Kill(g.pid, a.Sig) // ESRCH: it is exiting; SIGCHLD follows
+		case core.ActKillGroup:
 			if err := cgroup.KillNow(g.dir); err != nil {
 				fmt.Fprintf(g.run.cfg.Log, "cgrun: warning: kill %s: %v\n", g.dir, err)
 			}
-		case actLiftThrottle:
+		case core.ActLiftThrottle:
 			g.liftThrottle()
-		case actArmStopTimer:
+		case core.ActArmStopTimer:
 			g.armStopTimer()
-		case actNote:
-			g.run.updateState(func(s *state.State) { s.Note(a.kind, a.text) })
-		case actOverlap:
-			if !g.overlap(a.why) {
-				g.step(evNoOverlap{})
+		case core.ActNote:
+			g.run.updateState(func(s *state.State) { s.Note(a.Kind, a.Text) })
+		case core.ActOverlap:
+			if !g.overlap(a.Why) {
+				g.step(core.EvNoOverlap{})
 			}
-		case actDump:
-			then := func() { g.step(evDumpEnded{}) }
-			if !g.startDump(string(a.reason), true, then) {
+		case core.ActDump:
+			then := func() { g.step(core.EvDumpEnded{}) }
+			if !g.startDump(string(a.Reason), true, then) {
 				then()
 			}
-		case actWatchAbove:
+		case core.ActWatchAbove:
 			g.aboveTimer = time.NewTicker(time.Second)
-		case actUnwatchAbove:
+		case core.ActUnwatchAbove:
 			g.aboveTimer.Stop()
 			g.aboveTimer = nil
-		case actSampleThrash:
+		case core.ActSampleThrash:
 			g.thrashTick = time.NewTicker(policy.ThrashEvery)
-			g.sampleThrash(a.now) // the window starts at the max event
-		case actUnsampleThrash:
+			g.sampleThrash(a.Now) // the window starts at the max event
+		case core.ActUnsampleThrash:
 			g.thrashTick.Stop()
 			g.thrashTick = nil
-		case actRecordThrash:
-			v := a.v
-			g.run.log.add(g.record(oomwatch.Event{Time: a.now, Kind: report.KindThrash}, func(r *report.Event) {
+		case core.ActRecordThrash:
+			v := a.Verdict
+			g.run.log.Add(g.record(oomwatch.Event{Time: a.Now, Kind: report.KindThrash}, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
-		case actGiveUpDump:
-			g.giveUpDump(a.why)
-		case actDumpAbove:
+		case core.ActGiveUpDump:
+			g.giveUpDump(a.Why)
+		case core.ActDumpAbove:
 			g.startDump("above", false, nil)
-		case actUnwatchDiagnoseAbove:
+		case core.ActUnwatchDiagnoseAbove:
 			g.aboveDumpTick.Stop()
 			g.aboveDumpTick = nil
-		case actSamplePeakIn:
-			g.peakTimer.Reset(a.d)
-		case actHealthy:
+		case core.ActSamplePeakIn:
+			g.peakTimer.Reset(a.After)
+		case core.ActHealthy:
 			g.run.notify.Healthy()
-		case actAbandonNext:
-			g.abandonNext(a.why)
+		case core.ActAbandonNext:
+			g.abandonNext(a.Why)
 		default:
 			panic(fmt.Sprintf("generation: no effect for %T", a))
 		}
@@ -550,7 +551,7 @@ func (g *generation) event(ev oomwatch.Event) {
 		ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
 		g.notePeak(ev.MemoryPeak, ev.MemoryPeakSource)
 	}
-	g.run.log.add(g.record(ev, nil))
+	g.run.log.Add(g.record(ev, nil))
 }
 
 // notePeak puts a sampled peak into the state in memory; samplePeak writes it out.
@@ -575,7 +576,7 @@ func (g *generation) samplePeak(now time.Time) {
 		g.peakSaved, g.peakUnsaved = now, false
 		g.run.updateState(func(*state.State) {})
 	}
-	g.step(evPeakSampled{higher})
+	g.step(core.EvPeakSampled{Higher: higher})
 }
 
 // record wraps an event with who it concerns; more fills in the fields of its kind.
@@ -583,7 +584,7 @@ func (g *generation) record(ev oomwatch.Event, more func(*report.Event)) report.
 	if ev.Group == "" {
 		ev.Group = g.run.h.Rel(g.dir)
 	}
-	r := report.Event{Event: ev, Name: g.run.name, Pid: g.pid, Generation: g.number}
+	r := report.Event{Event: ev, Name: g.run.name, Pid: g.pid, Generation: g.Number}
 	if l := g.run.cfg.Limits.MemoryHigh; l.Set && !l.Max {
 		r.MemoryHigh = &l.Value
 	}
@@ -615,15 +616,15 @@ func (g *generation) finish(out *outcome) {
 		if out.peak > s.MemoryPeak { // what ps and status show until the next generation starts
 			s.MemoryPeak, s.MemoryPeakSource = out.peak, out.peakSource
 		}
-		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.number, *out))
-		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.number, g.pid, proc.Describe(out.status), out.uptime.Round(time.Millisecond))
+		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.Number, *out))
+		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.Number, g.pid, proc.Describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
 		}
 		s.Note("exit", what)
 	})
-	g.run.log.settle()
-	g.run.log.add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *report.Event) {
+	g.run.log.Settle()
+	g.run.log.Add(g.record(oomwatch.Event{Time: time.Now(), Kind: report.KindExit, MemoryPeak: out.peak, MemoryPeakSource: out.peakSource}, func(r *report.Event) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
@@ -651,7 +652,7 @@ func (g *generation) finish(out *outcome) {
 
 // measure is the generation's share of the report, read before its group is removed.
 func (g *generation) measure(out outcome, counters map[string]uint64) report.Generation {
-	gr := report.Generation{Generation: g.number, Pid: out.pid, Group: g.run.h.Rel(g.dir), ExitCode: proc.StatusCode(out.status),
+	gr := report.Generation{Generation: g.Number, Pid: out.pid, Group: g.run.h.Rel(g.dir), ExitCode: proc.StatusCode(out.status),
 		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(),
 		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
 	if out.peakSource != "" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -81,15 +82,15 @@ func (g *generation) overlap(why string) bool {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot hear the next generation's READY=1 (%v); recycling without overlap\n", g.run.name, err)
 		return false
 	}
-	next := &generation{genState: genState{number: n}, dir: dir, run: g.run, notify: notify}
+	next := &generation{Gen: core.Gen{Number: n}, dir: dir, run: g.run, notify: notify}
 	if _, err := next.begin(); err != nil {
 		fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: cannot start generation %d beside generation %d (%v); recycling without overlap\n",
-			g.run.name, next.number, g.number, err)
+			g.run.name, next.Number, g.Number, err)
 		next.end()
 		return false
 	}
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: %s; started generation %d (pid %d) beside generation %d, which stops once it is ready (--ready-timeout %v)\n",
-		g.run.name, why, next.number, next.pid, g.number, p.ReadyTimeout)
+		g.run.name, why, next.Number, next.pid, g.Number, p.ReadyTimeout)
 	h := &handover{g: next, started: time.Now(),
 		ticker: time.NewTicker(min(p.Health.Interval, readyProbeEvery)), deadline: time.NewTimer(p.ReadyTimeout)}
 	if p.Health.Cmd != "" {
@@ -99,8 +100,8 @@ func (g *generation) overlap(why string) bool {
 	}
 	g.next = h
 	g.run.updateState(func(s *state.State) {
-		s.Next = &state.Next{Generation: next.number, ChildPid: next.pid, Group: g.run.h.Rel(next.dir)}
-		s.Note("overlap", fmt.Sprintf("generation %d (pid %d) started beside generation %d: %s", next.number, next.pid, g.number, why))
+		s.Next = &state.Next{Generation: next.Number, ChildPid: next.pid, Group: g.run.h.Rel(next.dir)}
+		s.Note("overlap", fmt.Sprintf("generation %d (pid %d) started beside generation %d: %s", next.Number, next.pid, g.Number, why))
 	})
 	return true
 }
@@ -138,12 +139,12 @@ func (g *generation) nextReady() {
 	h.probe.Stop()
 	h.ticker.Stop()
 	h.deadline.Stop()
-	g.step(evNextReady{h.g.number, time.Since(h.started)})
+	g.step(core.EvNextReady{Number: h.g.Number, After: time.Since(h.started)})
 }
 
 // nextNotReady gives up the overlap at --ready-timeout.
 func (g *generation) nextNotReady() {
-	g.step(evNextNotReady{})
+	g.step(core.EvNextNotReady{})
 }
 
 // nextReaped takes a child of the next generation that the supervisor reaped: its command, or
@@ -156,7 +157,7 @@ func (g *generation) nextReaped(pid int, ws unix.WaitStatus) bool {
 		return true
 	case pid == h.g.pid:
 		h.g.pid = 0 // reaped: abandonNext must not signal a pid that may be reused
-		g.step(evNextEnded{ws})
+		g.step(core.EvNextEnded{Status: ws})
 		return true
 	}
 	if h.probe == nil {
@@ -175,12 +176,12 @@ func (g *generation) abandonNext(why string) {
 	if h == nil {
 		return
 	}
-	g.next, g.overlapPhase = nil, overlapGone // the core's too: a generation that ends gives it up without the core
+	g.next, g.OverlapPhase = nil, core.OverlapGone // the core's too: a generation that ends gives it up without the core
 	h.ticker.Stop()
 	h.deadline.Stop()
 	h.probe.Stop()
 	fmt.Fprintf(g.run.cfg.Log, "cgrun: %s: giving up the overlap with generation %d: %s\n",
-		g.run.name, h.g.number, why)
+		g.run.name, h.g.Number, why)
 	h.g.stopWatching()
 	h.g.end()
 	g.run.updateState(func(s *state.State) { s.Next = nil })
@@ -189,7 +190,7 @@ func (g *generation) abandonNext(why string) {
 // dropUnready removes a next generation that was not ready when the current one ended.
 func (g *generation) dropUnready() {
 	if g.next != nil && !g.next.ready {
-		g.abandonNext(fmt.Sprintf("generation %d ended before it was ready", g.number))
+		g.abandonNext(fmt.Sprintf("generation %d ended before it was ready", g.Number))
 	}
 }
 

@@ -14,7 +14,9 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/advise"
+	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/eventlog"
 	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
@@ -85,9 +87,9 @@ type runner struct {
 	path string // the command, resolved
 	h    cgroup.Hierarchy
 	site *cgroup.Site
-	log  *eventLog
+	log  *eventlog.Log
 	sigs signals
-	core *core // the decisions; runner and generation are its adapter
+	core *core.Core // the decisions; runner and generation are its adapter
 
 	report *report.Report // filled in by each generation as it ends
 	steady report.Samples // memory.current once a second, when a baseline is recorded or checked
@@ -209,7 +211,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		cfg.Log = logline.Writer{W: cfg.Log} // every line escaped and bounded (docs/security.md)
 	}
 	r := &runner{cfg: &cfg, name: cfg.Name, path: cfg.path, early: map[int]unix.WaitStatus{},
-		core: newCore(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose)}
+		core: core.New(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose)}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return proc.ExitFailure, 0, err
@@ -250,10 +252,10 @@ func run(cfg Config) (int, unix.Signal, error) {
 	sigs, stop := notifySignals()
 	defer stop()
 	r.sigs = sigs
-	r.log = newEventLog(r.name, cfg.Limits, cfg.Events, cfg.Log)
-	r.log.probing = cfg.Advise != nil
-	defer r.log.close()
-	defer r.log.settle()
+	r.log = eventlog.New(r.name, cfg.Limits, cfg.Events, cfg.Log)
+	r.log.Probing = cfg.Advise != nil
+	defer r.log.Close()
+	defer r.log.Settle()
 	r.report = &report.Report{Name: r.name, Command: cfg.Command, Keep: cfg.Report != nil}
 	cfg.Env = notify.Env(cfg.Env, cfg.NotifyReady)
 	r.notify = notify.New(cfg.NotifyReady, cfg.Policy.Health.Enabled(), cfg.Log)
@@ -263,7 +265,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	}
 	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
-	r.core.peakAsked = cfg.Report != nil || cfg.Verbose || r.sample
+	r.core.PeakAsked = cfg.Report != nil || cfg.Verbose || r.sample
 	r.shm = privateShm(cfg)
 	started := time.Now()
 	r.adviseStarted = started
@@ -278,7 +280,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 // end writes what a finished run owes: the summary, the report, the baseline and its check.
 func (r *runner) end(started time.Time, last outcome, code int, err error) (int, error) {
 	cfg := r.cfg
-	r.log.close() // the stream's lines before the summary and the report (both may go to stdout)
+	r.log.Close() // the stream's lines before the summary and the report (both may go to stdout)
 	r.summarize(last, r.report.Restarts, time.Since(started))
 	r.report.Build(started, last.status, cfg.Limits, r.steady.Values())
 	switch peak := r.report.MemoryPeak; {
@@ -338,9 +340,9 @@ func (r *runner) loop() (*outcome, int, error) {
 		if n <= r.last && (prev == nil || prev.next == nil) {
 			n = r.last + 1 // an --overlap recycle gave up a generation that took this number
 		}
-		g := &generation{genState: genState{number: n}, dir: r.groupDir(n), run: r}
+		g := &generation{Gen: core.Gen{Number: n}, dir: r.groupDir(n), run: r}
 		if prev != nil && prev.next != nil {
-			g, n = prev.next, prev.next.number // --overlap: started beside the one before, and ready
+			g, n = prev.next, prev.next.Number // --overlap: started beside the one before, and ready
 		}
 		out, err := g.start(func(pid int) {
 			r.notify.Started(n, pid)
@@ -366,7 +368,7 @@ func (r *runner) loop() (*outcome, int, error) {
 				go debug.FreeOSMemory()
 				now := time.Now()
 				r.report.Recycled(report.Recycle{Generation: n, Reason: why, Time: now.Format(report.TimeFormat)})
-				r.log.add(g.record(oomwatch.Event{Time: now, Kind: report.KindRecycle}, func(rec *report.Event) {
+				r.log.Add(g.record(oomwatch.Event{Time: now, Kind: report.KindRecycle}, func(rec *report.Event) {
 					rec.Reason, rec.OldPid, rec.NewPid, rec.Uptime, rec.OldPeak = why, prev.pid, pid, prev.uptime.Seconds(), prev.peak
 					rec.OldPeakSource, rec.Diagnosis = prev.peakSource, prev.dump
 				}))
@@ -378,10 +380,10 @@ func (r *runner) loop() (*outcome, int, error) {
 			}
 			return prev, proc.Code(err), err
 		}
-		ev := evExited{now: time.Now(), number: n, last: r.last, status: out.status, uptime: out.uptime, oomKills: out.oomKill,
-			recycled: out.recycled, stopAsked: out.stopAsked, stopSignal: out.stopSignal}
+		ev := core.EvExited{Now: time.Now(), Number: n, Last: r.last, Status: out.status, Uptime: out.uptime, OOMKills: out.oomKill,
+			Recycled: out.recycled, StopAsked: out.stopAsked, StopSignal: out.stopSignal}
 		if out.next != nil {
-			ev.next = &nextStarted{out.next.number, out.next.pid}
+			ev.Next = &core.NextStarted{Number: out.next.Number, PID: out.next.pid}
 		}
 		var code int
 		if why, code, r.raise, err = r.step(ev, out.next); why == "" {
@@ -434,22 +436,22 @@ func (r *runner) releaseGuard() {
 // starts, or "" when the run ends, with its exit code, the signal to die of and the error.
 // next is the --overlap generation that ev.next names.
 func (r *runner) step(ev any, next *generation) (why policy.Reason, code int, raise unix.Signal, err error) {
-	for acts := r.core.step(nil, ev); len(acts) > 0; {
+	for acts := r.core.Step(nil, ev); len(acts) > 0; {
 		a := acts[0]
 		acts = acts[1:]
 		switch a := a.(type) {
-		case actLog:
-			fmt.Fprint(r.cfg.Log, a.line)
-		case actDropNext:
+		case core.ActLog:
+			fmt.Fprint(r.cfg.Log, a.Line)
+		case core.ActDropNext:
 			next.drop()
-		case actShowEnded:
+		case core.ActShowEnded:
 			r.updateState(func(*state.State) {}) // show the ended generation while cgrun waits
-		case actWait:
-			acts = r.core.step(nil, r.wait(a.d))
-		case actStart:
-			return a.why, 0, 0, nil
-		case actExit:
-			return "", a.code, a.raise, a.err
+		case core.ActWait:
+			acts = r.core.Step(nil, r.wait(a.After))
+		case core.ActStart:
+			return a.Why, 0, 0, nil
+		case core.ActExit:
+			return "", a.Code, a.Raise, a.Err
 		default:
 			panic(fmt.Sprintf("runner: no effect for %T", a))
 		}
@@ -465,14 +467,14 @@ func (r *runner) wait(d time.Duration) any {
 	for {
 		select {
 		case <-t.C:
-			return evDelayOver{}
+			return core.EvDelayOver{}
 		case sig := <-r.sigs.stop:
-			return evSignal{sig.(unix.Signal)}
+			return core.EvSignal{Sig: sig.(unix.Signal)}
 		case <-r.sigs.child:
 			proc.ReapAll()
 		case sig := <-r.sigs.other:
 			if sig == proc.RecycleSignal {
-				return evSignal{sig.(unix.Signal)}
+				return core.EvSignal{Sig: sig.(unix.Signal)}
 			}
 		}
 	}
@@ -480,8 +482,8 @@ func (r *runner) wait(d time.Duration) any {
 
 // summarize prints the one line at exit, when any memory event happened or with --verbose.
 func (r *runner) summarize(out outcome, restarts int, wall time.Duration) {
-	r.log.settle()
-	if r.cfg.Verbose || r.log.memoryEvents() || restarts > 0 {
+	r.log.Settle()
+	if r.cfg.Verbose || r.log.MemoryEvents() || restarts > 0 {
 		fmt.Fprintln(r.cfg.Log, summary(r.name, out, r.log, r.cfg.Limits, restarts, r.report.OOMKills, wall))
 	}
 }
@@ -489,7 +491,7 @@ func (r *runner) summarize(out outcome, restarts int, wall time.Duration) {
 // summary is the one line printed at exit: how the command ended and what memory it used.
 // After restarts, "after" is the last generation's uptime, and the whole run's time (wall,
 // since cgrun started) follows it.
-func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restarts int, oomKills uint64, wall time.Duration) string {
+func summary(name string, out outcome, log *eventlog.Log, lim cgroup.Limits, restarts int, oomKills uint64, wall time.Duration) string {
 	peak := report.PeakText(out.peak, out.peakSource)
 	max := "memory.max " + lim.MemoryMax.Human()
 	if !lim.MemoryMax.Set || lim.MemoryMax.Max {
@@ -501,5 +503,5 @@ func summary(name string, out outcome, log *eventLog, lim cgroup.Limits, restart
 	}
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
 		name, proc.Describe(out.status), after, peak, max,
-		oomKills, log.total(oomwatch.High), log.total(oomwatch.Max), restarts)
+		oomKills, log.Total(oomwatch.High), log.Total(oomwatch.Max), restarts)
 }

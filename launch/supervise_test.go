@@ -8,13 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
+	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/eventlog"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/report"
@@ -92,8 +95,8 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	cfg.Log, cfg.Name = log, "app"
 	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
 	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
-		sigs: signals{stop: stop, child: child, other: other}, core: newCore("app", cfg.Policy, cfg.Limits, cfg.Diagnose),
-		log: newEventLog("app", cfg.Limits, nil, log), report: &report.Report{Name: "app", Keep: true},
+		sigs: signals{stop: stop, child: child, other: other}, core: core.New("app", cfg.Policy, cfg.Limits, cfg.Diagnose),
+		log: eventlog.New("app", cfg.Limits, nil, log), report: &report.Report{Name: "app", Keep: true},
 		notify: &notify.Notifier{}, early: map[int]unix.WaitStatus{},
 		state:         state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}},
 		adviseStarted: time.Now()}
@@ -108,7 +111,7 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 		t.Fatal(err)
 	}
 	events := make(chan oomwatch.Event, 8)
-	g := &generation{genState: genState{number: 1}, run: r, pid: pid, dir: dir, leaf: state.Leaf(dir),
+	g := &generation{Gen: core.Gen{Number: 1}, run: r, pid: pid, dir: dir, leaf: state.Leaf(dir),
 		peak: cgroup.NewPeakMeter(dir, state.Leaf(dir)), events: events, stopWatching: func() {},
 		begun: outcome{pid: pid, started: time.Now()}}
 	h := &hostRun{g: g, log: log, stop: stop, other: other, events: events, done: make(chan outcome, 1)}
@@ -373,4 +376,48 @@ func TestRunEndOnHost(t *testing.T) {
 			t.Errorf("advice %+v, in the report %+v; want the peak of 8M", got, h.g.run.report.Advice)
 		}
 	})
+}
+
+// lockedBuffer is a bytes.Buffer the supervisor and the test may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String is all written so far, read while the supervisor writes it.
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *lockedBuffer) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Split(strings.TrimSpace(b.b.String()), "\n")
+}
+
+// TestSummaryGivesTheWholeRun: after restarts, the exit summary gives the whole run's time
+// beside the last generation's uptime; a run of one generation has one time.
+func TestSummaryGivesTheWholeRun(t *testing.T) {
+	var human bytes.Buffer
+	l := eventlog.New("w", cgroup.Limits{}, nil, &human)
+	out := outcome{status: unix.WaitStatus(0), uptime: 3100 * time.Millisecond}
+	for _, tc := range []struct {
+		restarts int
+		want     string
+	}{
+		{0, "cgrun: w exited with status 0 after 3.1s; peak memory"},
+		{4, "cgrun: w exited with status 0 after 3.1s (the last generation; the whole run 2m10s); peak memory"},
+	} {
+		if got := summary("w", out, l, cgroup.Limits{}, tc.restarts, 0, 130*time.Second); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%d restarts: %q, want it to start %q", tc.restarts, got, tc.want)
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package launch
+package eventlog
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
-	"golang.org/x/sys/unix"
 )
 
 // lockedBuffer is a bytes.Buffer the rate limit's timer and the test may use at once.
@@ -49,10 +48,10 @@ func high(count uint64) report.Event {
 // folded, coalesced their number, its count the newest; the totals count every event.
 func TestEventLogCoalescesHighAndMax(t *testing.T) {
 	var human, stream lockedBuffer
-	l := newEventLog("w", cgroup.Limits{MemoryHigh: cgroup.Bytes(64 << 20)}, &stream, &human)
+	l := New("w", cgroup.Limits{MemoryHigh: cgroup.Bytes(64 << 20)}, &stream, &human)
 	l.every = 100 * time.Millisecond
 	for i := uint64(1); i <= 10; i++ {
-		l.add(high(i))
+		l.Add(high(i))
 	}
 	if got := human.lines(); len(got) != 1 || !strings.Contains(got[0], "reached once") {
 		t.Fatalf("at once: %q, want the first event's line only", got)
@@ -62,7 +61,7 @@ func TestEventLogCoalescesHighAndMax(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(got[1], "reached 10 times, 9 since the last line") {
 		t.Errorf("after the interval: %q, want a second line with the newest count and the 9 since", got)
 	}
-	l.close()
+	l.Close()
 	lines := stream.lines()
 	if len(lines) != 2 {
 		t.Fatalf("stream: %d lines %q, want 2: the first at once, the other nine folded into one", len(lines), lines)
@@ -74,8 +73,8 @@ func TestEventLogCoalescesHighAndMax(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &last); err != nil || last["event"] != "high" || last["count"] != float64(10) || last["delta"] != float64(9) || last["coalesced"] != float64(9) || last["name"] != "w" {
 		t.Errorf("last stream line %s (%v): want event high, count 10, delta 9, coalesced 9, name w", lines[1], err)
 	}
-	if l.total(oomwatch.High) != 10 || !l.memoryEvents() {
-		t.Errorf("totals: %d high, memoryEvents %v; want 10, true", l.total(oomwatch.High), l.memoryEvents())
+	if l.Total(oomwatch.High) != 10 || !l.MemoryEvents() {
+		t.Errorf("totals: %d high, memoryEvents %v; want 10, true", l.Total(oomwatch.High), l.MemoryEvents())
 	}
 }
 
@@ -84,10 +83,10 @@ func TestEventLogCoalescesHighAndMax(t *testing.T) {
 // so that the deltas add up before the exit line.
 func TestEventLogCoalescesPerKindAndGeneration(t *testing.T) {
 	var human, stream lockedBuffer
-	l := newEventLog("w", cgroup.Limits{}, &stream, &human)
+	l := New("w", cgroup.Limits{}, &stream, &human)
 	l.every = time.Hour
 	add := func(kind oomwatch.Kind, gen int, count uint64) {
-		l.add(report.Event{Event: oomwatch.Event{Time: time.Now(), Kind: kind, Delta: 1, Count: count}, Name: "w", Generation: gen})
+		l.Add(report.Event{Event: oomwatch.Event{Time: time.Now(), Kind: kind, Delta: 1, Count: count}, Name: "w", Generation: gen})
 	}
 	add(oomwatch.Max, 1, 1)
 	add(oomwatch.High, 1, 1)
@@ -98,8 +97,8 @@ func TestEventLogCoalescesPerKindAndGeneration(t *testing.T) {
 	}
 	add(report.KindThrash, 1, 0)
 	add(oomwatch.Max, 2, 1)
-	l.settle()
-	l.close()
+	l.Settle()
+	l.Close()
 	var kinds []string
 	var maxDelta uint64
 	for _, line := range stream.lines() {
@@ -135,11 +134,11 @@ func (w blockedWriter) Write(p []byte) (int, error) { <-w.release; return len(p)
 func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 	var human lockedBuffer
 	w := blockedWriter{make(chan struct{})}
-	l := newEventLog("w", cgroup.Limits{}, w, &human)
+	l := New("w", cgroup.Limits{}, w, &human)
 	done := make(chan struct{})
 	go func() {
 		for i := uint64(1); i <= 3*streamQueue; i++ {
-			l.add(report.Event{Event: oomwatch.Event{Time: time.Now(), Kind: oomwatch.Low, Delta: 1, Count: i}, Name: "w"}) // never coalesced
+			l.Add(report.Event{Event: oomwatch.Event{Time: time.Now(), Kind: oomwatch.Low, Delta: 1, Count: i}, Name: "w"}) // never coalesced
 		}
 		close(done)
 	}()
@@ -149,7 +148,7 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 		t.Fatal("add blocked on a reader that does not read")
 	}
 	close(w.release)
-	l.close()
+	l.Close()
 	l.mu.Lock()
 	dropped := l.dropped
 	l.mu.Unlock()
@@ -158,41 +157,22 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 	}
 }
 
-// TestSummaryGivesTheWholeRun: after restarts, the exit summary gives the whole run's time
-// beside the last generation's uptime; a run of one generation has one time.
-func TestSummaryGivesTheWholeRun(t *testing.T) {
-	var human bytes.Buffer
-	l := newEventLog("w", cgroup.Limits{}, nil, &human)
-	out := outcome{status: unix.WaitStatus(0), uptime: 3100 * time.Millisecond}
-	for _, tc := range []struct {
-		restarts int
-		want     string
-	}{
-		{0, "cgrun: w exited with status 0 after 3.1s; peak memory"},
-		{4, "cgrun: w exited with status 0 after 3.1s (the last generation; the whole run 2m10s); peak memory"},
-	} {
-		if got := summary("w", out, l, cgroup.Limits{}, tc.restarts, 0, 130*time.Second); !strings.HasPrefix(got, tc.want) {
-			t.Errorf("%d restarts: %q, want it to start %q", tc.restarts, got, tc.want)
-		}
-	}
-}
-
 // TestEventLogCoalescesByTheEventsTime: an event the supervisor took late (its time close to the
 // last line's) is folded, not written as a line of its own, so that the lines' times too are at
 // least the interval apart unless they say coalesced.
 func TestEventLogCoalescesByTheEventsTime(t *testing.T) {
 	var human, stream lockedBuffer
-	l := newEventLog("w", cgroup.Limits{}, &stream, &human)
+	l := New("w", cgroup.Limits{}, &stream, &human)
 	l.every = 100 * time.Millisecond
 	t0 := time.Now()
 	add := func(at time.Time, count uint64) {
-		l.add(report.Event{Event: oomwatch.Event{Time: at, Kind: oomwatch.Max, Delta: 1, Count: count}, Name: "w", Generation: 1})
+		l.Add(report.Event{Event: oomwatch.Event{Time: at, Kind: oomwatch.Max, Delta: 1, Count: count}, Name: "w", Generation: 1})
 	}
 	add(t0, 1)
 	time.Sleep(150 * time.Millisecond)
 	add(t0.Add(20*time.Millisecond), 2) // read 20 ms after the first, taken 150 ms later
 	time.Sleep(300 * time.Millisecond)
-	l.close()
+	l.Close()
 	lines := stream.lines()
 	if len(lines) != 2 {
 		t.Fatalf("stream %q: want 2 lines", lines)

@@ -1,4 +1,7 @@
-package launch
+// Package eventlog writes what happens to a run's groups: every event as a JSON Lines record to
+// --events, the noteworthy ones as rate-limited lines on cgrun's stderr, and the totals for the
+// summary at exit.
+package eventlog
 
 import (
 	"encoding/json"
@@ -18,7 +21,7 @@ const streamQueue = 256
 // streamDrain bounds how long cgrun waits at exit for the --events reader to take what is queued.
 const streamDrain = time.Second
 
-// eventLog sends every event to the JSON Lines stream (if any) and the noteworthy ones to
+// Log sends every event to the JSON Lines stream (if any) and the noteworthy ones to
 // people as rate-limited lines on stderr, and keeps the totals for the summary at exit.
 //
 // A group at its limit makes tens of memory.high or memory.max notifications a second, and a
@@ -31,14 +34,14 @@ const streamDrain = time.Second
 // The stream is written by a goroutine of its own from a bounded queue, so that a reader that
 // stops reading (a FIFO, a pipe to a stuck log shipper) never blocks the supervisor: when the
 // queue is full, lines are dropped and counted, and the count is said at exit.
-type eventLog struct {
+type Log struct {
 	name   string
 	limits cgroup.Limits
 	human  io.Writer // stderr
 	every  time.Duration
-	// probing: cgrun's own memory probe (--advise) moves memory.high, and its high events are
+	// Probing: cgrun's own memory probe (--advise) moves memory.high, and its high events are
 	// not news to people (the stream still has them).
-	probing bool
+	Probing bool
 	queue   chan []byte   // lines for the stream; nil for none
 	wrote   chan struct{} // closed when the stream's writer has ended
 
@@ -53,8 +56,9 @@ type eventLog struct {
 	closed  bool   // the queue is closed
 }
 
-func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *eventLog {
-	l := &eventLog{name: name, limits: limits, human: human, every: time.Second,
+// New is the log of the run name: records to stream (nil for none), lines for people to human.
+func New(name string, limits cgroup.Limits, stream, human io.Writer) *Log {
+	l := &Log{name: name, limits: limits, human: human, every: time.Second,
 		folds: map[foldKey]*fold{}, last: map[oomwatch.Kind]time.Time{}, pending: map[oomwatch.Kind]report.Event{}, totals: map[oomwatch.Kind]uint64{}}
 	if stream != nil {
 		l.queue, l.wrote = make(chan []byte, streamQueue), make(chan struct{})
@@ -65,7 +69,7 @@ func newEventLog(name string, limits cgroup.Limits, stream, human io.Writer) *ev
 
 // writeStream writes the queued lines to the stream until the queue is closed. After a failed
 // write (a reader that went away: EPIPE) it says so once and drops the rest.
-func (l *eventLog) writeStream(stream io.Writer) {
+func (l *Log) writeStream(stream io.Writer) {
 	defer close(l.wrote)
 	var err error
 	for line := range l.queue {
@@ -81,9 +85,9 @@ func (l *eventLog) writeStream(stream io.Writer) {
 	}
 }
 
-// close ends the stream: it waits a bounded time for the writer to take what is queued, and
+// Close ends the stream: it waits a bounded time for the writer to take what is queued, and
 // says how many lines were dropped for a reader that did not keep up. It is idempotent.
-func (l *eventLog) close() {
+func (l *Log) Close() {
 	l.mu.Lock()
 	if l.queue == nil || l.closed {
 		l.mu.Unlock()
@@ -124,8 +128,8 @@ type fold struct {
 // coalesced reports whether lines of kind k are coalesced.
 func coalesced(k oomwatch.Kind) bool { return k == oomwatch.High || k == oomwatch.Max }
 
-// add logs one record. It is safe for concurrent use.
-func (l *eventLog) add(r report.Event) {
+// Add logs one record. It is safe for concurrent use.
+func (l *Log) Add(r report.Event) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if r.Time == "" {
@@ -141,7 +145,7 @@ func (l *eventLog) add(r report.Event) {
 
 // fold writes r at once when no line of its kind and generation was written within the last
 // second, and otherwise folds it into the line written when that second ends.
-func (l *eventLog) fold(r report.Event) {
+func (l *Log) fold(r report.Event) {
 	key := foldKey{r.Generation, r.Kind}
 	f := l.folds[key]
 	if f == nil {
@@ -166,7 +170,7 @@ func (l *eventLog) fold(r report.Event) {
 }
 
 // flushFold writes the folded line of key when its second ended.
-func (l *eventLog) flushFold(key foldKey) {
+func (l *Log) flushFold(key foldKey) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	f := l.folds[key]
@@ -180,9 +184,9 @@ func (l *eventLog) flushFold(key foldKey) {
 }
 
 // emit writes r to the stream and, rate-limited, to people.
-func (l *eventLog) emit(r report.Event) {
+func (l *Log) emit(r report.Event) {
 	l.write(r)
-	if humanLine(r, l.limits) == "" || l.probing && r.Kind == oomwatch.High {
+	if humanLine(r, l.limits) == "" || l.Probing && r.Kind == oomwatch.High {
 		return
 	}
 	now := time.Now()
@@ -199,7 +203,7 @@ func (l *eventLog) emit(r report.Event) {
 
 // write queues r for the stream, or counts it as dropped when the queue is full. It never
 // blocks. Its caller holds l.mu.
-func (l *eventLog) write(r report.Event) {
+func (l *Log) write(r report.Event) {
 	if l.queue == nil || l.err != nil || l.closed {
 		return
 	}
@@ -214,13 +218,13 @@ func (l *eventLog) write(r report.Event) {
 	}
 }
 
-func (l *eventLog) print(r report.Event) {
+func (l *Log) print(r report.Event) {
 	fmt.Fprintf(l.human, "cgrun: %s: %s\n", l.name, humanLine(r, l.limits))
 	l.last[r.Kind] = time.Now()
 	delete(l.pending, r.Kind)
 }
 
-func (l *eventLog) flushPending() {
+func (l *Log) flushPending() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.flush = nil
@@ -229,10 +233,10 @@ func (l *eventLog) flushPending() {
 	}
 }
 
-// settle drops the lines the rate limit still holds for people, when a generation has ended and
+// Settle drops the lines the rate limit still holds for people, when a generation has ended and
 // its exit line and the summary say what they would. The stream gets its folded lines at once,
 // so that their deltas add up to the counters before the exit line says them.
-func (l *eventLog) settle() {
+func (l *Log) Settle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.flush != nil {
@@ -251,8 +255,8 @@ func (l *eventLog) settle() {
 	}
 }
 
-// memoryEvents reports whether anything happened that a summary should mention.
-func (l *eventLog) memoryEvents() bool {
+// MemoryEvents reports whether anything happened that a summary should mention.
+func (l *Log) MemoryEvents() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, k := range []oomwatch.Kind{oomwatch.High, oomwatch.Max, oomwatch.OOM, oomwatch.OOMKill, oomwatch.OOMGroupKill, oomwatch.PidsMax, oomwatch.SwapMax, oomwatch.SwapFail, oomwatch.Pressure} {
@@ -263,7 +267,8 @@ func (l *eventLog) memoryEvents() bool {
 	return false
 }
 
-func (l *eventLog) total(k oomwatch.Kind) uint64 {
+// Total is how many events of kind k happened.
+func (l *Log) Total(k oomwatch.Kind) uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.totals[k]
