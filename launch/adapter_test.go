@@ -12,8 +12,8 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -47,7 +47,7 @@ func TestRunnerStep(t *testing.T) {
 		p.RestartDelay, p.RestartDelayMax = time.Hour, time.Hour
 		r, _, _, other := testRunner(p)
 		other <- unix.SIGHUP
-		other <- proc.RecycleSignal
+		other <- exitcode.RecycleSignal
 		if why, _, _, _ := r.step(oomKilled(1, time.Now(), time.Second), nil); why != policy.OOMKill {
 			t.Errorf("have %q, want oom_kill", why)
 		}
@@ -68,8 +68,8 @@ func TestRunnerStep(t *testing.T) {
 		r, _, _, _ := testRunner(p)
 		r.step(oomKilled(1, time.Now(), time.Second), nil)
 		why, code, _, err := r.step(oomKilled(2, time.Now(), time.Second), nil)
-		if why != "" || code != proc.ExitStartLimit || err == nil {
-			t.Errorf("have %q, %d, %v; want exit %d", why, code, err, proc.ExitStartLimit)
+		if why != "" || code != exitcode.StartLimit || err == nil {
+			t.Errorf("have %q, %d, %v; want exit %d", why, code, err, exitcode.StartLimit)
 		}
 	})
 }

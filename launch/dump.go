@@ -10,6 +10,7 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/logline"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/proc"
@@ -77,7 +78,7 @@ func (g *generation) startDump(reason string, room bool, then func()) bool {
 			fmt.Fprintf(cfg.Log, "cgrun: warning: %s: room for the dump: %v\n", g.run.name, err)
 		}
 	}
-	how := proc.SignalName(c.Signal)
+	how := exitcode.SignalName(c.Signal)
 	if c.Signal != 0 {
 		err = unix.Kill(g.pid, c.Signal)
 	} else {
@@ -218,7 +219,7 @@ func pastGeneration(n int, out outcome) diagnose.Past {
 		p.Reason = "oom_kill"
 	case out.recycled != "":
 	case out.status.Signaled():
-		p.Reason = "signal " + proc.SignalName(out.status.Signal())
+		p.Reason = "signal " + exitcode.SignalName(out.status.Signal())
 	default:
 		p.Reason = fmt.Sprintf("exit %d", out.status.ExitStatus())
 	}

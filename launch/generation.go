@@ -11,6 +11,7 @@ import (
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/health"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -606,7 +607,7 @@ func (g *generation) finish(out *outcome) {
 	// No last sample here: after the child's exit memory.current says nothing of its peak, and a
 	// command that ended before the first sample has no sampled peak (not a tiny one).
 	out.peak, out.peakSource = g.peak.Peak()
-	code := proc.StatusCode(out.status)
+	code := exitcode.FromStatus(out.status)
 	g.run.report.Add(g.measure(*out, counters))
 	g.run.noteState(func(s *state.State) {
 		for k, v := range counters {
@@ -617,7 +618,7 @@ func (g *generation) finish(out *outcome) {
 			s.MemoryPeak, s.MemoryPeakSource = out.peak, out.peakSource
 		}
 		s.Past = diagnose.AddPast(s.Past, pastGeneration(g.Number, *out))
-		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.Number, g.pid, proc.Describe(out.status), out.uptime.Round(time.Millisecond))
+		what := fmt.Sprintf("generation %d (pid %d) %s after %s", g.Number, g.pid, exitcode.Describe(out.status), out.uptime.Round(time.Millisecond))
 		if out.oomKill > 0 {
 			what += fmt.Sprintf("; %d OOM kills", out.oomKill)
 		}
@@ -628,7 +629,7 @@ func (g *generation) finish(out *outcome) {
 		r.ExitCode, r.Uptime, r.OOMKills, r.MemoryEvents = &code, out.uptime.Seconds(), &out.oomKill, counters
 		r.Reason = out.recycled
 		if out.status.Signaled() {
-			r.Signal = proc.SignalName(out.status.Signal())
+			r.Signal = exitcode.SignalName(out.status.Signal())
 		}
 	}))
 	max := "max"
@@ -652,7 +653,7 @@ func (g *generation) finish(out *outcome) {
 
 // measure is the generation's share of the report, read before its group is removed.
 func (g *generation) measure(out outcome, counters map[string]uint64) report.Generation {
-	gr := report.Generation{Generation: g.Number, Pid: out.pid, Group: g.run.h.Rel(g.dir), ExitCode: proc.StatusCode(out.status),
+	gr := report.Generation{Generation: g.Number, Pid: out.pid, Group: g.run.h.Rel(g.dir), ExitCode: exitcode.FromStatus(out.status),
 		Reason: out.recycled, UptimeSeconds: out.uptime.Seconds(),
 		OOMKills: cgroup.OOMKills(counters), HighEvents: counters["high"], MaxEvents: counters["max"]}
 	if out.peakSource != "" {
@@ -660,7 +661,7 @@ func (g *generation) measure(out outcome, counters map[string]uint64) report.Gen
 		gr.MemoryPeak, gr.MemoryPeakSource = &peak, out.peakSource
 	}
 	if out.status.Signaled() {
-		gr.Signal = proc.SignalName(out.status.Signal())
+		gr.Signal = exitcode.SignalName(out.status.Signal())
 	}
 	report.ReadGroup(g.dir, &gr)
 	return gr

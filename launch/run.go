@@ -17,6 +17,7 @@ import (
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/eventlog"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
@@ -132,7 +133,7 @@ type runner struct {
 // Run starts the command in a fresh group, supervises it, recycles and restarts it as the
 // policy says (each generation in a fresh group, never two at once), removes every trace of it,
 // and returns the exit code a shell would show for the last generation. An error means cgrun
-// itself failed; proc.Code(err) is the exit code for it.
+// itself failed; exitcode.Of(err) is the exit code for it.
 func Run(cfg Config) (int, error) {
 	code, raise, err := run(cfg)
 	if raise != 0 {
@@ -154,7 +155,7 @@ func dieOf(sig unix.Signal) {
 // it (the default name; memory.high from --recycle-above; the command's path). Run calls it
 // first unless the Config passed it already; a caller that opens files for Run (--events,
 // --report) calls it before, so that bad input leaves nothing behind, and changes nothing it
-// checks afterwards. proc.Code(err) is the exit code for its error: 125, or 126/127 for the
+// checks afterwards. exitcode.Of(err) is the exit code for its error: 125, or 126/127 for the
 // command.
 func Validate(cfg *Config) error {
 	if len(cfg.Command) == 0 {
@@ -204,7 +205,7 @@ func Validate(cfg *Config) error {
 func run(cfg Config) (int, unix.Signal, error) {
 	if cfg.path == "" {
 		if err := Validate(&cfg); err != nil {
-			return proc.Code(err), 0, err
+			return exitcode.Of(err), 0, err
 		}
 	}
 	if cfg.Log != nil {
@@ -214,7 +215,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		core: core.New(cfg.Name, cfg.Policy, cfg.Limits, cfg.Diagnose)}
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, cfg.User); err != nil {
-		return proc.ExitFailure, 0, err
+		return exitcode.Failure, 0, err
 	}
 	defer r.dumpDir.Close()
 	if r.dumpDir.OnTmpfs() {
@@ -225,20 +226,20 @@ func run(cfg Config) (int, unix.Signal, error) {
 		// No fd of root's crosses to the user: only stdio and the --listen sockets, which every
 		// fork names, reach the command, its probes and --diagnose-cmd (README, docs/security.md).
 		if err := proc.CloseOnExecFrom(3); err != nil {
-			return proc.ExitFailure, 0, err
+			return exitcode.Failure, 0, err
 		}
 		cfg.Env = cfg.User.Env(cfg.Env)
 	}
 	if r.sockets, err = bindListen(cfg); err != nil {
-		return proc.ExitFailure, 0, err
+		return exitcode.Failure, 0, err
 	}
 	defer r.sockets.Close()
 	if r.h, err = cgroup.Detect(); err != nil {
-		return proc.ExitFailure, 0, err
+		return exitcode.Failure, 0, err
 	}
 	state.CleanStale(r.h) // what an earlier cgrun of this user left when it was SIGKILLed
 	if r.site, r.h, err = place.Site(r.h, cfg.Parent, cfg.Limits.Controllers(), r.name, cfg.Command); err != nil {
-		return proc.ExitFailure, 0, err
+		return exitcode.Failure, 0, err
 	}
 	defer func() {
 		if rerr := r.site.Release(); rerr != nil {
@@ -246,7 +247,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 		}
 	}()
 	if err := proc.SetSubreaper(); err != nil {
-		return proc.ExitFailure, 0, fmt.Errorf("become a subreaper: %w", err)
+		return exitcode.Failure, 0, fmt.Errorf("become a subreaper: %w", err)
 	}
 	defer r.releaseGuard()
 	sigs, stop := notifySignals()
@@ -261,7 +262,7 @@ func run(cfg Config) (int, unix.Signal, error) {
 	r.notify = notify.New(cfg.NotifyReady, cfg.Policy.Health.Enabled(), cfg.Log)
 	defer r.notify.Stopping()
 	if err := r.initState(); err != nil {
-		return proc.ExitFailure, 0, err
+		return exitcode.Failure, 0, err
 	}
 	defer r.removeState()
 	r.sample = cfg.RecordBaseline != "" || cfg.Baseline != nil
@@ -287,7 +288,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 	case cfg.Baseline == nil:
 	case peak == nil: // never pass a gate on a figure cgrun does not have
 		if err == nil && code == 0 {
-			code, err = proc.ExitFailure, &proc.Error{Code: proc.ExitFailure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, report.ErrNoPeak)}
+			code, err = exitcode.Failure, &exitcode.Error{Code: exitcode.Failure, Err: fmt.Errorf("--baseline %s: %s", cfg.BaselineFile, report.ErrNoPeak)}
 		} else {
 			fmt.Fprintf(cfg.Log, "cgrun: --baseline %s: %s\n", cfg.BaselineFile, report.ErrNoPeak)
 		}
@@ -295,7 +296,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		c := cfg.Baseline.Check(cfg.BaselineFile, *peak, cfg.BaselineTolerance)
 		r.report.Baseline = &c
 		if c.Exceeded && err == nil && code == 0 {
-			code, err = report.ExitBaseline, &proc.Error{Code: report.ExitBaseline, Err: errors.New(c.Line(r.name, *peak))}
+			code, err = report.ExitBaseline, &exitcode.Error{Code: report.ExitBaseline, Err: errors.New(c.Line(r.name, *peak))}
 		} else if c.Exceeded {
 			fmt.Fprintf(cfg.Log, "cgrun: %s\n", c.Line(r.name, *peak))
 		}
@@ -324,7 +325,7 @@ func (r *runner) end(started time.Time, last outcome, code int, err error) (int,
 		default:
 			if berr := report.WriteBaseline(cfg.RecordBaseline, r.report); berr != nil {
 				fmt.Fprintf(cfg.Log, "cgrun: --record-baseline %s: %v\n", cfg.RecordBaseline, berr)
-				return proc.ExitFailure, nil
+				return exitcode.Failure, nil
 			}
 		}
 	}
@@ -378,7 +379,7 @@ func (r *runner) loop() (*outcome, int, error) {
 			if n > 1 {
 				err = fmt.Errorf("restart as generation %d: %w", n, err)
 			}
-			return prev, proc.Code(err), err
+			return prev, exitcode.Of(err), err
 		}
 		ev := core.EvExited{Now: time.Now(), Number: n, Last: r.last, Status: out.status, Uptime: out.uptime, OOMKills: out.oomKill,
 			Recycled: out.recycled, StopAsked: out.stopAsked, StopSignal: out.stopSignal}
@@ -473,7 +474,7 @@ func (r *runner) wait(d time.Duration) any {
 		case <-r.sigs.child:
 			proc.ReapAll()
 		case sig := <-r.sigs.other:
-			if sig == proc.RecycleSignal {
+			if sig == exitcode.RecycleSignal {
 				return core.EvSignal{Sig: sig.(unix.Signal)}
 			}
 		}
@@ -502,6 +503,6 @@ func summary(name string, out outcome, log *eventlog.Log, lim cgroup.Limits, res
 		after = fmt.Sprintf("%s (the last generation; the whole run %s)", after, wall.Round(time.Millisecond))
 	}
 	return fmt.Sprintf("cgrun: %s %s after %s; peak memory %s (%s), %d OOM kills, %d memory.high events, %d memory.max events, %d restarts",
-		name, proc.Describe(out.status), after, peak, max,
+		name, exitcode.Describe(out.status), after, peak, max,
 		oomKills, log.Total(oomwatch.High), log.Total(oomwatch.Max), restarts)
 }

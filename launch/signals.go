@@ -4,7 +4,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,7 +31,7 @@ func notifySignals() (signals, func()) {
 	stop, child, other, pipe := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 32), make(chan os.Signal, 1)
 	signal.Notify(stop, unix.SIGTERM, unix.SIGINT)
 	signal.Notify(child, unix.SIGCHLD)
-	signal.Notify(other, proc.RecycleSignal, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
+	signal.Notify(other, exitcode.RecycleSignal, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 	signal.Notify(pipe, unix.SIGPIPE)
 	return signals{stop: stop, child: child, other: other}, func() {
 		for _, c := range []chan os.Signal{stop, child, other, pipe} {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
 	"golang.org/x/sys/unix"
 )
@@ -34,19 +34,19 @@ func TestValidate(t *testing.T) {
 		want string
 		code int
 	}{
-		{"no command", func(c *Config) { c.Command = nil }, "no command given: cgrun run [flags] -- COMMAND [ARG...]", proc.ExitFailure},
-		{"a name with a slash", func(c *Config) { c.Name = "a/b" }, `--name "a/b": use 1 to 64 letters`, proc.ExitFailure},
+		{"no command", func(c *Config) { c.Command = nil }, "no command given: cgrun run [flags] -- COMMAND [ARG...]", exitcode.Failure},
+		{"a name with a slash", func(c *Config) { c.Name = "a/b" }, `--name "a/b": use 1 to 64 letters`, exitcode.Failure},
 		{"advise with --recycle-on-high", func(c *Config) { c.Advise = &Advise{}; c.Policy.RecycleOnHigh = 3 },
-			"--recycle-on-high cannot be combined with advise: the probe squeezes memory.high and would set it off; leave --recycle-on-high out while advising", proc.ExitFailure},
-		{"advise with --recycle-above", func(c *Config) { c.Advise = &Advise{}; c.Policy.RecycleAbove = cgroup.Bytes(1 << 30) }, "--recycle-above cannot be combined with advise", proc.ExitFailure},
-		{"advise with --recycle-on-stall", func(c *Config) { c.Advise = &Advise{}; c.Policy.RecycleStall = true }, "--recycle-on-stall cannot be combined with advise", proc.ExitFailure},
-		{"advise --for below 0", func(c *Config) { c.Advise = &Advise{For: -time.Second} }, "--for must not be negative", proc.ExitFailure},
+			"--recycle-on-high cannot be combined with advise: the probe squeezes memory.high and would set it off; leave --recycle-on-high out while advising", exitcode.Failure},
+		{"advise with --recycle-above", func(c *Config) { c.Advise = &Advise{}; c.Policy.RecycleAbove = cgroup.Bytes(1 << 30) }, "--recycle-above cannot be combined with advise", exitcode.Failure},
+		{"advise with --recycle-on-stall", func(c *Config) { c.Advise = &Advise{}; c.Policy.RecycleStall = true }, "--recycle-on-stall cannot be combined with advise", exitcode.Failure},
+		{"advise --for below 0", func(c *Config) { c.Advise = &Advise{For: -time.Second} }, "--for must not be negative", exitcode.Failure},
 		{"--diagnose-headroom without --memory-max", func(c *Config) {
 			c.Diagnose = diagnose.Config{Signal: unix.SIGUSR1, Dir: dumps, Timeout: time.Second, Headroom: 1 << 20}
-		}, "--diagnose-headroom raises memory.max for the dump: give --memory-max too", proc.ExitFailure},
+		}, "--diagnose-headroom raises memory.max for the dump: give --memory-max too", exitcode.Failure},
 		{"--diagnose-dir not a directory", func(c *Config) {
 			c.Diagnose = diagnose.Config{Signal: unix.SIGUSR1, Dir: filepath.Join(dumps, "none"), Timeout: time.Second}
-		}, "--diagnose-dir " + filepath.Join(dumps, "none") + ": not a directory", proc.ExitFailure},
+		}, "--diagnose-dir " + filepath.Join(dumps, "none") + ": not a directory", exitcode.Failure},
 		{"a command not found", func(c *Config) { c.Command = []string{"cgrun-no-such-command"} }, "cgrun-no-such-command", 127},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -56,7 +56,7 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err %v; want one containing %q", err, c.want)
 			}
-			if code := proc.Code(err); code != c.code {
+			if code := exitcode.Of(err); code != c.code {
 				t.Errorf("exit code %d; want %d", code, c.code)
 			}
 		})

@@ -8,7 +8,7 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
-	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/spf13/pflag"
 )
 
@@ -117,7 +117,7 @@ func (a *advice) done(adv advise.Advice, ended bool) {
 func (a *advice) exitCode(code int, stderr io.Writer) int {
 	if a.got == nil || a.got.ObservedSeconds == 0 {
 		fmt.Fprintln(stderr, "cgrun: advise: the command ended before cgrun could observe it; give it a load that keeps it running")
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	if a.ended {
 		return 0

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/place"
-	"github.com/cgrun/cgrun/launch/proc"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -35,7 +35,7 @@ Flags:
 const (
 	checkWorks    = 0
 	checkCannot   = 1
-	checkBadUsage = proc.ExitFailure
+	checkBadUsage = exitcode.Failure
 )
 
 // Status of one check item.

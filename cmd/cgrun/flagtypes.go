@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
@@ -155,7 +155,7 @@ func percent(s string) (float64, error) {
 type signalValue struct{ into *unix.Signal }
 
 func (v signalValue) Set(s string) error {
-	sig, err := proc.ParseSignal(s)
+	sig, err := exitcode.ParseSignal(s)
 	if err != nil {
 		return bad(err)
 	}
@@ -163,7 +163,7 @@ func (v signalValue) Set(s string) error {
 	return nil
 }
 
-func (v signalValue) String() string { return proc.SignalName(*v.into) }
+func (v signalValue) String() string { return exitcode.SignalName(*v.into) }
 func (v signalValue) Type() string   { return "SIGNAL" }
 
 // restartValue is a --restart policy.
@@ -239,7 +239,7 @@ func (v optSignalValue) String() string {
 	if *v.into == 0 {
 		return ""
 	}
-	return proc.SignalName(*v.into)
+	return exitcode.SignalName(*v.into)
 }
 
 // listenValue is a repeatable --listen address: each use adds one.

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
@@ -69,13 +70,13 @@ func catchSIGPIPE() {
 func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	switch args[0] {
 	case proc.EnterCommand:
 		err := proc.Enter(args[1:])
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.Code(err)
+		return exitcode.Of(err)
 	case "__man": // hidden: the release script makes cgrun(1) with it
 		return manCommand(stdout)
 	case "__completion": // hidden: bash, zsh and fish completions, for the packages
@@ -85,7 +86,7 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case guard.Command:
 		if err := guard.Run(args[1:]); err != nil {
 			fmt.Fprintf(stderr, "cgrun: %v\n", err)
-			return proc.ExitFailure
+			return exitcode.Failure
 		}
 		return 0
 	case "run":
@@ -117,14 +118,14 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 			case "help":
 			default:
 				fmt.Fprintf(stderr, "cgrun: help %q: no such command; the commands are check, run, advise, ps, status, stop, recycle, version\n", args[1])
-				return proc.ExitFailure
+				return exitcode.Failure
 			}
 		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	fmt.Fprintf(stderr, "cgrun: unknown command %q; try 'cgrun help'\n", args[0])
-	return proc.ExitFailure
+	return exitcode.Failure
 }
 
 func versionString() string {

@@ -16,8 +16,8 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/logline"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/state"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
@@ -183,7 +183,7 @@ func parseSub(name string, fs *pflag.FlagSet, args []string, nargs int, stdout, 
 	if err != nil {
 		c := subcommandByName(name)
 		fmt.Fprintf(stderr, "cgrun: %s: %v; usage: cgrun %s %s (see 'cgrun %s --help')\n", name, err, name, c.args, name)
-		return true, proc.ExitFailure
+		return true, exitcode.Failure
 	}
 	return false, 0
 }
@@ -197,7 +197,7 @@ func psCommand(args []string, stdout, stderr io.Writer) int {
 	states, err := state.List(state.Dirs())
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	h, _ := cgroup.Detect()
 	boxes := make([]sandbox, 0, len(states))
@@ -231,7 +231,7 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	h, _ := cgroup.Detect()
 	b := describeSandbox(h, s, true)
@@ -329,22 +329,22 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	s, err := findSandbox(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID && s.User != nil && uid == int(s.User.UID) {
 		// The command's own user may not steer its supervisor: the sandboxed command runs as
 		// that user too. docs/user.md has the sudoers line.
 		fmt.Fprintf(stderr, "cgrun: %s (pid %d) is root's cgrun running its command as you (uid %d); only root may %s it: use sudo cgrun %s %s, with a sudoers rule for your deploy user if needed\n",
 			s.Name, s.Pid, uid, verb, verb, s.Name)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	if uid := os.Geteuid(); uid != 0 && uid != s.UID {
 		fmt.Fprintf(stderr, "cgrun: %s (pid %d) belongs to uid %d; only root or that user may %s it\n", logline.Escape(s.Name), s.Pid, s.UID, verb)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	sig := unix.SIGTERM
 	if verb == "recycle" {
-		sig = proc.RecycleSignal
+		sig = exitcode.RecycleSignal
 	}
 	// A pidfd names this very process, so a pid reused since the state was read is never hit.
 	pfd, err := unix.PidfdOpen(s.Pid, 0)
@@ -353,7 +353,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %s %s (pid %d): %v\n", verb, s.Name, s.Pid, err)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	defer unix.Close(pfd)
 	if verb == "recycle" {
@@ -369,7 +369,7 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 		}
 		if n == 0 || err != nil {
 			fmt.Fprintf(stderr, "cgrun: %s (pid %d) is still running %v after SIGTERM\n", s.Name, s.Pid, *timeout)
-			return proc.ExitFailure
+			return exitcode.Failure
 		}
 		fmt.Fprintf(stdout, "cgrun: stopped %s (pid %d)\n", s.Name, s.Pid)
 		return 0
@@ -388,7 +388,7 @@ func writeJSON(stdout, stderr io.Writer, v any) int {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.ExitFailure
+		return exitcode.Failure
 	}
 	fmt.Fprintf(stdout, "%s\n", escapeJSON(b))
 	return 0

@@ -18,9 +18,9 @@ import (
 	"github.com/cgrun/cgrun/launch/account"
 	"github.com/cgrun/cgrun/launch/atomicfile"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
 	"github.com/spf13/pflag"
@@ -134,7 +134,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 	help := fs.BoolP("help", "h", false, "show this help")
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "cgrun: %v\n", err)
-		return proc.Code(err)
+		return exitcode.Of(err)
 	}
 	if err := fs.Parse(args); err != nil {
 		if bad, ok := badValue(err, "--"); ok {

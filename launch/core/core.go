@@ -12,8 +12,8 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -235,7 +235,7 @@ func (c *Core) Step(g *Gen, ev any) []Action {
 	case EvNextNotReady:
 		return c.fallBack(g, fmt.Sprintf("not ready after --ready-timeout %v", c.p.ReadyTimeout))
 	case EvNextEnded:
-		return c.fallBack(g, "it "+proc.Describe(ev.Status)+" before it was ready")
+		return c.fallBack(g, "it "+exitcode.Describe(ev.Status)+" before it was ready")
 	case EvWindowEnd:
 		return c.endWindow(g, ev.Window)
 	case EvDiagnoseAbove:
@@ -314,7 +314,7 @@ func (c *Core) Step(g *Gen, ev any) []Action {
 		}
 		return acts
 	case EvStopTimer:
-		return []Action{ActLog{fmt.Sprintf("cgrun: %s: still running %v after %s; killing its group\n", c.name, c.p.StopTimeout, proc.SignalName(c.p.StopSignal))}, ActKillGroup{}}
+		return []Action{ActLog{fmt.Sprintf("cgrun: %s: still running %v after %s; killing its group\n", c.name, c.p.StopTimeout, exitcode.SignalName(c.p.StopSignal))}, ActKillGroup{}}
 	case EvExited:
 		return c.exited(ev)
 	case EvDelayOver:
@@ -329,8 +329,8 @@ type Action any
 // signal is a signal to cgrun while a generation runs.
 func (c *Core) signal(g *Gen, sig unix.Signal) []Action {
 	switch sig {
-	case proc.RecycleSignal:
-		return c.recycle(g, policy.Request, "recycle requested with "+proc.SignalName(proc.RecycleSignal))
+	case exitcode.RecycleSignal:
+		return c.recycle(g, policy.Request, "recycle requested with "+exitcode.SignalName(exitcode.RecycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
 		g.StopAsked = sig
 		if g.OverlapPhase != OverlapNone {
@@ -387,14 +387,14 @@ func (c *Core) stop(g *Gen, why string) []Action {
 		return nil
 	}
 	return []Action{ActLog{fmt.Sprintf("cgrun: %s: recycling generation %d: %s; sending %s (group killed after %v)\n",
-		c.name, g.Number, why, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
+		c.name, g.Number, why, exitcode.SignalName(c.p.StopSignal), c.p.StopTimeout)},
 		ActLiftThrottle{}, ActSignal{c.p.StopSignal}, ActArmStopTimer{}}
 }
 
 // exited decides what follows a generation that ended: the run's end, or the next generation
 // after the restart delay (growing after short-lived ones), or giving up at the start limit.
 func (c *Core) exited(ev EvExited) []Action {
-	code := proc.StatusCode(ev.Status)
+	code := exitcode.FromStatus(ev.Status)
 	why := c.restarts.Why(ev.Status, ev.OOMKills, ev.Recycled)
 	var acts []Action
 	if ev.Next != nil && (ev.StopAsked || why == "") {
@@ -416,9 +416,9 @@ func (c *Core) exited(ev EvExited) []Action {
 	}
 	if !ok {
 		p := c.p
-		err := &proc.Error{Code: proc.ExitStartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
-			c.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, proc.Describe(ev.Status))}
-		return append(acts, ActExit{Code: proc.ExitStartLimit, Err: err})
+		err := &exitcode.Error{Code: exitcode.StartLimit, Err: fmt.Errorf("%s: gave up: %d restarts within %v (--max-restarts %d, --restart-window %v); the last generation %s",
+			c.name, p.MaxRestarts, p.RestartWindow, p.MaxRestarts, p.RestartWindow, exitcode.Describe(ev.Status))}
+		return append(acts, ActExit{Code: exitcode.StartLimit, Err: err})
 	}
 	if ev.Next != nil {
 		return append(acts, ActLog{fmt.Sprintf("cgrun: %s: generation %d (pid %d) took over (%s)\n", c.name, ev.Next.Number, ev.Next.PID, why)}, ActStart{why})
@@ -437,7 +437,7 @@ func (c *Core) signalWaiting(sig unix.Signal) []Action {
 	switch sig {
 	case unix.SIGTERM, unix.SIGINT:
 		return []Action{ActExit{Code: c.code, Raise: sig}}
-	case proc.RecycleSignal:
+	case exitcode.RecycleSignal:
 		return []Action{ActStart{c.why}}
 	}
 	return nil
@@ -451,7 +451,7 @@ func (c *Core) endWindow(g *Gen, window time.Duration) []Action {
 	}
 	g.WindowEnded = true
 	return []Action{ActLog{fmt.Sprintf("cgrun: %s: observed for %v; sending %s (group killed after %v)\n",
-		c.name, window, proc.SignalName(c.p.StopSignal), c.p.StopTimeout)},
+		c.name, window, exitcode.SignalName(c.p.StopSignal), c.p.StopTimeout)},
 		ActAbandonNext{"the advise window ended"}, ActLiftThrottle{}, ActSignal{c.p.StopSignal}, ActArmStopTimer{}}
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"github.com/cgrun/cgrun/oomwatch"
 	"golang.org/x/sys/unix"
 )
@@ -116,7 +116,7 @@ func TestCoreRestarts(t *testing.T) {
 		c.Step(nil, oomKilled(1, t0, time.Second))
 		replay(t, c, nil, []step{
 			{EvSignal{unix.SIGHUP}, nil},
-			{EvSignal{proc.RecycleSignal}, []Action{ActStart{policy.OOMKill}}},
+			{EvSignal{exitcode.RecycleSignal}, []Action{ActStart{policy.OOMKill}}},
 		})
 	})
 	t.Run("a ready --overlap generation takes over at once", func(t *testing.T) {
@@ -170,12 +170,12 @@ func TestCoreGivesUp(t *testing.T) {
 		t.Fatalf("have %#v, want one exit", acts)
 	}
 	exit, ok := acts[0].(ActExit)
-	if !ok || exit.Code != proc.ExitStartLimit || exit.Raise != 0 {
-		t.Fatalf("have %#v, want exit %d", acts[0], proc.ExitStartLimit)
+	if !ok || exit.Code != exitcode.StartLimit || exit.Raise != 0 {
+		t.Fatalf("have %#v, want exit %d", acts[0], exitcode.StartLimit)
 	}
-	var perr *proc.Error
-	if !errors.As(exit.Err, &perr) || perr.Code != proc.ExitStartLimit {
-		t.Fatalf("error %#v, want a proc.Error with code %d", exit.Err, proc.ExitStartLimit)
+	var perr *exitcode.Error
+	if !errors.As(exit.Err, &perr) || perr.Code != exitcode.StartLimit {
+		t.Fatalf("error %#v, want a exitcode.Error with code %d", exit.Err, exitcode.StartLimit)
 	}
 	if have, want := exit.Err.Error(), "app: gave up: 2 restarts within 10s (--max-restarts 2, --restart-window 10s); the last generation was killed by SIGKILL"; have != want {
 		t.Errorf("message\nhave %q\nwant %q", have, want)
@@ -194,7 +194,7 @@ func TestCoreGivesUp(t *testing.T) {
 
 func TestCoreStopDuringDelay(t *testing.T) {
 	for _, sig := range []unix.Signal{unix.SIGTERM, unix.SIGINT} {
-		t.Run(proc.SignalName(sig), func(t *testing.T) {
+		t.Run(exitcode.SignalName(sig), func(t *testing.T) {
 			c := New("app", onOOM(), cgroup.Limits{}, diagnose.Config{})
 			c.Step(nil, EvExited{Now: t0, Number: 1, Last: 1, Status: exitedWith(134)}) // abort: restarts under on-oom
 			// No new generation: cgrun ends with the ended one's code, and dies of the signal.
@@ -228,7 +228,7 @@ func TestCoreStop(t *testing.T) {
 		replay(t, c, g, []step{
 			{EvSignal{unix.SIGINT}, []Action{ActAbandonNext{"cgrun is stopping"}, ActLiftThrottle{}, ActSignal{unix.SIGINT}, ActArmStopTimer{}}},
 			{EvLifetime{time.Hour}, nil},
-			{EvSignal{proc.RecycleSignal}, nil},
+			{EvSignal{exitcode.RecycleSignal}, nil},
 		})
 	})
 	t.Run("other signals are forwarded", func(t *testing.T) {
@@ -253,7 +253,7 @@ func TestCoreRecycle(t *testing.T) {
 		replay(t, c, g, []step{
 			{EvLifetime{time.Hour + 400*time.Millisecond}, append([]Action{ActNote{"recycle", "lifetime: lifetime of 1h0m0s reached"}}, recycling(2, "lifetime of 1h0m0s reached")...)},
 			{EvLifetime{time.Hour}, nil}, // once
-			{EvSignal{proc.RecycleSignal}, nil},
+			{EvSignal{exitcode.RecycleSignal}, nil},
 			{EvStopTimer{}, append(logs("cgrun: app: still running 10s after SIGTERM; killing its group\n"), ActKillGroup{})},
 		})
 		if g.Recycled != policy.Lifetime {
@@ -263,7 +263,7 @@ func TestCoreRecycle(t *testing.T) {
 	t.Run("the recycle signal", func(t *testing.T) {
 		c := New("app", policy.DefaultPolicy(), cgroup.Limits{}, diagnose.Config{})
 		replay(t, c, running(c, 1), []step{
-			{EvSignal{proc.RecycleSignal}, append([]Action{ActNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
+			{EvSignal{exitcode.RecycleSignal}, append([]Action{ActNote{"recycle", "request: recycle requested with SIGALRM"}}, recycling(1, "recycle requested with SIGALRM")...)},
 		})
 	})
 	t.Run("SIGTERM after a recycle still stops cgrun", func(t *testing.T) {
@@ -337,7 +337,7 @@ func TestCoreOverlap(t *testing.T) {
 		g := running(c, 1)
 		replay(t, c, g, []step{
 			{EvLifetime{time.Hour}, []Action{ActOverlap{lifetime}}},
-			{EvSignal{proc.RecycleSignal}, nil}, // one recycle at a time
+			{EvSignal{exitcode.RecycleSignal}, nil}, // one recycle at a time
 			{EvNextReady{2, 1234567 * time.Microsecond}, append(logs("cgrun: app: generation 2 is ready after 1.235s\n"), recycled...)},
 			{EvNextReady{2, time.Second}, nil},
 			{EvNextNotReady{}, nil},
@@ -371,7 +371,7 @@ func TestCoreOverlap(t *testing.T) {
 		c := New("app", p, cgroup.Limits{}, diagnose.Config{})
 		g := running(c, 1)
 		replay(t, c, g, []step{
-			{EvSignal{proc.RecycleSignal}, []Action{ActOverlap{"recycle requested with SIGALRM"}}},
+			{EvSignal{exitcode.RecycleSignal}, []Action{ActOverlap{"recycle requested with SIGALRM"}}},
 			{EvSignal{unix.SIGTERM}, []Action{ActAbandonNext{"cgrun is stopping"}, ActLiftThrottle{}, ActSignal{unix.SIGTERM}, ActArmStopTimer{}}},
 			{EvNextReady{2, time.Second}, nil},
 			{EvNextNotReady{}, nil},

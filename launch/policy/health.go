@@ -7,7 +7,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/cgrun/cgrun/launch/proc"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,7 +60,7 @@ func (h HealthCheck) CommandResult(ws unix.WaitStatus, took time.Duration) Probe
 	case ws.Exited() && ws.ExitStatus() == 0:
 		return Probe{OK: true}
 	case ws.Signaled():
-		return Probe{Why: "killed by " + proc.SignalName(ws.Signal())}
+		return Probe{Why: "killed by " + exitcode.SignalName(ws.Signal())}
 	}
 	return Probe{Why: fmt.Sprintf("exit status %d", ws.ExitStatus())}
 }

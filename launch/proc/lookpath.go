@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,7 +16,7 @@ import (
 // but cannot be executed.
 func LookPath(name string) (string, error) {
 	if name == "" {
-		return "", &Error{Code: ExitNotFound, Err: errors.New("empty command name")}
+		return "", &exitcode.Error{Code: exitcode.NotFound, Err: errors.New("empty command name")}
 	}
 	if strings.Contains(name, "/") {
 		fi, err := os.Stat(name)
@@ -23,9 +24,9 @@ func LookPath(name string) (string, error) {
 		case err != nil:
 			return "", execError(name, err)
 		case fi.IsDir():
-			return "", &Error{Code: ExitCannotExec, Err: fmt.Errorf("%s: is a directory", name)}
+			return "", &exitcode.Error{Code: exitcode.CannotExec, Err: fmt.Errorf("%s: is a directory", name)}
 		case unix.Access(name, unix.X_OK) != nil:
-			return "", &Error{Code: ExitCannotExec, Err: fmt.Errorf("%s: permission denied (not executable; chmod +x it)", name)}
+			return "", &exitcode.Error{Code: exitcode.CannotExec, Err: fmt.Errorf("%s: permission denied (not executable; chmod +x it)", name)}
 		}
 		return name, nil
 	}
@@ -34,7 +35,7 @@ func LookPath(name string) (string, error) {
 		return p, nil
 	}
 	if errors.Is(err, exec.ErrDot) {
-		return "", &Error{Code: ExitNotFound, Err: fmt.Errorf("%s: command not found in PATH (it is in the current directory: run ./%s)", name, name)}
+		return "", &exitcode.Error{Code: exitcode.NotFound, Err: fmt.Errorf("%s: command not found in PATH (it is in the current directory: run ./%s)", name, name)}
 	}
 	// exec.LookPath skips files that exist but are not executable; a shell says 126 for them.
 	for _, dir := range strings.Split(os.Getenv("PATH"), ":") {
@@ -42,8 +43,8 @@ func LookPath(name string) (string, error) {
 			continue
 		}
 		if fi, serr := os.Stat(dir + "/" + name); serr == nil && !fi.IsDir() {
-			return "", &Error{Code: ExitCannotExec, Err: fmt.Errorf("%s/%s: permission denied (not executable)", dir, name)}
+			return "", &exitcode.Error{Code: exitcode.CannotExec, Err: fmt.Errorf("%s/%s: permission denied (not executable)", dir, name)}
 		}
 	}
-	return "", &Error{Code: ExitNotFound, Err: fmt.Errorf("%s: command not found in PATH", name)}
+	return "", &exitcode.Error{Code: exitcode.NotFound, Err: fmt.Errorf("%s: command not found in PATH", name)}
 }

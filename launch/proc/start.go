@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/listen"
 	"golang.org/x/sys/unix"
 )
@@ -136,7 +137,7 @@ func groupRefused(c Child, err error) bool {
 
 // groupError is cgrun's own failure (125), not the command's 126: the group was refused.
 func groupError(dir string, err error) error {
-	return &Error{Code: ExitFailure, Err: fmt.Errorf("start the command in %s: the kernel refused to move it there (%v): cgrun's user %d must be able to write cgroup.procs of that group and of the common ancestor of its own group (%s) and that one; run cgrun from inside the delegated subtree (systemd-run --user --scope -p Delegate=yes), or as root",
+	return &exitcode.Error{Code: exitcode.Failure, Err: fmt.Errorf("start the command in %s: the kernel refused to move it there (%v): cgrun's user %d must be able to write cgroup.procs of that group and of the common ancestor of its own group (%s) and that one; run cgrun from inside the delegated subtree (systemd-run --user --scope -p Delegate=yes), or as root",
 		dir, err, os.Geteuid(), ownGroup())}
 }
 

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,7 +74,7 @@ func TestGroupRefused(t *testing.T) {
 			t.Errorf("%s: groupRefused = %v, want %v", tc.name, have, tc.want)
 		}
 	}
-	if code := Code(groupError("/sys/fs/cgroup/x", unix.EACCES)); code != ExitFailure {
-		t.Errorf("groupError's code %d, want %d", code, ExitFailure)
+	if code := exitcode.Of(groupError("/sys/fs/cgroup/x", unix.EACCES)); code != exitcode.Failure {
+		t.Errorf("groupError's code %d, want %d", code, exitcode.Failure)
 	}
 }

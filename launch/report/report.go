@@ -12,8 +12,8 @@ import (
 
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/advise"
+	"github.com/cgrun/cgrun/launch/exitcode"
 	"github.com/cgrun/cgrun/launch/policy"
-	"github.com/cgrun/cgrun/launch/proc"
 	"golang.org/x/sys/unix"
 )
 
@@ -133,9 +133,9 @@ func (rep *Report) Build(started time.Time, last unix.WaitStatus, limits cgroup.
 	ended := time.Now()
 	rep.Started, rep.Ended = started.Format(TimeFormat), ended.Format(TimeFormat)
 	rep.WallSeconds = ended.Sub(started).Seconds()
-	rep.ExitCode = proc.StatusCode(last)
+	rep.ExitCode = exitcode.FromStatus(last)
 	if last.Signaled() {
-		rep.Signal = proc.SignalName(last.Signal())
+		rep.Signal = exitcode.SignalName(last.Signal())
 	}
 	if rep.Recycles == nil {
 		rep.Recycles = []Recycle{}

@@ -1,4 +1,4 @@
-package proc
+package exitcode
 
 import (
 	"testing"
@@ -24,8 +24,8 @@ func TestParseSignal(t *testing.T) {
 
 func TestStatusCode(t *testing.T) {
 	for ws, want := range map[unix.WaitStatus]int{exitedWith(0): 0, exitedWith(1): 1, exitedWith(255): 255, killedBy(unix.SIGKILL): 137, killedBy(unix.SIGTERM): 143} {
-		if have := StatusCode(ws); have != want {
-			t.Errorf("StatusCode(%#x) = %d, want %d", ws, have, want)
+		if have := FromStatus(ws); have != want {
+			t.Errorf("FromStatus(%#x) = %d, want %d", ws, have, want)
 		}
 	}
 }
