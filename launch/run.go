@@ -472,6 +472,8 @@ func (r *runner) wait(d time.Duration) any {
 		case sig := <-r.sigs.stop:
 			return core.EvSignal{Sig: sig.(unix.Signal)}
 		case <-r.sigs.child:
+			// Orphans of the ended generation, come back to cgrun (a subreaper): nothing waits
+			// for their status, and the next generation's own children are not born yet.
 			proc.ReapAll()
 		case sig := <-r.sigs.other:
 			if sig == exitcode.RecycleSignal {
