@@ -435,7 +435,7 @@ func (r *runner) releaseGuard() {
 // step hands ev, the end of a generation, to the core and does what it decides, through the
 // restart delay: the core's adapter between generations. It returns why the next generation
 // starts, or "" when the run ends, with its exit code, the signal to die of and the error.
-// next is the --overlap generation that ev.next names.
+// next is the --overlap generation that ev.Next names.
 func (r *runner) step(ev any, next *generation) (why policy.Reason, code int, raise unix.Signal, err error) {
 	for acts := r.core.Step(nil, ev); len(acts) > 0; {
 		a := acts[0]

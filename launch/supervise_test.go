@@ -397,12 +397,6 @@ func (b *lockedBuffer) String() string {
 	return b.b.String()
 }
 
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.b.String()), "\n")
-}
-
 // TestSummaryGivesTheWholeRun: after restarts, the exit summary gives the whole run's time
 // beside the last generation's uptime; a run of one generation has one time.
 func TestSummaryGivesTheWholeRun(t *testing.T) {

@@ -13,17 +13,20 @@ import (
 	"github.com/cgrun/cgrun/launch/policy"
 )
 
-// TestThrashAdapter drives the thrash detector's effects on the host, the group a directory
-// with the files they read and write: the refault samples start near memory.max and stop below
-// it, and a verdict of thrashing is recorded on the stream and kills the group at once.
+// TestThrashAdapter carries out the thrash verdicts on the host, the group a directory with the
+// files the adapter reads and writes: the refault sample is read from memory.current and
+// memory.stat; a verdict asking for samples starts them (the first read at once) and one that
+// does not stops them; a verdict of thrashing stops them, is recorded on the stream, and kills
+// the group at once.
 func TestThrashAdapter(t *testing.T) {
 	p := policy.DefaultPolicy()
 	p.Restart = policy.RestartOnOOM
-	r, log, _, _ := testRunner(p)
+	r, _, _, _ := testRunner(p)
+	var log, stream lockedBuffer // the event log's timer writes to both
+	r.cfg.Log = &log
 	r.cfg.Limits = cgroup.Limits{MemoryMax: cgroup.Bytes(64 << 20)}
 	r.core = core.New("app", p, r.cfg.Limits, r.cfg.Diagnose)
-	var stream lockedBuffer
-	r.log = eventlog.New("app", r.cfg.Limits, &stream, log)
+	r.log = eventlog.New("app", r.cfg.Limits, &stream, &log)
 	dir := t.TempDir()
 	for name, text := range map[string]string{
 		"memory.current": "66060288\n", // 63 MiB: near memory.max

@@ -51,7 +51,8 @@ func (c *Core) Watch(g *Gen) {
 	g.healthCount = policy.NewHealthCount(c.p.Health)
 }
 
-// Gen is what the core knows of the generation it supervises; generation embeds it.
+// Gen is what the core knows of the generation it supervises; package launch's generation
+// embeds it.
 type Gen struct {
 	Number    int
 	Recycled  policy.Reason // why cgrun ended this generation, or ""
@@ -73,8 +74,8 @@ type Gen struct {
 }
 
 // On kernels without memory.peak (before 5.19) cgrun samples memory.current for the peak: every
-// peakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
-// to peakSampleIdle — or to peakSampleEvery when the run's peak was asked for (a report, a
+// PeakSampleEvery while memory rises, and while it does not, twice as long after each sample, up
+// to peakSampleIdle — or to PeakSampleEvery when the run's peak was asked for (a report, a
 // baseline, --verbose), so that a spike after a quiet spell is not missed.
 const (
 	PeakSampleEvery = 100 * time.Millisecond
@@ -100,12 +101,12 @@ type (
 		Reason policy.Reason
 		Why    string
 	}
-	// EvLifetime: the --max-lifetime timer fired after the generation ran for uptime.
+	// EvLifetime: the --max-lifetime timer fired after the generation ran for Uptime.
 	EvLifetime struct{ Uptime time.Duration }
 	// EvNoOverlap: the --overlap recycle could not start the next generation: recycle as
 	// without it.
 	EvNoOverlap struct{}
-	// EvNextReady: the next generation said READY=1 or passed its probe, after it ran for after.
+	// EvNextReady: the next generation said READY=1 or passed its probe, After it ran so long.
 	EvNextReady struct {
 		Number int
 		After  time.Duration
@@ -118,7 +119,7 @@ type (
 	EvDumpEnded struct{}
 	// EvMemory: the watcher reported an event of the group.
 	EvMemory struct{ Event oomwatch.Event }
-	// EvAboveTick: the once-a-second look at memory (current) while it is at the
+	// EvAboveTick: the once-a-second look at memory (Current) while it is at the
 	// --recycle-above mark.
 	EvAboveTick struct {
 		Now     time.Time
@@ -157,8 +158,8 @@ type (
 		Read    bool
 		Dumping bool
 	}
-	// EvDumpAtMax: the dump in progress sat at memory.max (limit) for at so far; aboveOnly: it
-	// is a --diagnose-above dump that no recycle waits for; onTmpfs: --diagnose-dir is on tmpfs.
+	// EvDumpAtMax: the dump in progress sat at memory.max (Limit) for At so far; AboveOnly: it
+	// is a --diagnose-above dump that no recycle waits for; OnTmpfs: --diagnose-dir is on tmpfs.
 	EvDumpAtMax struct {
 		At                 time.Duration
 		Limit              uint64
@@ -177,32 +178,32 @@ type NextStarted struct{ Number, PID int }
 
 // The actions: what to do.
 type (
-	ActLog            struct{ Line string }          // write line (it ends in a newline) to cgrun's log
+	ActLog            struct{ Line string }          // write Line (it ends in a newline) to cgrun's log
 	ActSignal         struct{ Sig unix.Signal }      // signal the child
 	ActKillGroup      struct{}                       // kill the generation's group now (cgroup.kill), without waiting
 	ActLiftThrottle   struct{}                       // raise memory.high to max, for a stop
 	ActArmStopTimer   struct{}                       // start the stop timeout, unless it runs
 	ActNote           struct{ Kind, Text string }    // note in the state file
-	ActOverlap        struct{ Why string }           // start the next generation beside this one (evNoOverlap when it cannot)
-	ActDump           struct{ Reason policy.Reason } // take a dump for the recycle (evDumpEnded once it ended, or at once if none started)
-	ActWatchAbove     struct{}                       // look at memory once a second (evAboveTick)
+	ActOverlap        struct{ Why string }           // start the next generation beside this one (EvNoOverlap when it cannot)
+	ActDump           struct{ Reason policy.Reason } // take a dump for the recycle (EvDumpEnded once it ended, or at once if none started)
+	ActWatchAbove     struct{}                       // look at memory once a second (EvAboveTick)
 	ActUnwatchAbove   struct{}                       // stop those looks
-	ActSampleThrash   struct{ Now time.Time }        // read refaults for the thrash detector every policy.ThrashEvery, the first now (evThrash)
+	ActSampleThrash   struct{ Now time.Time }        // read refaults for the thrash detector every policy.ThrashEvery, the first at Now (EvThrash)
 	ActUnsampleThrash struct{}                       // stop those reads
 	ActRecordThrash   struct {                       // the thrash record for --events
 		Verdict policy.ThrashVerdict
 		Now     time.Time
 	}
 	ActHealthy              struct{}                      // tell systemd (sd_notify) the generation passed a health probe
-	ActSamplePeakIn         struct{ After time.Duration } // take the next peak sample after d
+	ActSamplePeakIn         struct{ After time.Duration } // take the next peak sample After
 	ActGiveUpDump           struct{ Why string }          // stop waiting for the dump in progress: it is stuck
 	ActDumpAbove            struct{}                      // take the --diagnose-above dump (no recycle follows)
 	ActUnwatchDiagnoseAbove struct{}                      // stop looking for --diagnose-above's mark
 	ActAbandonNext          struct{ Why string }          // give up an --overlap generation not yet ready
 	ActDropNext             struct{}                      // remove a ready --overlap generation that will not take over
 	ActShowEnded            struct{}                      // save the state, showing the ended generation
-	ActWait                 struct{ After time.Duration } // wait out the restart delay (evDelayOver, or evSignal)
-	ActStart                struct{ Why policy.Reason }   // start the next generation, for why
+	ActWait                 struct{ After time.Duration } // wait out the restart delay (EvDelayOver, or EvSignal)
+	ActStart                struct{ Why policy.Reason }   // start the next generation, for Why
 	ActExit                 struct {                      // end the run
 		Code  int
 		Raise unix.Signal // the signal to die of once cleaned up; 0 for none

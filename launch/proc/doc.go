@@ -1,3 +1,4 @@
-// Package proc starts a process inside a cgroup from its first instruction, reaps the children
-// that exit, and turns how they ended into the exit codes and signal names shells use.
+// Package proc starts a process inside a cgroup from its first instruction and reaps the
+// children that exit; a command it cannot start fails with the shells' 126 or 127 (package
+// exitcode has the words for how a process ended).
 package proc
