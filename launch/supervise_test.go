@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/eventlog"
+	"github.com/cgrun/cgrun/launch/internal/lockedbuf"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/report"
@@ -33,7 +33,7 @@ import (
 
 type hostRun struct {
 	g      *generation
-	log    *lockedBuffer
+	log    *lockedbuf.Buffer
 	stop   chan os.Signal
 	other  chan os.Signal
 	events chan oomwatch.Event
@@ -91,7 +91,7 @@ func trapShell(t *testing.T, trap string) (argv []string, trapped func()) {
 func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	t.Helper()
 	mount, dir := fakeGroupDir(t)
-	log := &lockedBuffer{}
+	log := &lockedbuf.Buffer{}
 	cfg.Log, cfg.Name = log, "app"
 	stop, child, other := make(chan os.Signal, 2), make(chan os.Signal, 1), make(chan os.Signal, 4)
 	r := &runner{cfg: cfg, name: "app", h: cgroup.Hierarchy{Mount: mount},
@@ -376,25 +376,6 @@ func TestRunEndOnHost(t *testing.T) {
 			t.Errorf("advice %+v, in the report %+v; want the peak of 8M", got, h.g.run.report.Advice)
 		}
 	})
-}
-
-// lockedBuffer is a bytes.Buffer the supervisor and the test may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String is all written so far, read while the supervisor writes it.
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // TestSummaryGivesTheWholeRun: after restarts, the exit summary gives the whole run's time

@@ -10,6 +10,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/core"
 	"github.com/cgrun/cgrun/launch/eventlog"
+	"github.com/cgrun/cgrun/launch/internal/lockedbuf"
 	"github.com/cgrun/cgrun/launch/policy"
 )
 
@@ -22,7 +23,7 @@ func TestThrashAdapter(t *testing.T) {
 	p := policy.DefaultPolicy()
 	p.Restart = policy.RestartOnOOM
 	r, _, _, _ := testRunner(p)
-	var log, stream lockedBuffer // the event log's timer writes to both
+	var log, stream lockedbuf.Buffer // the event log's timer writes to both
 	r.cfg.Log = &log
 	r.cfg.Limits = cgroup.Limits{MemoryMax: cgroup.Bytes(64 << 20)}
 	r.core = core.New("app", p, r.cfg.Limits, r.cfg.Diagnose)

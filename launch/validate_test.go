@@ -10,6 +10,7 @@ import (
 	"github.com/cgrun/cgrun/cgroup"
 	"github.com/cgrun/cgrun/launch/diagnose"
 	"github.com/cgrun/cgrun/launch/exitcode"
+	"github.com/cgrun/cgrun/launch/internal/lockedbuf"
 	"github.com/cgrun/cgrun/launch/policy"
 	"github.com/cgrun/cgrun/launch/state"
 	"golang.org/x/sys/unix"
@@ -67,7 +68,7 @@ func TestValidate(t *testing.T) {
 // retried, removed at exit and never written again.
 func TestStateFile(t *testing.T) {
 	dir := t.TempDir()
-	log := &lockedBuffer{}
+	log := &lockedbuf.Buffer{}
 	r := &runner{cfg: &Config{Log: log}, name: "app", stateDir: dir,
 		state: state.State{Name: "app", Pid: os.Getpid(), RestartsByReason: map[string]int{}, Totals: map[string]uint64{"oom_kill": 1}}}
 	path := state.Path(dir, os.Getpid())

@@ -1,43 +1,17 @@
 package eventlog
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cgrun/cgrun/cgroup"
+	"github.com/cgrun/cgrun/launch/internal/lockedbuf"
 	"github.com/cgrun/cgrun/launch/report"
 	"github.com/cgrun/cgrun/oomwatch"
 )
-
-// lockedBuffer is a bytes.Buffer the rate limit's timer and the test may use at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-// String is all written so far, read while the supervisor writes it.
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-func (b *lockedBuffer) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Split(strings.TrimSpace(b.b.String()), "\n")
-}
 
 func high(count uint64) report.Event {
 	return report.Event{Event: oomwatch.Event{Time: time.Now(), Kind: oomwatch.High, Delta: 1, Count: count, MemoryCurrent: 60 << 20}, Name: "w"}
@@ -47,22 +21,22 @@ func high(count uint64) report.Event {
 // stream and for people, and one more when the interval ends, its delta the sum of those it
 // folded, coalesced their number, its count the newest; the totals count every event.
 func TestEventLogCoalescesHighAndMax(t *testing.T) {
-	var human, stream lockedBuffer
+	var human, stream lockedbuf.Buffer
 	l := New("w", cgroup.Limits{MemoryHigh: cgroup.Bytes(64 << 20)}, &stream, &human)
 	l.every = 100 * time.Millisecond
 	for i := uint64(1); i <= 10; i++ {
 		l.Add(high(i))
 	}
-	if got := human.lines(); len(got) != 1 || !strings.Contains(got[0], "reached once") {
+	if got := human.Lines(); len(got) != 1 || !strings.Contains(got[0], "reached once") {
 		t.Fatalf("at once: %q, want the first event's line only", got)
 	}
 	time.Sleep(300 * time.Millisecond)
-	got := human.lines()
+	got := human.Lines()
 	if len(got) != 2 || !strings.Contains(got[1], "reached 10 times, 9 since the last line") {
 		t.Errorf("after the interval: %q, want a second line with the newest count and the 9 since", got)
 	}
 	l.Close()
-	lines := stream.lines()
+	lines := stream.Lines()
 	if len(lines) != 2 {
 		t.Fatalf("stream: %d lines %q, want 2: the first at once, the other nine folded into one", len(lines), lines)
 	}
@@ -82,7 +56,7 @@ func TestEventLogCoalescesHighAndMax(t *testing.T) {
 // generation each come at once; other kinds are never coalesced; settle writes what is folded,
 // so that the deltas add up before the exit line.
 func TestEventLogCoalescesPerKindAndGeneration(t *testing.T) {
-	var human, stream lockedBuffer
+	var human, stream lockedbuf.Buffer
 	l := New("w", cgroup.Limits{}, &stream, &human)
 	l.every = time.Hour
 	add := func(kind oomwatch.Kind, gen int, count uint64) {
@@ -101,7 +75,7 @@ func TestEventLogCoalescesPerKindAndGeneration(t *testing.T) {
 	l.Close()
 	var kinds []string
 	var maxDelta uint64
-	for _, line := range stream.lines() {
+	for _, line := range stream.Lines() {
 		var r struct {
 			Event      string `json:"event"`
 			Generation int    `json:"generation"`
@@ -132,7 +106,7 @@ func (w blockedWriter) Write(p []byte) (int, error) { <-w.release; return len(p)
 // TestEventLogNeverBlocksOnAStuckReader: the supervisor's add returns at once however many
 // lines a stuck reader leaves queued; what did not fit is counted and said at close.
 func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
-	var human lockedBuffer
+	var human lockedbuf.Buffer
 	w := blockedWriter{make(chan struct{})}
 	l := New("w", cgroup.Limits{}, w, &human)
 	done := make(chan struct{})
@@ -152,8 +126,8 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 	l.mu.Lock()
 	dropped := l.dropped
 	l.mu.Unlock()
-	if dropped == 0 || !strings.Contains(strings.Join(human.lines(), "\n"), "events were dropped") {
-		t.Errorf("dropped %d, human %q: want drops counted and said", dropped, human.lines())
+	if dropped == 0 || !strings.Contains(strings.Join(human.Lines(), "\n"), "events were dropped") {
+		t.Errorf("dropped %d, human %q: want drops counted and said", dropped, human.Lines())
 	}
 }
 
@@ -161,7 +135,7 @@ func TestEventLogNeverBlocksOnAStuckReader(t *testing.T) {
 // last line's) is folded, not written as a line of its own, so that the lines' times too are at
 // least the interval apart unless they say coalesced.
 func TestEventLogCoalescesByTheEventsTime(t *testing.T) {
-	var human, stream lockedBuffer
+	var human, stream lockedbuf.Buffer
 	l := New("w", cgroup.Limits{}, &stream, &human)
 	l.every = 100 * time.Millisecond
 	t0 := time.Now()
@@ -173,7 +147,7 @@ func TestEventLogCoalescesByTheEventsTime(t *testing.T) {
 	add(t0.Add(20*time.Millisecond), 2) // read 20 ms after the first, taken 150 ms later
 	time.Sleep(300 * time.Millisecond)
 	l.Close()
-	lines := stream.lines()
+	lines := stream.Lines()
 	if len(lines) != 2 {
 		t.Fatalf("stream %q: want 2 lines", lines)
 	}
