@@ -276,6 +276,7 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 			g.step(core.EvSignal{Sig: sig.(unix.Signal)})
 		case <-g.run.sigs.child:
 			if ws, done := g.reap(); done {
+				g.stopPending()
 				return ws
 			}
 		case ev := <-events:
@@ -429,6 +430,20 @@ func (g *generation) probe() {
 	}
 	if r, done := g.health.Start(g.run.child(g.leaf)); done {
 		g.probed(r)
+	}
+}
+
+// stopPending takes a SIGTERM or SIGINT that reached cgrun along with its child's end: systemd's
+// stop signals every process of the unit at once, and when the SIGCHLD is taken first the run
+// would end as a command killed by a signal (exit 143: a failed unit) instead of as stopped. The
+// child is reaped: the stop is recorded, not forwarded.
+func (g *generation) stopPending() {
+	select {
+	case sig := <-g.run.sigs.stop:
+		if g.StopAsked == 0 {
+			g.StopAsked = sig.(unix.Signal)
+		}
+	default:
 	}
 }
 

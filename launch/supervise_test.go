@@ -173,6 +173,21 @@ func TestSuperviseOnHost(t *testing.T) {
 			t.Errorf("report %+v; want one generation killed by SIGTERM, its cpu.stat read", gens)
 		}
 	})
+	// systemd's stop signals every process of the unit at once: the child's SIGCHLD and cgrun's
+	// SIGTERM are both waiting, and select may take either first.
+	t.Run("a stop signal waiting when the child is reaped is recorded, not forwarded", func(t *testing.T) {
+		stop := make(chan os.Signal, 1)
+		g := &generation{run: &runner{sigs: signals{stop: stop}}}
+		g.stopPending()
+		if g.StopAsked != 0 {
+			t.Fatalf("stop asked %v with no signal waiting", g.StopAsked)
+		}
+		stop <- unix.SIGINT
+		g.stopPending()
+		if g.StopAsked != unix.SIGINT {
+			t.Errorf("stop asked %v, want SIGINT", g.StopAsked)
+		}
+	})
 	t.Run("--lifetime: recycled with the stop signal", func(t *testing.T) {
 		p := policy.DefaultPolicy()
 		p.MaxLifetime, p.StopSignal = 50*time.Millisecond, unix.SIGINT
