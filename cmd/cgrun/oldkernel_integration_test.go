@@ -276,6 +276,25 @@ func TestBaselineNeedsAMeasuredPeak(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			stdout, stderr, code := runToEnd(t, exec.Command(cgrunBin(t), "run", tc.flag, tc.file, "--", "/bin/true"))
 			_, statErr := os.Stat(tc.file)
+			if sampled && code == 0 {
+				// A loaded guest can start /bin/true so slowly that cgrun's first sample (100 ms)
+				// comes before it ends: then a peak was measured, and recording or checking it is
+				// right — as long as the figure is a real one.
+				if tc.name == "record" {
+					var rec struct {
+						MemoryPeak uint64 `json:"memory_peak"`
+					}
+					b, err := os.ReadFile(tc.file)
+					if err == nil {
+						err = json.Unmarshal(b, &rec)
+					}
+					if err != nil || rec.MemoryPeak == 0 {
+						t.Errorf("exit 0 without a refusal, baseline %q (%v): want a measured peak in it", b, err)
+					}
+				}
+				t.Logf("a peak was sampled before /bin/true ended (a slow start); stderr %q", stderr)
+				return
+			}
 			switch {
 			case sampled && (code != 125 || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "no memory peak was measured")):
 				t.Errorf("exit %d, stderr %q: want 125 and one line saying no peak was measured", code, stderr)
