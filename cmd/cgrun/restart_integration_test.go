@@ -122,9 +122,15 @@ func TestRestartLifetimeWithJitterStaysInBounds(t *testing.T) {
 	}
 	_, exits, recycles := generations(t, readRecords(t, path))
 	for _, e := range exits {
-		// The trap helper exits 0 at once on SIGTERM: a graceful recycle.
-		if e.Uptime < 1.0 || e.Uptime > 1.5+0.5 || e.ExitCode == nil || *e.ExitCode != 0 || e.Reason != "lifetime" {
-			t.Errorf("generation %d lived %.2fs, exit %v, reason %q; want 1.0-1.5s (+ stop time), exit 0, lifetime", e.Generation, e.Uptime, e.ExitCode, e.Reason)
+		// The trap helper exits 0 at once on SIGTERM: a graceful recycle. The uptime is the
+		// drawn lifetime (1.0-1.5s) plus the stop: the signal's delivery, the helper's exit and
+		// cgrun's reap, which took 0.54s once on a loaded 5.10 guest; 1s is allowed for it.
+		code := -1
+		if e.ExitCode != nil {
+			code = *e.ExitCode
+		}
+		if e.Uptime < 1.0 || e.Uptime > 1.5+1.0 || code != 0 || e.Reason != "lifetime" {
+			t.Errorf("generation %d lived %.2fs, exit %d, reason %q; want 1.0-1.5s (+ stop time), exit 0, lifetime", e.Generation, e.Uptime, code, e.Reason)
 		}
 	}
 	if len(recycles) != 2 || recycles[0].Reason != "lifetime" {
