@@ -34,6 +34,8 @@ func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
 	if err := dec.Decode(&r); err != nil {
 		var te *json.UnmarshalTypeError
 		switch {
+		case errors.As(err, &te) && te.Field == "":
+			return Limits{}, fmt.Errorf("not a LinuxResources JSON object: the file holds a JSON %s; want an object such as {\"memory\":{\"limit\":268435456}}", te.Value)
 		case errors.As(err, &te):
 			return Limits{}, fmt.Errorf("key %q: %s is not a valid %s", te.Field, te.Value, te.Type)
 		case strings.HasPrefix(err.Error(), "json: unknown field "):

@@ -53,6 +53,8 @@ func TestParseOCIResources(t *testing.T) {
 		{"unified bad oom.group", `{"unified":{"memory.oom.group":"yes"}}`, `unified key "memory.oom.group"`},
 		{"high above max", `{"memory":{"limit":1048576},"unified":{"memory.high":"2M"}}`, "above --memory-max"},
 		{"not json", `memory: 5`, "not a LinuxResources JSON object"},
+		{"an array", `[]`, "not a LinuxResources JSON object: the file holds a JSON array"},
+		{"a number", `5`, "not a LinuxResources JSON object: the file holds a JSON number"},
 		{"two objects", `{} {}`, "trailing data"},
 	}
 	for _, tc := range failure {

@@ -116,6 +116,11 @@ func Under(h Hierarchy, parent string, ctrls ...string) (*Site, error) {
 	if err != nil {
 		return nil, err
 	}
+	if fi, err := os.Stat(dir); err == nil && !fi.IsDir() {
+		return nil, &HostError{Err: ErrNoSuchParent, Path: dir,
+			What: fmt.Sprintf("--parent %s: %s is a file, not a group", parent, dir),
+			Fix:  "name a group (a directory of the cgroup hierarchy, as /proc/self/cgroup shows it) or leave --parent out"}
+	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
 		return nil, &HostError{Err: ErrNoSuchParent, Path: dir,
 			What: fmt.Sprintf("--parent %s: no such group (%s)", parent, dir),

@@ -103,6 +103,9 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 	}
 	whole, frac, _ := strings.Cut(num, ".")
 	w, err := strconv.ParseUint(orZero(whole), 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return bad("too large: the kernel takes sizes below 8E; use max for no limit")
+	}
 	if err != nil {
 		return bad("not a number")
 	}

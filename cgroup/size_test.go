@@ -53,7 +53,7 @@ func TestParseSize(t *testing.T) {
 	}
 	// The line says why, in the user's words.
 	for in, why := range map[string]string{"-5M": "sizes cannot be negative", "-1": "sizes cannot be negative",
-		"15.99999999999999999E": "too large", "16E": "too large", "9E": "use max"} {
+		"15.99999999999999999E": "too large", "16E": "too large", "9E": "use max", "99999999999999999999": "too large: the kernel takes sizes below 8E"} {
 		if _, err := cgroup.ParseSize(in, phys); err == nil || !strings.Contains(err.Error(), why) {
 			t.Errorf("ParseSize(%q): %v; want it to say %q", in, err, why)
 		}

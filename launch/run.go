@@ -21,6 +21,7 @@ import (
 	"github.com/cgrun/cgrun/launch/guard"
 	"github.com/cgrun/cgrun/launch/listen"
 	"github.com/cgrun/cgrun/launch/logline"
+	"github.com/cgrun/cgrun/launch/metrics"
 	"github.com/cgrun/cgrun/launch/notify"
 	"github.com/cgrun/cgrun/launch/place"
 	"github.com/cgrun/cgrun/launch/policy"
@@ -179,6 +180,9 @@ func Validate(cfg *Config) error {
 		return err
 	}
 	if err := cfg.Diagnose.Validate(); err != nil {
+		return err
+	}
+	if err := listen.Apart(cfg.Listen, cfg.MetricsAddr, metrics.SplitAddr); err != nil {
 		return err
 	}
 	if err := checkAdvise(cfg); err != nil {

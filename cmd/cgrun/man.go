@@ -145,7 +145,7 @@ func manCommand(w io.Writer) int {
 		{"122", "cgrun gave up restarting: --max-restarts restarts within --restart-window"},
 		{"125", "cgrun itself failed: bad input, no usable cgroup v2, a kernel error"},
 		{"126", "the command was found but cannot be executed"},
-		{"127", "the command was not found"},
+		{"127", "the command was not found, or the interpreter its #! line names (or its ELF loader)"},
 		{"0, 1", "cgrun check: cgrun run can (0) or cannot (1) work on this host"},
 	} {
 		fmt.Fprintf(w, ".TP\n.B %s\n%s\n", roff(e[0]), roff(e[1]))

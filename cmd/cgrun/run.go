@@ -132,13 +132,17 @@ func runCommand(args, env []string, stdout, stderr io.Writer) int {
 func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	help := fs.BoolP("help", "h", false, "show this help")
+	var fromEnv map[string]string // the flags a CGRUN_ variable set, and the variable
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "cgrun: %v\n", err)
+		fmt.Fprintf(stderr, "cgrun: %s\n", namedByEnv(err.Error(), fromEnv))
 		return exitcode.Of(err)
 	}
 	if err := fs.Parse(args); err != nil {
 		if bad, ok := badValue(err, "--"); ok {
 			return fail(bad)
+		}
+		if adv != nil {
+			return fail(fmt.Errorf("%v; see 'cgrun advise --help'", err))
 		}
 		return fail(fmt.Errorf("%v; see 'cgrun run --help'", err))
 	}
@@ -150,8 +154,8 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		writeRunHelp(stdout, fs)
 		return 0
 	}
-	fromEnv, err := applyEnv(fs, env)
-	if err != nil {
+	var err error
+	if fromEnv, err = applyEnv(fs, env); err != nil {
 		return fail(err)
 	}
 	cmd := fs.Args()
@@ -216,6 +220,9 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		cfg.Advise.Done = advised.done
 	}
 	// Every check that needs no group, before --events and --report are created or truncated.
+	if err := f.outputsApart(origin); err != nil {
+		return fail(err)
+	}
 	if err := launch.Validate(&cfg); err != nil {
 		return fail(err)
 	}
@@ -259,6 +266,19 @@ func (f *runFlags) lookupUser(origin func(flag string) string, changed func(flag
 	return user, nil // whether cgrun can switch to it: launch.Validate
 }
 
+// namedByEnv names the variable in a line that begins with a flag a CGRUN_ variable set
+// ("--restart \"bogus\": …" from CGRUN_RESTART=bogus): checks made after the flags are read word
+// their lines by the flag.
+func namedByEnv(line string, fromEnv map[string]string) string {
+	for flag, name := range fromEnv {
+		p := "--" + flag
+		if rest, ok := strings.CutPrefix(line, p); ok && rest != "" && (rest[0] == ' ' || rest[0] == ':') {
+			return name + rest
+		}
+	}
+	return line
+}
+
 // badValue is the line for a typed flag's bad value, when err is one: the flag is named as
 // prefix+name ("--memory-max"), or by its variable when prefix is "CGRUN_".
 func badValue(err error, prefix string) (error, bool) {
@@ -278,9 +298,9 @@ func badValue(err error, prefix string) (error, bool) {
 func (f *runFlags) limitsOver(origin func(flag string) string, changed func(flag string) bool) (cgroup.Limits, error) {
 	l := cgroup.Limits{OOMGroup: true}
 	if f.resources != "" {
-		b, err := os.ReadFile(f.resources)
+		b, err := readResources(f.resources)
 		if err != nil {
-			return l, fmt.Errorf("%s: %w", origin("resources"), err)
+			return l, fmt.Errorf("%s %w", origin("resources"), err)
 		}
 		if l, err = cgroup.ParseOCIResources(b, physicalMemory()); err != nil {
 			return l, fmt.Errorf("%s %s: %w", origin("resources"), f.resources, err)
@@ -389,8 +409,12 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 		if err != nil || fd < 0 {
 			return nil, nop, fmt.Errorf("%q: want fd:N with N a file descriptor number", target)
 		}
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err != nil {
+		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+		if err != nil {
 			return nil, nop, fmt.Errorf("%q: file descriptor %d is not open (%v); open it in the shell, e.g. 3>events.jsonl", target, fd, err)
+		}
+		if fl&unix.O_ACCMODE == unix.O_RDONLY {
+			return nil, nop, fmt.Errorf("%q: file descriptor %d is open for reading only; open it for writing in the shell, e.g. %d>events.jsonl", target, fd, fd)
 		}
 		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
 		return os.NewFile(uintptr(fd), target), nop, nil
@@ -462,6 +486,87 @@ func (l *lateFile) close() {
 	l.dir.Close()
 }
 
+// maxResourcesSize bounds how much of a --resources file is read; a LinuxResources object is a
+// few hundred bytes.
+const maxResourcesSize = 1 << 20
+
+// readResources reads the --resources file: a regular file of at most maxResourcesSize bytes,
+// so that /dev/zero, a FIFO with no writer (opened O_NONBLOCK, then refused) or a runaway file
+// is one line at the start, not a hang.
+func readResources(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file; give the path of an OCI runtime-spec LinuxResources JSON file (see docs/limits.md)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		return nil, err
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s: not a regular file (%s); give a JSON file, which is read whole at the start", path, fileKind(fi.Mode()))
+	case fi.Size() > maxResourcesSize:
+		return nil, fmt.Errorf("%s: %d bytes, more than %d; a LinuxResources object is a few hundred", path, fi.Size(), maxResourcesSize)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxResourcesSize+1))
+	if err == nil && len(b) > maxResourcesSize {
+		err = fmt.Errorf("%s: more than %d bytes; a LinuxResources object is a few hundred", path, maxResourcesSize)
+	}
+	return b, err
+}
+
+// fileKind names what a non-regular file is, for a refusal.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "not a plain file"
+}
+
+// outputsApart refuses two of --events, --report and --record-baseline that name one file: the
+// report, renamed over it at exit, would take the place of every event line.
+func (f *runFlags) outputsApart(origin func(string) string) error {
+	outs := []struct{ flag, path string }{{"events", f.events}, {"report", f.report}, {"record-baseline", f.recordBaseline}}
+	for i, a := range outs {
+		for _, b := range outs[i+1:] {
+			if isFile(a.path) && isFile(b.path) && sameFile(a.path, b.path) {
+				return fmt.Errorf("%s and %s name the same file %s: each writes its own, so give them different files", origin(a.flag), origin(b.flag), a.path)
+			}
+		}
+	}
+	return nil
+}
+
+// isFile says whether an output target is a file name (not "", "-" for stdout, or fd:N).
+func isFile(target string) bool {
+	return target != "" && target != "-" && !strings.HasPrefix(target, "fd:")
+}
+
+// sameFile says whether two names are one file: the same absolute path, or, when both exist,
+// the same inode (a second name through a symlink or a hard link).
+func sameFile(a, b string) bool {
+	pa, erra := filepath.Abs(a)
+	pb, errb := filepath.Abs(b)
+	if erra == nil && errb == nil && pa == pb {
+		return true
+	}
+	fa, erra := os.Stat(a)
+	fb, errb := os.Stat(b)
+	return erra == nil && errb == nil && os.SameFile(fa, fb)
+}
+
 // durationValue is a duration flag that also takes a bare number of seconds, as systemd does:
 // "10" is 10s; "1h30m" and "500ms" work as in Go.
 type durationValue time.Duration
@@ -506,13 +611,16 @@ func (f *runFlags) baselineGate(origin func(string) string) (*report.Baseline, e
 	var bl *report.Baseline
 	if f.baseline != "" {
 		var err error
-		if bl, err = report.LoadBaseline(f.baseline); err != nil {
+		if bl, err = report.LoadBaseline(f.baseline); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s %s: no such file; record one first from a good run with --record-baseline %s", origin("baseline"), f.baseline, f.baseline)
+		} else if err != nil {
 			return nil, fmt.Errorf("%s: %w", origin("baseline"), err)
 		}
 	}
 	if f.recordBaseline != "" {
 		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("%s %s: its directory does not exist", origin("record-baseline"), f.recordBaseline)
+			dir := filepath.Dir(f.recordBaseline)
+			return nil, fmt.Errorf("%s %s: the directory %s does not exist; create it first (mkdir -p %s) or name a file in a directory that exists", origin("record-baseline"), f.recordBaseline, dir, dir)
 		}
 		d, name, err := atomicfile.Split(f.recordBaseline)
 		if err == nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +94,18 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/tmp", "--diagnose-headroom", "64M", "--", "true"}, 125, "give --memory-max too"},
 		{[]string{"run", "--diagnose-signal", "SIGFOO", "--diagnose-dir", "/tmp", "--", "true"}, 125, `--diagnose-signal: "SIGFOO" is not a signal`},
 		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/tmp", "--diagnose-above", "lots", "--", "true"}, 125, `--diagnose-above "lots": want a size`},
+		{[]string{"run", "--health-http", "http://127.0.0.1:99999/", "--", "true"}, 125, "port 99999 is not a TCP port"},
+		{[]string{"run", "--max-restarts", "3", "--restart-window", "0", "--", "true"}, 125, "--restart-window 0 counts no restart"},
+		{[]string{"run", "--resources", "/dev/zero", "--", "true"}, 125, "--resources /dev/zero: not a regular file (a character device)"},
+		{[]string{"run", "--resources", "/no/such/r.json", "--", "true"}, 125, "--resources /no/such/r.json: no such file; give the path"},
+		{[]string{"run", "--baseline", "/no/such/b.json", "--", "true"}, 125, "--baseline /no/such/b.json: no such file; record one first"},
+		{[]string{"run", "--events", "/proc/self/status", "--", "true"}, 125, "--events: /proc/self/status: /proc/self is proc, a kernel interface"},
+		{[]string{"run", "--report", "/proc/r.json", "--", "true"}, 125, "--report: /proc/r.json: /proc is proc, a kernel interface"},
+		{[]string{"run", "--events", "/tmp/same.json", "--report", "/tmp/./same.json", "--", "true"}, 125, "--events and --report name the same file"},
+		{[]string{"run", "--metrics-addr", ":99999", "--", "true"}, 125, `--metrics-addr ":99999": port "99999" is not a TCP port number`},
+		{[]string{"run", "--listen", "127.0.0.1:9600", "--listen", "127.0.0.1:9600", "--", "true"}, 125, "give each address once"},
+		{[]string{"run", "--listen", "127.0.0.1:9601", "--metrics-addr", "127.0.0.1:9601", "--", "true"}, 125, "the metrics need a port of their own"},
+		{[]string{"advise", "--for", "abc", "--", "true"}, 125, "see 'cgrun advise --help'"},
 	} {
 		var out, errb bytes.Buffer
 		code := cgrun(tc.args, []string{"PATH=/usr/bin:/bin"}, &out, &errb)
@@ -124,7 +138,11 @@ func TestTypedFlagErrors(t *testing.T) {
 		{[]string{"--recycle-on-pressure", "full 1s/1ms"}, nil, `cgrun: --recycle-on-pressure: pressure trigger "full 1s/1ms"`},
 		{[]string{"--recycle-above", "lots"}, nil, `cgrun: --recycle-above: bad size "lots"`},
 		{[]string{"--thrash", "sometimes"}, nil, `cgrun: --thrash "sometimes": "sometimes" is neither off, on nor KEY=VALUE`},
-		{nil, []string{"CGRUN_THRASH=refaults=0/s"}, `cgrun: --thrash "refaults=0/s": refaults must be a number`},
+		{nil, []string{"CGRUN_THRASH=refaults=0/s"}, `cgrun: CGRUN_THRASH "refaults=0/s": refaults must be a number`},
+		{nil, []string{"CGRUN_RESTART=bogus"}, `cgrun: CGRUN_RESTART "bogus": want never, on-oom, on-failure or always`},
+		{nil, []string{"CGRUN_NAME=a/b"}, `cgrun: CGRUN_NAME "a/b": `},
+		{nil, []string{"CGRUN_LISTEN=nohost"}, `cgrun: CGRUN_LISTEN "nohost": `},
+		{[]string{"--name", "a/b"}, []string{"CGRUN_RESTART=always"}, `cgrun: --name "a/b": `},
 	} {
 		var out, errb bytes.Buffer
 		code := cgrun(append(append([]string{"run"}, tc.args...), "--", "true"), append([]string{"PATH=/usr/bin:/bin"}, tc.env...), &out, &errb)
@@ -180,5 +198,27 @@ func TestOutputInAMissingDirectory(t *testing.T) {
 	// A directory in the place of the file: not a missing directory.
 	if _, _, err := openEvents(dir, nil); err == nil || strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("openEvents of a directory: %v", err)
+	}
+}
+
+// TestEventsFdOpenForReading: fd:N open for reading only is refused at the start, not found out
+// at the first event.
+func TestEventsFdOpenForReading(t *testing.T) {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	target := "fd:" + strconv.Itoa(int(f.Fd()))
+	if _, _, err := openEvents(target, nil); err == nil || !strings.Contains(err.Error(), "is open for reading only") {
+		t.Errorf("openEvents(%s) of a read-only fd: %v", target, err)
+	}
+	w, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, _, err := openEvents("fd:"+strconv.Itoa(int(w.Fd())), nil); err != nil {
+		t.Errorf("openEvents of a writable fd: %v", err)
 	}
 }

@@ -191,8 +191,9 @@ func (d *Dir) verify(name string, st *unix.Stat_t, fifo bool) error {
 
 func (d *Dir) join(name string) string { return filepath.Join(d.path, name) }
 
-// CheckWritable says, for a caller other than root, whether it may create files in d: a
-// report written at exit must not fail then for a reason known at the start.
+// CheckWritable says whether the caller may create files in d: a report written at exit must
+// not fail then for a reason known at the start (a directory of another user, or, for root too,
+// a read-only file system).
 func (d *Dir) CheckWritable() error {
 	if err := unix.Faccessat(d.fd, ".", unix.W_OK|unix.X_OK, unix.AT_EACCESS); err != nil {
 		return fmt.Errorf("%s: cannot create files there: %w", d.path, err)
@@ -333,7 +334,33 @@ func Split(path string) (*Dir, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	if fs := d.kernelFS(); fs != "" {
+		d.Close()
+		return nil, "", fmt.Errorf("%s: %s is %s, a kernel interface, not a place for files (name a file under /var/log, /tmp or a home directory)", path, filepath.Dir(path), fs)
+	}
 	return d, name, nil
+}
+
+// kernelFS names the kernel interface file system d is on (proc, sysfs, cgroup…), or "" for
+// a file system that holds files: /proc/1/mem is a regular file with one link of root's, and
+// root may open it for writing, so the checks on the file alone would let `--events
+// /proc/1/mem` through.
+func (d *Dir) kernelFS() string {
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(d.fd, &st); err != nil {
+		return ""
+	}
+	switch st.Type {
+	case unix.PROC_SUPER_MAGIC:
+		return "proc"
+	case unix.SYSFS_MAGIC:
+		return "sysfs"
+	case unix.CGROUP2_SUPER_MAGIC, unix.CGROUP_SUPER_MAGIC:
+		return "a cgroup file system"
+	case unix.DEBUGFS_MAGIC, unix.TRACEFS_MAGIC, unix.SECURITYFS_MAGIC, unix.BPF_FS_MAGIC, unix.EFIVARFS_MAGIC, unix.PSTOREFS_MAGIC:
+		return "a kernel file system"
+	}
+	return ""
 }
 
 // Write writes data to path as Replace does, through its directory (OpenDir).
@@ -361,7 +388,7 @@ func NewReplacer(path string) (*Replacer, error) {
 		return nil, err
 	}
 	err = d.Check(name, false)
-	if err == nil && os.Geteuid() != 0 {
+	if err == nil {
 		err = d.CheckWritable()
 	}
 	if err != nil {

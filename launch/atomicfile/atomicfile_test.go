@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -162,4 +163,22 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKernelFileSystemsRefused: a file on proc or sysfs is a kernel interface, never a target,
+// whatever its mode and owner (/proc/1/mem is root's regular file with one link).
+func TestKernelFileSystemsRefused(t *testing.T) {
+	for _, path := range []string{"/proc/self/status", "/proc/1/mem", "/proc/nope.json", "/sys/kernel/nope.json"} {
+		if d, _, err := Split(path); err == nil || !strings.Contains(err.Error(), "a kernel interface") {
+			if d != nil {
+				d.Close()
+			}
+			t.Errorf("Split(%s): %v, want a refusal naming a kernel interface", path, err)
+		}
+	}
+	d, _, err := Split(filepath.Join(t.TempDir(), "events.jsonl"))
+	if err != nil {
+		t.Fatalf("a file in a temporary directory: %v", err)
+	}
+	d.Close()
 }

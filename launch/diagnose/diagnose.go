@@ -54,7 +54,9 @@ func (c Config) Validate() error {
 	case c.Keep < 0:
 		return fmt.Errorf("--diagnose-keep %d: want 0 (keep all) or more", c.Keep)
 	}
-	if fi, err := os.Stat(c.Dir); err != nil || !fi.IsDir() {
+	if fi, err := os.Stat(c.Dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--diagnose-dir %s: a file, not a directory; name a directory, writable by the command's user", c.Dir)
+	} else if err != nil {
 		return fmt.Errorf("--diagnose-dir %s: not a directory; make it first, writable by the command's user (mkdir -p %s)", c.Dir, c.Dir)
 	}
 	return nil

@@ -208,6 +208,10 @@ func TestSummary(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		c    diagnose.Config
@@ -217,7 +221,8 @@ func TestValidate(t *testing.T) {
 		{"signal and dir", diagnose.Config{Signal: unix.SIGUSR2, Dir: dir, Timeout: time.Minute}, ""},
 		{"both", diagnose.Config{Signal: unix.SIGUSR2, Cmd: "x", Dir: dir, Timeout: time.Minute}, "give one of them"},
 		{"no dir", diagnose.Config{Signal: unix.SIGUSR2, Timeout: time.Minute}, "need --diagnose-dir"},
-		{"missing dir", diagnose.Config{Signal: unix.SIGUSR2, Dir: filepath.Join(dir, "no"), Timeout: time.Minute}, "not a directory"},
+		{"missing dir", diagnose.Config{Signal: unix.SIGUSR2, Dir: filepath.Join(dir, "no"), Timeout: time.Minute}, "not a directory; make it first"},
+		{"a file", diagnose.Config{Signal: unix.SIGUSR2, Dir: file, Timeout: time.Minute}, "a file, not a directory; name a directory"},
 		{"dir alone", diagnose.Config{Dir: dir}, "need --diagnose-signal or --diagnose-cmd"},
 		{"zero timeout", diagnose.Config{Cmd: "x", Dir: dir}, "above 0"},
 	} {

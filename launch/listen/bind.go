@@ -73,6 +73,10 @@ func bind(a Addr, owner *Owner) (socket, error) {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return socket{}, fmt.Errorf("--listen %s: %w: another process listens there; stop it or choose another address", a.Spec, ErrInUse)
 		}
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			host, _, _ := net.SplitHostPort(a.Address)
+			return socket{}, fmt.Errorf("--listen %s: this machine has no address %s; give one of its own addresses, or :PORT for all of them", a.Spec, host)
+		}
 		return socket{}, fmt.Errorf("--listen %s: %w", a.Spec, err)
 	}
 	f, err := l.(*net.TCPListener).File()
@@ -127,6 +131,10 @@ const socketUmask = 0o117
 func bindUnix(a Addr, owner *Owner) (socket, error) {
 	dir, base := filepath.Split(a.Address)
 	parent, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		d := filepath.Clean(dir)
+		return socket{}, fmt.Errorf("the directory %s does not exist; create it first (mkdir -p %s) or choose a path in a directory that exists", d, d)
+	}
 	if err != nil {
 		return socket{}, &os.PathError{Op: "open", Path: dir, Err: err}
 	}

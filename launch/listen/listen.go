@@ -60,3 +60,35 @@ func Parse(spec string) (Addr, error) {
 // Name is the socket's name in LISTEN_FDNAMES: the address as given, with the ":" that the
 // protocol forbids in a name turned into "_" (unix_/run/app.sock, 127.0.0.1_3000).
 func (a Addr) Name() string { return strings.ReplaceAll(a.Spec, ":", "_") }
+
+// Apart refuses an address given twice, among the --listen addresses or as --metrics-addr too
+// (split by splitMetrics, which also checks it): the second bind would fail as if another
+// process held the address.
+func Apart(ls []Addr, metricsAddr string, splitMetrics func(string) (host, port string, err error)) error {
+	seen := map[string]string{}
+	for _, a := range ls {
+		key := a.Network + " " + a.Address
+		if first, ok := seen[key]; ok {
+			return fmt.Errorf("--listen %s: the same address as --listen %s; give each address once", a.Spec, first)
+		}
+		seen[key] = a.Spec
+	}
+	if metricsAddr == "" {
+		return nil
+	}
+	host, port, err := splitMetrics(metricsAddr)
+	if err != nil {
+		return err
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	for _, a := range ls {
+		lhost, lport, err := net.SplitHostPort(a.Address)
+		if a.Network != "tcp" || err != nil || lport != port || port == "0" {
+			continue
+		}
+		if lhost == host || wild(lhost) || wild(host) {
+			return fmt.Errorf("--metrics-addr %s: the port of --listen %s; the metrics need a port of their own: choose another", metricsAddr, a.Spec)
+		}
+	}
+	return nil
+}

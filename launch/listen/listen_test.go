@@ -150,11 +150,14 @@ func TestBindFailuresLeaveNothing(t *testing.T) {
 	for _, tc := range []struct {
 		name, spec string
 		inUse      bool
+		says       string
 	}{
-		{"tcp port in use", busy.Addr().String(), true},
-		{"unix socket served", "unix:" + busyUnix, true},
-		{"not a socket", "unix:" + plain, false},
-		{"no such directory", "unix:" + filepath.Join(dir, "none", "a.sock"), false},
+		{"tcp port in use", busy.Addr().String(), true, "another process listens there"},
+		{"unix socket served", "unix:" + busyUnix, true, "another process listens"},
+		{"not a socket", "unix:" + plain, false, "is not a socket"},
+		{"no such directory", "unix:" + filepath.Join(dir, "none", "a.sock"), false, "create it first (mkdir -p " + filepath.Join(dir, "none") + ")"},
+		// 192.0.2.0/24 is TEST-NET-1: no machine has it.
+		{"not this machine's address", "192.0.2.1:9100", false, "this machine has no address 192.0.2.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a0, _ := listen.Parse("unix:" + first)
@@ -167,7 +170,7 @@ func TestBindFailuresLeaveNothing(t *testing.T) {
 				s.Close()
 				t.Fatalf("Bind %s: no error", tc.spec)
 			}
-			if errors.Is(err, listen.ErrInUse) != tc.inUse || !strings.Contains(err.Error(), tc.spec) || strings.Contains(err.Error(), "\n") {
+			if errors.Is(err, listen.ErrInUse) != tc.inUse || !strings.Contains(err.Error(), tc.spec) || !strings.Contains(err.Error(), tc.says) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("Bind %s: %v", tc.spec, err)
 			}
 			if _, err := os.Lstat(first); !errors.Is(err, os.ErrNotExist) {
@@ -333,5 +336,44 @@ func TestBindChownRace(t *testing.T) {
 	t.Logf("the racer swapped the socket %d times in 2000 binds", n)
 	if n == 0 {
 		t.Error("the racer never swapped the socket: the test raced nothing")
+	}
+}
+
+// TestApart: an address given twice is one line at the start, not a bind that fails as if
+// another process held it.
+func TestApart(t *testing.T) {
+	split := func(addr string) (string, string, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		return host, port, err
+	}
+	for _, tc := range []struct {
+		listen  []string
+		metrics string
+		want    string // "" for accepted
+	}{
+		{[]string{"127.0.0.1:9600", "127.0.0.1:9600"}, "", "the same address as --listen 127.0.0.1:9600"},
+		{[]string{"unix:/run/a.sock", "unix:/run/a.sock"}, "", "give each address once"},
+		{[]string{"127.0.0.1:9600", "127.0.0.1:9601", "unix:/run/a.sock"}, "127.0.0.1:9602", ""},
+		{[]string{"127.0.0.1:9601"}, "127.0.0.1:9601", "--metrics-addr 127.0.0.1:9601: the port of --listen 127.0.0.1:9601"},
+		{[]string{":9601"}, ":9601", "the port of --listen :9601"},
+		{[]string{"10.0.0.1:9601"}, "0.0.0.0:9601", "the port of --listen 10.0.0.1:9601"},
+		{[]string{"10.0.0.1:9601"}, "127.0.0.1:9601", ""}, // two addresses of the machine
+		{[]string{":9601"}, ":0", ""}, // any free port
+	} {
+		var ls []listen.Addr
+		for _, s := range tc.listen {
+			a, err := listen.Parse(s)
+			if err != nil {
+				t.Fatalf("Parse(%q): %v", s, err)
+			}
+			ls = append(ls, a)
+		}
+		err := listen.Apart(ls, tc.metrics, split)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Apart(%q, %q) = %v, want %q", tc.listen, tc.metrics, err, tc.want)
+		}
 	}
 }

@@ -304,15 +304,28 @@ func configured(v string) float64 {
 	return float64(n)
 }
 
-// Serve listens on addr (a missing host means loopback) and serves /metrics until the
-// process exits. It returns the address it listens on.
-func Serve(addr string, c *Collector) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
+// SplitAddr checks a --metrics-addr and splits it: a missing host is 127.0.0.1, and the port
+// is a number from 0 (any free port) to 65535.
+func SplitAddr(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
 	if err != nil {
-		return "", fmt.Errorf("--metrics-addr %q: want HOST:PORT or :PORT", addr)
+		return "", "", fmt.Errorf("--metrics-addr %q: want HOST:PORT or :PORT", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+		return "", "", fmt.Errorf("--metrics-addr %q: port %q is not a TCP port number (want 0 to 65535, 0 for any free one)", addr, port)
 	}
 	if host == "" {
 		host = "127.0.0.1"
+	}
+	return host, port, nil
+}
+
+// Serve listens on addr (a missing host means loopback) and serves /metrics until the
+// process exits. It returns the address it listens on.
+func Serve(addr string, c *Collector) (string, error) {
+	host, port, err := SplitAddr(addr)
+	if err != nil {
+		return "", err
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, port))
 	switch {

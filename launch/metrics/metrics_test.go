@@ -383,3 +383,20 @@ func TestServeBusyPortIsOneLine(t *testing.T) {
 		t.Errorf("err %v, want %q", err, want)
 	}
 }
+
+func TestSplitAddr(t *testing.T) {
+	for _, tc := range []struct{ addr, host, port, err string }{
+		{":9100", "127.0.0.1", "9100", ""},
+		{"0.0.0.0:9100", "0.0.0.0", "9100", ""},
+		{"[::1]:0", "::1", "0", ""},
+		{":99999", "", "", `port "99999" is not a TCP port number`},
+		{"localhost:abc", "", "", `port "abc" is not a TCP port number`},
+		{":-1", "", "", "is not a TCP port number"},
+		{"nohost", "", "", "want HOST:PORT or :PORT"},
+	} {
+		host, port, err := SplitAddr(tc.addr)
+		if host != tc.host || port != tc.port || (tc.err == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("SplitAddr(%q) = %q, %q, %v; want %q, %q, %q", tc.addr, host, port, err, tc.host, tc.port, tc.err)
+		}
+	}
+}

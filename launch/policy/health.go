@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/cgrun/cgrun/launch/exitcode"
@@ -41,6 +42,13 @@ func (h HealthCheck) Validate() error {
 		u, err := url.Parse(h.URL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--health-http %q: want an http:// or https:// URL", h.URL)
+		}
+		// A port the probe could never dial would fail every probe and recycle the command
+		// until the start limit: bad input, said now.
+		if port := u.Port(); port != "" {
+			if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("--health-http %q: port %s is not a TCP port (want 1 to 65535, or leave it out for the scheme's own)", h.URL, port)
+			}
 		}
 	}
 	return nil

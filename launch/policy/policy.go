@@ -152,6 +152,9 @@ func (p Policy) Validate(l cgroup.Limits) error {
 		return fmt.Errorf("--restart-delay-max %v is below --restart-delay %v", p.RestartDelayMax, p.RestartDelay)
 	case p.MaxRestarts < 0:
 		return fmt.Errorf("--max-restarts must not be negative")
+	case p.MaxRestarts > 0 && p.RestartWindow == 0:
+		// No restart would ever count: the start limit would never stop a crash loop.
+		return fmt.Errorf("--restart-window 0 counts no restart, so --max-restarts %d would never give up: give a window (e.g. 60s), or --max-restarts 0 to never give up", p.MaxRestarts)
 	case p.Overlap && p.ReadyTimeout <= 0:
 		return fmt.Errorf("--ready-timeout must be above 0")
 	case p.RecycleAbove.Set && p.RecycleAbove.Max:

@@ -133,6 +133,13 @@ func TestPolicyValidate(t *testing.T) {
 		{"health both", func(p *Policy) { p.Health.Cmd, p.Health.URL = "true", "http://x/" }, cgroup.Limits{}, false},
 		{"health zero retries", func(p *Policy) { p.Health.Cmd, p.Health.Retries = "true", 0 }, cgroup.Limits{}, false},
 		{"negative max restarts", func(p *Policy) { p.MaxRestarts = -1 }, cgroup.Limits{}, false},
+		{"a start limit with no window", func(p *Policy) { p.RestartWindow = 0 }, cgroup.Limits{}, false},
+		{"no start limit, no window", func(p *Policy) { p.MaxRestarts, p.RestartWindow = 0, 0 }, cgroup.Limits{}, true},
+		{"health port too large", func(p *Policy) { p.Health.URL = "http://127.0.0.1:99999/" }, cgroup.Limits{}, false},
+		{"health port 0", func(p *Policy) { p.Health.URL = "http://127.0.0.1:0/" }, cgroup.Limits{}, false},
+		{"health port named", func(p *Policy) { p.Health.URL = "http://127.0.0.1:http/" }, cgroup.Limits{}, false},
+		{"health port", func(p *Policy) { p.Health.URL = "https://[::1]:8443/healthz" }, cgroup.Limits{}, true},
+		{"health no port", func(p *Policy) { p.Health.URL = "http://localhost/healthz" }, cgroup.Limits{}, true},
 	} {
 		p := DefaultPolicy()
 		tc.edit(&p)
