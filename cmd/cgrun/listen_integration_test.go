@@ -283,8 +283,8 @@ func TestListenBadInputCreatesNothing(t *testing.T) {
 		{"relative path", "unix:app.sock", "the socket's path must be absolute"},
 		{"port in use", busy.Addr().String(), "address already in use: another process listens there"},
 		{"socket in use", "unix:" + busyUnix, "another process listens on " + busyUnix},
-		{"no directory", "unix:" + filepath.Join(dir, "none", "a.sock"), "no such file or directory"},
-		{"address not here", "192.0.2.1:3000", "cannot assign requested address"},
+		{"no directory", "unix:" + filepath.Join(dir, "none", "a.sock"), "does not exist; create it first (mkdir -p " + filepath.Join(dir, "none") + ")"},
+		{"address not here", "192.0.2.1:3000", "this machine has no address 192.0.2.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := groupsUnder(t, h.SelfDir())
