@@ -554,17 +554,21 @@ func isFile(target string) bool {
 	return target != "" && target != "-" && !strings.HasPrefix(target, "fd:")
 }
 
-// sameFile says whether two names are one file: the same absolute path, or, when both exist,
-// the same inode (a second name through a symlink or a hard link).
+// sameFile says whether two names are one file: the same absolute path, or the same name in one
+// directory reached by two paths (/var/run/x and /run/x). The names themselves are never
+// followed: a link planted at one is refused as such when it is opened.
 func sameFile(a, b string) bool {
 	pa, erra := filepath.Abs(a)
 	pb, errb := filepath.Abs(b)
 	if erra == nil && errb == nil && pa == pb {
 		return true
 	}
-	fa, erra := os.Stat(a)
-	fb, errb := os.Stat(b)
-	return erra == nil && errb == nil && os.SameFile(fa, fb)
+	if filepath.Base(a) != filepath.Base(b) {
+		return false
+	}
+	da, erra := os.Stat(filepath.Dir(a))
+	db, errb := os.Stat(filepath.Dir(b))
+	return erra == nil && errb == nil && os.SameFile(da, db)
 }
 
 // durationValue is a duration flag that also takes a bare number of seconds, as systemd does:

@@ -222,3 +222,33 @@ func TestEventsFdOpenForReading(t *testing.T) {
 		t.Errorf("openEvents of a writable fd: %v", err)
 	}
 }
+
+// TestSameFile: two names of one file are told by their path or their directory, never by
+// following the names: a symlink and a hard link planted at them (the boundary racer's) are
+// refused as links when opened, not as the same file.
+func TestSameFile(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	alias := filepath.Join(t.TempDir(), "alias")
+	for _, err := range []error{os.Symlink(dir, alias), os.Symlink(victim, filepath.Join(dir, "report.json")), os.Link(victim, filepath.Join(dir, "events.jsonl"))} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		a, b string
+		same bool
+	}{
+		{filepath.Join(dir, "x.json"), filepath.Join(dir, ".", "x.json"), true},
+		{filepath.Join(dir, "x.json"), filepath.Join(alias, "x.json"), true},
+		{filepath.Join(dir, "report.json"), filepath.Join(dir, "events.jsonl"), false},
+		{filepath.Join(dir, "x.json"), filepath.Join(dir, "y.json"), false},
+	} {
+		if have := sameFile(tc.a, tc.b); have != tc.same {
+			t.Errorf("sameFile(%s, %s) = %v, want %v", tc.a, tc.b, have, tc.same)
+		}
+	}
+}
