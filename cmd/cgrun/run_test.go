@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRunFlagsFromEnvironment(t *testing.T) {
@@ -217,10 +219,20 @@ func TestEventsFdOpenForReading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer w.Close()
-	if _, _, err := openEvents("fd:"+strconv.Itoa(int(w.Fd())), nil); err != nil {
-		t.Errorf("openEvents of a writable fd: %v", err)
+	// The stream takes the fd as its own (*os.File): it gets one nobody else closes. Given w's
+	// own fd, the two *os.File would close it twice, the second time (a finalizer's) when the
+	// number belongs to another test's pipe.
+	fd, err := unix.Dup(int(w.Fd()))
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
 	}
+	ev, _, err := openEvents("fd:"+strconv.Itoa(fd), nil)
+	if err != nil {
+		unix.Close(fd)
+		t.Fatalf("openEvents of a writable fd: %v", err)
+	}
+	ev.(*os.File).Close()
 }
 
 // TestSameFile: two names of one file are told by their path or their directory, never by
