@@ -393,13 +393,16 @@ func (g *generation) sampleThrash(now time.Time) {
 	}
 }
 
-// readThrashSample reads what the thrash detector looks at in the group at dir.
+// readThrashSample reads what the thrash detector looks at in the group at dir. memory.stat
+// first, memory.current after it: a group whose page cache is dropped between the two reads
+// (a reader's file closed on hostfs) then reads as below memory.max, not as "at memory.max with
+// its cache spent" — thrash, to the detector (a healthy reader on 5.10 was recycled so once).
 func readThrashSample(dir string, now time.Time) (policy.RefaultSample, error) {
-	cur, err := cgroup.MemoryCurrent(dir)
+	stat, err := cgroup.MemoryStatKeys(dir)
 	if err != nil {
 		return policy.RefaultSample{}, err
 	}
-	stat, err := cgroup.MemoryStatKeys(dir)
+	cur, err := cgroup.MemoryCurrent(dir)
 	if err != nil {
 		return policy.RefaultSample{}, err
 	}
