@@ -622,9 +622,8 @@ func (f *runFlags) baselineGate(origin func(string) string) (*report.Baseline, e
 		}
 	}
 	if f.recordBaseline != "" {
-		if fi, err := os.Stat(filepath.Dir(f.recordBaseline)); err != nil || !fi.IsDir() {
-			dir := filepath.Dir(f.recordBaseline)
-			return nil, fmt.Errorf("%s %s: the directory %s does not exist; create it first (mkdir -p %s) or name a file in a directory that exists", origin("record-baseline"), f.recordBaseline, dir, dir)
+		if _, err := os.Stat(filepath.Dir(f.recordBaseline)); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s %w", origin("record-baseline"), missingDir(f.recordBaseline, err))
 		}
 		d, name, err := atomicfile.Split(f.recordBaseline)
 		if err == nil {

@@ -101,6 +101,8 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"run", "--resources", "/dev/zero", "--", "true"}, 125, "--resources /dev/zero: not a regular file (a character device)"},
 		{[]string{"run", "--resources", "/no/such/r.json", "--", "true"}, 125, "--resources /no/such/r.json: no such file; give the path"},
 		{[]string{"run", "--baseline", "/no/such/b.json", "--", "true"}, 125, "--baseline /no/such/b.json: no such file; record one first"},
+		{[]string{"run", "--record-baseline", "/no/such/b.json", "--", "true"}, 125, "--record-baseline /no/such/b.json: the directory /no/such does not exist; create it first (mkdir -p /no/such)"},
+		{[]string{"run", "--record-baseline", "/etc/passwd/b.json", "--", "true"}, 125, "--record-baseline: open directory /etc/passwd: not a directory"},
 		{[]string{"run", "--events", "/proc/self/status", "--", "true"}, 125, "--events: /proc/self/status: /proc/self is proc, a kernel interface"},
 		{[]string{"run", "--report", "/proc/r.json", "--", "true"}, 125, "--report: /proc/r.json: /proc is proc, a kernel interface"},
 		{[]string{"run", "--events", "/tmp/same.json", "--report", "/tmp/./same.json", "--", "true"}, 125, "--events and --report name the same file"},
