@@ -137,6 +137,7 @@ func manCommand(w io.Writer) int {
 	for _, f := range flagDocs(newRunFlagSet(&runFlags{})) {
 		fmt.Fprintf(w, ".TP\n.B %s\n\\-\\-%s\n", envName(f.name), roff(f.name))
 	}
+	fmt.Fprintln(w, ".PP\nA variable a typo away from one of these (CGRUN_MEM_MAX, CGRUN_MEMORY_LIMIT) sets nothing; cgrun warns of it and names the one meant.")
 	fmt.Fprintln(w, ".SH EXIT STATUS")
 	for _, e := range [][2]string{
 		{"the command's", "cgrun run exits with the command's exit code"},

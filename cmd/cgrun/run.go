@@ -141,6 +141,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		if bad, ok := badValue(err, "--"); ok {
 			return fail(bad)
 		}
+		err = unknownFlag(fs, err)
 		if adv != nil {
 			return fail(fmt.Errorf("%v; see 'cgrun advise --help'", err))
 		}
@@ -157,6 +158,9 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 	var err error
 	if fromEnv, err = applyEnv(fs, env); err != nil {
 		return fail(err)
+	}
+	for _, w := range misspeltVars(fs, env) {
+		fmt.Fprintf(stderr, "cgrun: warning: %s\n", w)
 	}
 	cmd := fs.Args()
 	if len(cmd) == 0 && adv != nil {
