@@ -124,8 +124,23 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "cgrun: unknown command %q; try 'cgrun help'\n", args[0])
+	fmt.Fprintf(stderr, "cgrun: unknown command %q%s; try 'cgrun help'\n", args[0], commandMeant(args[0]))
 	return exitcode.Failure
+}
+
+// commandMeant is what an unknown command was likely meant to be: a flag of run's given without
+// run before it, or a command a typo away.
+func commandMeant(arg string) string {
+	if name, ok := strings.CutPrefix(arg, "--"); ok {
+		name, _, _ = strings.Cut(name, "=")
+		if newRunFlagSet(&runFlags{}).Lookup(name) != nil {
+			return fmt.Sprintf(" (--%s is a flag of run: cgrun run --%s ... -- COMMAND)", name, name)
+		}
+	}
+	if c := nearest(arg, []string{"check", "run", "advise", "ps", "status", "stop", "recycle", "version", "help"}); c != "" {
+		return " (did you mean " + c + "?)"
+	}
+	return ""
 }
 
 func versionString() string {

@@ -78,7 +78,10 @@ func TestCommandLineFailures(t *testing.T) {
 		want string
 	}{
 		{nil, 125, "Usage"},
-		{[]string{"frobnicate"}, 125, `unknown command "frobnicate"`},
+		{[]string{"frobnicate"}, 125, `unknown command "frobnicate"; try 'cgrun help'`},
+		{[]string{"stauts", "web"}, 125, `unknown command "stauts" (did you mean status?)`},
+		{[]string{"--memory-max=1G", "--", "true"}, 125, `unknown command "--memory-max=1G" (--memory-max is a flag of run: cgrun run --memory-max ... -- COMMAND)`},
+		{[]string{"run", "--memroy-max", "1G", "--", "true"}, 125, "unknown flag: --memroy-max (did you mean --memory-max?); see 'cgrun run --help'"},
 		{[]string{"run"}, 125, "no command given"},
 		{[]string{"run", "--nope", "--", "true"}, 125, "unknown flag: --nope"},
 		{[]string{"run", "--memory-max", "lots", "--", "true"}, 125, `--memory-max: bad size "lots"`},
