@@ -137,6 +137,7 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		if err == nil {
 			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
+		err = unknownFlag(fs, err)
 		fmt.Fprintf(stderr, "cgrun: check: %v; see 'cgrun check --help'\n", err)
 		return checkBadUsage
 	}

@@ -175,6 +175,7 @@ func parseSub(name string, fs *pflag.FlagSet, args []string, nargs int, stdout, 
 	}
 	switch {
 	case err != nil:
+		err = unknownFlag(fs, err)
 	case fs.NArg() < nargs:
 		err = errors.New("no NAME or PID given")
 	case fs.NArg() > nargs:
