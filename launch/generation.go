@@ -234,7 +234,8 @@ func (g *generation) supervise(events <-chan oomwatch.Event, started time.Time) 
 		sampleTick = t.C
 	}
 	if d := g.Triggers.Lifetime(); d > 0 {
-		t := time.NewTimer(d)
+		// From the generation's start: an --overlap generation began before it took over.
+		t := time.NewTimer(max(d-time.Since(started), 0))
 		defer t.Stop()
 		lifetime = t.C
 	}

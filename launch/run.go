@@ -465,10 +465,17 @@ func (r *runner) step(ev any, next *generation) (why policy.Reason, code int, ra
 }
 
 // wait sleeps through a restart delay, and returns what ended it: the delay's end, or a
-// signal to cgrun (SIGTERM, SIGINT, the recycle signal).
+// signal to cgrun (SIGTERM, SIGINT, the recycle signal). A stop signal that came while the
+// generation before was torn down wins over a delay that is over as it begins (--restart-delay
+// 0): select would pick either.
 func (r *runner) wait(d time.Duration) any {
 	t := time.NewTimer(d)
 	defer t.Stop()
+	select {
+	case sig := <-r.sigs.stop:
+		return core.EvSignal{Sig: sig.(unix.Signal)}
+	default:
+	}
 	for {
 		select {
 		case <-t.C:

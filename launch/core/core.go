@@ -333,6 +333,9 @@ func (c *Core) signal(g *Gen, sig unix.Signal) []Action {
 	case exitcode.RecycleSignal:
 		return c.recycle(g, policy.Request, "recycle requested with "+exitcode.SignalName(exitcode.RecycleSignal))
 	case unix.SIGTERM, unix.SIGINT:
+		if g.StopAsked != 0 {
+			return []Action{ActSignal{sig}} // forwarded; the stop stays the first signal's
+		}
 		g.StopAsked = sig
 		if g.OverlapPhase != OverlapNone {
 			g.OverlapPhase = OverlapGone
@@ -347,6 +350,9 @@ func (c *Core) signal(g *Gen, sig unix.Signal) []Action {
 // first when --diagnose-* asks for it; under --overlap, a recycle of one that still serves
 // waits for the next generation to be ready.
 func (c *Core) recycle(g *Gen, reason policy.Reason, why string) []Action {
+	if reason == policy.Thrashing {
+		return c.killThrashing(g, why)
+	}
 	switch {
 	case g.Recycled != "" || g.StopAsked != 0:
 		return nil
@@ -358,18 +364,35 @@ func (c *Core) recycle(g *Gen, reason policy.Reason, why string) []Action {
 	}
 	g.Recycled = reason
 	note := ActNote{"recycle", string(reason) + ": " + why}
-	if reason == policy.Thrashing {
-		// The kill first: the state file's write may take a while on a busy disk. At memory.max
-		// its stop handler would wait for memory as the rest of it does, and the kernel's OOM
-		// killer would end it the same way, only seconds later.
-		return []Action{ActLog{fmt.Sprintf("cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
-			c.name, g.Number, why)}, ActKillGroup{}, note}
-	}
 	if reason.Memory() && c.dump {
 		g.stopAfterDump = why
 		return []Action{note, ActDump{reason}}
 	}
 	return append([]Action{note}, c.stop(g, why)...)
+}
+
+// killThrashing kills the group of a thrashing generation at once, whatever else is under way:
+// a recycle that waits for the next generation or for a dump, a graceful stop. At memory.max its
+// stop handler, and a dump, would wait for memory as the rest of it does, and the kernel's OOM
+// killer would end it the same way, only seconds later. A next generation that is not ready is
+// given up: the restart follows as after an OOM kill. A ready one takes over as it would have.
+func (c *Core) killThrashing(g *Gen, why string) []Action {
+	if g.Recycled == policy.Thrashing {
+		return nil // killed already
+	}
+	var acts []Action
+	if g.OverlapPhase == OverlapWaiting {
+		g.OverlapPhase = OverlapGone
+		acts = append(acts, ActAbandonNext{fmt.Sprintf("generation %d thrashes", g.Number)})
+	}
+	g.Recycled, g.stopAfterDump = policy.Thrashing, "" // no stop after the dump: the kill ends both
+	if g.StopAsked != 0 {
+		return append(acts, ActLog{fmt.Sprintf("cgrun: %s: generation %d thrashes as it stops: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
+			c.name, g.Number, why)}, ActKillGroup{})
+	}
+	// The kill before the note: the state file's write may take a while on a busy disk.
+	return append(acts, ActLog{fmt.Sprintf("cgrun: %s: recycling generation %d: %s; killing its group (a thrashing worker cannot run its stop handler)\n",
+		c.name, g.Number, why)}, ActKillGroup{}, ActNote{"recycle", string(policy.Thrashing) + ": " + why})
 }
 
 // fallBack gives up an --overlap generation that is not ready (why says how), and recycles
@@ -411,9 +434,12 @@ func (c *Core) exited(ev EvExited) []Action {
 	if why == "" {
 		return append(acts, ActExit{Code: code})
 	}
-	delay, ok := c.restarts.Next(ev.Now, ev.Uptime)
+	var delay time.Duration
+	ok := true
 	if ev.Next != nil {
-		delay, ok = 0, true // it already runs, and is ready
+		c.restarts.Took(ev.Now, ev.Uptime) // counted, not held back: it already runs, and is ready
+	} else {
+		delay, ok = c.restarts.Next(ev.Now, ev.Uptime)
 	}
 	if !ok {
 		p := c.p

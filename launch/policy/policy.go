@@ -222,7 +222,7 @@ func Aborted(ws unix.WaitStatus) bool {
 }
 
 // Next records a restart at now after a generation that ran for uptime, and returns the delay
-// to wait before it, or ok=false when the start limit is reached.
+// to wait before it, or ok=false when the start limit is reached (and records nothing).
 func (r *Restarts) Next(now time.Time, uptime time.Duration) (delay time.Duration, ok bool) {
 	if r.p.MaxRestarts > 0 {
 		keep := r.times[:0]
@@ -235,12 +235,21 @@ func (r *Restarts) Next(now time.Time, uptime time.Duration) (delay time.Duratio
 		if len(r.times) >= r.p.MaxRestarts {
 			return 0, false
 		}
+	}
+	return r.Took(now, uptime), true
+}
+
+// Took records a restart at now that the start limit does not hold back — an --overlap
+// takeover, whose generation already runs and is ready — so that the restarts after it count
+// it, and returns the delay Next would have given it.
+func (r *Restarts) Took(now time.Time, uptime time.Duration) time.Duration {
+	if r.p.MaxRestarts > 0 {
 		r.times = append(r.times, now)
 	}
 	if uptime >= r.p.MinUptime {
 		r.delay = r.p.RestartDelay
 	}
-	delay = r.delay
+	delay := r.delay
 	r.delay = min(max(2*r.delay, r.p.RestartDelay), r.p.RestartDelayMax)
-	return delay, true
+	return delay
 }
