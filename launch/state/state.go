@@ -210,9 +210,10 @@ func parentOf(pid int) int {
 	return n
 }
 
-// Save writes the state to dir/PID.json atomically.
+// Save writes the state to dir/PID.json atomically, in a directory that List reads: one of the
+// caller's own, not a symlink (ownDir).
 func (s *State) Save(dir string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := ownDir(dir); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(s, "", "  ")
@@ -220,6 +221,42 @@ func (s *State) Save(dir string) error {
 		return err
 	}
 	return atomicfile.Write(Path(dir, s.Pid), append(b, '\n'))
+}
+
+// ownDir makes dir where it is missing, readable by all whatever the umask (a umask of 077 made
+// root's /run/cgrun 0700, and every other user's cgrun ps failed on it), and checks that it is
+// what List reads: a directory of the caller's own, not a symlink. Otherwise the states written
+// there would hide the run from cgrun ps, status and stop.
+func ownDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	err := unix.Mkdir(dir, 0o755)
+	made := err == nil
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("make %s: %w", dir, err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("%s is not a directory (a symlink is not followed), and cgrun ps reads only a directory there: remove it", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", dir, err)
+	}
+	if euid := os.Geteuid(); int(st.Uid) != euid {
+		return fmt.Errorf("%s belongs to uid %d, and cgrun ps reads it only as uid %d's own: remove it", dir, st.Uid, euid)
+	}
+	if made {
+		if err := unix.Fchmod(fd, 0o755); err != nil { // the open directory, never the name
+			return fmt.Errorf("chmod %s: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // Note adds one of the recent events.
@@ -279,6 +316,8 @@ func listDir(loc Location, clean func(State) bool) ([]State, error) {
 	switch {
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ELOOP), errors.Is(err, unix.ENOTDIR):
 		return nil, nil // none, or a symlink that is not followed
+	case errors.Is(err, unix.EACCES) && loc.UID != os.Geteuid():
+		return nil, nil // another user's, kept from the caller (root's made 0700 by hand)
 	case err != nil:
 		return nil, fmt.Errorf("open %s: %w", loc.Dir, err)
 	}

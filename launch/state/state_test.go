@@ -327,3 +327,52 @@ func TestLiveEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestSaveMakesADirectoryPsReads: the state directory is made readable by all whatever the
+// umask (077 made root's 0700, and every other user's cgrun ps failed on it); one made by hand
+// keeps its mode; one that cgrun ps would not read (a symlink, another user's) is refused with a
+// line that says what to do, rather than written to where no ps looks.
+func TestSaveMakesADirectoryPsReads(t *testing.T) {
+	s := State{Name: "app", Pid: os.Getpid()}
+	root := t.TempDir()
+
+	old := syscall.Umask(0o077)
+	made := filepath.Join(root, "made")
+	err := s.Save(made)
+	syscall.Umask(old)
+	if fi, serr := os.Stat(made); err != nil || serr != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("made under umask 077: %v, %v; want mode 0755", err, fi)
+	}
+
+	private := filepath.Join(root, "private")
+	if err := os.Mkdir(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(private); s.Save(private) != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("a 0700 directory made by hand: mode %v; want it kept, and the state written", fi.Mode())
+	}
+
+	link := filepath.Join(root, "link")
+	if err := os.Symlink(made, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(link); err == nil || !strings.Contains(err.Error(), link+" is not a directory (a symlink is not followed)") {
+		t.Errorf("Save through a symlink: %v", err)
+	}
+
+	if os.Geteuid() == 0 { // a directory of another user's can be made only by root
+		other := filepath.Join(root, "other")
+		if err := os.Mkdir(other, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(other, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(other); err == nil || !strings.Contains(err.Error(), other+" belongs to uid 65534") {
+			t.Errorf("Save into another user's directory: %v", err)
+		}
+		if _, err := os.Stat(Path(other, s.Pid)); err == nil {
+			t.Errorf("a state was written into another user's directory")
+		}
+	}
+}
