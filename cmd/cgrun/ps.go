@@ -115,6 +115,7 @@ func describeSandbox(h cgroup.Hierarchy, s state.State, detail bool) sandbox {
 		sb.Recent, sb.Dumps, sb.Events = s.Recent, s.Dumps, events
 	}
 	if dir == "" {
+		sb.MemoryHigh, sb.MemoryMax = s.Limit("memory.high"), s.Limit("memory.max") // the next generation's
 		return sb
 	}
 	sb.Group = h.Rel(dir)

@@ -59,6 +59,19 @@ func TestUptimeOfAFutureStartIsZero(t *testing.T) {
 	}
 }
 
+// TestLimitsBetweenGenerations: in a restart's gap, with no group to read, ps and status show
+// the limits the next generation gets, not "max" (a crash-looping worker looked unlimited).
+func TestLimitsBetweenGenerations(t *testing.T) {
+	s := state.State{Name: "x", Limits: map[string]string{"memory.max": "67108864", "memory.high": "max"}}
+	sb := describeSandbox(cgroup.Hierarchy{}, s, false)
+	if sb.MemoryMax == nil || *sb.MemoryMax != 64<<20 || sb.MemoryHigh != nil {
+		t.Errorf("memory.max %v, memory.high %v; want 64M and max (null)", sb.MemoryMax, sb.MemoryHigh)
+	}
+	if sb := describeSandbox(cgroup.Hierarchy{}, state.State{Name: "x"}, false); sb.MemoryMax != nil || sb.MemoryHigh != nil {
+		t.Errorf("no limits: memory.max %v, memory.high %v; want both max (null)", sb.MemoryMax, sb.MemoryHigh)
+	}
+}
+
 // TestLimitText: status shows memory limits as sizes, and the rest as the kernel's files have
 // them.
 func TestLimitText(t *testing.T) {

@@ -114,7 +114,11 @@ func (c *Collector) collect() []sample {
 		case seen:
 			gauge(f, last, labels...)
 		case key == "memory.max" || key == "memory.high":
-			gauge(f, configured(s.Limits[key]), labels...)
+			v := math.Inf(1)
+			if n := s.Limit(key); n != nil {
+				v = float64(*n)
+			}
+			gauge(f, v, labels...)
 		}
 	}
 	cur, err := cgroup.MemoryCurrent(dir)
@@ -293,15 +297,6 @@ func procStatus() map[string]string {
 		}
 	}
 	return m
-}
-
-// configured is a limit as state.State.Limits records it: bytes, or "max" (or unset) for +Inf.
-func configured(v string) float64 {
-	n, err := strconv.ParseUint(v, 10, 64)
-	if err != nil {
-		return math.Inf(1)
-	}
-	return float64(n)
 }
 
 // SplitAddr checks a --metrics-addr and splits it: a missing host is 127.0.0.1, and the port

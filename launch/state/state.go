@@ -163,6 +163,17 @@ func ownedBy(fi os.FileInfo, uid int) bool {
 // Dir is the current generation's group directory.
 func (s *State) Dir() string { return filepath.Join(s.Mount, s.Group) }
 
+// Limit is the value the run gives file (memory.max, memory.high) in each generation's group,
+// nil for max or none: what ps, status and the metrics show between generations, when there is
+// no group to read.
+func (s *State) Limit(file string) *uint64 {
+	n, err := strconv.ParseUint(s.Limits[file], 10, 64)
+	if err != nil {
+		return nil
+	}
+	return &n
+}
+
 // Stale reports whether the cgrun that wrote the state is gone: its pid is dead, belongs to a
 // process that started at another time (the pid was reused), or to another user.
 func (s *State) Stale() bool {
