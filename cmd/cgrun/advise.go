@@ -101,7 +101,7 @@ type advice struct {
 
 func (a *advice) done(adv advise.Advice, ended bool) {
 	a.got, a.ended = &adv, ended
-	if adv.ObservedSeconds == 0 {
+	if !a.observed() {
 		return
 	}
 	if a.json {
@@ -112,11 +112,18 @@ func (a *advice) done(adv advise.Advice, ended bool) {
 	}
 }
 
+// observed says whether the probe saw the command: a working set comes from its samples, the
+// first half a second in (advise.DefaultConfig), and a command that ended before has none — its
+// advice would be the smallest limit, whatever it needs.
+func (a *advice) observed() bool {
+	return a.got != nil && a.got.ObservedSeconds > 0 && a.got.WorkingSet > 0
+}
+
 // exitCode is advise's exit code: 0 when --for ended the command, else the command's; 125 when
 // there was nothing to advise.
 func (a *advice) exitCode(code int, stderr io.Writer) int {
-	if a.got == nil || a.got.ObservedSeconds == 0 {
-		fmt.Fprintln(stderr, "cgrun: advise: the command ended before cgrun could observe it; give it a load that keeps it running")
+	if !a.observed() {
+		fmt.Fprintln(stderr, "cgrun: advise: the command ended before cgrun could observe it (the first look is half a second in); give it a load that keeps it running")
 		return exitcode.Failure
 	}
 	if a.ended {
