@@ -529,8 +529,15 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 	if h.Mount != "" && h.SelfDir() != h.Mount {
 		own = h.SelfDir() // the root group lacks cgroup.kill, memory.peak and memory.events
 	}
+	// A memory file shows only where the memory controller is on for the group (its parent's
+	// cgroup.subtree_control): elsewhere its absence says nothing of the kernel.
+	memory := false
+	if own != "" {
+		b, _ := os.ReadFile(filepath.Join(own, "cgroup.controllers"))
+		memory = slices.Contains(strings.Fields(string(b)), "memory")
+	}
 	has := func(file string) (bool, bool) {
-		if own == "" {
+		if own == "" || strings.HasPrefix(file, "memory.") && !memory {
 			return false, false
 		}
 		_, err := os.Stat(filepath.Join(own, file))
@@ -539,7 +546,7 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 	// A key of memory.events, as cgrun's counting looks for it (kernels with backports, such as
 	// RHEL 9's, have it before the version says so).
 	hasKey := func(key string) (bool, bool) {
-		if own == "" {
+		if own == "" || !memory {
 			return false, false
 		}
 		m, err := cgroup.ReadKeyed(own, "memory.events")
@@ -585,7 +592,7 @@ func checkFeatures(r *checkResult, v hostView, h cgroup.Hierarchy, k kernelVersi
 	case err != nil:
 		r.add("PSI", statusWarn, "no /proc/pressure/memory: --pressure and --recycle-on-pressure cannot work, stalls are not measured",
 			"a kernel with CONFIG_PSI=y (Linux 4.20), booted without psi=0 (with psi=1 where CONFIG_PSI_DEFAULT_DISABLED=y)")
-	case own != "":
+	case memory:
 		if present, _ := has("memory.pressure"); !present {
 			r.add("PSI", statusWarn, "/proc/pressure/memory but no memory.pressure in groups", "boot with psi=1 and cgroup PSI enabled")
 			return

@@ -126,6 +126,13 @@ func TestCheckHost(t *testing.T) {
 		{name: "5.14 with backported memory.peak and oom_group_kill", files: v2Files("/app", "memory pids"),
 			set: func(t *testing.T, v *hostView) { v.release = "5.14.0-427.13.1.el9_4.x86_64" }, works: true,
 			want: []string{"ok    feature     oom_group_kill (memory.events oom_group_kill, Linux 5.17)", "ok    feature     memory.peak (memory.peak, Linux 5.19)"}},
+		// No memory controller in this process's group (--parent names one that has it): its
+		// lack of memory files says nothing of the kernel.
+		{name: "own group without the memory controller", files: with(v2Files("/app", "pids"), "sys/fs/cgroup/app/memory.pressure", del,
+			"sys/fs/cgroup/app/memory.peak", del, "sys/fs/cgroup/app/memory.events", del), works: false,
+			want: []string{"ok    feature     memory.peak (Linux 5.19; judged from the kernel version only)",
+				"ok    feature     oom_group_kill (Linux 5.17; judged from the kernel version only)", "ok    PSI"},
+			wantNot: []string{"no memory.peak", "no memory.pressure in groups"}},
 		{name: "OpenVZ container", files: with(v2Files("/", "memory pids"), "proc/vz/veinfo", ""), works: true,
 			want: []string{"info  guest       an OpenVZ/Virtuozzo container"}},
 		{name: "LXC container", files: with(v2Files("/", "memory pids"), "run/systemd/container", "lxc\n"), works: true,
