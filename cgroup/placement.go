@@ -139,12 +139,18 @@ func ParentDir(h Hierarchy, parent string) (string, error) {
 	if rest, ok := strings.CutPrefix(p, h.Mount); ok && (rest == "" || rest[0] == '/') {
 		p = rest
 	}
-	for _, part := range strings.Split(p, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("--parent %q: must not contain \"..\"", parent)
-		}
+	if err := ParentName(parent); err != nil {
+		return "", err
 	}
 	return h.Dir(p), nil
+}
+
+// ParentName checks a --parent argument for what no group's path holds: "..".
+func ParentName(parent string) error {
+	if slices.Contains(strings.Split(parent, "/"), "..") {
+		return fmt.Errorf("--parent %q: must not contain \"..\"", parent)
+	}
+	return nil
 }
 
 // disableIfOnly turns off the controllers cgrun enabled on dir, unless another group (one not

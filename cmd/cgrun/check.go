@@ -145,6 +145,10 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, checkUsage, fs.FlagUsagesWrapped(100))
 		return 0
 	}
+	if err := cgroup.ParentName(*parent); err != nil {
+		fmt.Fprintf(stderr, "cgrun: check: %v\n", err) // as cgrun run --parent says it
+		return checkBadUsage
+	}
 	r := checkHost(realHost(), *parent)
 	if *asJSON {
 		b, _ := json.MarshalIndent(r, "", "  ")

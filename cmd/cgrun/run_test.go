@@ -82,6 +82,7 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"stauts", "web"}, 125, `unknown command "stauts" (did you mean status?)`},
 		{[]string{"--memory-max=1G", "--", "true"}, 125, `unknown command "--memory-max=1G" (--memory-max is a flag of run: cgrun run --memory-max ... -- COMMAND)`},
 		{[]string{"stop", "web", "--timout", "5s"}, 125, "cgrun: stop: unknown flag: --timout (did you mean --timeout?); usage: cgrun stop"},
+		{[]string{"check", "--parent", "../../etc"}, 125, `cgrun: check: --parent "../../etc": must not contain ".."`},
 		{[]string{"check", "--jsn"}, 125, "cgrun: check: unknown flag: --jsn (did you mean --json?); see 'cgrun check --help'"},
 		{[]string{"run", "--memroy-max", "1G", "--", "true"}, 125, "unknown flag: --memroy-max (did you mean --memory-max?); see 'cgrun run --help'"},
 		{[]string{"run"}, 125, "no command given"},
