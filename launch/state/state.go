@@ -459,32 +459,36 @@ func removeLeftovers(h cgroup.Hierarchy, s State, wait time.Duration) error {
 	return errors.Join(errs...)
 }
 
-// Find picks the running cgrun named by a name or a pid. A name resolves among the
-// caller's own cgruns first, so that another user cannot shadow it.
+// Find picks the running cgrun named by a name or a pid. The caller's own cgruns come first, so
+// that another user cannot shadow a name; among them, and then among the others, a pid comes
+// before a name (a cgrun may be named as another's pid: --name 1033).
 func Find(states []State, nameOrPid string) (State, error) {
-	var hits, own []State
-	for _, s := range states {
-		if s.Name == nameOrPid || strconv.Itoa(s.Pid) == nameOrPid {
-			hits = append(hits, s)
-			if s.UID == os.Geteuid() {
-				own = append(own, s)
+	euid := os.Geteuid()
+	for _, own := range []bool{true, false} {
+		var byPid, byName []State
+		for _, s := range states {
+			switch {
+			case (s.UID == euid) != own:
+			case strconv.Itoa(s.Pid) == nameOrPid:
+				byPid = append(byPid, s)
+			case s.Name == nameOrPid:
+				byName = append(byName, s)
 			}
 		}
+		switch {
+		case len(byPid) > 0:
+			return byPid[0], nil
+		case len(byName) == 1:
+			return byName[0], nil
+		case len(byName) > 1:
+			var pids []string
+			for _, s := range byName {
+				pids = append(pids, strconv.Itoa(s.Pid))
+			}
+			return State{}, fmt.Errorf("%d cgruns are named %q (pids %s): name one by its pid", len(byName), nameOrPid, strings.Join(pids, ", "))
+		}
 	}
-	if len(own) > 0 {
-		hits = own
-	}
-	switch len(hits) {
-	case 0:
-		return State{}, fmt.Errorf("no running cgrun named %q (see cgrun ps)", nameOrPid)
-	case 1:
-		return hits[0], nil
-	}
-	var pids []string
-	for _, s := range hits {
-		pids = append(pids, strconv.Itoa(s.Pid))
-	}
-	return State{}, fmt.Errorf("%d cgruns are named %q (pids %s): name one by its pid", len(hits), nameOrPid, strings.Join(pids, ", "))
+	return State{}, fmt.Errorf("no running cgrun named %q (see cgrun ps)", nameOrPid)
 }
 
 // StartTicks is field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.

@@ -205,21 +205,23 @@ func TestListStatesLeavesOtherUsersStaleStates(t *testing.T) {
 func TestFindStatePrefersOwnSandboxes(t *testing.T) {
 	own := State{Name: "worker", Pid: 10, UID: os.Geteuid()}
 	other := State{Name: "worker", Pid: 11, UID: os.Geteuid() + 1000}
+	named10 := State{Name: "10", Pid: 13, UID: own.UID} // named as the other's pid
 	for _, tc := range []struct {
 		name   string
+		arg    string
 		states []State
 		want   int // pid; 0: an error
 	}{
-		{"own shadows another user's", []State{other, own}, 10},
-		{"another user's alone", []State{other}, 11},
-		{"by pid", []State{other, own}, 11},
-		{"two of the caller's own", []State{own, {Name: "worker", Pid: 12, UID: own.UID}}, 0},
+		{"own shadows another user's", "worker", []State{other, own}, 10},
+		{"another user's alone", "worker", []State{other}, 11},
+		{"by pid", "11", []State{other, own}, 11},
+		{"two of the caller's own", "worker", []State{own, {Name: "worker", Pid: 12, UID: own.UID}}, 0},
+		{"a pid before a name", "10", []State{named10, own}, 10},
+		{"the caller's own name before another user's pid", "11", []State{other, {Name: "11", Pid: 14, UID: own.UID}}, 14},
+		{"none", "nothing", []State{own, other}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			arg := "worker"
-			if tc.name == "by pid" {
-				arg = "11"
-			}
+			arg := tc.arg
 			s, err := Find(tc.states, arg)
 			if s.Pid != tc.want || (tc.want == 0) != (err != nil) {
 				t.Errorf("Find(%q) = pid %d, %v; want pid %d", arg, s.Pid, err, tc.want)
