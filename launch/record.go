@@ -91,7 +91,7 @@ func (r *runner) initState() error {
 		return err
 	}
 	r.state = state.State{Name: r.name, Command: r.cfg.Command, Pid: os.Getpid(), StartTicks: ticks, UID: os.Geteuid(),
-		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount,
+		Started: time.Now().Format(time.RFC3339Nano), Mount: r.h.Mount, StopTimeout: r.cfg.Policy.StopTimeout.Seconds(),
 		RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}}
 	r.state.Limits = r.cfg.Limits.Files()
 	r.state.Site = r.h.Rel(r.site.Dir)

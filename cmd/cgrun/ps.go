@@ -160,9 +160,19 @@ func newSignalFlagSet(verb string) (*pflag.FlagSet, *time.Duration) {
 	fs.SetOutput(io.Discard)
 	timeout := 30 * time.Second
 	if verb == "stop" {
-		durationVar(fs, &timeout, "timeout", "how long stop waits for cgrun to exit")
+		durationVar(fs, &timeout, "timeout", "how long stop waits for cgrun to exit (default: 30s, or its --stop-timeout and 5s more; 0: not at all)")
 	}
 	return fs, &timeout
+}
+
+// stopWait is how long cgrun stop waits for s to exit: what --timeout says, or by default 30s
+// and at least the run's own --stop-timeout and 5s more, after which that cgrun has killed its
+// command's group and exits.
+func stopWait(s state.State, timeout time.Duration, given bool) time.Duration {
+	if given {
+		return timeout
+	}
+	return max(timeout, time.Duration(s.StopTimeout*float64(time.Second))+5*time.Second)
 }
 
 // parseSub parses the arguments of ps, status, stop or recycle: with -h or --help it prints
@@ -362,15 +372,26 @@ func signalCommand(verb string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "cgrun: asked %s (pid %d) to recycle generation %d\n", s.Name, s.Pid, s.Generation)
 		return 0
 	}
+	wait := stopWait(s, *timeout, fs.Changed("timeout"))
+	if wait == 0 {
+		fmt.Fprintf(stdout, "cgrun: asked %s (pid %d) to stop\n", s.Name, s.Pid)
+		return 0
+	}
 	// The pidfd becomes readable when the process exits: wait on it, no polling.
 	fds := []unix.PollFd{{Fd: int32(pfd), Events: unix.POLLIN}}
-	for {
-		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+	for deadline := time.Now().Add(wait); ; {
+		ms := int((time.Until(deadline) + time.Millisecond - 1) / time.Millisecond) // never 0 before the deadline
+		n, err := unix.Poll(fds, max(ms, 0))
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if n == 0 || err != nil {
-			fmt.Fprintf(stderr, "cgrun: %s (pid %d) is still running %v after SIGTERM\n", s.Name, s.Pid, *timeout)
+			name := logline.Escape(s.Name)
+			line := fmt.Sprintf("cgrun: %s (pid %d) is still running %v after SIGTERM", name, s.Pid, wait)
+			if s.StopTimeout > 0 {
+				line += fmt.Sprintf(" (it kills its command's group %v after the signal, its --stop-timeout, and then exits)", time.Duration(s.StopTimeout*float64(time.Second)))
+			}
+			fmt.Fprintf(stderr, "%s; wait longer with --timeout DUR, or see 'cgrun status %s'\n", line, name)
 			return exitcode.Failure
 		}
 		fmt.Fprintf(stdout, "cgrun: stopped %s (pid %d)\n", s.Name, s.Pid)

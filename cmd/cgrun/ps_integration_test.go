@@ -241,3 +241,45 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Errorf("cgrun_memory_current_bytes %v, the group's memory.current %d", c, cur)
 	}
 }
+
+// TestStopWaitsForTheStopTimeout: cgrun stop waits, by default, for the target's own
+// --stop-timeout to pass (the group is killed then, and cgrun exits); a shorter --timeout ends
+// with one line saying when the kill comes and what to do; --timeout 0 sends SIGTERM and
+// returns at once.
+func TestStopWaitsForTheStopTimeout(t *testing.T) {
+	requireCgroup2(t)
+	start := func(name, stopTimeout string, command ...string) *exec.Cmd {
+		cmd := exec.Command(cgrunBin(t), append([]string{"run", "--name", name, "--stop-timeout", stopTimeout, "--"}, command...)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+		if !eventually(10*time.Second, func() bool { _, _, code := cgrunCmd(t, nil, "status", name); return code == 0 }) {
+			t.Fatalf("%s: no state after 10 s", name)
+		}
+		return cmd
+	}
+	// A command deaf to SIGTERM: only the group's kill at --stop-timeout ends it.
+	deaf := start("stopwait", "3s", "/bin/sh", "-c", `trap "" TERM; exec sleep 100`)
+	_, errs, code := cgrunCmd(t, nil, "stop", "--timeout", "300ms", "stopwait")
+	want := "cgrun: stopwait (pid " + strconv.Itoa(deaf.Process.Pid) + ") is still running 300ms after SIGTERM (it kills its command's group 3s after the signal, its --stop-timeout, and then exits); wait longer with --timeout DUR, or see 'cgrun status stopwait'\n"
+	if code != 125 || errs != want {
+		t.Errorf("stop --timeout 300ms: exit %d, stderr %q; want 125 and %q", code, errs, want)
+	}
+	began := time.Now()
+	if out, errs, code := cgrunCmd(t, nil, "stop", "stopwait"); code != 0 || !strings.Contains(out, "stopped stopwait") {
+		t.Errorf("stop, waiting by default: exit %d, %q %q; want 0 once the group was killed", code, out, errs)
+	}
+	if c := waitCode(t, deaf); c != 137 {
+		t.Errorf("the run exited %d, want 137 (its group killed after --stop-timeout)", c)
+	}
+	t.Logf("the default stop returned after %v", time.Since(began).Round(time.Millisecond))
+
+	quick := start("stopnow", "10s", "/bin/sleep", "100")
+	if out, errs, code := cgrunCmd(t, nil, "stop", "--timeout", "0", "stopnow"); code != 0 || out != "cgrun: asked stopnow (pid "+strconv.Itoa(quick.Process.Pid)+") to stop\n" {
+		t.Errorf("stop --timeout 0: exit %d, %q %q; want 0 and one line", code, out, errs)
+	}
+	if c := waitCode(t, quick); c != 143 {
+		t.Errorf("the run exited %d after stop --timeout 0, want 143", c)
+	}
+}

@@ -59,6 +59,27 @@ func TestUptimeOfAFutureStartIsZero(t *testing.T) {
 	}
 }
 
+// TestStopWait: stop waits what --timeout says; by default 30s, and longer for a run whose own
+// --stop-timeout is longer (it exits only after its group's kill).
+func TestStopWait(t *testing.T) {
+	for _, tc := range []struct {
+		stopTimeout float64
+		timeout     time.Duration
+		given       bool
+		want        time.Duration
+	}{
+		{0, 30 * time.Second, false, 30 * time.Second},
+		{10, 30 * time.Second, false, 30 * time.Second},
+		{45, 30 * time.Second, false, 50 * time.Second},
+		{45, 5 * time.Second, true, 5 * time.Second},
+		{45, 0, true, 0},
+	} {
+		if have := stopWait(state.State{StopTimeout: tc.stopTimeout}, tc.timeout, tc.given); have != tc.want {
+			t.Errorf("--stop-timeout %vs, --timeout %v (given %v): %v, want %v", tc.stopTimeout, tc.timeout, tc.given, have, tc.want)
+		}
+	}
+}
+
 // TestLimitsBetweenGenerations: in a restart's gap, with no group to read, ps and status show
 // the limits the next generation gets, not "max" (a crash-looping worker looked unlimited).
 func TestLimitsBetweenGenerations(t *testing.T) {

@@ -36,6 +36,9 @@ type State struct {
 	UID        int      `json:"uid"`
 	Started    string   `json:"started"`
 	Mount      string   `json:"mount"` // the cgroup2 mount
+	// StopTimeout is the run's --stop-timeout: cgrun stop waits at least that long (and a
+	// little more) for it to exit.
+	StopTimeout float64 `json:"stop_timeout_seconds,omitempty"`
 	// Site is where the generations' groups go, relative to the mount: what a SIGKILLed cgrun
 	// left there is found by it.
 	Site string `json:"site,omitempty"`
