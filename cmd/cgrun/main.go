@@ -102,11 +102,23 @@ func cgrun(args, env []string, stdout, stderr io.Writer) int {
 	case "stop", "recycle":
 		return signalCommand(args[0], args[1:], stdout, stderr)
 	case "version", "--version", "-v":
+		switch {
+		case len(args) > 1 && (args[1] == "--help" || args[1] == "-h"):
+			return subcommandHelp("version", stdout)
+		case len(args) > 1:
+			fmt.Fprintf(stderr, "cgrun: version: unexpected argument %q; usage: cgrun version\n", args[1])
+			return exitcode.Failure
+		}
 		fmt.Fprintf(stdout, "cgrun %s\n", versionString())
 		return 0
 	case "help", "--help", "-h":
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "cgrun: help: unexpected argument %q; usage: cgrun help [COMMAND]\n", args[2])
+			return exitcode.Failure
+		}
 		if len(args) > 1 {
 			switch args[1] {
+			case "--help", "-h":
 			case "run":
 				return runCommand([]string{"--help"}, env, stdout, stderr)
 			case "advise":

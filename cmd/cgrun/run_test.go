@@ -79,6 +79,8 @@ func TestCommandLineFailures(t *testing.T) {
 	}{
 		{nil, 125, "Usage"},
 		{[]string{"frobnicate"}, 125, `unknown command "frobnicate"; try 'cgrun help'`},
+		{[]string{"version", "extra"}, 125, `cgrun: version: unexpected argument "extra"; usage: cgrun version`},
+		{[]string{"help", "stop", "extra"}, 125, `cgrun: help: unexpected argument "extra"; usage: cgrun help [COMMAND]`},
 		{[]string{"stauts", "web"}, 125, `unknown command "stauts" (did you mean status?)`},
 		{[]string{"--memory-max=1G", "--", "true"}, 125, `unknown command "--memory-max=1G" (--memory-max is a flag of run: cgrun run --memory-max ... -- COMMAND)`},
 		{[]string{"stop", "web", "--timout", "5s"}, 125, "cgrun: stop: unknown flag: --timout (did you mean --timeout?); usage: cgrun stop"},
