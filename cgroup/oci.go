@@ -27,7 +27,7 @@ func unifiedFiles() []string {
 // a container's config.json) into limits: memory limit, reservation (memory.low) and swap, pids
 // limit, cpu quota, period and shares, and the "unified" map of cgroup v2 files. An unknown key,
 // a bad value, or a setting cgroup v2 or cgrun cannot honour is an error that names the key.
-func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
+func ParseOCIResources(data []byte, total uint64) (Limits, error) {
 	var r specs.LinuxResources
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -129,7 +129,7 @@ func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
 		slices.Sort(bad)
 		return Limits{}, fmt.Errorf("key %q: not supported by cgrun on cgroup v2 (it sets memory, pids and cpu limits)", bad[0])
 	}
-	if err := l.applyUnified(r.Unified, physical); err != nil {
+	if err := l.applyUnified(r.Unified, total); err != nil {
 		return Limits{}, err
 	}
 	return l, l.Validate()
@@ -137,7 +137,7 @@ func ParseOCIResources(data []byte, physical uint64) (Limits, error) {
 
 // applyUnified takes the unified map: the files cgrun knows as fields go into them (so that
 // they are validated and flags can override them); the others are written as they are.
-func (l *Limits) applyUnified(u map[string]string, physical uint64) error {
+func (l *Limits) applyUnified(u map[string]string, total uint64) error {
 	for _, k := range slices.Sorted(maps.Keys(u)) {
 		v := strings.TrimSpace(u[k])
 		if !slices.Contains(unifiedFiles(), k) {
@@ -146,13 +146,13 @@ func (l *Limits) applyUnified(u map[string]string, physical uint64) error {
 		var err error
 		switch k {
 		case "memory.max":
-			l.MemoryMax, err = ParseSize(v, physical)
+			l.MemoryMax, err = ParseSize(v, total)
 		case "memory.high":
-			l.MemoryHigh, err = ParseSize(v, physical)
+			l.MemoryHigh, err = ParseSize(v, total)
 		case "memory.low":
-			l.MemoryLow, err = ParseSize(v, physical)
+			l.MemoryLow, err = ParseSize(v, total)
 		case "memory.swap.max":
-			l.MemorySwapMax, err = ParseSize(v, physical)
+			l.MemorySwapMax, err = ParseSize(v, total)
 		case "pids.max":
 			l.PidsMax, err = ParseCount(v)
 		case "memory.oom.group":

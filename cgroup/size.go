@@ -64,8 +64,8 @@ var ErrBadValue = errors.New("bad value")
 
 // ParseSize reads a memory size the way systemd reads MemoryMax=: bytes, or a number with K, M, G,
 // T, P or E (base 1024, an optional B or iB after it, fractions allowed: 1.5G), "infinity" or
-// "max", or a percentage of physical memory ("75%"). physical is the machine's memory in bytes.
-func ParseSize(s string, physical uint64) (Limit, error) {
+// "max", or a percentage ("75%") of total: the memory there is, in bytes.
+func ParseSize(s string, total uint64) (Limit, error) {
 	in := strings.TrimSpace(s)
 	bad := func(why string) (Limit, error) {
 		return Limit{}, fmt.Errorf("%w %q: %s (want bytes, a number with K, M, G, T, P or E, a percentage such as 75%%, or max)", ErrBadSize, s, why)
@@ -84,7 +84,7 @@ func ParseSize(s string, physical uint64) (Limit, error) {
 		if err != nil || math.IsNaN(f) || f < 0 || f > 100 || strings.ContainsAny(p, "eEx_+") {
 			return bad("a percentage must be a number from 0 to 100")
 		}
-		return Bytes(uint64(float64(physical) * f / 100)), nil
+		return Bytes(uint64(float64(total) * f / 100)), nil
 	}
 	i := strings.IndexFunc(in, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
 	if i < 0 {

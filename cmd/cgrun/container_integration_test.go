@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,13 @@ import (
 // binary and $1 the helper — the way cgrun runs as a container's entrypoint.
 func inContainer(t *testing.T, mountOpts, script string) (string, int) {
 	t.Helper()
+	return inContainerLimited(t, mountOpts, "", script)
+}
+
+// inContainerLimited is inContainer with the container's group limited to memoryMax, as
+// `docker run --memory` does ("" for none).
+func inContainerLimited(t *testing.T, mountOpts, memoryMax, script string) (string, int) {
+	t.Helper()
 	h := requireCgroup2(t)
 	if _, err := exec.LookPath("unshare"); err != nil {
 		t.Fatalf("unshare (util-linux) is needed: %v", err)
@@ -28,6 +36,11 @@ func inContainer(t *testing.T, mountOpts, script string) (string, int) {
 	ctr := filepath.Join(h.Mount, fmt.Sprintf("cgrun-test-ctr-%d", time.Now().UnixNano()))
 	if err := cgroup.Create(ctr); err != nil {
 		t.Fatal(err)
+	}
+	if memoryMax != "" {
+		if err := os.WriteFile(filepath.Join(ctr, "memory.max"), []byte(memoryMax), 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		cgroup.Kill(context.Background(), ctr)
@@ -67,6 +80,18 @@ func TestContainerPID1PlacesLimitsAndExits(t *testing.T) {
 	rep := parseReport(t, out)
 	if rep.Group != "/app-1.1" || rep.Files["memory.max"] != "33554432" {
 		t.Errorf("in the container the helper ran in %q with memory.max %q; want /app-1.1 and 32M", rep.Group, rep.Files["memory.max"])
+	}
+}
+
+// TestContainerPercentOfItsLimit: in a container limited to 200M (memory.max of the namespace's
+// root group), --memory-max 50% is 100M, not half of the machine.
+func TestContainerPercentOfItsLimit(t *testing.T) {
+	out, code := inContainerLimited(t, "rw", "200M", `exec "$0" run --memory-max 50% --name app -- "$1" report`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if rep := parseReport(t, out); rep.Files["memory.max"] != strconv.Itoa(100<<20) {
+		t.Errorf("memory.max %q; want half of the container's 200M, %d", rep.Files["memory.max"], 100<<20)
 	}
 }
 

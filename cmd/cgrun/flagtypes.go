@@ -117,20 +117,28 @@ func told[T any](parse func(string) (T, error)) func(string) (T, error) {
 	}
 }
 
-// size is a SIZE: bytes, a unit, a percentage of phys, or max.
-func size(phys uint64) func(string) (cgroup.Limit, error) {
-	return told(func(s string) (cgroup.Limit, error) { return cgroup.ParseSize(s, phys) })
+// size is a SIZE: bytes, a unit, a percentage of avail(), or max.
+func size(avail func() uint64) func(string) (cgroup.Limit, error) {
+	return told(func(s string) (cgroup.Limit, error) { return cgroup.ParseSize(s, whole(s, avail)) })
 }
 
 // amount is a SIZE that must be an amount, not max: a headroom, a mark.
-func amount(phys uint64) func(string) (uint64, error) {
+func amount(avail func() uint64) func(string) (uint64, error) {
 	return func(s string) (uint64, error) {
-		l, err := cgroup.ParseSize(s, phys)
+		l, err := cgroup.ParseSize(s, whole(s, avail))
 		if err != nil || l.Max {
 			return 0, &valueError{err: errors.New("want a size such as 64M"), quote: true}
 		}
 		return l.Value, nil
 	}
+}
+
+// whole is what a percentage in s is of: avail(), asked only when s is one.
+func whole(s string, avail func() uint64) uint64 {
+	if strings.HasSuffix(strings.TrimSpace(s), "%") {
+		return avail()
+	}
+	return 0
 }
 
 // cpuQuota is cpu.max as systemd's CPUQuota= takes it: 150%.

@@ -53,7 +53,7 @@ type runFlags struct {
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
-	l, phys := &f.limits, physicalMemory()
+	l, phys := &f.limits, sync.OnceValue(memoryAvailable) // read only for a percentage
 	parsedVar(fs, &l.MemoryMax, "SIZE", "", size(phys), "memory-max", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
 	parsedVar(fs, &l.MemoryHigh, "SIZE", "", size(phys), "memory-high", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
 	parsedVar(fs, &l.MemoryLow, "SIZE", "", size(phys), "memory-low", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
@@ -306,7 +306,7 @@ func (f *runFlags) limitsOver(origin func(flag string) string, changed func(flag
 		if err != nil {
 			return l, fmt.Errorf("%s %w", origin("resources"), err)
 		}
-		if l, err = cgroup.ParseOCIResources(b, physicalMemory()); err != nil {
+		if l, err = cgroup.ParseOCIResources(b, memoryAvailable()); err != nil {
 			return l, fmt.Errorf("%s %s: %w", origin("resources"), f.resources, err)
 		}
 	}
@@ -333,7 +333,22 @@ func (f *runFlags) limitsOver(origin func(flag string) string, changed func(flag
 	return l, l.Validate()
 }
 
-// physicalMemory is the machine's RAM in bytes, for sizes given as a percentage.
+// memoryAvailable is what a size given as a percentage is of: the machine's RAM, or a
+// container's memory limit where that is lower — the memory.max at the root of the cgroup2
+// mount, which in a container's cgroup namespace is the container's own group (a host's root
+// group has none). Every group cgrun makes lies under it: --memory-max 75% in `docker run
+// --memory 1g` is 768M, not 75% of the host.
+func memoryAvailable() uint64 {
+	m := physicalMemory()
+	if h, err := cgroup.Detect(); err == nil {
+		if n, ok, err := cgroup.ReadUint(h.Mount, "memory.max"); err == nil && ok && n > 0 {
+			m = min(m, n)
+		}
+	}
+	return m
+}
+
+// physicalMemory is the machine's RAM in bytes.
 func physicalMemory() uint64 {
 	var si unix.Sysinfo_t
 	if err := unix.Sysinfo(&si); err != nil {

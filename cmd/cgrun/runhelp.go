@@ -142,12 +142,12 @@ forwards signals to it, and removes the group and all that is left in it when CO
 Flags go before COMMAND: what follows it is COMMAND's.`
 
 	runSyntax = `SIZE is bytes or a number with K, M, G, T, P or E (base 1024; KB, KiB and lower case work
-too; 1.5G works), a percentage of the machine's memory (75%), or max / infinity for no limit;
---memory-max and --memory-high take at least 1M. N is a whole number (pids: or max). DUR is a
-duration such as 500ms, 30s, 5m or 1h30m, or a number of seconds. Every flag can also be given
-as an environment variable: --memory-max as CGRUN_MEMORY_MAX, --oom-group as CGRUN_OOM_GROUP,
-and so on; a flag on the command line wins over the environment, and a misspelt variable
-draws a warning.`
+too; 1.5G works), a percentage of the machine's memory or a container's limit (75%), or max /
+infinity for no limit; --memory-max and --memory-high take at least 1M. N is a whole number
+(pids: or max). DUR is a duration such as 500ms, 30s, 5m or 1h30m, or a number of seconds.
+Every flag can also be given as an environment variable: --memory-max as CGRUN_MEMORY_MAX,
+--oom-group as CGRUN_OOM_GROUP, and so on; a flag on the command line wins over the
+environment, and a misspelt variable draws a warning.`
 
 	runExitStatus = `cgrun exits with COMMAND's exit code, 128+N when it died of signal N, 125 when cgrun itself
 failed, 126 when COMMAND cannot be executed and 127 when it is not found.`
