@@ -523,7 +523,10 @@ func (g *generation) step(ev any) {
 			g.thrashTick = nil
 		case core.ActRecordThrash:
 			v := a.Verdict
-			g.run.log.Add(g.record(oomwatch.Event{Time: a.Now, Kind: report.KindThrash}, func(r *report.Event) {
+			ev := oomwatch.Event{Time: a.Now, Kind: report.KindThrash}
+			ev.MemoryCurrent, _ = cgroup.MemoryCurrent(g.dir) // at memory.max: the thrash's memory
+			ev.MemoryPeak, ev.MemoryPeakSource = g.peak.Peak()
+			g.run.log.Add(g.record(ev, func(r *report.Event) {
 				r.Reason, r.Thrash = policy.Thrashing, &report.Thrash{Source: v.Source, Why: v.Why, RefaultsPerSecond: v.Rate}
 			}))
 		case core.ActGiveUpDump:

@@ -44,7 +44,7 @@ func TestThrashAdapter(t *testing.T) {
 		t.Fatalf("readThrashSample: %+v, %v", s, err)
 	}
 
-	g := &generation{Gen: core.Gen{Number: 1}, run: r, dir: dir}
+	g := &generation{Gen: core.Gen{Number: 1}, run: r, dir: dir, peak: cgroup.NewPeakMeter(dir)}
 	g.thrash = policy.NewThrashWatch(p.Thrash, r.cfg.Limits, false)
 	r.core.Watch(&g.Gen)
 	defer g.stopTimers()
@@ -65,8 +65,9 @@ func TestThrashAdapter(t *testing.T) {
 		t.Errorf("cgroup.kill holds %q: want the group killed (1)", b)
 	}
 	r.log.Close()
-	if !strings.Contains(stream.String(), `"event":"thrash"`) || !strings.Contains(stream.String(), `"refaults_per_second":900`) {
-		t.Errorf("stream %q: want the thrash record with its rate", stream.String())
+	if !strings.Contains(stream.String(), `"event":"thrash"`) || !strings.Contains(stream.String(), `"refaults_per_second":900`) ||
+		!strings.Contains(stream.String(), `"memory_current":66060288`) {
+		t.Errorf("stream %q: want the thrash record with its rate and memory.current (63M)", stream.String())
 	}
 	if want := "cgrun: app: recycling generation 1: thrashing: 900 refaults/s for 2s; killing its group"; !strings.Contains(log.String(), want) {
 		t.Errorf("log %q: want %q", log.String(), want)
