@@ -135,7 +135,7 @@ func TestSubcommandHelp(t *testing.T) {
 	}{
 		{"ps", []string{"Usage: cgrun ps [--json]", "--json"}},
 		{"status", []string{"Usage: cgrun status NAME|PID [--json]", "--json"}},
-		{"stop", []string{"Usage: cgrun stop NAME|PID [--timeout DUR]", "--timeout DUR", "default 30s"}},
+		{"stop", []string{"Usage: cgrun stop NAME|PID [--timeout DUR]", "--timeout DUR", "(default: 30s, or its"}},
 		{"recycle", []string{"Usage: cgrun recycle NAME|PID", "--help"}},
 		{"check", []string{"Usage: cgrun check", "--json", "--parent"}},
 		{"run", []string{"Usage: cgrun run", "Limits:", "--memory-max SIZE"}},

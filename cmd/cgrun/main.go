@@ -24,7 +24,7 @@ var version = ""
 const usage = `cgrun gives one command its own cgroup v2 memory space.
 
 Usage:
-  cgrun check [--json]                    can cgrun run work on this host? what is missing?
+  cgrun check [--json] [--parent GROUP]   can cgrun run work on this host? what is missing?
   cgrun run [flags] -- COMMAND [ARG...]   run COMMAND in a fresh group with limits
   cgrun advise [--for DUR] [--json] [run flags] -- COMMAND [ARG...]
                                           measure what COMMAND needs; print --memory-max to paste

@@ -58,7 +58,7 @@ type sandbox struct {
 	Advice *advise.Advice `json:"advice,omitempty"`
 	// Only in status:
 	MemoryStat map[string]uint64      `json:"memory_stat,omitempty"` // anon, file, kernel, sock, shmem
-	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // null where the kernel has no PSI
+	Pressure   *oomwatch.PressureInfo `json:"pressure,omitempty"`    // left out where the kernel has no PSI
 	Events     map[string]uint64      `json:"memory_events,omitempty"`
 	Recent     []state.Event          `json:"recent,omitempty"`
 	Dumps      []diagnose.Dump        `json:"dumps,omitempty"` // the diagnostic dumps cgrun keeps
@@ -161,6 +161,7 @@ func newSignalFlagSet(verb string) (*pflag.FlagSet, *time.Duration) {
 	timeout := 30 * time.Second
 	if verb == "stop" {
 		durationVar(fs, &timeout, "timeout", "how long stop waits for cgrun to exit (default: 30s, or its --stop-timeout and 5s more; 0: not at all)")
+		fs.Lookup("timeout").DefValue = "" // the usage says it
 	}
 	return fs, &timeout
 }

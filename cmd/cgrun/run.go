@@ -53,7 +53,8 @@ type runFlags struct {
 func newRunFlagSet(f *runFlags) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("cgrun run", pflag.ContinueOnError)
 	fs.SetInterspersed(false) // everything after COMMAND belongs to COMMAND
-	l, phys := &f.limits, sync.OnceValue(memoryAvailable) // read only for a percentage
+	// What a percentage is of, read only when one is given.
+	l, phys := &f.limits, sync.OnceValue(memoryAvailable)
 	parsedVar(fs, &l.MemoryMax, "SIZE", "", size(phys), "memory-max", "hard limit (memory.max): past it the group is reclaimed, then OOM-killed")
 	parsedVar(fs, &l.MemoryHigh, "SIZE", "", size(phys), "memory-high", "throttle limit (memory.high): past it the group is slowed and reclaimed; must not exceed --memory-max")
 	parsedVar(fs, &l.MemoryLow, "SIZE", "", size(phys), "memory-low", "protected memory (memory.low): kept from reclaim while the host has memory elsewhere")
