@@ -16,6 +16,8 @@ import (
 // that cannot be executed.
 func execError(path string, err error) error {
 	switch {
+	case errors.Is(err, unix.EAGAIN):
+		return &exitcode.Error{Code: exitcode.Failure, Err: fmt.Errorf("%s: cannot start it: %s", path, noProcess)}
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 		return &exitcode.Error{Code: exitcode.NotFound, Err: fmt.Errorf("%s: %s", path, missing(path))}
 	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EISDIR),
@@ -24,6 +26,9 @@ func execError(path string, err error) error {
 	}
 	return &exitcode.Error{Code: exitcode.Failure, Err: fmt.Errorf("%s: exec: %w", path, err)}
 }
+
+// noProcess says what fork's EAGAIN means.
+const noProcess = "the kernel refused a new process (EAGAIN): the pids.max of its group or of one above it is reached, or the user's process limit (ulimit -u); raise the limit, or see what holds those processes"
 
 // missing says what execve's ENOENT meant: the file itself, or, where the file is there, the
 // interpreter its #! line names (or an ELF's loader) — as bash's "required file not found".

@@ -31,6 +31,7 @@ func TestExecErrorWords(t *testing.T) {
 		{write("script", "#!/nonexistent/interp -x\necho hi\n"), unix.ENOENT, exitcode.NotFound, "script: cannot execute: its interpreter /nonexistent/interp (the #! line) is not found"},
 		{write("elf", "\x7fELF\x02\x01\x01"), unix.ENOENT, exitcode.NotFound, "elf: cannot execute: a file it needs (its #! interpreter or its ELF loader) is not found"},
 		{write("plain", "echo hi\n"), unix.EACCES, exitcode.CannotExec, "plain: cannot execute: permission denied"},
+		{write("forks", "echo hi\n"), unix.EAGAIN, exitcode.Failure, "forks: cannot start it: the kernel refused a new process (EAGAIN): the pids.max of its group or of one above it is reached, or the user's process limit (ulimit -u); raise the limit, or see what holds those processes"},
 	} {
 		err := execError(tc.path, tc.err)
 		if exitcode.Of(err) != tc.code || !strings.HasSuffix(err.Error(), tc.want) {

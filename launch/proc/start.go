@@ -119,7 +119,7 @@ func Start(c Child) (pid int, err error) {
 	argv = append(append(argv, c.Path, "--"), c.Argv...)
 	pid, err = forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: append(stdio[:3:3], uintptr(gfd)), Sys: sys}, c)
 	if err != nil {
-		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
+		return 0, stubError(self, err)
 	}
 	return pid, nil
 }
@@ -176,15 +176,26 @@ func startListening(c Child, gfd int, stdio []uintptr, sys *syscall.SysProcAttr)
 			return 0, groupError(c.GroupDir, err)
 		}
 		if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
-			return pid, err
+			return pid, stubError(self, err)
 		}
 		sys.UseCgroupFD, sys.CgroupFD = false, 0
 	}
 	pid, err := forkExec(self, argv, &syscall.ProcAttr{Env: c.Env, Files: files, Sys: sys}, c)
 	if err != nil {
-		return 0, fmt.Errorf("start re-exec stub %s: %w", self, err)
+		return 0, stubError(self, err)
 	}
 	return pid, nil
+}
+
+// stubError is a failed start of the re-exec stub, which is cgrun's own failure (125).
+func stubError(self string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, unix.EAGAIN) {
+		return &exitcode.Error{Code: exitcode.Failure, Err: fmt.Errorf("cannot start the command: %s", noProcess)}
+	}
+	return fmt.Errorf("start re-exec stub %s: %w", self, err)
 }
 
 // forkExec is syscall.ForkExec, from a thread prepared for c when it needs one: with
