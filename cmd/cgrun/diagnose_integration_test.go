@@ -399,3 +399,22 @@ func TestDiagnoseStuckAtMemoryMaxEndsTheWait(t *testing.T) {
 		t.Errorf("dump %+v; want it not complete after %v to 30s, its note naming --diagnose-headroom", d, diagnose.StuckAfter)
 	}
 }
+
+// TestDiagnoseDirReadOnlyIsRefused: a --diagnose-dir on a read-only file system (a read-only
+// bind mount here) is refused at the start, one line and exit 125, not found out at the first
+// dump, which could never land there.
+func TestDiagnoseDirReadOnlyIsRefused(t *testing.T) {
+	h := requireCgroup2(t)
+	dir := hostfsDir(t)
+	if out, err := exec.Command("mount", "--bind", "-o", "ro", dir, dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount --bind -o ro %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", dir).Run() })
+	before := groupsUnder(t, h.SelfDir())
+	r := runWith(t, nil, nil, "run", "--name", "rodump", "--diagnose-cmd", "true", "--diagnose-dir", dir, "--", "/bin/true")
+	want := "cgrun: --diagnose-dir " + dir + ": on a read-only file system, so a dump could never land there; choose a directory on a writable disk\n"
+	if r.code != 125 || r.stderr != want {
+		t.Errorf("exit %d, stderr %q; want 125 and %q", r.code, r.stderr, want)
+	}
+	assertNothingLeft(t, h, before)
+}

@@ -46,6 +46,11 @@ func OpenDir(path string, w Writer) (*Dir, error) {
 		f.Close()
 		return nil, err
 	}
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err == nil && fs.Flags&unix.ST_RDONLY != 0 {
+		f.Close()
+		return nil, fmt.Errorf("--diagnose-dir %s: on a read-only file system, so a dump could never land there; choose a directory on a writable disk", path)
+	}
 	return &Dir{Path: path, f: f, uid: w.UID}, nil
 }
 
