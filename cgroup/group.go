@@ -49,6 +49,15 @@ func Remove(dir string) error {
 	return fmt.Errorf("remove group %s: %w", dir, err)
 }
 
+// RemoveEmpty removes the group dir if it is empty, at once: no wait for a group that is
+// emptying (Remove's), and nothing removed that holds a process or a group.
+func RemoveEmpty(dir string) error {
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove group %s: %w", dir, err)
+	}
+	return nil
+}
+
 // RemoveTree removes the empty group dir and every group below it, deepest first: the groups
 // that a nested cgrun, killed with everything else, could not remove itself.
 func RemoveTree(dir string) error {

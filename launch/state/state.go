@@ -321,6 +321,7 @@ func CleanStale(h cgroup.Hierarchy) {
 		return
 	}
 	_, _ = listDir(Location{dir, os.Geteuid()}, func(s State) bool { return removeLeftovers(h, s, time.Second) == nil })
+	CleanOrphanLeaves(h.SelfDir())
 }
 
 // listDir reads the states of one directory; clean is asked about each stale state of the
@@ -348,6 +349,11 @@ func listDir(loc Location, clean func(State) bool) ([]State, error) {
 	euid := os.Geteuid()
 	var out []State
 	for _, name := range names {
+		if pid, ok := tempOf(name); ok && loc.UID == euid && !alive(pid) {
+			// A state half-written when its cgrun was SIGKILLed (atomicfile's temporary).
+			_ = unix.Unlinkat(dfd, name, 0)
+			continue
+		}
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
@@ -366,6 +372,35 @@ func listDir(loc Location, clean func(State) bool) ([]State, error) {
 		}
 	}
 	return out, nil
+}
+
+// tempOf is the pid of a state's temporary file, .PID.json.cgrun-RANDOM, as Save writes it
+// beside the state before renaming it over it.
+func tempOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, ".")
+	n, _, ok2 := strings.Cut(rest, ".json.cgrun-")
+	pid, err := strconv.Atoi(n)
+	return pid, ok && ok2 && err == nil && pid > 0 && strconv.Itoa(pid) == n
+}
+
+// alive reports whether a process with pid exists (of any user).
+func alive(pid int) bool {
+	return unix.Kill(pid, 0) != unix.ESRCH
+}
+
+// CleanOrphanLeaves removes the empty cgrun-PID groups in dir (cgrun's own group, where it moves
+// itself before it makes anything else) whose cgrun is gone: one SIGKILLed after that move and
+// before it wrote its state left a group that no state leads to. Only an empty group goes (rmdir
+// refuses any other), and only one whose pid no process has.
+func CleanOrphanLeaves(dir string) {
+	kids, _ := cgroup.Children(dir)
+	for _, k := range kids {
+		n, ok := strings.CutPrefix(k, "cgrun-")
+		pid, err := strconv.Atoi(n)
+		if ok && err == nil && pid > 0 && strconv.Itoa(pid) == n && !alive(pid) {
+			_ = cgroup.RemoveEmpty(filepath.Join(dir, k))
+		}
+	}
 }
 
 // readState opens name in the directory dfd and reads it as a state owned by uid.

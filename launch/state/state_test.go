@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -375,6 +376,61 @@ func TestSaveMakesADirectoryPsReads(t *testing.T) {
 		}
 		if _, err := os.Stat(Path(other, s.Pid)); err == nil {
 			t.Errorf("a state was written into another user's directory")
+		}
+	}
+}
+
+// deadPid is a pid no process has.
+func deadPid(t *testing.T) int {
+	t.Helper()
+	for pid := 4194000; pid > 4190000; pid-- {
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			return pid
+		}
+	}
+	t.Fatal("no free pid found")
+	return 0
+}
+
+// TestCleanOrphanLeaves: what a cgrun SIGKILLed between moving itself into cgrun-PID and writing
+// its state leaves — that empty group, a half-written state — is removed by the next look; a
+// live cgrun's, a busy group and anything not named so stay.
+func TestCleanOrphanLeaves(t *testing.T) {
+	dead, live := deadPid(t), os.Getpid()
+	own := t.TempDir() // directories stand in for groups: rmdir treats them alike
+	for _, d := range []string{
+		fmt.Sprintf("cgrun-%d", dead), fmt.Sprintf("cgrun-%d", live), "cgrun-x", fmt.Sprintf("app-%d.1", dead),
+		fmt.Sprintf("cgrun-%d/busy", dead+1),
+	} {
+		if err := os.MkdirAll(filepath.Join(own, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	CleanOrphanLeaves(own)
+	kids, _ := os.ReadDir(own)
+	var left []string
+	for _, k := range kids {
+		left = append(left, k.Name())
+	}
+	want := []string{fmt.Sprintf("app-%d.1", dead), fmt.Sprintf("cgrun-%d", dead+1), fmt.Sprintf("cgrun-%d", live), "cgrun-x"}
+	sort.Strings(want)
+	if strings.Join(left, " ") != strings.Join(want, " ") {
+		t.Errorf("left %q, want %q", left, want)
+	}
+
+	states := t.TempDir()
+	deadTemp, liveTemp := fmt.Sprintf(".%d.json.cgrun-1a2b", dead), fmt.Sprintf(".%d.json.cgrun-3c4d", live)
+	for _, name := range []string{deadTemp, liveTemp, ".notes"} {
+		if err := os.WriteFile(filepath.Join(states, name), []byte("{"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := listDir(Location{states, os.Geteuid()}, func(State) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	for name, kept := range map[string]bool{deadTemp: false, liveTemp: true, ".notes": true} {
+		if _, err := os.Stat(filepath.Join(states, name)); (err == nil) != kept {
+			t.Errorf("%s: kept %v, want %v", name, err == nil, kept)
 		}
 	}
 }
