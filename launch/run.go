@@ -191,6 +191,14 @@ func Validate(cfg *Config) error {
 	if cfg.Diagnose.Headroom != 0 && (!cfg.Limits.MemoryMax.Set || cfg.Limits.MemoryMax.Max) {
 		return errors.New("--diagnose-headroom raises memory.max for the dump: give --memory-max too")
 	}
+	// A probe or a dump command runs in the group beside the command, and pids.max counts it.
+	if p := cfg.Limits.PidsMax; p.Set && !p.Max && p.Value < 2 {
+		for _, c := range []struct{ flag, cmd string }{{"--health-cmd", cfg.Policy.Health.Cmd}, {"--diagnose-cmd", cfg.Diagnose.Cmd}} {
+			if c.cmd != "" {
+				return fmt.Errorf("--pids-max %d leaves no room for %s, which runs in the group beside the command and counts too: give 2 or more", p.Value, c.flag)
+			}
+		}
+	}
 	if err := CheckDumpDir(cfg.Diagnose, cfg.User); err != nil {
 		return err
 	}

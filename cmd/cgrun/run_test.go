@@ -106,6 +106,8 @@ func TestCommandLineFailures(t *testing.T) {
 		{[]string{"run", "--diagnose-signal", "USR2", "--diagnose-dir", "/tmp", "--diagnose-above", "lots", "--", "true"}, 125, `--diagnose-above "lots": want a size`},
 		{[]string{"run", "--health-http", "http://127.0.0.1:99999/", "--", "true"}, 125, "port 99999 is not a TCP port"},
 		{[]string{"run", "--max-restarts", "3", "--restart-window", "0", "--", "true"}, 125, "--restart-window 0 counts no restart"},
+		{[]string{"run", "--pids-max", "1", "--health-cmd", "true", "--", "true"}, 125, "--pids-max 1 leaves no room for --health-cmd, which runs in the group beside the command and counts too: give 2 or more"},
+		{[]string{"run", "--pids-max", "1", "--diagnose-cmd", "true", "--diagnose-dir", "/tmp", "--", "true"}, 125, "--pids-max 1 leaves no room for --diagnose-cmd"},
 		{[]string{"run", "--resources", "/dev/zero", "--", "true"}, 125, "--resources /dev/zero: not a regular file (a character device)"},
 		{[]string{"run", "--resources", "/no/such/r.json", "--", "true"}, 125, "--resources /no/such/r.json: no such file; give the path"},
 		{[]string{"run", "--baseline", "/no/such/b.json", "--", "true"}, 125, "--baseline /no/such/b.json: no such file; record one first"},
