@@ -232,7 +232,8 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 		return fail(err)
 	}
 	var closeEvents, closeReport func()
-	if cfg.Events, closeEvents, err = openEvents(f.events, stdout); err != nil {
+	var eventsCreated func() // an --events file this start created, removed if the start fails
+	if cfg.Events, closeEvents, eventsCreated, err = openEvents(f.events, stdout); err != nil {
 		return fail(fmt.Errorf("%s: %w", origin("events"), err))
 	}
 	defer closeEvents()
@@ -242,6 +243,7 @@ func launchCommand(fs *pflag.FlagSet, f *runFlags, adv *adviseFlags, args, env [
 	defer closeReport()
 	code, err := launch.Run(cfg)
 	if err != nil {
+		eventsCreated()
 		return fail(err)
 	}
 	if advised != nil {
@@ -417,27 +419,27 @@ func envValue(env []string, key string) string {
 
 // openEvents opens the --events target: a file (appended to), "-" for stdout, or "fd:N" for an
 // inherited file descriptor. An empty target is no stream.
-func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
+func openEvents(target string, stdout io.Writer) (w io.Writer, closeIt, unmake func(), err error) {
 	nop := func() {}
 	switch {
 	case target == "":
-		return nil, nop, nil
+		return nil, nop, nop, nil
 	case target == "-":
-		return stdout, nop, nil
+		return stdout, nop, nop, nil
 	case strings.HasPrefix(target, "fd:"):
 		fd, err := strconv.Atoi(target[3:])
 		if err != nil || fd < 0 {
-			return nil, nop, fmt.Errorf("%q: want fd:N with N a file descriptor number", target)
+			return nil, nop, nop, fmt.Errorf("%q: want fd:N with N a file descriptor number", target)
 		}
 		fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
 		if err != nil {
-			return nil, nop, fmt.Errorf("%q: file descriptor %d is not open (%v); open it in the shell, e.g. 3>events.jsonl", target, fd, err)
+			return nil, nop, nop, fmt.Errorf("%q: file descriptor %d is not open (%v); open it in the shell, e.g. 3>events.jsonl", target, fd, err)
 		}
 		if fl&unix.O_ACCMODE == unix.O_RDONLY {
-			return nil, nop, fmt.Errorf("%q: file descriptor %d is open for reading only; open it for writing in the shell, e.g. %d>events.jsonl", target, fd, fd)
+			return nil, nop, nop, fmt.Errorf("%q: file descriptor %d is open for reading only; open it for writing in the shell, e.g. %d>events.jsonl", target, fd, fd)
 		}
 		unix.CloseOnExec(fd) // the stream is cgrun's, not the command's
-		return os.NewFile(uintptr(fd), target), nop, nil
+		return os.NewFile(uintptr(fd), target), nop, nop, nil
 	}
 	// Through the directory, never through a symlink or into another file's hard link
 	// (atomicfile.Dir.Append): the --user may write the directory.
@@ -445,21 +447,25 @@ func openEvents(target string, stdout io.Writer) (io.Writer, func(), error) {
 	// parks the writer goroutine (never the supervisor) on a full pipe.
 	dir, name, err := atomicfile.Split(target)
 	if err != nil {
-		return nil, nop, missingDir(target, err)
+		return nil, nop, nop, missingDir(target, err)
 	}
+	existed := dir.Exists(name)
 	f, err := dir.Append(name)
 	if errors.Is(err, unix.ENXIO) {
 		// A FIFO without a reader: open it on the stream's first write, which happens on the
 		// stream's own goroutine; lines wait in its queue (or are dropped and counted) meanwhile.
 		l := &lateFile{dir: dir, name: name}
-		return l, l.close, nil
+		return l, l.close, nop, nil
 	}
 	if err != nil {
 		dir.Close()
-		return nil, nop, err
+		return nil, nop, nop, err
 	}
-	dir.Close()
-	return f, func() { f.Close() }, nil
+	unmake = nop
+	if !existed {
+		unmake = func() { _ = dir.RemoveUnwritten(name, f) }
+	}
+	return f, func() { f.Close(); dir.Close() }, unmake, nil
 }
 
 // missingDir tells an open that failed for want of the file's directory as what to create;

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -203,14 +204,14 @@ func TestOutputInAMissingDirectory(t *testing.T) {
 	dir := t.TempDir()
 	target := filepath.Join(dir, "missing", "sub", "x.jsonl")
 	want := target + ": the directory " + filepath.Dir(target) + " does not exist; create it first (mkdir -p " + filepath.Dir(target) + ") or name a file in a directory that exists"
-	if _, _, err := openEvents(target, nil); err == nil || err.Error() != want {
+	if _, _, _, err := openEvents(target, nil); err == nil || err.Error() != want {
 		t.Errorf("openEvents: %v, want %q", err, want)
 	}
 	if _, _, err := openReport(target, nil); err == nil || err.Error() != want {
 		t.Errorf("openReport: %v, want %q", err, want)
 	}
 	// A directory in the place of the file: not a missing directory.
-	if _, _, err := openEvents(dir, nil); err == nil || strings.Contains(err.Error(), "does not exist") {
+	if _, _, _, err := openEvents(dir, nil); err == nil || strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("openEvents of a directory: %v", err)
 	}
 }
@@ -224,7 +225,7 @@ func TestEventsFdOpenForReading(t *testing.T) {
 	}
 	defer f.Close()
 	target := "fd:" + strconv.Itoa(int(f.Fd()))
-	if _, _, err := openEvents(target, nil); err == nil || !strings.Contains(err.Error(), "is open for reading only") {
+	if _, _, _, err := openEvents(target, nil); err == nil || !strings.Contains(err.Error(), "is open for reading only") {
 		t.Errorf("openEvents(%s) of a read-only fd: %v", target, err)
 	}
 	w, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -239,7 +240,7 @@ func TestEventsFdOpenForReading(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev, _, err := openEvents("fd:"+strconv.Itoa(fd), nil)
+	ev, _, _, err := openEvents("fd:"+strconv.Itoa(fd), nil)
 	if err != nil {
 		unix.Close(fd)
 		t.Fatalf("openEvents of a writable fd: %v", err)
@@ -274,5 +275,47 @@ func TestSameFile(t *testing.T) {
 		if have := sameFile(tc.a, tc.b); have != tc.same {
 			t.Errorf("sameFile(%s, %s) = %v, want %v", tc.a, tc.b, have, tc.same)
 		}
+	}
+}
+
+// TestEventsFileOfAFailedStartIsRemoved: an --events file the start created is removed when the
+// start then fails (it is empty); one that was there before, or that has lines, stays.
+func TestEventsFileOfAFailedStartIsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "fresh.jsonl")
+	_, closeIt, unmake, err := openEvents(fresh, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmake()
+	closeIt()
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("the events file the failed start created: %v, want it gone", err)
+	}
+
+	old := filepath.Join(dir, "old.jsonl")
+	if err := os.WriteFile(old, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, closeIt, unmake, err = openEvents(old, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unmake()
+	closeIt()
+	if _, err := os.Stat(old); err != nil {
+		t.Errorf("an events file that was there before the failed start: %v, want it kept", err)
+	}
+
+	written := filepath.Join(dir, "written.jsonl")
+	w, closeIt, unmake, err := openEvents(written, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, "{\"event\":\"start\"}\n")
+	unmake()
+	closeIt()
+	if b, err := os.ReadFile(written); err != nil || len(b) == 0 {
+		t.Errorf("an events file with lines: %q, %v; want it kept", b, err)
 	}
 }

@@ -256,6 +256,29 @@ func (d *Dir) Append(name string) (*os.File, error) {
 	return d.verified(fd, name, true)
 }
 
+// Exists reports whether d holds anything named name (not followed: a symlink counts).
+func (d *Dir) Exists(name string) bool {
+	var st unix.Stat_t
+	return !errors.Is(unix.Fstatat(d.fd, name, &st, unix.AT_SYMLINK_NOFOLLOW), unix.ENOENT)
+}
+
+// RemoveUnwritten removes name from d if it is still the file f, a regular file that nothing was
+// written to: the --events file a start created and then failed after (the port to --listen on
+// was taken), so that bad input leaves no file behind. Any other file at name stays.
+func (d *Dir) RemoveUnwritten(name string, f *os.File) error {
+	var open, named unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &open); err != nil {
+		return err
+	}
+	if err := unix.Fstatat(d.fd, name, &named, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	if open.Dev != named.Dev || open.Ino != named.Ino || open.Mode&unix.S_IFMT != unix.S_IFREG || open.Size != 0 {
+		return nil
+	}
+	return unix.Unlinkat(d.fd, name, 0)
+}
+
 // OpenFIFO opens the FIFO name in d for writing, blocking until a reader opens it: the late open
 // of an --events FIFO that had no reader at the start. The name must still be a FIFO; nothing is
 // created.
