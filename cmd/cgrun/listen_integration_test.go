@@ -288,7 +288,8 @@ func TestListenBadInputCreatesNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := groupsUnder(t, h.SelfDir())
-			cmd := exec.Command(cgrunBin(t), "run", "--listen", "unix:"+first, "--listen", tc.addr, "--", "/bin/sleep", "30")
+			events := filepath.Join(dir, "events.jsonl") // made before the sockets are bound: gone again
+			cmd := exec.Command(cgrunBin(t), "run", "--events", events, "--listen", "unix:"+first, "--listen", tc.addr, "--", "/bin/sleep", "30")
 			var errb bytes.Buffer
 			cmd.Stderr = &errb
 			err := cmd.Run()
@@ -305,6 +306,9 @@ func TestListenBadInputCreatesNothing(t *testing.T) {
 			}
 			if _, err := os.Lstat(first); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("the first --listen's socket file is left: %v", err)
+			}
+			if _, err := os.Lstat(events); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the --events file is left: %v", err)
 			}
 			assertNothingLeft(t, h, before)
 		})
