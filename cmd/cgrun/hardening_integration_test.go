@@ -197,15 +197,17 @@ func TestBrokenStderrNeverEndsSupervision(t *testing.T) {
 func TestHealthProbeThatCannotStartNeverBlocks(t *testing.T) {
 	h := requireCgroup2(t)
 	before := groupsUnder(t, h.SelfDir())
-	cmd := exec.Command(cgrunBin(t), "run", "--name", "noprobe", "--pids-max", "1", "--health-cmd", "true",
-		"--health-interval", "1ms", "--health-retries", "1000000000", "--", "/bin/sleep", "20")
+	// Two processes fill --pids-max 2 before the first probe, one interval in: no probe can start
+	// (--pids-max 1 with a probe is refused at the start).
+	cmd := exec.Command(cgrunBin(t), "run", "--name", "noprobe", "--pids-max", "2", "--health-cmd", "true",
+		"--health-interval", "500ms", "--health-retries", "1000000000", "--", "/bin/sh", "-c", "/bin/sleep 20 & exec /bin/sleep 20")
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
-	time.Sleep(time.Second)
+	time.Sleep(2 * time.Second) // three probes that cannot start
 	cmd.Process.Signal(syscall.SIGTERM)
 	if code := waitCode(t, cmd); code != 128+15 {
 		t.Errorf("exit %d after SIGTERM, want 143; stderr %q", code, errb.String())
