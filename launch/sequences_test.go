@@ -111,8 +111,10 @@ func TestTakenOverGenerationLifetimeCountsFromItsStart(t *testing.T) {
 		if out.recycled != policy.Lifetime {
 			t.Errorf("outcome %+v; want recycled for its lifetime", out)
 		}
-		if l := h.log.String(); !strings.Contains(l, "lifetime of 3s reached") {
-			t.Errorf("log %q; want the lifetime of 3s", l)
+		// Recycled within 1.5 s of the takeover, not 3 s after it, is the point; the uptime the
+		// line gives rounds to 3s or, on a loaded guest, 4s.
+		if l := h.log.String(); !strings.Contains(l, "lifetime of 3s reached") && !strings.Contains(l, "lifetime of 4s reached") {
+			t.Errorf("log %q; want the lifetime of 3s (or 4s, rounded, on a slow machine)", l)
 		}
 	case <-time.After(1500 * time.Millisecond):
 		h.stop <- unix.SIGTERM
