@@ -90,6 +90,14 @@ func trapShell(t *testing.T, trap string) (argv []string, trapped func()) {
 // goroutine; the outcome comes on done.
 func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 	t.Helper()
+	return superviseGeneration(t, cfg, 1, 0, argv...)
+}
+
+// superviseGeneration is superviseOnHost for generation n, begun age ago. One after the first
+// was begun by an --overlap recycle of the one before, and now takes over; an --overlap recycle
+// of it begins the next one in the fake mount, and cannot (no group): it recycles without.
+func superviseGeneration(t *testing.T, cfg *Config, n int, age time.Duration, argv ...string) *hostRun {
+	t.Helper()
 	mount, dir := fakeGroupDir(t)
 	log := &lockedbuf.Buffer{}
 	cfg.Log, cfg.Name = log, "app"
@@ -100,6 +108,9 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 		notify: &notify.Notifier{}, early: map[int]unix.WaitStatus{},
 		state:         state.State{RestartsByReason: map[string]int{}, Totals: map[string]uint64{}, Recent: []state.Event{}},
 		adviseStarted: time.Now()}
+	if n > 1 {
+		r.last, r.site = n, &cgroup.Site{Dir: mount}
+	}
 	var pid int
 	var err error
 	if r.dumpDir, err = openDumpDir(cfg.Diagnose, nil); err != nil {
@@ -111,9 +122,9 @@ func superviseOnHost(t *testing.T, cfg *Config, argv ...string) *hostRun {
 		t.Fatal(err)
 	}
 	events := make(chan oomwatch.Event, 8)
-	g := &generation{Gen: core.Gen{Number: 1}, run: r, pid: pid, dir: dir, leaf: state.Leaf(dir),
+	g := &generation{Gen: core.Gen{Number: n}, run: r, pid: pid, dir: dir, leaf: state.Leaf(dir),
 		peak: cgroup.NewPeakMeter(dir, state.Leaf(dir)), events: events, stopWatching: func() {},
-		begun: outcome{pid: pid, started: time.Now()}}
+		begun: outcome{pid: pid, started: time.Now().Add(-age)}}
 	h := &hostRun{g: g, log: log, stop: stop, other: other, events: events, done: make(chan outcome, 1)}
 	quit := make(chan struct{})
 	t.Cleanup(func() {
